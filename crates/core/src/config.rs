@@ -1,0 +1,566 @@
+//! The configuration schema and its validation.
+//!
+//! Parsing (TOML + environment) happens in the binary; this module defines what a valid
+//! configuration is. Unknown keys are rejected by serde; everything serde cannot check is checked
+//! by [`Config::validate`], which reports every problem with the key that caused it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::path;
+use crate::policy::AccessPolicy;
+use crate::profile::HeaderProfileConfig;
+use crate::session::SessionPolicy;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4180";
+/// The `upstream` value that selects the built-in header-echo app.
+pub const WHOAMI_UPSTREAM: &str = "whoami";
+/// Paths Portcullis serves itself; apps cannot claim them.
+pub const RESERVED_PREFIXES: &[&str] = &["/.portcullis", "/oauth2", "/api/v1", "/scim/v2", "/.well-known"];
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The URL people use to reach Portcullis. Defaults to `http://` + `listen`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Addresses of proxies in front of Portcullis whose `X-Forwarded-*` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub cookie: CookieConfig,
+    #[serde(default)]
+    pub session: SessionConfig,
+    #[serde(default)]
+    pub local_auth: LocalAuthConfig,
+    /// How long shutdown waits for in-flight requests (long streams included) before exiting.
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Apps behind Portcullis. Without any, everything goes to the built-in `whoami` app.
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `portcullis=debug,info`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: default_log_level(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CookieConfig {
+    /// `Secure` attribute. Unset: on, which browsers accept over https and on loopback http.
+    /// Set `false` only for plain-http development on a non-loopback address.
+    #[serde(default)]
+    pub secure: Option<bool>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    #[serde(default = "default_idle", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(default = "default_absolute", with = "humantime_serde")]
+    pub absolute_timeout: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            idle_timeout: default_idle(),
+            absolute_timeout: default_absolute(),
+        }
+    }
+}
+
+impl SessionConfig {
+    pub fn policy(&self) -> SessionPolicy {
+        SessionPolicy {
+            idle: self.idle_timeout,
+            absolute: self.absolute_timeout,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalAuthConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Argon2id hashing is deliberately expensive; this bounds how many run at once.
+    #[serde(default = "default_hash_concurrency")]
+    pub max_concurrent_hashes: usize,
+    /// Failed attempts (per account and per client address) before back-off starts.
+    #[serde(default = "default_free_attempts")]
+    pub free_attempts: u32,
+    /// First back-off; it doubles with every further failure up to `max_backoff`.
+    #[serde(default = "default_base_backoff", with = "humantime_serde")]
+    pub base_backoff: Duration,
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for LocalAuthConfig {
+    fn default() -> Self {
+        LocalAuthConfig {
+            enabled: true,
+            max_concurrent_hashes: default_hash_concurrency(),
+            free_attempts: default_free_attempts(),
+            base_backoff: default_base_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub name: String,
+    /// Match on the `Host` header (port ignored, case-insensitive). Unset: any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Match on a path prefix at a segment boundary. The longest matching prefix wins.
+    #[serde(default = "default_prefix")]
+    pub path_prefix: String,
+    /// `http://host:port` of the app, or `whoami` for the built-in header-echo app.
+    pub upstream: String,
+    #[serde(default)]
+    pub identity_headers: HeaderProfileConfig,
+    #[serde(default)]
+    pub access: AccessPolicy,
+    #[serde(default)]
+    pub skip_auth: Vec<SkipAuthRule>,
+    #[serde(default)]
+    pub timeouts: TimeoutConfig,
+    /// Remove the client's `Authorization` header before forwarding. Off: apps such as Open WebUI
+    /// use it for their own tokens.
+    #[serde(default)]
+    pub strip_authorization: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkipAuthRule {
+    /// Methods this rule applies to; empty means all.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// A regex over the canonical path. It must start with `^` so it cannot match mid-path.
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutConfig {
+    #[serde(default = "default_connect", with = "humantime_serde")]
+    pub connect: Duration,
+    /// Time allowed for the upstream to send response headers (504 after it).
+    #[serde(default = "default_response_header", with = "humantime_serde")]
+    pub response_header: Duration,
+    /// Time allowed between two body chunks in either direction. Not a total limit: a stream that
+    /// keeps sending lives as long as it likes.
+    #[serde(default = "default_idle_stream", with = "humantime_serde")]
+    pub idle: Duration,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        TimeoutConfig {
+            connect: default_connect(),
+            response_header: default_response_header(),
+            idle: default_idle_stream(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4180))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./portcullis-data")
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_idle() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_absolute() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_hash_concurrency() -> usize {
+    4
+}
+fn default_free_attempts() -> u32 {
+    5
+}
+fn default_base_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_prefix() -> String {
+    "/".into()
+}
+fn default_connect() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_response_header() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_idle_stream() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            public_url: None,
+            data_dir: default_data_dir(),
+            trusted_proxies: Vec::new(),
+            log: LogConfig::default(),
+            cookie: CookieConfig::default(),
+            session: SessionConfig::default(),
+            local_auth: LocalAuthConfig::default(),
+            shutdown_grace: default_shutdown_grace(),
+            apps: Vec::new(),
+        }
+    }
+}
+
+/// One problem in a configuration, tied to the key that caused it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// A parsed `http://` upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    /// `host:port` as it goes into the `Host` header and the connection.
+    pub authority: String,
+    /// A path prefix the upstream expects (no trailing slash), often empty.
+    pub base_path: String,
+}
+
+pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
+    let rest = s.strip_prefix("http://").ok_or_else(|| {
+        if s.starts_with("https://") {
+            "https upstreams are not supported yet; reach the app over http on a private network or loopback".to_owned()
+        } else {
+            format!("must be an http:// URL or \"{WHOAMI_UPSTREAM}\", got {s:?}")
+        }
+    })?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("{s:?} has no usable host (credentials in URLs are not allowed)"));
+    }
+    if path.contains('?') || path.contains('#') {
+        return Err(format!("{s:?} must not have a query or fragment"));
+    }
+    Ok(UpstreamUrl {
+        authority: authority.to_owned(),
+        base_path: path.trim_end_matches('/').to_owned(),
+    })
+}
+
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = if host.starts_with('[') {
+        host.split(']').next().map(|h| h.trim_start_matches('[')).unwrap_or("")
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
+fn is_header_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Headers an identity profile must never overwrite: they mean something else to every app.
+const PROTECTED_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "host",
+    "connection",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+impl Config {
+    /// The public URL, derived from `listen` when not configured.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    pub fn cookie_secure(&self) -> bool {
+        self.cookie.secure.unwrap_or(true)
+    }
+
+    /// Every problem in the configuration; empty when it is valid.
+    pub fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut push = |key: String, message: String| issues.push(ConfigIssue { key, message });
+
+        let public_url = self.public_url();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            push("public_url".into(), format!("must start with http:// or https://, got {public_url:?}"));
+        }
+        if self.cookie_secure() && public_url.starts_with("http://") && !is_loopback_url(&public_url) {
+            push(
+                "cookie.secure".into(),
+                format!(
+                    "public_url {public_url} is plain http on a non-loopback host, so browsers would drop the Secure session cookie; \
+                     serve Portcullis over https, or set cookie.secure = false for plain-http development only"
+                ),
+            );
+        }
+        for (i, net) in self.trusted_proxies.iter().enumerate() {
+            if net.prefix_len() == 0 {
+                push(
+                    format!("trusted_proxies[{i}]"),
+                    format!("{net} trusts every address, so anyone could spoof X-Forwarded-* headers; list your proxies' addresses"),
+                );
+            }
+        }
+        if self.session.idle_timeout.is_zero() || self.session.absolute_timeout.is_zero() {
+            push("session".into(), "idle_timeout and absolute_timeout must be longer than zero".into());
+        }
+        if self.local_auth.max_concurrent_hashes == 0 {
+            push("local_auth.max_concurrent_hashes".into(), "must be at least 1".into());
+        }
+        if tracing_filter_is_suspicious(&self.log.level) {
+            push("log.level".into(), format!("{:?} is not a valid log filter (try \"info\" or \"debug\")", self.log.level));
+        }
+
+        let mut names = std::collections::BTreeSet::new();
+        let mut routes = std::collections::BTreeSet::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            let key = |field: &str| format!("apps[{i}].{field}");
+            if app.name.trim().is_empty() {
+                push(key("name"), "must not be empty".into());
+            } else if !names.insert(app.name.clone()) {
+                push(key("name"), format!("{:?} is used by two apps; names must be unique", app.name));
+            }
+            if app.upstream != WHOAMI_UPSTREAM {
+                if let Err(e) = parse_upstream(&app.upstream) {
+                    push(key("upstream"), e);
+                }
+            }
+            match path::canonicalize(&app.path_prefix) {
+                Ok(canonical) if canonical.trim_end_matches('/') == app.path_prefix.trim_end_matches('/') => {
+                    if RESERVED_PREFIXES.iter().any(|r| path::has_prefix(&canonical, r)) {
+                        push(key("path_prefix"), format!("{canonical} is served by Portcullis itself"));
+                    }
+                }
+                _ => push(key("path_prefix"), format!("{:?} must be a plain absolute path such as /chat", app.path_prefix)),
+            }
+            if let Some(host) = &app.host {
+                if host.is_empty() || host.contains(['/', ' ', ':']) {
+                    push(key("host"), format!("{host:?} must be a bare host name such as chat.example.com"));
+                }
+            }
+            let route = (app.host.clone().map(|h| h.to_ascii_lowercase()), app.path_prefix.trim_end_matches('/').to_owned());
+            if !routes.insert(route) {
+                push(key("path_prefix"), "another app already matches the same host and path prefix".into());
+            }
+            for role in &app.access.roles {
+                if crate::Role::parse(role).is_none() {
+                    push(key("access.roles"), format!("{role:?} is not a role (admin, user, pending)"));
+                }
+            }
+            validate_headers(&app.identity_headers, &key("identity_headers"), &mut push);
+            for (j, rule) in app.skip_auth.iter().enumerate() {
+                let rule_key = key(&format!("skip_auth[{j}].path"));
+                if !rule.path.starts_with('^') {
+                    push(rule_key, format!("{:?} must start with ^ so it cannot match in the middle of a path", rule.path));
+                } else if let Err(e) = Regex::new(&rule.path) {
+                    push(rule_key, format!("invalid regex: {e}"));
+                }
+                for method in &rule.methods {
+                    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                        push(key(&format!("skip_auth[{j}].methods")), format!("{method:?} must be an upper-case HTTP method"));
+                    }
+                }
+            }
+            let t = &app.timeouts;
+            if t.connect.is_zero() || t.response_header.is_zero() || t.idle.is_zero() {
+                push(key("timeouts"), "timeouts must be longer than zero".into());
+            }
+        }
+        issues
+    }
+}
+
+fn validate_headers(cfg: &HeaderProfileConfig, key: &str, push: &mut impl FnMut(String, String)) {
+    let named = cfg.custom.keys().map(|k| (format!("{key}.custom.{k}"), k.as_str()));
+    let role = cfg.role_header.iter().map(|r| (format!("{key}.role_header"), r.as_str()));
+    for (k, name) in named.chain(role) {
+        if !is_header_token(name) {
+            push(k, format!("{name:?} is not a valid header name"));
+        } else if PROTECTED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            push(k, format!("{name} means something else to the app; choose another header name"));
+        }
+    }
+}
+
+/// Catches obviously broken filters; the binary parses the filter for real at start-up.
+fn tracing_filter_is_suspicious(level: &str) -> bool {
+    level.trim().is_empty() || level.contains(char::is_whitespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Result<Config, String> {
+        toml::from_str(toml_text).map_err(|e| e.to_string())
+    }
+
+    fn issues(toml_text: &str) -> Vec<String> {
+        match parse(toml_text) {
+            Ok(cfg) => cfg.validate().into_iter().map(|i| i.to_string()).collect(),
+            Err(e) => vec![e],
+        }
+    }
+
+    #[test]
+    fn empty_config_is_valid_with_defaults() {
+        let cfg = parse("").unwrap_or_default();
+        assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(cfg.public_url(), "http://127.0.0.1:4180");
+        assert!(cfg.validate().is_empty());
+        assert!(cfg.cookie_secure());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse("lisen = \"1.2.3.4:5\"").err().unwrap_or_default();
+        assert!(err.contains("lisen"), "{err}");
+        let err = parse("[[apps]]\nname='a'\nupstream='whoami'\nupsteam='x'").err().unwrap_or_default();
+        assert!(err.contains("upsteam"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_public_url_needs_an_explicit_insecure_cookie() {
+        let found = issues("public_url = 'http://gw.example.com'");
+        assert!(found.iter().any(|i| i.starts_with("cookie.secure:")), "{found:?}");
+        assert!(issues("public_url = 'http://gw.example.com'\n[cookie]\nsecure = false").is_empty());
+        assert!(issues("public_url = 'https://gw.example.com'").is_empty());
+    }
+
+    #[test]
+    fn app_problems_name_the_key() {
+        let found = issues(
+            "[[apps]]\nname = 'a'\nupstream = 'ftp://x'\npath_prefix = '/x/../y'\n\
+             skip_auth = [{ path = '/public' }, { path = '^(' }]\n\
+             identity_headers = { custom = { Authorization = 'email' } }\n\
+             access = { roles = ['root'] }",
+        );
+        for key in [
+            "apps[0].upstream",
+            "apps[0].path_prefix",
+            "apps[0].skip_auth[0].path",
+            "apps[0].skip_auth[1].path",
+            "apps[0].identity_headers.custom.Authorization",
+            "apps[0].access.roles",
+        ] {
+            assert!(found.iter().any(|i| i.starts_with(key)), "{key} missing from {found:?}");
+        }
+    }
+
+    #[test]
+    fn reserved_prefixes_and_duplicates_are_refused() {
+        let found = issues(
+            "[[apps]]\nname='a'\nupstream='whoami'\npath_prefix='/oauth2'\n\
+             [[apps]]\nname='a'\nupstream='whoami'\npath_prefix='/oauth2/'",
+        );
+        assert!(found.iter().any(|i| i.contains("served by Portcullis")), "{found:?}");
+        assert!(found.iter().any(|i| i.contains("used by two apps")), "{found:?}");
+        assert!(found.iter().any(|i| i.contains("same host and path prefix")), "{found:?}");
+    }
+
+    #[test]
+    fn trusting_everyone_is_refused() {
+        let found = issues("trusted_proxies = ['0.0.0.0/0']");
+        assert!(found.iter().any(|i| i.starts_with("trusted_proxies[0]")), "{found:?}");
+    }
+
+    #[test]
+    fn upstream_urls_parse() {
+        assert_eq!(
+            parse_upstream("http://127.0.0.1:8080/base/"),
+            Ok(UpstreamUrl {
+                authority: "127.0.0.1:8080".into(),
+                base_path: "/base".into()
+            })
+        );
+        assert!(parse_upstream("http://user:pw@host").is_err());
+        assert!(parse_upstream("https://host").is_err());
+    }
+}

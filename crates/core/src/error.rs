@@ -1,0 +1,85 @@
+//! The error taxonomy. Every layer reports failures as a [`Failure`]; the edge maps the
+//! [`FailureKind`] to a status code in exactly one place (`portcullis_proxy::respond`).
+
+use std::fmt;
+
+/// Who failed and what the caller can do about it. The kind decides the HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The client sent something malformed (400).
+    BadRequest,
+    /// No valid session or credentials (401, or a redirect to sign in for browsers).
+    Unauthenticated,
+    /// Signed in, but a policy does not allow this (403).
+    Forbidden,
+    /// No app or page matches (404).
+    NotFound,
+    /// Too many attempts; retry later (429).
+    RateLimited,
+    /// The upstream could not be reached or broke the connection (502).
+    UpstreamUnavailable,
+    /// The upstream did not answer in time (504).
+    UpstreamTimeout,
+    /// The store is unreachable (503).
+    StoreUnavailable,
+    /// A bug or an unexpected state on our side (500).
+    Internal,
+}
+
+/// A failure with a message for the person who hit it and a hint at what to do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::BadRequest, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Internal, message)
+    }
+
+    /// A stable machine-readable code for JSON bodies.
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            FailureKind::BadRequest => "bad_request",
+            FailureKind::Unauthenticated => "unauthenticated",
+            FailureKind::Forbidden => "forbidden",
+            FailureKind::NotFound => "not_found",
+            FailureKind::RateLimited => "rate_limited",
+            FailureKind::UpstreamUnavailable => "upstream_unavailable",
+            FailureKind::UpstreamTimeout => "upstream_timeout",
+            FailureKind::StoreUnavailable => "store_unavailable",
+            FailureKind::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " ({hint})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Failure {}

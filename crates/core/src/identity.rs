@@ -1,0 +1,73 @@
+//! The identity an app receives about the person (or machine) behind a request.
+
+use serde::Serialize;
+
+/// The directory role. Apps get it mapped to their own vocabulary through header profiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    User,
+    Pending,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+            Role::Pending => "pending",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "user" => Some(Role::User),
+            "pending" => Some(Role::Pending),
+            _ => None,
+        }
+    }
+}
+
+/// Who a request is from, resolved once per session and shared by every request of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// Opaque, stable identifier. Never shown as a name unless a profile asks for it explicitly.
+    pub subject: String,
+    pub username: String,
+    pub email: Option<String>,
+    /// Human display name. Falls back to the username, never to the subject.
+    pub display_name: String,
+    pub groups: Vec<String>,
+    pub role: Role,
+}
+
+/// A field of the identity that a header can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityField {
+    Subject,
+    Username,
+    Email,
+    Name,
+    Groups,
+    Role,
+}
+
+impl Identity {
+    /// The value of one field as a header would carry it, or `None` when it would be empty:
+    /// an identity header is never sent empty.
+    pub fn field(&self, field: IdentityField) -> Option<String> {
+        let value = match field {
+            IdentityField::Subject => self.subject.clone(),
+            IdentityField::Username => self.username.clone(),
+            IdentityField::Email => self.email.clone().unwrap_or_default(),
+            IdentityField::Name => self.display_name.clone(),
+            IdentityField::Groups => self.groups.join(","),
+            IdentityField::Role => self.role.as_str().to_owned(),
+        };
+        let trimmed = value.trim();
+        (!trimmed.is_empty()).then(|| trimmed.to_owned())
+    }
+}

@@ -1,0 +1,78 @@
+//! Server-side sessions and their expiry rules.
+
+use std::time::Duration;
+
+use crate::Timestamp;
+
+/// Expiry rules for every session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// A session unused for this long ends.
+    pub idle: Duration,
+    /// A session ends this long after sign-in, however busy it is.
+    pub absolute: Duration,
+}
+
+/// A stored session. The id is kept only as a SHA-256 hash, so a copy of the database does not
+/// hand out live cookies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub id_hash: String,
+    pub user_id: String,
+    pub created_at: Timestamp,
+    pub last_seen: Timestamp,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    Idle,
+    Absolute,
+}
+
+impl Session {
+    pub fn expires_at(&self, policy: &SessionPolicy) -> Timestamp {
+        let absolute = self.created_at.plus(policy.absolute);
+        let idle = self.last_seen.plus(policy.idle);
+        absolute.min(idle)
+    }
+
+    /// Whether the session is still usable at `now`, and if not, why.
+    pub fn check(&self, policy: &SessionPolicy, now: Timestamp) -> Result<(), Expiry> {
+        if now >= self.created_at.plus(policy.absolute) {
+            return Err(Expiry::Absolute);
+        }
+        if now >= self.last_seen.plus(policy.idle) {
+            return Err(Expiry::Idle);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_and_absolute_expiry() {
+        let policy = SessionPolicy {
+            idle: Duration::from_secs(60),
+            absolute: Duration::from_secs(600),
+        };
+        let mut s = Session {
+            id_hash: "h".into(),
+            user_id: "u".into(),
+            created_at: Timestamp(1000),
+            last_seen: Timestamp(1000),
+            client_ip: None,
+            user_agent: None,
+        };
+        assert_eq!(s.check(&policy, Timestamp(1059)), Ok(()));
+        assert_eq!(s.check(&policy, Timestamp(1060)), Err(Expiry::Idle));
+        s.last_seen = Timestamp(1590);
+        assert_eq!(s.check(&policy, Timestamp(1599)), Ok(()));
+        assert_eq!(s.check(&policy, Timestamp(1600)), Err(Expiry::Absolute));
+        assert_eq!(s.expires_at(&policy), Timestamp(1600));
+    }
+}
