@@ -1,1 +1,72 @@
-//! placeholder
+//! Persistence. One [`Store`] trait; the embedded SQLite implementation is the default.
+//!
+//! The store is passed in as `Arc<dyn Store>`; nothing here is global. Timestamps come from the
+//! caller's clock so the store never reads the time itself.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod error;
+mod sqlite;
+
+use async_trait::async_trait;
+use portcullis_core::session::Session;
+use portcullis_core::user::{User, UserStatus};
+use portcullis_core::{Role, Timestamp};
+
+pub use error::StoreError;
+pub use sqlite::SqliteStore;
+
+/// A user to create. The id is chosen by the caller.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub role: Role,
+    pub status: UserStatus,
+    pub password_hash: Option<String>,
+}
+
+/// One audit record: an auth decision or directory change, who made it and from where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub at: Timestamp,
+    /// e.g. `sign_in`, `sign_out`, `user_created`.
+    pub action: String,
+    /// `success` or `failure`.
+    pub outcome: String,
+    pub actor: Option<String>,
+    pub subject: Option<String>,
+    pub reason: Option<String>,
+    pub client_ip: Option<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip, for `/ready`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Creates a user; [`StoreError::Conflict`] when the username or email is taken.
+    async fn create_user(&self, user: NewUser, now: Timestamp) -> Result<User, StoreError>;
+    /// Creates the first admin, atomically refusing with [`StoreError::Conflict`] when any admin
+    /// already exists (so two setup requests cannot both succeed).
+    async fn create_first_admin(&self, user: NewUser, now: Timestamp) -> Result<User, StoreError>;
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
+    /// Looks a user up by username or email (case-insensitive), with their password hash.
+    async fn user_with_password(&self, login: &str) -> Result<Option<(User, Option<String>)>, StoreError>;
+    async fn count_admins(&self) -> Result<u64, StoreError>;
+
+    async fn insert_session(&self, session: &Session) -> Result<(), StoreError>;
+    async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;
+    async fn touch_session(&self, id_hash: &str, last_seen: Timestamp) -> Result<(), StoreError>;
+    /// Returns whether a session was deleted.
+    async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError>;
+    /// Deletes sessions created before `created_before` or idle since before `idle_before`.
+    async fn delete_expired_sessions(&self, created_before: Timestamp, idle_before: Timestamp) -> Result<u64, StoreError>;
+    async fn count_sessions(&self) -> Result<u64, StoreError>;
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// The newest events first.
+    async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+}

@@ -1,0 +1,341 @@
+//! The embedded SQLite store (WAL mode, one file under `data_dir`).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use portcullis_core::session::Session;
+use portcullis_core::user::{User, UserStatus};
+use portcullis_core::{Role, Timestamp};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::Row;
+
+use crate::{AuditEvent, NewUser, Store, StoreError};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const USER_COLUMNS: &str = "id, username, email, display_name, role, status, created_at, password_hash, \
+     (SELECT group_concat(group_name, char(10)) FROM group_members gm WHERE gm.user_id = users.id) AS groups";
+
+impl SqliteStore {
+    /// Opens (creating if needed) `portcullis.db` in `data_dir` and applies migrations.
+    pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create data_dir {}: {e}", data_dir.display())))?;
+        let options = SqliteConnectOptions::new()
+            .filename(data_dir.join("portcullis.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        Self::connect(options).await
+    }
+
+    /// A private in-memory database, for tests.
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
+        Self::connect(options).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let in_memory = options.get_filename() == Path::new(":memory:");
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database exists per connection: keep exactly one.
+            .max_connections(if in_memory { 1 } else { 8 })
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(3600)) })
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<(User, Option<String>), StoreError> {
+    let role: String = row.try_get("role")?;
+    let status: String = row.try_get("status")?;
+    let groups: Option<String> = row.try_get("groups")?;
+    let mut groups: Vec<String> = groups
+        .map(|g| g.split('\n').map(str::to_owned).collect())
+        .unwrap_or_default();
+    groups.sort();
+    let user = User {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        email: row.try_get("email")?,
+        display_name: row.try_get("display_name")?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?,
+        status: UserStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
+        groups,
+        created_at: Timestamp(row.try_get("created_at")?),
+    };
+    Ok((user, row.try_get("password_hash")?))
+}
+
+fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
+    Ok(Session {
+        id_hash: row.try_get("id_hash")?,
+        user_id: row.try_get("user_id")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        last_seen: Timestamp(row.try_get("last_seen")?),
+        client_ip: row.try_get("client_ip")?,
+        user_agent: row.try_get("user_agent")?,
+    })
+}
+
+impl SqliteStore {
+    async fn user_where(&self, condition: &'static str, value: &str) -> Result<Option<(User, Option<String>)>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE {condition}");
+        let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn insert_user(&self, user: NewUser, now: Timestamp, only_if_no_admin: bool) -> Result<User, StoreError> {
+        let guard = if only_if_no_admin {
+            "WHERE NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin')"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "INSERT INTO users (id, username, email, display_name, role, status, password_hash, created_at, updated_at) \
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? {guard}"
+        );
+        let result = sqlx::query(&sql)
+            .bind(&user.id)
+            .bind(&user.username)
+            .bind(&user.email)
+            .bind(&user.display_name)
+            .bind(user.role.as_str())
+            .bind(user.status.as_str())
+            .bind(&user.password_hash)
+            .bind(now.0)
+            .bind(now.0)
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::Conflict("an admin already exists".into()));
+        }
+        Ok(User {
+            id: user.id,
+            username: user.username,
+            email: user.email,
+            display_name: user.display_name,
+            role: user.role,
+            status: user.status,
+            groups: Vec::new(),
+            created_at: now,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_user(&self, user: NewUser, now: Timestamp) -> Result<User, StoreError> {
+        self.insert_user(user, now, false).await
+    }
+
+    async fn create_first_admin(&self, user: NewUser, now: Timestamp) -> Result<User, StoreError> {
+        self.insert_user(user, now, true).await
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.user_where("id = ?", id).await?.map(|(u, _)| u))
+    }
+
+    async fn user_with_password(&self, login: &str) -> Result<Option<(User, Option<String>)>, StoreError> {
+        if login.contains('@') {
+            if let Some(found) = self.user_where("email = ?", login).await? {
+                return Ok(Some(found));
+            }
+        }
+        self.user_where("username = ?", login).await
+    }
+
+    async fn count_admins(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = 'admin'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, created_at, last_seen, client_ip, user_agent) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id_hash)
+        .bind(&s.user_id)
+        .bind(s.created_at.0)
+        .bind(s.last_seen.0)
+        .bind(&s.client_ip)
+        .bind(&s.user_agent)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = ?")
+            .bind(id_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn touch_session(&self, id_hash: &str, last_seen: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET last_seen = max(last_seen, ?) WHERE id_hash = ?")
+            .bind(last_seen.0)
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_expired_sessions(&self, created_before: Timestamp, idle_before: Timestamp) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM sessions WHERE created_at < ? OR last_seen < ?")
+            .bind(created_before.0)
+            .bind(idle_before.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn count_sessions(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions").fetch_one(&self.pool).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit (at, action, outcome, actor, subject, reason, client_ip) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.at.0)
+        .bind(&e.action)
+        .bind(&e.outcome)
+        .bind(&e.actor)
+        .bind(&e.subject)
+        .bind(&e.reason)
+        .bind(&e.client_ip)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM audit ORDER BY id DESC LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEvent {
+                    at: Timestamp(row.try_get("at")?),
+                    action: row.try_get("action")?,
+                    outcome: row.try_get("outcome")?,
+                    actor: row.try_get("actor")?,
+                    subject: row.try_get("subject")?,
+                    reason: row.try_get("reason")?,
+                    client_ip: row.try_get("client_ip")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_user(id: &str, username: &str, role: Role) -> NewUser {
+        NewUser {
+            id: id.into(),
+            username: username.into(),
+            email: Some(format!("{username}@example.com")),
+            display_name: None,
+            role,
+            status: UserStatus::Active,
+            password_hash: Some("hash".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn users_are_found_by_username_or_email_case_insensitively() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        store.create_user(new_user("1", "Alice", Role::User), Timestamp(5)).await.unwrap();
+        let (u, hash) = store.user_with_password("alice").await.unwrap().unwrap();
+        assert_eq!((u.id.as_str(), hash.as_deref()), ("1", Some("hash")));
+        assert!(store.user_with_password("ALICE@example.com").await.unwrap().is_some());
+        assert!(store.user_with_password("bob").await.unwrap().is_none());
+        let dup = store.create_user(new_user("2", "alice", Role::User), Timestamp(5)).await;
+        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    }
+
+    #[tokio::test]
+    async fn only_one_first_admin() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        store.create_first_admin(new_user("1", "root", Role::Admin), Timestamp(1)).await.unwrap();
+        let second = store.create_first_admin(new_user("2", "root2", Role::Admin), Timestamp(1)).await;
+        assert!(matches!(second, Err(StoreError::Conflict(_))));
+        assert_eq!(store.count_admins().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn sessions_round_trip_and_expire() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        store.create_user(new_user("u", "u", Role::User), Timestamp(1)).await.unwrap();
+        let s = Session {
+            id_hash: "h".into(),
+            user_id: "u".into(),
+            created_at: Timestamp(10),
+            last_seen: Timestamp(10),
+            client_ip: Some("127.0.0.1".into()),
+            user_agent: None,
+        };
+        store.insert_session(&s).await.unwrap();
+        store.touch_session("h", Timestamp(20)).await.unwrap();
+        store.touch_session("h", Timestamp(15)).await.unwrap();
+        assert_eq!(store.session("h").await.unwrap().unwrap().last_seen, Timestamp(20));
+        assert_eq!(store.delete_expired_sessions(Timestamp(5), Timestamp(19)).await.unwrap(), 0);
+        assert_eq!(store.delete_expired_sessions(Timestamp(5), Timestamp(21)).await.unwrap(), 1);
+        assert!(store.session("h").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn audit_is_newest_first() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        for (i, action) in ["sign_in", "sign_out"].iter().enumerate() {
+            let event = AuditEvent {
+                at: Timestamp(i64::try_from(i).unwrap()),
+                action: (*action).into(),
+                outcome: "success".into(),
+                actor: None,
+                subject: None,
+                reason: None,
+                client_ip: None,
+            };
+            store.append_audit(&event).await.unwrap();
+        }
+        let events = store.recent_audit(10).await.unwrap();
+        assert_eq!(events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["sign_out", "sign_in"]);
+    }
+}
