@@ -1,1 +1,18 @@
-//! placeholder
+//! Ways an identity arrives. For now: local accounts (argon2id passwords with throttling), the
+//! one-time setup link for the first admin, and server-side sessions with an in-memory cache so
+//! the per-request check never queries the database.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod local;
+pub mod password;
+pub mod secret;
+pub mod session;
+pub mod setup;
+pub mod throttle;
+
+pub use local::{LocalLogin, LoginError};
+pub use password::PasswordHasher;
+pub use session::{ActiveSession, SessionManager};
+pub use setup::SetupToken;
+pub use throttle::LoginThrottle;

@@ -1,0 +1,120 @@
+//! Sign-in with a local username (or email) and password.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_core::user::{User, UserStatus};
+use portcullis_store::{Store, StoreError};
+
+use crate::password::PasswordHasher;
+use crate::throttle::{AttemptKeys, LoginThrottle};
+
+/// Why a sign-in failed. Callers show every `Rejected` the same way, so the response never says
+/// whether the account exists; the reason is for the audit trail only.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("sign-in rejected: {reason}")]
+    Rejected { reason: &'static str },
+    #[error("too many attempts; retry in {} s", retry_after.as_secs())]
+    Throttled { retry_after: Duration },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct LocalLogin {
+    store: Arc<dyn Store>,
+    hasher: PasswordHasher,
+    throttle: LoginThrottle,
+}
+
+impl LocalLogin {
+    pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, throttle: LoginThrottle) -> Self {
+        LocalLogin { store, hasher, throttle }
+    }
+
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
+    pub async fn authenticate(&self, login: &str, password: &str, client_ip: Option<&str>) -> Result<User, LoginError> {
+        let keys = AttemptKeys::new(login, client_ip);
+        if let Err(retry_after) = self.throttle.check(&keys) {
+            return Err(LoginError::Throttled { retry_after });
+        }
+        let outcome = self.check_credentials(login.trim(), password).await;
+        match &outcome {
+            Ok(_) => self.throttle.record_success(&keys),
+            Err(LoginError::Rejected { .. }) => self.throttle.record_failure(&keys),
+            Err(_) => {}
+        }
+        outcome
+    }
+
+    async fn check_credentials(&self, login: &str, password: &str) -> Result<User, LoginError> {
+        if login.is_empty() || password.is_empty() {
+            return Err(LoginError::Rejected { reason: "empty_credentials" });
+        }
+        let found = self.store.user_with_password(login).await?;
+        let hash = found.as_ref().and_then(|(_, hash)| hash.as_deref());
+        // Always spend one verification, even for unknown accounts (timing must not tell).
+        let password_ok = self.hasher.verify(hash, password).await;
+        match found {
+            None => Err(LoginError::Rejected { reason: "unknown_account" }),
+            Some((_, None)) => Err(LoginError::Rejected { reason: "no_local_password" }),
+            Some(_) if !password_ok => Err(LoginError::Rejected { reason: "wrong_password" }),
+            Some((user, _)) if user.status != UserStatus::Active => {
+                Err(LoginError::Rejected { reason: "account_not_active" })
+            }
+            Some((user, _)) => Ok(user),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_core::{Clock, ManualClock, Role, Timestamp};
+    use portcullis_store::{NewUser, SqliteStore};
+
+    #[tokio::test]
+    async fn generic_rejections_and_throttling() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let hasher = PasswordHasher::new(2).unwrap();
+        let clock = ManualClock::at(Timestamp(0));
+        for (id, status) in [("alice", UserStatus::Active), ("dave", UserStatus::Disabled)] {
+            let user = NewUser {
+                id: id.into(),
+                username: id.into(),
+                email: Some(format!("{id}@example.com")),
+                display_name: None,
+                role: Role::User,
+                status,
+                password_hash: Some(hasher.hash("password-1").await.unwrap()),
+            };
+            store.create_user(user, clock.now()).await.unwrap();
+        }
+        let throttle = LoginThrottle::new(Arc::new(clock.clone()), 3, Duration::from_secs(10), Duration::from_secs(60));
+        let login = LocalLogin::new(store, hasher, throttle);
+
+        let ok = login.authenticate("ALICE@example.com", "password-1", Some("1.1.1.1")).await;
+        assert_eq!(ok.unwrap().id, "alice");
+        for (who, password, reason) in [
+            ("alice", "nope", "wrong_password"),
+            ("nobody", "password-1", "unknown_account"),
+            ("dave", "password-1", "account_not_active"),
+            ("alice", "", "empty_credentials"),
+        ] {
+            match login.authenticate(who, password, Some("2.2.2.2")).await {
+                Err(LoginError::Rejected { reason: r }) => assert_eq!(r, reason, "{who}"),
+                other => panic!("{who}: {other:?}"),
+            }
+        }
+        for _ in 0..3 {
+            let _ = login.authenticate("alice", "nope", Some("3.3.3.3")).await;
+        }
+        let throttled = login.authenticate("alice", "password-1", Some("3.3.3.3")).await;
+        assert!(matches!(throttled, Err(LoginError::Throttled { .. })), "{throttled:?}");
+        clock.advance(Duration::from_secs(60));
+        assert!(login.authenticate("alice", "password-1", Some("3.3.3.3")).await.is_ok());
+    }
+}
