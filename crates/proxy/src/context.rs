@@ -1,0 +1,114 @@
+//! The per-request context every phase reads and fills in.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, Request, header};
+use portcullis_auth::ActiveSession;
+use portcullis_core::Failure;
+use portcullis_core::path::canonicalize;
+
+use crate::forwarded::{ClientFacts, TrustedProxies};
+use crate::respond::is_browser_navigation;
+use crate::routes::App;
+
+pub struct RequestContext {
+    pub method: Method,
+    /// The canonical path: matched on and forwarded.
+    pub path: String,
+    pub query: Option<String>,
+    /// Lower-case host the client asked for, without port.
+    pub host: String,
+    /// `Host` as the client sent it (with port), for `X-Forwarded-Host`.
+    pub host_with_port: String,
+    pub scheme: &'static str,
+    pub client: ClientFacts,
+    pub browser: bool,
+    pub app: Option<Arc<App>>,
+    pub session: Option<Arc<ActiveSession>>,
+}
+
+fn host_of(headers: &HeaderMap, uri: &http::Uri) -> Option<String> {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+}
+
+fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
+}
+
+impl RequestContext {
+    pub fn new<B>(req: &Request<B>, peer: SocketAddr, trusted: &TrustedProxies) -> Result<Self, Failure> {
+        let headers = req.headers();
+        let client = trusted.client_facts(peer, headers);
+        let raw_path = req.uri().path();
+        let path = canonicalize(raw_path).map_err(|e| {
+            Failure::bad_request(e.to_string()).with_hint("use a plain path without encoded slashes or '..' above the root")
+        })?;
+        let host_with_port = client
+            .host
+            .clone()
+            .or_else(|| host_of(headers, req.uri()))
+            .unwrap_or_default();
+        if !host_with_port.is_empty() && !valid_host(&host_with_port) {
+            return Err(Failure::bad_request("the Host header is not a valid host name"));
+        }
+        let host = strip_port(&host_with_port).to_ascii_lowercase();
+        let scheme = match client.scheme.as_deref() {
+            Some("https") => "https",
+            _ => "http",
+        };
+        Ok(RequestContext {
+            method: req.method().clone(),
+            browser: is_browser_navigation(headers, &path),
+            query: req.uri().query().map(str::to_owned),
+            path,
+            host,
+            host_with_port,
+            scheme,
+            client,
+            app: None,
+            session: None,
+        })
+    }
+
+    /// Path and query, for a return URL after sign-in.
+    pub fn return_to(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.clone(),
+        }
+    }
+
+    pub fn app_name(&self) -> &str {
+        self.app.as_ref().map(|a| a.name.as_str()).unwrap_or("-")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_parsed_and_checked() {
+        assert_eq!(strip_port("Chat.example.com:8443"), "Chat.example.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert!(valid_host("chat.example.com:8443"));
+        assert!(!valid_host("evil.com/x"));
+        assert!(!valid_host("a b"));
+    }
+}

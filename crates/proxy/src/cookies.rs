@@ -1,0 +1,101 @@
+//! Reading the session cookie, and keeping Portcullis's cookies away from apps.
+
+use http::header::{COOKIE, HeaderMap, HeaderValue};
+
+pub const SESSION_COOKIE: &str = "_portcullis";
+/// Double-submit token for Portcullis's own forms.
+pub const CSRF_COOKIE: &str = "_portcullis_csrf";
+
+fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name.trim(), value.trim().trim_matches('"')))
+}
+
+/// Every value sent for the cookie `name` (a browser may send several with different paths).
+pub fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pairs(headers).filter(move |(n, _)| *n == name).map(|(_, v)| v)
+}
+
+pub fn first(headers: &HeaderMap, name: &str) -> Option<String> {
+    values(headers, name).next().map(str::to_owned)
+}
+
+/// Removes Portcullis's cookies from the `Cookie` header, keeping the app's own cookies intact.
+pub fn strip_own(headers: &mut HeaderMap) {
+    if !headers.contains_key(COOKIE) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            let name = pair.split_once('=').map(|(n, _)| n.trim()).unwrap_or(pair);
+            name != SESSION_COOKIE && name != CSRF_COOKIE
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(COOKIE);
+    if !kept.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(COOKIE, value);
+        }
+    }
+}
+
+/// A `Set-Cookie` value for Portcullis's cookies: HttpOnly, SameSite=Lax, Path=/.
+pub fn set_cookie(name: &str, value: &str, secure: bool, max_age: Option<u64>) -> String {
+    let mut out = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+    if secure {
+        out.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        out.push_str(&format!("; Max-Age={age}"));
+    }
+    out
+}
+
+pub fn clear_cookie(name: &str, secure: bool) -> String {
+    set_cookie(name, "", secure, Some(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_cookies_never_reach_the_app() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, "a=1; _portcullis=secret; token=jwt".parse().unwrap());
+        h.append(COOKIE, "_portcullis_csrf=x".parse().unwrap());
+        assert_eq!(first(&h, SESSION_COOKIE).as_deref(), Some("secret"));
+        strip_own(&mut h);
+        assert_eq!(h.get(COOKIE).unwrap(), "a=1; token=jwt");
+        let mut only_ours = HeaderMap::new();
+        only_ours.insert(COOKIE, "_portcullis=secret".parse().unwrap());
+        strip_own(&mut only_ours);
+        assert!(only_ours.get(COOKIE).is_none());
+    }
+
+    #[test]
+    fn malformed_cookie_headers_are_tolerated() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_bytes(b"\xff\xfe=1").unwrap());
+        h.append(COOKIE, ";;; =; _portcullis; x".parse().unwrap());
+        assert_eq!(first(&h, SESSION_COOKIE), None);
+    }
+
+    #[test]
+    fn cookie_attributes() {
+        assert_eq!(set_cookie("_portcullis", "v", true, None), "_portcullis=v; Path=/; HttpOnly; SameSite=Lax; Secure");
+        assert!(clear_cookie("_portcullis", false).ends_with("Max-Age=0"));
+    }
+}

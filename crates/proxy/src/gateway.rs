@@ -1,0 +1,79 @@
+//! The gateway: runs the phases for every request that is not for Portcullis itself.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use http::{Request, Response};
+use portcullis_auth::SessionManager;
+
+use crate::context::RequestContext;
+use crate::forwarded::TrustedProxies;
+use crate::metrics::{AppLabels, Metrics, RequestLabels};
+use crate::phases::{self, Stop};
+use crate::respond;
+use crate::routes::RouteTable;
+
+pub struct Gateway {
+    pub routes: Arc<RouteTable>,
+    pub sessions: Arc<SessionManager>,
+    pub trusted: TrustedProxies,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Gateway {
+    pub async fn handle(&self, mut req: Request<Body>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let mut ctx = match RequestContext::new(&req, peer, &self.trusted) {
+            Ok(ctx) => ctx,
+            Err(failure) => return respond::failure(&failure, false),
+        };
+        let outcome = self.run(&mut ctx, &mut req).await;
+        let response = match outcome {
+            Ok(()) => phases::forward(&ctx, req).await,
+            Err(stop) => Err(stop),
+        }
+        .unwrap_or_else(|stop| match stop {
+            Stop::SignIn => respond::sign_in_required(&ctx.method, &ctx.return_to(), ctx.browser),
+            Stop::Fail(failure) => respond::failure(&failure, ctx.browser),
+        });
+        self.log(&ctx, response, started)
+    }
+
+    /// Every phase before `forward`.
+    async fn run(&self, ctx: &mut RequestContext, req: &mut Request<Body>) -> Result<(), Stop> {
+        phases::route(&self.routes, ctx)?;
+        phases::authenticate(&self.sessions, ctx, req.headers()).await?;
+        phases::authorize(ctx)?;
+        phases::rewrite(ctx, self.routes.identity_headers_to_strip(), req.headers_mut());
+        Ok(())
+    }
+
+    fn log(&self, ctx: &RequestContext, response: Response<Body>, started: Instant) -> Response<Body> {
+        let elapsed = started.elapsed();
+        let app = ctx.app_name().to_owned();
+        let status = response.status().as_u16();
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels { app: app.clone(), status })
+            .inc();
+        self.metrics
+            .latency
+            .get_or_create(&AppLabels { app: app.clone() })
+            .observe(elapsed.as_secs_f64());
+        let user = ctx.session.as_ref().map(|s| s.identity.username.as_str()).unwrap_or("-");
+        tracing::info!(
+            target: "portcullis::access",
+            method = %ctx.method,
+            host = %ctx.host,
+            path = %ctx.path,
+            app = %app,
+            status,
+            user,
+            client = %ctx.client.client_ip,
+            ms = elapsed.as_secs_f64() * 1000.0,
+        );
+        response
+    }
+}

@@ -1,0 +1,75 @@
+//! Server-rendered page chrome shared by every page Portcullis shows (sign-in, errors, setup).
+//! No JavaScript and no build step; all dynamic text goes through [`escape`].
+
+/// Escapes text for HTML element content and double-quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = r#"
+:root{--ink:#1c2430;--muted:#5b6676;--line:#d9dee5;--bg:#f4f6f9;--card:#fff;--accent:#2455c3;--accent-ink:#fff;--bad:#b42318;--bad-bg:#fef3f2;--ok:#067647}
+@media (prefers-color-scheme:dark){:root{--ink:#e6e9ee;--muted:#a3acb9;--line:#2e3744;--bg:#11161d;--card:#1a212b;--accent:#6d9bff;--accent-ink:#0b1220;--bad:#ff8a80;--bad-bg:#2a1715;--ok:#5fd39a}}
+*{box-sizing:border-box}
+body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);background:var(--bg);min-height:100vh;display:flex;flex-direction:column;align-items:center;justify-content:center;padding:24px}
+.brand{display:flex;align-items:center;gap:10px;font-weight:650;letter-spacing:.2px;margin-bottom:18px;color:var(--ink)}
+.brand svg{width:28px;height:28px}
+main{width:100%;max-width:420px;background:var(--card);border:1px solid var(--line);border-radius:14px;padding:32px;box-shadow:0 1px 2px rgba(16,24,40,.06),0 8px 24px rgba(16,24,40,.06)}
+main.wide{max-width:760px}
+h1{font-size:1.35rem;margin:0 0 6px}
+p{margin:0 0 16px;color:var(--muted)}
+label{display:block;font-weight:600;font-size:.92rem;margin:16px 0 6px}
+input{width:100%;font:inherit;padding:10px 12px;border:1px solid var(--line);border-radius:8px;background:var(--card);color:var(--ink)}
+input:focus-visible,button:focus-visible,a:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
+button{margin-top:22px;width:100%;font:inherit;font-weight:600;padding:11px 14px;border:0;border-radius:8px;background:var(--accent);color:var(--accent-ink);cursor:pointer}
+button:hover{filter:brightness(1.08)}
+.alert{border:1px solid var(--bad);background:var(--bad-bg);color:var(--bad);border-radius:8px;padding:10px 12px;margin:12px 0 0}
+.hint{font-size:.9rem;color:var(--muted);margin-top:12px}
+.code{font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;color:var(--muted)}
+table{width:100%;border-collapse:collapse;font-size:.92rem}
+th,td{text-align:left;padding:8px 6px;border-bottom:1px solid var(--line);vertical-align:top;word-break:break-all}
+th{color:var(--muted);font-weight:600;width:38%}
+footer{margin-top:18px;font-size:.82rem;color:var(--muted)}
+a{color:var(--accent)}
+"#;
+
+const LOGO: &str = r#"<svg viewBox="0 0 32 32" aria-hidden="true"><rect x="3" y="4" width="26" height="24" rx="4" fill="none" stroke="currentColor" stroke-width="2.4"/><path d="M10 4v24M16 4v24M22 4v24M3 13h26M3 20h26" stroke="currentColor" stroke-width="2"/></svg>"#;
+
+/// A complete page. `body` must already be escaped HTML.
+pub fn page(title: &str, body: &str) -> String {
+    page_with_width(title, body, false)
+}
+
+pub fn page_with_width(title: &str, body: &str, wide: bool) -> String {
+    let class = if wide { " class=\"wide\"" } else { "" };
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta name=\"referrer\" content=\"same-origin\">\
+         <title>{title} · Portcullis</title><style>{STYLE}</style></head>\
+         <body><div class=\"brand\">{LOGO}<span>Portcullis</span></div>\
+         <main{class}>{body}</main><footer>Protected by Portcullis</footer></body></html>",
+        title = escape(title)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert!(page("<t>", "").contains("&lt;t&gt; · Portcullis"));
+    }
+}

@@ -1,0 +1,151 @@
+//! The phases of the pipeline, each a plain function over the [`RequestContext`].
+//!
+//! `route → authenticate → authorize → rewrite → forward`. A phase either fills in the context
+//! and lets the request continue, or stops it with a [`Stop`], which [`crate::respond`] turns into
+//! the response.
+
+use axum::body::Body;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response};
+use portcullis_auth::SessionManager;
+use portcullis_core::{Failure, FailureKind};
+
+use crate::context::RequestContext;
+use crate::routes::RouteTable;
+use crate::{cookies, hop, upstream};
+
+/// Why a request went no further.
+#[derive(Debug)]
+pub enum Stop {
+    /// The client must sign in first.
+    SignIn,
+    Fail(Failure),
+}
+
+impl From<Failure> for Stop {
+    fn from(f: Failure) -> Self {
+        Stop::Fail(f)
+    }
+}
+
+/// Finds the app for the request.
+pub fn route(table: &RouteTable, ctx: &mut RequestContext) -> Result<(), Stop> {
+    let app = table.route(&ctx.host, &ctx.path).ok_or_else(|| {
+        Failure::new(FailureKind::NotFound, "no app is configured for this address")
+            .with_hint("check the link, or ask the operator which address the app lives at")
+    })?;
+    ctx.app = Some(app);
+    Ok(())
+}
+
+/// Resolves the session cookie to a live session, unless a skip-auth rule opens the route.
+pub async fn authenticate(sessions: &SessionManager, ctx: &mut RequestContext, headers: &HeaderMap) -> Result<(), Stop> {
+    let Some(app) = &ctx.app else {
+        return Err(Failure::internal("authenticate ran before route").into());
+    };
+    if app.skips_auth(&ctx.method, &ctx.path) {
+        return Ok(());
+    }
+    for value in cookies::values(headers, cookies::SESSION_COOKIE) {
+        if let Some(session) = sessions.resolve(value).await.map_err(Failure::from)? {
+            ctx.session = Some(session);
+            return Ok(());
+        }
+    }
+    Err(Stop::SignIn)
+}
+
+/// Applies the app's access policy to the signed-in identity.
+pub fn authorize(ctx: &RequestContext) -> Result<(), Stop> {
+    let (Some(app), Some(session)) = (&ctx.app, &ctx.session) else {
+        return Ok(()); // a skip-auth route: nobody to authorize
+    };
+    app.policy.evaluate(&session.identity).map_err(|denial| {
+        Stop::Fail(
+            Failure::new(
+                FailureKind::Forbidden,
+                format!("You are signed in as {}, but {}.", session.identity.username, denial.reason),
+            )
+            .with_hint("ask an administrator for access, or sign out and use another account"),
+        )
+    })
+}
+
+const FORWARDING_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-original-url",
+    "x-original-method",
+    "x-real-ip",
+];
+
+/// Makes the headers safe and truthful for the app: removes hop-by-hop headers, every client copy
+/// of every identity header, Portcullis's cookies and the client's forwarding claims; then sets
+/// the forwarding headers and the app's identity headers from facts we verified.
+pub fn rewrite(ctx: &RequestContext, strip: &[HeaderName], headers: &mut HeaderMap) {
+    hop::strip(headers);
+    for name in strip {
+        headers.remove(name);
+    }
+    cookies::strip_own(headers);
+    for name in FORWARDING_HEADERS {
+        headers.remove(*name);
+    }
+    let Some(app) = &ctx.app else {
+        return;
+    };
+    let forwarded_for = match &ctx.client.forwarded_for {
+        Some(chain) => format!("{chain}, {}", ctx.client.peer_ip),
+        None => ctx.client.peer_ip.to_string(),
+    };
+    set(headers, "x-forwarded-for", &forwarded_for);
+    set(headers, "x-forwarded-proto", ctx.scheme);
+    set(headers, "x-forwarded-host", &ctx.host_with_port);
+    set(headers, "x-real-ip", &ctx.client.client_ip.to_string());
+    if app.strip_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    headers.insert(header::HOST, app.host_header.clone());
+    if let Some(session) = &ctx.session {
+        for (name, field) in &app.identity_headers {
+            // Never empty, never several values: `field` skips empty values and `insert` replaces.
+            if let Some(value) = session.identity.field(*field) {
+                if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                    headers.insert(name.clone(), value);
+                }
+            }
+        }
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// Sends the rewritten request to the app and streams its response back.
+pub async fn forward(ctx: &RequestContext, req: Request<Body>) -> Result<Response<Body>, Stop> {
+    let Some(app) = &ctx.app else {
+        return Err(Failure::internal("forward ran before route").into());
+    };
+    let upgrade = hop::requested_upgrade(req.headers());
+    let target = match &ctx.query {
+        Some(q) => format!("http://{}{}{}?{q}", app.authority, app.base_path, ctx.path),
+        None => format!("http://{}{}{}", app.authority, app.base_path, ctx.path),
+    };
+    let uri: http::Uri = target
+        .parse()
+        .map_err(|_| Failure::bad_request("the request URL cannot be forwarded"))?;
+    let (mut parts, body) = req.into_parts();
+    parts.uri = uri;
+    parts.version = http::Version::HTTP_11;
+    let request = Request::from_parts(parts, body);
+    Ok(upstream::send(&app.client, &app.name, &app.timeouts, request, upgrade).await?)
+}

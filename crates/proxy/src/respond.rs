@@ -1,0 +1,197 @@
+//! Turning outcomes into responses, in one place: failures into status codes with an HTML page or
+//! a JSON body, and "please sign in" into a redirect for browsers or a 401 for API clients.
+
+use axum::body::Body;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use portcullis_core::{Failure, FailureKind};
+
+use crate::html;
+
+pub const SIGN_IN_PATH: &str = "/.portcullis/sign_in";
+
+/// Characters kept literally in a query-string value.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+
+pub fn status_of(kind: FailureKind) -> StatusCode {
+    match kind {
+        FailureKind::BadRequest => StatusCode::BAD_REQUEST,
+        FailureKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        FailureKind::Forbidden => StatusCode::FORBIDDEN,
+        FailureKind::NotFound => StatusCode::NOT_FOUND,
+        FailureKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        FailureKind::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+        FailureKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        FailureKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        FailureKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Whether the client is a browser navigating (it gets pages and redirects) rather than a script,
+/// XHR/fetch call or API client (it gets JSON and 401s).
+pub fn is_browser_navigation(headers: &HeaderMap, canonical_path: &str) -> bool {
+    let get = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = get(header::ACCEPT).to_ascii_lowercase();
+    let fetch_mode = headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let api_signal = headers.contains_key("x-requested-with")
+        || fetch_mode.eq_ignore_ascii_case("cors")
+        || fetch_mode.eq_ignore_ascii_case("websocket")
+        || (accept.contains("application/json") && !accept.contains("text/html"))
+        || canonical_path == "/api"
+        || canonical_path.starts_with("/api/");
+    let navigation_signal = fetch_mode.eq_ignore_ascii_case("navigate") || accept.contains("text/html");
+    navigation_signal && !api_signal
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(value.to_string()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+pub fn html_response(status: StatusCode, page: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(page));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    response
+}
+
+fn title_of(kind: FailureKind) -> &'static str {
+    match kind {
+        FailureKind::BadRequest => "Bad request",
+        FailureKind::Unauthenticated => "Sign-in required",
+        FailureKind::Forbidden => "Access denied",
+        FailureKind::NotFound => "Not found",
+        FailureKind::RateLimited => "Too many attempts",
+        FailureKind::UpstreamUnavailable => "The app is unreachable",
+        FailureKind::UpstreamTimeout => "The app did not answer in time",
+        FailureKind::StoreUnavailable => "Temporarily unavailable",
+        FailureKind::Internal => "Something went wrong",
+    }
+}
+
+/// The response for a failure: a JSON body for API clients, a page for browsers.
+pub fn failure(f: &Failure, browser: bool) -> Response<Body> {
+    let status = status_of(f.kind);
+    if !browser {
+        return json(
+            status,
+            serde_json::json!({ "error": f.code(), "message": f.message, "hint": f.hint }),
+        );
+    }
+    let hint = f
+        .hint
+        .as_deref()
+        .map(|h| format!("<p class=\"hint\">{}</p>", html::escape(h)))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>{}</h1><p>{}</p>{hint}<p class=\"code\">HTTP {} · {}</p>",
+        title_of(f.kind),
+        html::escape(&f.message),
+        status.as_u16(),
+        f.code()
+    );
+    html_response(status, html::page(title_of(f.kind), &body))
+}
+
+/// Where to send someone who must sign in before reaching `return_to` (a local path + query).
+pub fn sign_in_location(return_to: &str) -> String {
+    format!("{SIGN_IN_PATH}?rd={}", utf8_percent_encode(return_to, QUERY_VALUE))
+}
+
+/// Browsers are redirected to sign in (302, or 303 after a non-GET so the browser follows with
+/// GET); everyone else gets 401 with JSON that says where to sign in.
+pub fn sign_in_required(method: &Method, return_to: &str, browser: bool) -> Response<Body> {
+    let location = sign_in_location(return_to);
+    if !browser {
+        let mut response = json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({
+                "error": "unauthenticated",
+                "message": "sign in first, or send an API key",
+                "sign_in_url": location,
+            }),
+        );
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
+        return response;
+    }
+    redirect(if method == Method::GET || method == Method::HEAD { StatusCode::FOUND } else { StatusCode::SEE_OTHER }, &location)
+}
+
+pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A return URL that cannot lead off-site: a local absolute path, nothing else. Anything else
+/// (`//evil`, `/\evil`, `https://evil`, control characters) becomes `/`.
+pub fn safe_return_path(candidate: &str) -> String {
+    let ok = candidate.starts_with('/')
+        && !candidate.starts_with("//")
+        && !candidate.starts_with("/\\")
+        && !candidate.chars().any(|c| c.is_control() || c == '\\')
+        && candidate.len() <= 4096;
+    if ok { candidate.to_owned() } else { "/".to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn browsers_and_scripts_are_told_apart() {
+        let nav = [("accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
+        assert!(is_browser_navigation(&h(&nav), "/chat"));
+        assert!(!is_browser_navigation(&h(&nav), "/api/chat"));
+        assert!(!is_browser_navigation(&h(&[("accept", "application/json")]), "/"));
+        assert!(!is_browser_navigation(&h(&[("accept", "*/*")]), "/"));
+        assert!(!is_browser_navigation(&h(&[nav[0], ("x-requested-with", "XMLHttpRequest")]), "/"));
+        assert!(!is_browser_navigation(&h(&[nav[0], ("sec-fetch-mode", "cors")]), "/"));
+        assert!(is_browser_navigation(&h(&[("sec-fetch-mode", "navigate")]), "/"));
+    }
+
+    #[test]
+    fn return_paths_stay_on_site() {
+        assert_eq!(safe_return_path("/chat?x=1"), "/chat?x=1");
+        for evil in ["//evil.example", "/\\evil.example", "https://evil.example", "javascript:alert(1)", "/a\r\nx", ""] {
+            assert_eq!(safe_return_path(evil), "/", "{evil:?}");
+        }
+    }
+
+    #[test]
+    fn sign_in_redirects_by_method() {
+        assert_eq!(sign_in_required(&Method::GET, "/a?b=c", true).status(), StatusCode::FOUND);
+        let post = sign_in_required(&Method::POST, "/a", true);
+        assert_eq!(post.status(), StatusCode::SEE_OTHER);
+        assert_eq!(post.headers()[header::LOCATION], "/.portcullis/sign_in?rd=/a");
+        assert_eq!(sign_in_location("/a?b=c&d"), "/.portcullis/sign_in?rd=/a%3Fb%3Dc%26d");
+        assert_eq!(sign_in_required(&Method::GET, "/", false).status(), StatusCode::UNAUTHORIZED);
+    }
+}

@@ -1,0 +1,205 @@
+//! The route table: which app a request belongs to, compiled once from the configuration.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, Method};
+use portcullis_core::config::{AppConfig, Config, TimeoutConfig, WHOAMI_UPSTREAM, parse_upstream};
+use portcullis_core::identity::IdentityField;
+use portcullis_core::path::has_prefix;
+use portcullis_core::policy::AccessPolicy;
+use portcullis_core::profile::{HeaderProfileConfig, headers_to_strip};
+use regex::Regex;
+
+use crate::upstream::{self, UpstreamClient};
+
+pub struct SkipAuthRule {
+    methods: Vec<Method>,
+    path: Regex,
+}
+
+impl SkipAuthRule {
+    pub fn matches(&self, method: &Method, canonical_path: &str) -> bool {
+        (self.methods.is_empty() || self.methods.contains(method)) && self.path.is_match(canonical_path)
+    }
+}
+
+/// One app behind the gateway, ready to serve.
+pub struct App {
+    pub name: String,
+    host: Option<String>,
+    prefix: String,
+    pub authority: String,
+    pub host_header: HeaderValue,
+    pub base_path: String,
+    pub identity_headers: Vec<(HeaderName, IdentityField)>,
+    pub policy: AccessPolicy,
+    pub skip_auth: Vec<SkipAuthRule>,
+    pub timeouts: TimeoutConfig,
+    pub strip_authorization: bool,
+    pub client: UpstreamClient,
+}
+
+impl App {
+    pub fn skips_auth(&self, method: &Method, canonical_path: &str) -> bool {
+        self.skip_auth.iter().any(|rule| rule.matches(method, canonical_path))
+    }
+
+    fn matches(&self, host: &str, path: &str) -> bool {
+        self.host.as_deref().is_none_or(|h| h == host) && has_prefix(path, &self.prefix)
+    }
+}
+
+pub struct RouteTable {
+    /// Host-specific apps first, then longer prefixes first: the first match wins.
+    apps: Vec<Arc<App>>,
+    strip: Vec<HeaderName>,
+}
+
+/// A configuration the route table cannot be built from (validation should have caught it).
+#[derive(Debug, thiserror::Error)]
+#[error("app {app}: {message}")]
+pub struct RouteError {
+    pub app: String,
+    pub message: String,
+}
+
+fn default_app() -> AppConfig {
+    AppConfig {
+        name: WHOAMI_UPSTREAM.into(),
+        host: None,
+        path_prefix: "/".into(),
+        upstream: WHOAMI_UPSTREAM.into(),
+        identity_headers: HeaderProfileConfig::default(),
+        access: AccessPolicy::default(),
+        skip_auth: Vec::new(),
+        timeouts: TimeoutConfig::default(),
+        strip_authorization: false,
+    }
+}
+
+impl RouteTable {
+    /// Compiles the apps of a validated configuration. With no apps configured, everything goes to
+    /// the built-in whoami app at `whoami_addr`.
+    pub fn build(config: &Config, whoami_addr: Option<SocketAddr>) -> Result<Self, RouteError> {
+        let configured = if config.apps.is_empty() { vec![default_app()] } else { config.apps.clone() };
+        let mut apps = configured
+            .iter()
+            .map(|cfg| compile(cfg, whoami_addr).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        apps.sort_by_key(|app| (app.host.is_none(), std::cmp::Reverse(app.prefix.len())));
+        let strip = headers_to_strip(configured.iter().map(|a| &a.identity_headers))
+            .into_iter()
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+            .collect();
+        Ok(RouteTable { apps, strip })
+    }
+
+    pub fn route(&self, host: &str, canonical_path: &str) -> Option<Arc<App>> {
+        self.apps.iter().find(|app| app.matches(host, canonical_path)).cloned()
+    }
+
+    /// Every identity header any app can receive: client copies of these are always removed.
+    pub fn identity_headers_to_strip(&self) -> &[HeaderName] {
+        &self.strip
+    }
+
+    pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
+        self.apps.iter()
+    }
+}
+
+fn compile(cfg: &AppConfig, whoami_addr: Option<SocketAddr>) -> Result<App, RouteError> {
+    let fail = |message: String| RouteError {
+        app: cfg.name.clone(),
+        message,
+    };
+    let (authority, base_path) = if cfg.upstream == WHOAMI_UPSTREAM {
+        let addr = whoami_addr.ok_or_else(|| fail("the built-in whoami app is not running".into()))?;
+        (addr.to_string(), String::new())
+    } else {
+        let url = parse_upstream(&cfg.upstream).map_err(fail)?;
+        (url.authority, url.base_path)
+    };
+    let host_header = HeaderValue::from_str(&authority).map_err(|e| fail(format!("upstream host: {e}")))?;
+    let identity_headers = cfg
+        .identity_headers
+        .mappings()
+        .into_iter()
+        .map(|(name, field)| {
+            HeaderName::from_bytes(name.as_bytes())
+                .map(|n| (n, field))
+                .map_err(|e| fail(format!("header {name}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let skip_auth = cfg
+        .skip_auth
+        .iter()
+        .map(|rule| {
+            let path = Regex::new(&rule.path).map_err(|e| fail(format!("skip_auth {}: {e}", rule.path)))?;
+            let methods = rule
+                .methods
+                .iter()
+                .map(|m| Method::from_bytes(m.as_bytes()).map_err(|e| fail(format!("method {m}: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(SkipAuthRule { methods, path })
+        })
+        .collect::<Result<Vec<_>, RouteError>>()?;
+    Ok(App {
+        name: cfg.name.clone(),
+        host: cfg.host.as_ref().map(|h| h.to_ascii_lowercase()),
+        prefix: cfg.path_prefix.clone(),
+        authority,
+        host_header,
+        base_path,
+        identity_headers,
+        policy: cfg.access.clone(),
+        skip_auth,
+        timeouts: cfg.timeouts.clone(),
+        strip_authorization: cfg.strip_authorization,
+        client: upstream::client(&cfg.timeouts),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(toml_text: &str) -> RouteTable {
+        let config: Config = toml::from_str(toml_text).unwrap();
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        RouteTable::build(&config, Some("127.0.0.1:9".parse().unwrap())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn host_and_longest_prefix_win() {
+        let t = table(
+            "[[apps]]\nname='root'\nupstream='http://127.0.0.1:1'\n\
+             [[apps]]\nname='chat'\nupstream='http://127.0.0.1:2'\npath_prefix='/chat'\n\
+             [[apps]]\nname='host'\nupstream='http://127.0.0.1:3'\nhost='n8n.example.com'\n",
+        );
+        let name = |host: &str, path: &str| t.route(host, path).map(|a| a.name.clone()).unwrap_or_default();
+        assert_eq!(name("x", "/"), "root");
+        assert_eq!(name("x", "/chat/a"), "chat");
+        assert_eq!(name("x", "/chatter"), "root");
+        assert_eq!(name("n8n.example.com", "/chat"), "host");
+    }
+
+    #[tokio::test]
+    async fn no_apps_means_whoami_everywhere() {
+        let t = table("");
+        let app = t.route("anything", "/x").unwrap();
+        assert_eq!(app.name, "whoami");
+        assert_eq!(app.authority, "127.0.0.1:9");
+        assert!(t.identity_headers_to_strip().iter().any(|h| h == "x-forwarded-email"));
+    }
+
+    #[tokio::test]
+    async fn skip_auth_rules_match_method_and_anchored_path() {
+        let t = table("[[apps]]\nname='a'\nupstream='whoami'\nskip_auth=[{methods=['GET'], path='^/public/'}]\n");
+        let app = t.route("h", "/").unwrap();
+        assert!(app.skips_auth(&Method::GET, "/public/x"));
+        assert!(!app.skips_auth(&Method::POST, "/public/x"));
+        assert!(!app.skips_auth(&Method::GET, "/admin/public/x"));
+    }
+}

@@ -1,0 +1,95 @@
+//! Talking to apps: a pooled HTTP/1.1 client per app, streaming bodies both ways, and tunnels for
+//! protocol upgrades (WebSocket and any other `Upgrade`).
+
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use portcullis_core::config::TimeoutConfig;
+use portcullis_core::{Failure, FailureKind};
+
+use crate::body::IdleTimeout;
+use crate::hop;
+
+pub type UpstreamClient = Client<HttpConnector, Body>;
+
+pub fn client(timeouts: &TimeoutConfig) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(timeouts.connect));
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+fn classify(error: &hyper_util::client::legacy::Error, app: &str) -> Failure {
+    let message = if error.is_connect() {
+        format!("Portcullis could not connect to the app \"{app}\"")
+    } else {
+        format!("the app \"{app}\" closed the connection before answering")
+    };
+    tracing::warn!(app, error = %error, source = ?std::error::Error::source(error), "upstream request failed");
+    Failure::new(FailureKind::UpstreamUnavailable, message)
+        .with_hint("the app may be down or restarting; try again in a moment, or ask the operator to check it")
+}
+
+/// Sends `request` (already rewritten) to the app and returns its response with a streaming body.
+/// A `101 Switching Protocols` answer to an upgrade request becomes a byte tunnel between the
+/// client and the app, run on its own task.
+pub async fn send(
+    client: &UpstreamClient,
+    app: &str,
+    timeouts: &TimeoutConfig,
+    mut request: Request<Body>,
+    upgrade: Option<HeaderValue>,
+) -> Result<Response<Body>, Failure> {
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+    if let Some(protocol) = upgrade {
+        let headers = request.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+    let request = request.map(|body| Body::new(IdleTimeout::new(body, timeouts.idle)));
+
+    let mut response = match tokio::time::timeout(timeouts.response_header, client.request(request)).await {
+        Err(_) => {
+            return Err(Failure::new(
+                FailureKind::UpstreamTimeout,
+                format!("the app \"{app}\" did not start answering within {} s", timeouts.response_header.as_secs()),
+            )
+            .with_hint("the app may be overloaded; the operator can raise timeouts.response_header"));
+        }
+        Ok(Err(e)) => return Err(classify(&e, app)),
+        Ok(Ok(response)) => response,
+    };
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let app = app.to_owned();
+            tokio::spawn(async move {
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((client_io, upstream_io)) => {
+                        let mut client_io = TokioIo::new(client_io);
+                        let mut upstream_io = TokioIo::new(upstream_io);
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await {
+                            tracing::debug!(app, error = %e, "upgraded connection ended with an error");
+                        }
+                    }
+                    Err(e) => tracing::debug!(app, error = %e, "upgrade did not complete"),
+                }
+            });
+            let (parts, _) = response.into_parts();
+            return Ok(Response::from_parts(parts, Body::empty()));
+        }
+    }
+
+    let (mut parts, body) = response.into_parts();
+    hop::strip(&mut parts.headers);
+    Ok(Response::from_parts(parts, Body::new(IdleTimeout::new(body, timeouts.idle))))
+}
