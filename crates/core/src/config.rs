@@ -48,6 +48,9 @@ pub struct Config {
     /// How long shutdown waits for in-flight requests (long streams included) before exiting.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Client addresses allowed to read `/metrics` (default: loopback only).
+    #[serde(default = "default_metrics_allowed")]
+    pub metrics_allowed: Vec<IpNet>,
     /// Apps behind Portcullis. Without any, everything goes to the built-in `whoami` app.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -209,6 +212,9 @@ impl Default for TimeoutConfig {
 fn yes() -> bool {
     true
 }
+fn default_metrics_allowed() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128"].iter().filter_map(|n| n.parse().ok()).collect()
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 4180))
 }
@@ -264,6 +270,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             local_auth: LocalAuthConfig::default(),
             shutdown_grace: default_shutdown_grace(),
+            metrics_allowed: default_metrics_allowed(),
             apps: Vec::new(),
         }
     }

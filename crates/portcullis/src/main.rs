@@ -1,1 +1,82 @@
-fn main() {}
+//! The `portcullis` command.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use portcullis::{config, serve};
+
+/// Exit code for a configuration that cannot be used (EX_USAGE), returned before any port is bound.
+const EXIT_BAD_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "Single sign-on in front of self-hosted apps")]
+struct Cli {
+    /// Configuration file (default: ./portcullis.toml when present, else built-in defaults).
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Validate the configuration without starting anything; exits 64 when it is not valid.
+    CheckConfig,
+    /// Read a password from standard input and print its argon2id hash.
+    HashPassword,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve => serve::run(cli.config.as_deref()),
+        Command::CheckConfig => check_config(cli.config.as_deref()),
+        Command::HashPassword => hash_password(),
+    }
+}
+
+fn check_config(path: Option<&std::path::Path>) -> ExitCode {
+    match config::load(path) {
+        Ok((cfg, used)) => {
+            let source = used.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
+            println!(
+                "configuration OK ({source}): listen {}, public_url {}, {} app(s)",
+                cfg.listen,
+                cfg.public_url(),
+                cfg.apps.len().max(1)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        eprintln!("could not read a password from standard input");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if let Err(problem) = portcullis_auth::password::check_new_password(password) {
+        eprintln!("{problem}");
+        return ExitCode::FAILURE;
+    }
+    match portcullis_auth::password::hash_blocking(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,21 @@
-//! placeholder
+//! Portcullis's own HTTP surface and the server that hosts it together with the gateway.
+//!
+//! Requests for `/ping`, `/ready`, `/metrics`, `/.portcullis/*` and `/oauth2/sign_out` are
+//! answered here; everything else goes through the gateway to an app.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod audit;
+mod csrf;
+mod health;
+mod pages;
+mod server;
+mod setup;
+mod sign_in;
+mod sign_out;
+mod state;
+pub mod whoami;
+
+pub use audit::Audit;
+pub use server::{router, serve};
+pub use state::{AppState, WebSettings};

@@ -1,0 +1,7 @@
+//! Wiring: configuration in, a running gateway out. The `portcullis` binary and the integration
+//! tests both start Portcullis through [`serve::start`].
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod config;
+pub mod serve;

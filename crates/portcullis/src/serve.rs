@@ -1,0 +1,207 @@
+//! `portcullis serve`: build every part from the configuration, bind, serve, shut down gracefully.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use portcullis_auth::{LocalLogin, LoginThrottle, PasswordHasher, SessionManager, SetupToken};
+use portcullis_core::config::{Config, LogFormat, WHOAMI_UPSTREAM};
+use portcullis_core::Clock;
+use portcullis_proxy::forwarded::TrustedProxies;
+use portcullis_proxy::{Gateway, Metrics, RouteTable};
+use portcullis_store::{SqliteStore, Store};
+use portcullis_web::{AppState, Audit, WebSettings};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config;
+
+/// How often expired sessions are deleted from the store.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+
+/// A started Portcullis.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// The one-time link to create the first admin, while none exists.
+    pub setup_link: Option<String>,
+    pub state: AppState,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting connections and waits for in-flight requests (up to the grace period).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(());
+        let _ = self.task.await;
+    }
+}
+
+fn needs_whoami(config: &Config) -> bool {
+    config.apps.is_empty() || config.apps.iter().any(|a| a.upstream == WHOAMI_UPSTREAM)
+}
+
+/// Builds everything from a validated configuration and starts serving on `config.listen`.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.data_dir)
+            .await
+            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
+    );
+    let whoami = if needs_whoami(&config) {
+        Some(portcullis_web::whoami::spawn_upstream().await.context("starting the built-in whoami app")?)
+    } else {
+        None
+    };
+    let routes = Arc::new(RouteTable::build(&config, whoami)?);
+    let sessions = Arc::new(SessionManager::new(store.clone(), clock.clone(), config.session.policy()));
+    let local = &config.local_auth;
+    let hasher = PasswordHasher::new(local.max_concurrent_hashes)?;
+    let throttle = LoginThrottle::new(clock.clone(), local.free_attempts, local.base_backoff, local.max_backoff);
+    let metrics = Arc::new(Metrics::new());
+    let gateway = Arc::new(Gateway {
+        routes,
+        sessions: sessions.clone(),
+        trusted: TrustedProxies::new(config.trusted_proxies.clone()),
+        metrics: metrics.clone(),
+    });
+    let setup = Arc::new(SetupToken::default());
+    let setup_link = if store.count_admins().await? == 0 {
+        let token = setup.issue();
+        Some(format!("{}/.portcullis/setup?token={token}", config.public_url()))
+    } else {
+        None
+    };
+    let state = AppState {
+        settings: Arc::new(WebSettings {
+            public_url: config.public_url(),
+            cookie_secure: config.cookie_secure(),
+            metrics_allowed: config.metrics_allowed.clone(),
+        }),
+        store: store.clone(),
+        clock: clock.clone(),
+        sessions: sessions.clone(),
+        local_login: Arc::new(LocalLogin::new(store.clone(), hasher, throttle)),
+        setup,
+        gateway,
+        metrics,
+        audit: Audit::new(store, clock),
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let router = portcullis_web::router(state.clone());
+    let grace = config.shutdown_grace;
+    let sweeper = tokio::spawn(sweep_sessions(sessions));
+    let task = tokio::spawn(async move {
+        let signal = async {
+            let _ = shutdown_rx.await;
+        };
+        portcullis_web::serve(listener, router, signal, grace).await;
+        sweeper.abort();
+    });
+    Ok(Running {
+        addr,
+        setup_link,
+        state,
+        shutdown: shutdown_tx,
+        task,
+    })
+}
+
+async fn sweep_sessions(sessions: Arc<SessionManager>) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        interval.tick().await;
+        match sessions.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "expired sessions deleted"),
+            Err(e) => tracing::warn!(error = %e, "could not delete expired sessions"),
+        }
+    }
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .with_context(|| format!("log.level {:?} is not a valid filter", config.log.level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("could not start logging: {e}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// The `serve` command.
+pub fn run(config_path: Option<&Path>) -> ExitCode {
+    let (config, used) = match config::load(config_path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(64);
+        }
+    };
+    if let Err(e) = init_logging(&config) {
+        eprintln!("{e:#}");
+        return ExitCode::from(64);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let clock: Arc<dyn Clock> = Arc::new(portcullis_core::SystemClock);
+        let running = match start(config.clone(), clock).await {
+            Ok(running) => running,
+            Err(e) => {
+                tracing::error!("could not start: {e:#}");
+                eprintln!("portcullis: could not start: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let source = used.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
+        tracing::info!(addr = %running.addr, config = %source, "Portcullis is listening");
+        eprintln!("Portcullis is listening on http://{} ({source})", running.addr);
+        if let Some(link) = &running.setup_link {
+            eprintln!(
+                "\nNo administrator exists yet. Open this one-time link to create one:\n\n    {link}\n\n\
+                 The link works until the admin account exists; restarting prints a new one.\n"
+            );
+        }
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}

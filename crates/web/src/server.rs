@@ -1,0 +1,121 @@
+//! The HTTP server: Portcullis's own routes in front of the gateway, served by hyper with limits
+//! on header size and header read time, protocol upgrades enabled, and graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::Response;
+use axum::routing::get;
+use http::Uri;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use portcullis_core::Failure;
+use portcullis_core::path::canonicalize;
+use portcullis_proxy::respond;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::state::AppState;
+use crate::{health, setup, sign_in, sign_out, whoami};
+
+/// Largest request head (request line + headers) accepted; larger ones get 431.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// A client has this long to send its request head (slowloris protection).
+const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ping", get(health::ping))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route("/.portcullis/sign_in", get(sign_in::form).post(sign_in::submit))
+        .route("/.portcullis/sign_out", get(sign_out::sign_out).post(sign_out::sign_out))
+        .route("/oauth2/sign_out", get(sign_out::sign_out).post(sign_out::sign_out))
+        .route("/.portcullis/setup", get(setup::form).post(setup::submit))
+        .route("/.portcullis/whoami", get(whoami::me))
+        .fallback(proxy)
+        .with_state(state)
+}
+
+async fn proxy(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request) -> Response {
+    state.gateway.handle(request, peer).await
+}
+
+/// Routing happens on the canonical path, so `/x/../.portcullis/sign_in` and
+/// `/%2eportcullis/sign_in` reach the same handler as the plain spelling.
+fn canonical_uri(uri: &Uri) -> Result<Option<Uri>, Failure> {
+    let canonical = canonicalize(uri.path()).map_err(|e| Failure::bad_request(e.to_string()))?;
+    if canonical == uri.path() {
+        return Ok(None);
+    }
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{canonical}?{q}"),
+        None => canonical,
+    };
+    Uri::builder()
+        .path_and_query(path_and_query)
+        .build()
+        .map(Some)
+        .map_err(|_| Failure::bad_request("the request URL is not valid"))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish
+/// for up to `grace`.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>, grace: Duration) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+            let router = router.clone();
+            async move {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                match canonical_uri(request.uri()) {
+                    Ok(Some(uri)) => *request.uri_mut() = uri,
+                    Ok(None) => {}
+                    Err(failure) => return Ok::<_, Infallible>(respond::failure(&failure, false)),
+                }
+                router.oneshot(request.map(Body::new)).await
+            }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+        let watched = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting up to {} s for in-flight requests", grace.as_secs());
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}

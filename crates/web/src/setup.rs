@@ -1,0 +1,179 @@
+//! The one-time setup link: `/.portcullis/setup?token=…` creates the first admin.
+
+use std::net::SocketAddr;
+
+use axum::Form;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use portcullis_auth::password::check_new_password;
+use portcullis_auth::session::SessionOrigin;
+use portcullis_core::user::{UserStatus, validate_username};
+use portcullis_core::{Failure, Role};
+use portcullis_proxy::cookies::{self, SESSION_COOKIE};
+use portcullis_proxy::respond::{self, html_response};
+use portcullis_store::{NewUser, StoreError};
+use serde::Deserialize;
+
+use crate::audit::Entry;
+use crate::csrf;
+use crate::pages::{self, SetupForm};
+use crate::state::AppState;
+
+#[derive(Deserialize, Default)]
+pub struct SetupQuery {
+    #[serde(default)]
+    token: String,
+}
+
+#[derive(Deserialize, Default)]
+pub struct SetupBody {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+fn closed_or_wrong(state: &AppState) -> Response {
+    if state.setup.is_open() {
+        html_response(
+            StatusCode::FORBIDDEN,
+            pages::message(
+                "This setup link is not valid",
+                "Use the exact link Portcullis printed at start-up. A restart prints a new one.",
+                None,
+            ),
+        )
+    } else {
+        html_response(
+            StatusCode::NOT_FOUND,
+            pages::message(
+                "Setup is complete",
+                "An administrator account already exists.",
+                Some(("/.portcullis/sign_in", "Go to sign-in")),
+            ),
+        )
+    }
+}
+
+fn render(state: &AppState, headers: &HeaderMap, status: StatusCode, form: SetupForm<'_>) -> Response {
+    let (token, set_cookie) = csrf::token_for_form(headers, state.settings.cookie_secure);
+    let mut response = html_response(status, pages::setup(&SetupForm { csrf: &token, ..form }));
+    if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+pub async fn form(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<SetupQuery>) -> Response {
+    if !state.setup.matches(&query.token) {
+        return closed_or_wrong(&state);
+    }
+    let form = SetupForm {
+        csrf: "",
+        token: &query.token,
+        username: "",
+        email: "",
+        display_name: "",
+        error: None,
+    };
+    render(&state, &headers, StatusCode::OK, form)
+}
+
+fn validate(body: &SetupBody) -> Result<(), String> {
+    validate_username(body.username.trim())?;
+    check_new_password(&body.password)?;
+    if body.password != body.confirm {
+        return Err("the two passwords differ".into());
+    }
+    let email = body.email.trim();
+    if !email.is_empty() && (!email.contains('@') || email.contains(char::is_whitespace)) {
+        return Err("the email address is not valid".into());
+    }
+    Ok(())
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(body): Form<SetupBody>,
+) -> Response {
+    if !state.setup.matches(&body.token) {
+        return closed_or_wrong(&state);
+    }
+    let retry = |error: &str| {
+        let form = SetupForm {
+            csrf: "",
+            token: &body.token,
+            username: &body.username,
+            email: &body.email,
+            display_name: &body.display_name,
+            error: Some(error),
+        };
+        render(&state, &headers, StatusCode::BAD_REQUEST, form)
+    };
+    if !csrf::verify(&headers, &body.csrf) {
+        return retry("This form expired; please submit it again.");
+    }
+    if let Err(problem) = validate(&body) {
+        return retry(&format!("Please fix this: {problem}."));
+    }
+    let password_hash = match state.local_login.hasher().hash(&body.password).await {
+        Ok(hash) => hash,
+        Err(e) => return respond::failure(&Failure::internal(e.to_string()), true),
+    };
+    let optional = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let new_user = NewUser {
+        id: uuid::Uuid::new_v4().to_string(),
+        username: body.username.trim().to_owned(),
+        email: optional(&body.email),
+        display_name: optional(&body.display_name),
+        role: Role::Admin,
+        status: UserStatus::Active,
+        password_hash: Some(password_hash),
+    };
+    let user = match state.store.create_first_admin(new_user, state.clock.now()).await {
+        Ok(user) => user,
+        Err(StoreError::Conflict(_)) => {
+            state.setup.close();
+            return closed_or_wrong(&state);
+        }
+        Err(e) => return respond::failure(&Failure::from(e), true),
+    };
+    state.setup.close();
+    let client_ip = state.client(peer, &headers).client_ip.to_string();
+    state
+        .audit
+        .record(Entry {
+            action: "user_created",
+            success: true,
+            actor: Some("setup-link"),
+            subject: Some(&user.username),
+            reason: Some("first admin"),
+            client_ip: Some(client_ip.clone()),
+        })
+        .await;
+    let origin = SessionOrigin {
+        client_ip: Some(client_ip),
+        user_agent: None,
+    };
+    let mut response = respond::redirect(StatusCode::SEE_OTHER, "/");
+    if let Ok((token, _)) = state.sessions.create(&user, origin).await {
+        let cookie = cookies::set_cookie(SESSION_COOKIE, &token, state.settings.cookie_secure, None);
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}

@@ -1,0 +1,158 @@
+//! The local sign-in form.
+
+use std::net::SocketAddr;
+
+use axum::Form;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use portcullis_auth::LoginError;
+use portcullis_auth::session::SessionOrigin;
+use portcullis_core::{Failure, FailureKind};
+use portcullis_proxy::cookies::{self, SESSION_COOKIE};
+use portcullis_proxy::respond::{self, html_response, safe_return_path};
+use serde::Deserialize;
+
+use crate::audit::Entry;
+use crate::pages::{self, SignInForm};
+use crate::state::AppState;
+use crate::csrf;
+
+#[derive(Deserialize, Default)]
+pub struct SignInQuery {
+    #[serde(default)]
+    rd: Option<String>,
+    #[serde(default)]
+    signed_out: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct SignInBody {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    rd: Option<String>,
+}
+
+const WRONG_CREDENTIALS: &str = "Wrong username or password.";
+
+/// The session behind the request's cookie, if it is live.
+pub async fn current_session(state: &AppState, headers: &HeaderMap) -> Option<std::sync::Arc<portcullis_auth::ActiveSession>> {
+    for value in cookies::values(headers, SESSION_COOKIE) {
+        if let Ok(Some(session)) = state.sessions.resolve(value).await {
+            return Some(session);
+        }
+    }
+    None
+}
+
+fn render(state: &AppState, headers: &HeaderMap, status: StatusCode, form: SignInForm<'_>) -> Response {
+    let (token, set_cookie) = csrf::token_for_form(headers, state.settings.cookie_secure);
+    let form = SignInForm { csrf: &token, ..form };
+    let mut response = html_response(status, pages::sign_in(&form));
+    if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+pub async fn form(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<SignInQuery>) -> Response {
+    let return_to = safe_return_path(query.rd.as_deref().unwrap_or("/"));
+    if current_session(&state, &headers).await.is_some() {
+        return respond::redirect(StatusCode::FOUND, &return_to);
+    }
+    let notice = query.signed_out.is_some().then_some("You have been signed out.");
+    let form = SignInForm {
+        csrf: "",
+        return_to: &return_to,
+        login: "",
+        error: None,
+        notice,
+    };
+    render(&state, &headers, StatusCode::OK, form)
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(body): Form<SignInBody>,
+) -> Response {
+    let return_to = safe_return_path(body.rd.as_deref().unwrap_or("/"));
+    let retry = |status, error| {
+        let form = SignInForm {
+            csrf: "",
+            return_to: &return_to,
+            login: &body.login,
+            error: Some(error),
+            notice: None,
+        };
+        render(&state, &headers, status, form)
+    };
+    if !csrf::verify(&headers, &body.csrf) {
+        return retry(StatusCode::FORBIDDEN, "This form expired. Please sign in again.");
+    }
+    let client_ip = state.client(peer, &headers).client_ip.to_string();
+    let outcome = state.local_login.authenticate(&body.login, &body.password, Some(&client_ip)).await;
+    let audit_failure = |reason: &'static str| Entry {
+        action: "sign_in",
+        success: false,
+        actor: None,
+        subject: Some(body.login.as_str()),
+        reason: Some(reason),
+        client_ip: Some(client_ip.clone()),
+    };
+    match outcome {
+        Ok(user) => {
+            let origin = SessionOrigin {
+                client_ip: Some(client_ip.clone()),
+                user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect()),
+            };
+            let (token, _) = match state.sessions.create(&user, origin).await {
+                Ok(created) => created,
+                Err(e) => return respond::failure(&Failure::from(e), true),
+            };
+            state.metrics.sign_in("success");
+            state
+                .audit
+                .record(Entry {
+                    action: "sign_in",
+                    success: true,
+                    actor: Some(&user.id),
+                    subject: Some(&user.username),
+                    reason: Some("local_password"),
+                    client_ip: Some(client_ip.clone()),
+                })
+                .await;
+            let cookie = cookies::set_cookie(SESSION_COOKIE, &token, state.settings.cookie_secure, None);
+            let mut response = respond::redirect(StatusCode::SEE_OTHER, &return_to);
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Err(LoginError::Rejected { reason }) => {
+            state.metrics.sign_in("failure");
+            state.audit.record(audit_failure(reason)).await;
+            retry(StatusCode::UNAUTHORIZED, WRONG_CREDENTIALS)
+        }
+        Err(LoginError::Throttled { retry_after }) => {
+            state.metrics.sign_in("throttled");
+            state.audit.record(audit_failure("throttled")).await;
+            let failure = Failure::new(
+                FailureKind::RateLimited,
+                format!("Too many failed sign-ins. Try again in {} seconds.", retry_after.as_secs().max(1)),
+            );
+            let mut response = respond::failure(&failure, true);
+            if let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+        Err(LoginError::Store(e)) => respond::failure(&Failure::from(e), true).into_response(),
+    }
+}
