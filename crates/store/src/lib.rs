@@ -56,6 +56,8 @@ pub trait Store: Send + Sync + 'static {
     /// Looks a user up by username or email (case-insensitive), with their password hash.
     async fn user_with_password(&self, login: &str) -> Result<Option<(User, Option<String>)>, StoreError>;
     async fn count_admins(&self) -> Result<u64, StoreError>;
+    /// Adds a user to a local group, creating the group if needed. Idempotent.
+    async fn add_to_group(&self, user_id: &str, group: &str, now: Timestamp) -> Result<(), StoreError>;
 
     async fn insert_session(&self, session: &Session) -> Result<(), StoreError>;
     async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;

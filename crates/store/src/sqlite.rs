@@ -171,6 +171,22 @@ impl Store for SqliteStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    async fn add_to_group(&self, user_id: &str, group: &str, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT OR IGNORE INTO groups (name, created_at) VALUES (?, ?)")
+            .bind(group)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT OR IGNORE INTO group_members (group_name, user_id) VALUES (?, ?)")
+            .bind(group)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id_hash, user_id, created_at, last_seen, client_ip, user_agent) VALUES (?, ?, ?, ?, ?, ?)",
@@ -286,6 +302,10 @@ mod tests {
         assert_eq!((u.id.as_str(), hash.as_deref()), ("1", Some("hash")));
         assert!(store.user_with_password("ALICE@example.com").await.unwrap().is_some());
         assert!(store.user_with_password("bob").await.unwrap().is_none());
+        store.add_to_group("1", "staff", Timestamp(6)).await.unwrap();
+        store.add_to_group("1", "staff", Timestamp(6)).await.unwrap();
+        store.add_to_group("1", "admins", Timestamp(6)).await.unwrap();
+        assert_eq!(store.user_by_id("1").await.unwrap().unwrap().groups, ["admins", "staff"]);
         let dup = store.create_user(new_user("2", "alice", Role::User), Timestamp(5)).await;
         assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     }

@@ -1,0 +1,189 @@
+//! Test harness: a real Portcullis (in-process, real sockets, real SQLite file) in front of the
+//! real upstream in `upstream.rs`, driven over HTTP like a browser or a script would.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod upstream;
+
+use std::sync::Arc;
+
+use portcullis::serve::{Running, start};
+use portcullis_core::Role;
+use portcullis_core::user::UserStatus;
+use portcullis_store::NewUser;
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, SET_COOKIE};
+use tempfile::TempDir;
+
+pub use upstream::Upstream;
+
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+pub struct Harness {
+    pub running: Running,
+    pub base: String,
+    pub upstream: Upstream,
+    pub dir: TempDir,
+    /// A client that never follows redirects, so tests see every hop.
+    pub http: reqwest::Client,
+}
+
+/// The value of a cookie set by a response, if it set one.
+pub fn set_cookie_value(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The `value` of the hidden input `name` in an HTML form.
+pub fn hidden_field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name} in {html}")) + marker.len();
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end].to_owned()
+}
+
+impl Harness {
+    /// Starts Portcullis with `extra` TOML appended; `{upstream}` in it becomes the upstream URL.
+    pub async fn start(extra: &str) -> Harness {
+        let upstream = upstream::start().await;
+        Self::start_with(upstream, extra).await
+    }
+
+    pub async fn start_with(upstream: Upstream, extra: &str) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("portcullis.toml");
+        let toml = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nshutdown_grace = \"2s\"\n{}",
+            dir.path().join("data").display(),
+            extra.replace("{upstream}", &upstream.url())
+        );
+        std::fs::write(&config_path, toml).unwrap();
+        let (config, _) = portcullis::config::load(Some(&config_path)).unwrap_or_else(|e| panic!("{e}"));
+        let running = start(config, Arc::new(portcullis_core::SystemClock)).await.unwrap();
+        let base = format!("http://{}", running.addr);
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Harness {
+            running,
+            base,
+            upstream,
+            dir,
+            http,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Follows the printed setup link like a person would and returns the new admin's cookie.
+    pub async fn setup_admin(&self) -> String {
+        let link = self.running.setup_link.clone().expect("a setup link while no admin exists");
+        let path_and_query = &link[link.find("/.portcullis/").unwrap()..];
+        let token = link.split("token=").nth(1).unwrap().to_owned();
+        let form = self.http.get(self.url(path_and_query)).send().await.unwrap();
+        assert_eq!(form.status(), StatusCode::OK);
+        let csrf_cookie = set_cookie_value(&form, "_portcullis_csrf").unwrap();
+        let html = form.text().await.unwrap();
+        let csrf = hidden_field(&html, "csrf");
+        let response = self
+            .http
+            .post(self.url("/.portcullis/setup"))
+            .header(COOKIE, format!("_portcullis_csrf={csrf_cookie}"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("token", token.as_str()),
+                ("username", "admin"),
+                ("display_name", "Ada Admin"),
+                ("email", "admin@example.com"),
+                ("password", ADMIN_PASSWORD),
+                ("confirm", ADMIN_PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "setup should redirect");
+        set_cookie_value(&response, "_portcullis").expect("setup signs the admin in")
+    }
+
+    /// Signs in through the form; returns the session cookie, or the failing response.
+    pub async fn sign_in(&self, login: &str, password: &str) -> Result<String, reqwest::Response> {
+        let form = self.http.get(self.url("/.portcullis/sign_in?rd=/after")).send().await.unwrap();
+        let csrf_cookie = set_cookie_value(&form, "_portcullis_csrf").unwrap();
+        let csrf = hidden_field(&form.text().await.unwrap(), "csrf");
+        let response = self
+            .http
+            .post(self.url("/.portcullis/sign_in"))
+            .header(COOKIE, format!("_portcullis_csrf={csrf_cookie}"))
+            .form(&[("csrf", csrf.as_str()), ("login", login), ("password", password), ("rd", "/after")])
+            .send()
+            .await
+            .unwrap();
+        match set_cookie_value(&response, "_portcullis") {
+            Some(cookie) if response.status() == StatusCode::SEE_OTHER => Ok(cookie),
+            _ => Err(response),
+        }
+    }
+
+    /// Adds a user straight to the directory.
+    pub async fn add_user(&self, username: &str, email: Option<&str>, display_name: Option<&str>, role: Role, groups: &[&str]) {
+        let hash = portcullis_auth::password::hash_blocking("user-password-1").unwrap();
+        let state = &self.running.state;
+        let user = NewUser {
+            id: uuid_like(username),
+            username: username.into(),
+            email: email.map(str::to_owned),
+            display_name: display_name.map(str::to_owned),
+            role,
+            status: UserStatus::Active,
+            password_hash: Some(hash),
+        };
+        state.store.create_user(user, state.clock.now()).await.unwrap();
+        for group in groups {
+            state.store.add_to_group(&uuid_like(username), group, state.clock.now()).await.unwrap();
+        }
+    }
+
+    /// GET `path` with a session cookie and JSON accept; returns the upstream's echo as JSON.
+    pub async fn echo(&self, path: &str, cookie: &str) -> serde_json::Value {
+        let response = self
+            .http
+            .get(self.url(path))
+            .header(COOKIE, format!("_portcullis={cookie}"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.json().await.unwrap()
+    }
+}
+
+/// A stable fake UUID per username, so tests can recognise the subject.
+pub fn uuid_like(username: &str) -> String {
+    let mut n: u64 = 0xcbf29ce484222325;
+    for b in username.bytes() {
+        n = (n ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    }
+    format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", n >> 32, (n >> 16) & 0xffff, n & 0xfff, (n >> 4) & 0xfff, n & 0xffffffffffff)
+}
+
+/// Every value of header `name` the upstream received, in order.
+pub fn received(echo: &serde_json::Value, name: &str) -> Vec<String> {
+    echo["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|pair| pair[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|pair| pair[1].as_str().unwrap().to_owned())
+        .collect()
+}
