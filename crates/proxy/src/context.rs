@@ -24,6 +24,9 @@ pub struct RequestContext {
     pub scheme: &'static str,
     pub client: ClientFacts,
     pub browser: bool,
+    /// The protocol the client asks to switch to (WebSocket…), captured before hop-by-hop headers
+    /// are stripped.
+    pub upgrade: Option<http::HeaderValue>,
     pub app: Option<Arc<App>>,
     pub session: Option<Arc<ActiveSession>>,
 }
@@ -75,6 +78,7 @@ impl RequestContext {
         Ok(RequestContext {
             method: req.method().clone(),
             browser: is_browser_navigation(headers, &path),
+            upgrade: crate::hop::requested_upgrade(headers),
             query: req.uri().query().map(str::to_owned),
             path,
             host,

@@ -135,7 +135,6 @@ pub async fn forward(ctx: &RequestContext, req: Request<Body>) -> Result<Respons
     let Some(app) = &ctx.app else {
         return Err(Failure::internal("forward ran before route").into());
     };
-    let upgrade = hop::requested_upgrade(req.headers());
     let target = match &ctx.query {
         Some(q) => format!("http://{}{}{}?{q}", app.authority, app.base_path, ctx.path),
         None => format!("http://{}{}{}", app.authority, app.base_path, ctx.path),
@@ -147,5 +146,5 @@ pub async fn forward(ctx: &RequestContext, req: Request<Body>) -> Result<Respons
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     let request = Request::from_parts(parts, body);
-    Ok(upstream::send(&app.client, &app.name, &app.timeouts, request, upgrade).await?)
+    Ok(upstream::send(&app.client, &app.name, &app.timeouts, request, ctx.upgrade.clone()).await?)
 }
