@@ -29,14 +29,23 @@ pub struct LocalLogin {
 
 impl LocalLogin {
     pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, throttle: LoginThrottle) -> Self {
-        LocalLogin { store, hasher, throttle }
+        LocalLogin {
+            store,
+            hasher,
+            throttle,
+        }
     }
 
     pub fn hasher(&self) -> &PasswordHasher {
         &self.hasher
     }
 
-    pub async fn authenticate(&self, login: &str, password: &str, client_ip: Option<&str>) -> Result<User, LoginError> {
+    pub async fn authenticate(
+        &self,
+        login: &str,
+        password: &str,
+        client_ip: Option<&str>,
+    ) -> Result<User, LoginError> {
         let keys = AttemptKeys::new(login, client_ip);
         if let Err(retry_after) = self.throttle.check(&keys) {
             return Err(LoginError::Throttled { retry_after });
@@ -52,19 +61,27 @@ impl LocalLogin {
 
     async fn check_credentials(&self, login: &str, password: &str) -> Result<User, LoginError> {
         if login.is_empty() || password.is_empty() {
-            return Err(LoginError::Rejected { reason: "empty_credentials" });
+            return Err(LoginError::Rejected {
+                reason: "empty_credentials",
+            });
         }
         let found = self.store.user_with_password(login).await?;
         let hash = found.as_ref().and_then(|(_, hash)| hash.as_deref());
         // Always spend one verification, even for unknown accounts (timing must not tell).
         let password_ok = self.hasher.verify(hash, password).await;
         match found {
-            None => Err(LoginError::Rejected { reason: "unknown_account" }),
-            Some((_, None)) => Err(LoginError::Rejected { reason: "no_local_password" }),
-            Some(_) if !password_ok => Err(LoginError::Rejected { reason: "wrong_password" }),
-            Some((user, _)) if user.status != UserStatus::Active => {
-                Err(LoginError::Rejected { reason: "account_not_active" })
-            }
+            None => Err(LoginError::Rejected {
+                reason: "unknown_account",
+            }),
+            Some((_, None)) => Err(LoginError::Rejected {
+                reason: "no_local_password",
+            }),
+            Some(_) if !password_ok => Err(LoginError::Rejected {
+                reason: "wrong_password",
+            }),
+            Some((user, _)) if user.status != UserStatus::Active => Err(LoginError::Rejected {
+                reason: "account_not_active",
+            }),
             Some((user, _)) => Ok(user),
         }
     }
@@ -81,7 +98,10 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
         let hasher = PasswordHasher::new(2).unwrap();
         let clock = ManualClock::at(Timestamp(0));
-        for (id, status) in [("alice", UserStatus::Active), ("dave", UserStatus::Disabled)] {
+        for (id, status) in [
+            ("alice", UserStatus::Active),
+            ("dave", UserStatus::Disabled),
+        ] {
             let user = NewUser {
                 id: id.into(),
                 username: id.into(),
@@ -93,10 +113,17 @@ mod tests {
             };
             store.create_user(user, clock.now()).await.unwrap();
         }
-        let throttle = LoginThrottle::new(Arc::new(clock.clone()), 3, Duration::from_secs(10), Duration::from_secs(60));
+        let throttle = LoginThrottle::new(
+            Arc::new(clock.clone()),
+            3,
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+        );
         let login = LocalLogin::new(store, hasher, throttle);
 
-        let ok = login.authenticate("ALICE@example.com", "password-1", Some("1.1.1.1")).await;
+        let ok = login
+            .authenticate("ALICE@example.com", "password-1", Some("1.1.1.1"))
+            .await;
         assert_eq!(ok.unwrap().id, "alice");
         for (who, password, reason) in [
             ("alice", "nope", "wrong_password"),
@@ -112,9 +139,19 @@ mod tests {
         for _ in 0..3 {
             let _ = login.authenticate("alice", "nope", Some("3.3.3.3")).await;
         }
-        let throttled = login.authenticate("alice", "password-1", Some("3.3.3.3")).await;
-        assert!(matches!(throttled, Err(LoginError::Throttled { .. })), "{throttled:?}");
+        let throttled = login
+            .authenticate("alice", "password-1", Some("3.3.3.3"))
+            .await;
+        assert!(
+            matches!(throttled, Err(LoginError::Throttled { .. })),
+            "{throttled:?}"
+        );
         clock.advance(Duration::from_secs(60));
-        assert!(login.authenticate("alice", "password-1", Some("3.3.3.3")).await.is_ok());
+        assert!(
+            login
+                .authenticate("alice", "password-1", Some("3.3.3.3"))
+                .await
+                .is_ok()
+        );
     }
 }

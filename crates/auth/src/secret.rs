@@ -21,7 +21,9 @@ pub fn random_token() -> String {
 /// True when `s` has the exact shape of a token from [`random_token`]. Checked before any lookup
 /// so garbage never reaches a cache or the store.
 pub fn looks_like_token(s: &str) -> bool {
-    s.len() == TOKEN_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    s.len() == TOKEN_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Hex SHA-256 of a token: what the store keeps instead of the token.
@@ -50,7 +52,10 @@ mod tests {
         assert_ne!(t, random_token());
         assert!(!looks_like_token("short"));
         assert!(!looks_like_token(&format!("{}!", &t[..42])));
-        assert_eq!(token_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -112,7 +112,11 @@ impl SessionManager {
 
     /// Starts a session for `user` and returns the cookie value (shown to nobody else, stored
     /// nowhere) with the cached session.
-    pub async fn create(&self, user: &User, origin: SessionOrigin) -> Result<(String, Arc<ActiveSession>), StoreError> {
+    pub async fn create(
+        &self,
+        user: &User,
+        origin: SessionOrigin,
+    ) -> Result<(String, Arc<ActiveSession>), StoreError> {
         let token = random_token();
         let now = self.clock.now();
         let session = Session {
@@ -125,17 +129,25 @@ impl SessionManager {
         };
         self.store.insert_session(&session).await?;
         let active = Arc::new(ActiveSession::new(&session, user));
-        self.live.insert(session.id_hash.clone(), Cached::Live(active.clone()));
+        self.live
+            .insert(session.id_hash.clone(), Cached::Live(active.clone()));
         Ok((token, active))
     }
 
     /// The live session for a cookie value, or `None`. Malformed values never reach the store.
-    pub async fn resolve(&self, cookie_value: &str) -> Result<Option<Arc<ActiveSession>>, StoreError> {
+    pub async fn resolve(
+        &self,
+        cookie_value: &str,
+    ) -> Result<Option<Arc<ActiveSession>>, StoreError> {
         if !looks_like_token(cookie_value) {
             return Ok(None);
         }
         let id_hash = token_hash(cookie_value);
-        let cached = match self.live.get(&id_hash).or_else(|| self.unknown.get(&id_hash)) {
+        let cached = match self
+            .live
+            .get(&id_hash)
+            .or_else(|| self.unknown.get(&id_hash))
+        {
             Some(cached) => cached,
             None => self.load(&id_hash).await?,
         };
@@ -232,7 +244,9 @@ impl SessionManager {
                 }
             }
         }
-        self.store.delete_expired_sessions(created_before, idle_before).await
+        self.store
+            .delete_expired_sessions(created_before, idle_before)
+            .await
     }
 
     /// Sessions currently held in memory (for the `active sessions` gauge).
@@ -281,7 +295,10 @@ mod tests {
     #[tokio::test]
     async fn create_resolve_revoke() {
         let (manager, store, _, user) = setup().await;
-        let (token, _) = manager.create(&user, SessionOrigin::default()).await.unwrap();
+        let (token, _) = manager
+            .create(&user, SessionOrigin::default())
+            .await
+            .unwrap();
         let active = manager.resolve(&token).await.unwrap().unwrap();
         assert_eq!(active.identity.display_name, "Alice");
         assert_eq!(manager.revoke(&token).await.unwrap().as_deref(), Some("u1"));
@@ -292,7 +309,10 @@ mod tests {
     #[tokio::test]
     async fn sessions_survive_a_restart_through_the_store() {
         let (manager, store, clock, user) = setup().await;
-        let (token, _) = manager.create(&user, SessionOrigin::default()).await.unwrap();
+        let (token, _) = manager
+            .create(&user, SessionOrigin::default())
+            .await
+            .unwrap();
         let fresh = SessionManager::new(store, Arc::new(clock), *manager.policy());
         assert!(fresh.resolve(&token).await.unwrap().is_some());
     }
@@ -301,21 +321,33 @@ mod tests {
     async fn garbage_and_unknown_cookies_resolve_to_nothing() {
         let (manager, _, _, _) = setup().await;
         assert!(manager.resolve("").await.unwrap().is_none());
-        assert!(manager.resolve("'; DROP TABLE sessions; --").await.unwrap().is_none());
+        assert!(
+            manager
+                .resolve("'; DROP TABLE sessions; --")
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(manager.resolve(&random_token()).await.unwrap().is_none());
     }
 
     #[tokio::test]
     async fn idle_and_absolute_expiry_end_the_session() {
         let (manager, store, clock, user) = setup().await;
-        let (token, _) = manager.create(&user, SessionOrigin::default()).await.unwrap();
+        let (token, _) = manager
+            .create(&user, SessionOrigin::default())
+            .await
+            .unwrap();
         clock.advance(Duration::from_secs(599));
         assert!(manager.resolve(&token).await.unwrap().is_some());
         clock.advance(Duration::from_secs(600));
         assert!(manager.resolve(&token).await.unwrap().is_none(), "idle");
         assert_eq!(store.count_sessions().await.unwrap(), 0);
 
-        let (token, _) = manager.create(&user, SessionOrigin::default()).await.unwrap();
+        let (token, _) = manager
+            .create(&user, SessionOrigin::default())
+            .await
+            .unwrap();
         for _ in 0..7 {
             clock.advance(Duration::from_secs(500));
             let alive = manager.resolve(&token).await.unwrap().is_some();

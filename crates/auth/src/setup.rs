@@ -22,7 +22,10 @@ impl SetupToken {
     }
 
     pub fn is_open(&self) -> bool {
-        self.hash.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        self.hash
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     pub fn matches(&self, candidate: &str) -> bool {

@@ -77,7 +77,9 @@ impl LoginThrottle {
     pub fn record_failure(&self, keys: &AttemptKeys) {
         let now = self.clock.now();
         for (key, multiplier) in keys.all() {
-            let entry = self.entries.get_with(key.clone(), || Arc::new(Mutex::new(Failures::default())));
+            let entry = self
+                .entries
+                .get_with(key.clone(), || Arc::new(Mutex::new(Failures::default())));
             let mut failures = entry.lock().unwrap_or_else(|p| p.into_inner());
             failures.count = failures.count.saturating_add(1);
             let free = self.free_attempts.saturating_mul(multiplier);
@@ -102,7 +104,12 @@ mod tests {
     #[test]
     fn back_off_grows_and_success_resets() {
         let clock = ManualClock::at(Timestamp(1000));
-        let throttle = LoginThrottle::new(Arc::new(clock.clone()), 2, Duration::from_secs(1), Duration::from_secs(8));
+        let throttle = LoginThrottle::new(
+            Arc::new(clock.clone()),
+            2,
+            Duration::from_secs(1),
+            Duration::from_secs(8),
+        );
         let keys = AttemptKeys::new("Alice", Some("10.0.0.1"));
         throttle.record_failure(&keys);
         throttle.record_failure(&keys);
@@ -114,13 +121,24 @@ mod tests {
         for _ in 0..10 {
             throttle.record_failure(&keys);
         }
-        assert_eq!(throttle.check(&keys), Err(Duration::from_secs(8)), "capped at max");
+        assert_eq!(
+            throttle.check(&keys),
+            Err(Duration::from_secs(8)),
+            "capped at max"
+        );
         clock.advance(Duration::from_secs(8));
         assert_eq!(throttle.check(&keys), Ok(()));
         throttle.record_success(&keys);
         // The address keeps its own record: 14 failures exceed its 8 free attempts.
         throttle.record_failure(&AttemptKeys::new("bob", Some("10.0.0.1")));
-        assert!(throttle.check(&AttemptKeys::new("carol", Some("10.0.0.1"))).is_err());
-        assert_eq!(throttle.check(&AttemptKeys::new("alice", Some("10.0.0.2"))), Ok(()));
+        assert!(
+            throttle
+                .check(&AttemptKeys::new("carol", Some("10.0.0.1")))
+                .is_err()
+        );
+        assert_eq!(
+            throttle.check(&AttemptKeys::new("alice", Some("10.0.0.2"))),
+            Ok(())
+        );
     }
 }

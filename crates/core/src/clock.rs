@@ -10,7 +10,10 @@ pub struct Timestamp(pub i64);
 
 impl Timestamp {
     pub fn plus(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        )
     }
 
     pub fn seconds_until(self, later: Timestamp) -> i64 {

@@ -22,7 +22,13 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:4180";
 /// The `upstream` value that selects the built-in header-echo app.
 pub const WHOAMI_UPSTREAM: &str = "whoami";
 /// Paths Portcullis serves itself; apps cannot claim them.
-pub const RESERVED_PREFIXES: &[&str] = &["/.portcullis", "/oauth2", "/api/v1", "/scim/v2", "/.well-known"];
+pub const RESERVED_PREFIXES: &[&str] = &[
+    "/.portcullis",
+    "/oauth2",
+    "/api/v1",
+    "/scim/v2",
+    "/.well-known",
+];
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -213,7 +219,10 @@ fn yes() -> bool {
     true
 }
 fn default_metrics_allowed() -> Vec<IpNet> {
-    ["127.0.0.0/8", "::1/128"].iter().filter_map(|n| n.parse().ok()).collect()
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect()
 }
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 4180))
@@ -311,7 +320,9 @@ pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
         None => (rest, ""),
     };
     if authority.is_empty() || authority.contains('@') {
-        return Err(format!("{s:?} has no usable host (credentials in URLs are not allowed)"));
+        return Err(format!(
+            "{s:?} has no usable host (credentials in URLs are not allowed)"
+        ));
     }
     if path.contains('?') || path.contains('#') {
         return Err(format!("{s:?} must not have a query or fragment"));
@@ -326,7 +337,10 @@ fn is_loopback_url(url: &str) -> bool {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let host = rest.split(['/', '?']).next().unwrap_or("");
     let host = if host.starts_with('[') {
-        host.split(']').next().map(|h| h.trim_start_matches('[')).unwrap_or("")
+        host.split(']')
+            .next()
+            .map(|h| h.trim_start_matches('['))
+            .unwrap_or("")
     } else {
         host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
     };
@@ -376,9 +390,15 @@ impl Config {
 
         let public_url = self.public_url();
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
-            push("public_url".into(), format!("must start with http:// or https://, got {public_url:?}"));
+            push(
+                "public_url".into(),
+                format!("must start with http:// or https://, got {public_url:?}"),
+            );
         }
-        if self.cookie_secure() && public_url.starts_with("http://") && !is_loopback_url(&public_url) {
+        if self.cookie_secure()
+            && public_url.starts_with("http://")
+            && !is_loopback_url(&public_url)
+        {
             push(
                 "cookie.secure".into(),
                 format!(
@@ -391,18 +411,32 @@ impl Config {
             if net.prefix_len() == 0 {
                 push(
                     format!("trusted_proxies[{i}]"),
-                    format!("{net} trusts every address, so anyone could spoof X-Forwarded-* headers; list your proxies' addresses"),
+                    format!(
+                        "{net} trusts every address, so anyone could spoof X-Forwarded-* headers; list your proxies' addresses"
+                    ),
                 );
             }
         }
         if self.session.idle_timeout.is_zero() || self.session.absolute_timeout.is_zero() {
-            push("session".into(), "idle_timeout and absolute_timeout must be longer than zero".into());
+            push(
+                "session".into(),
+                "idle_timeout and absolute_timeout must be longer than zero".into(),
+            );
         }
         if self.local_auth.max_concurrent_hashes == 0 {
-            push("local_auth.max_concurrent_hashes".into(), "must be at least 1".into());
+            push(
+                "local_auth.max_concurrent_hashes".into(),
+                "must be at least 1".into(),
+            );
         }
         if tracing_filter_is_suspicious(&self.log.level) {
-            push("log.level".into(), format!("{:?} is not a valid log filter (try \"info\" or \"debug\")", self.log.level));
+            push(
+                "log.level".into(),
+                format!(
+                    "{:?} is not a valid log filter (try \"info\" or \"debug\")",
+                    self.log.level
+                ),
+            );
         }
 
         let mut names = std::collections::BTreeSet::new();
@@ -412,46 +446,84 @@ impl Config {
             if app.name.trim().is_empty() {
                 push(key("name"), "must not be empty".into());
             } else if !names.insert(app.name.clone()) {
-                push(key("name"), format!("{:?} is used by two apps; names must be unique", app.name));
+                push(
+                    key("name"),
+                    format!("{:?} is used by two apps; names must be unique", app.name),
+                );
             }
-            if app.upstream != WHOAMI_UPSTREAM {
-                if let Err(e) = parse_upstream(&app.upstream) {
-                    push(key("upstream"), e);
-                }
+            if app.upstream != WHOAMI_UPSTREAM
+                && let Err(e) = parse_upstream(&app.upstream)
+            {
+                push(key("upstream"), e);
             }
             match path::canonicalize(&app.path_prefix) {
-                Ok(canonical) if canonical.trim_end_matches('/') == app.path_prefix.trim_end_matches('/') => {
-                    if RESERVED_PREFIXES.iter().any(|r| path::has_prefix(&canonical, r)) {
-                        push(key("path_prefix"), format!("{canonical} is served by Portcullis itself"));
+                Ok(canonical)
+                    if canonical.trim_end_matches('/') == app.path_prefix.trim_end_matches('/') =>
+                {
+                    if RESERVED_PREFIXES
+                        .iter()
+                        .any(|r| path::has_prefix(&canonical, r))
+                    {
+                        push(
+                            key("path_prefix"),
+                            format!("{canonical} is served by Portcullis itself"),
+                        );
                     }
                 }
-                _ => push(key("path_prefix"), format!("{:?} must be a plain absolute path such as /chat", app.path_prefix)),
+                _ => push(
+                    key("path_prefix"),
+                    format!(
+                        "{:?} must be a plain absolute path such as /chat",
+                        app.path_prefix
+                    ),
+                ),
             }
-            if let Some(host) = &app.host {
-                if host.is_empty() || host.contains(['/', ' ', ':']) {
-                    push(key("host"), format!("{host:?} must be a bare host name such as chat.example.com"));
-                }
+            if let Some(host) = &app.host
+                && (host.is_empty() || host.contains(['/', ' ', ':']))
+            {
+                push(
+                    key("host"),
+                    format!("{host:?} must be a bare host name such as chat.example.com"),
+                );
             }
-            let route = (app.host.clone().map(|h| h.to_ascii_lowercase()), app.path_prefix.trim_end_matches('/').to_owned());
+            let route = (
+                app.host.clone().map(|h| h.to_ascii_lowercase()),
+                app.path_prefix.trim_end_matches('/').to_owned(),
+            );
             if !routes.insert(route) {
-                push(key("path_prefix"), "another app already matches the same host and path prefix".into());
+                push(
+                    key("path_prefix"),
+                    "another app already matches the same host and path prefix".into(),
+                );
             }
             for role in &app.access.roles {
                 if crate::Role::parse(role).is_none() {
-                    push(key("access.roles"), format!("{role:?} is not a role (admin, user, pending)"));
+                    push(
+                        key("access.roles"),
+                        format!("{role:?} is not a role (admin, user, pending)"),
+                    );
                 }
             }
             validate_headers(&app.identity_headers, &key("identity_headers"), &mut push);
             for (j, rule) in app.skip_auth.iter().enumerate() {
                 let rule_key = key(&format!("skip_auth[{j}].path"));
                 if !rule.path.starts_with('^') {
-                    push(rule_key, format!("{:?} must start with ^ so it cannot match in the middle of a path", rule.path));
+                    push(
+                        rule_key,
+                        format!(
+                            "{:?} must start with ^ so it cannot match in the middle of a path",
+                            rule.path
+                        ),
+                    );
                 } else if let Err(e) = Regex::new(&rule.path) {
                     push(rule_key, format!("invalid regex: {e}"));
                 }
                 for method in &rule.methods {
                     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-                        push(key(&format!("skip_auth[{j}].methods")), format!("{method:?} must be an upper-case HTTP method"));
+                        push(
+                            key(&format!("skip_auth[{j}].methods")),
+                            format!("{method:?} must be an upper-case HTTP method"),
+                        );
                     }
                 }
             }
@@ -465,13 +537,22 @@ impl Config {
 }
 
 fn validate_headers(cfg: &HeaderProfileConfig, key: &str, push: &mut impl FnMut(String, String)) {
-    let named = cfg.custom.keys().map(|k| (format!("{key}.custom.{k}"), k.as_str()));
-    let role = cfg.role_header.iter().map(|r| (format!("{key}.role_header"), r.as_str()));
+    let named = cfg
+        .custom
+        .keys()
+        .map(|k| (format!("{key}.custom.{k}"), k.as_str()));
+    let role = cfg
+        .role_header
+        .iter()
+        .map(|r| (format!("{key}.role_header"), r.as_str()));
     for (k, name) in named.chain(role) {
         if !is_header_token(name) {
             push(k, format!("{name:?} is not a valid header name"));
         } else if PROTECTED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            push(k, format!("{name} means something else to the app; choose another header name"));
+            push(
+                k,
+                format!("{name} means something else to the app; choose another header name"),
+            );
         }
     }
 }
@@ -509,15 +590,22 @@ mod tests {
     fn unknown_keys_are_named() {
         let err = parse("lisen = \"1.2.3.4:5\"").err().unwrap_or_default();
         assert!(err.contains("lisen"), "{err}");
-        let err = parse("[[apps]]\nname='a'\nupstream='whoami'\nupsteam='x'").err().unwrap_or_default();
+        let err = parse("[[apps]]\nname='a'\nupstream='whoami'\nupsteam='x'")
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("upsteam"), "{err}");
     }
 
     #[test]
     fn plain_http_public_url_needs_an_explicit_insecure_cookie() {
         let found = issues("public_url = 'http://gw.example.com'");
-        assert!(found.iter().any(|i| i.starts_with("cookie.secure:")), "{found:?}");
-        assert!(issues("public_url = 'http://gw.example.com'\n[cookie]\nsecure = false").is_empty());
+        assert!(
+            found.iter().any(|i| i.starts_with("cookie.secure:")),
+            "{found:?}"
+        );
+        assert!(
+            issues("public_url = 'http://gw.example.com'\n[cookie]\nsecure = false").is_empty()
+        );
         assert!(issues("public_url = 'https://gw.example.com'").is_empty());
     }
 
@@ -537,7 +625,10 @@ mod tests {
             "apps[0].identity_headers.custom.Authorization",
             "apps[0].access.roles",
         ] {
-            assert!(found.iter().any(|i| i.starts_with(key)), "{key} missing from {found:?}");
+            assert!(
+                found.iter().any(|i| i.starts_with(key)),
+                "{key} missing from {found:?}"
+            );
         }
     }
 
@@ -547,15 +638,29 @@ mod tests {
             "[[apps]]\nname='a'\nupstream='whoami'\npath_prefix='/oauth2'\n\
              [[apps]]\nname='a'\nupstream='whoami'\npath_prefix='/oauth2/'",
         );
-        assert!(found.iter().any(|i| i.contains("served by Portcullis")), "{found:?}");
-        assert!(found.iter().any(|i| i.contains("used by two apps")), "{found:?}");
-        assert!(found.iter().any(|i| i.contains("same host and path prefix")), "{found:?}");
+        assert!(
+            found.iter().any(|i| i.contains("served by Portcullis")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|i| i.contains("used by two apps")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|i| i.contains("same host and path prefix")),
+            "{found:?}"
+        );
     }
 
     #[test]
     fn trusting_everyone_is_refused() {
         let found = issues("trusted_proxies = ['0.0.0.0/0']");
-        assert!(found.iter().any(|i| i.starts_with("trusted_proxies[0]")), "{found:?}");
+        assert!(
+            found.iter().any(|i| i.starts_with("trusted_proxies[0]")),
+            "{found:?}"
+        );
     }
 
     #[test]

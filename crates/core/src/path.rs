@@ -150,8 +150,7 @@ pub fn has_prefix(path: &str, prefix: &str) -> bool {
         return true;
     }
     let prefix = prefix.trim_end_matches('/');
-    path == prefix
-        || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+    path == prefix || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
 }
 
 #[cfg(test)]
@@ -195,11 +194,23 @@ mod tests {
     #[test]
     fn ambiguous_paths_are_refused() {
         assert_eq!(canonicalize("/../x"), Err(PathError::AboveRoot));
-        assert_eq!(canonicalize("/a/%2e%2e/%2e%2e/x"), Err(PathError::AboveRoot));
-        assert_eq!(canonicalize("/public%2f..%2fadmin"), Err(PathError::EncodedSeparator));
-        assert_eq!(canonicalize("/public%5cadmin"), Err(PathError::EncodedSeparator));
+        assert_eq!(
+            canonicalize("/a/%2e%2e/%2e%2e/x"),
+            Err(PathError::AboveRoot)
+        );
+        assert_eq!(
+            canonicalize("/public%2f..%2fadmin"),
+            Err(PathError::EncodedSeparator)
+        );
+        assert_eq!(
+            canonicalize("/public%5cadmin"),
+            Err(PathError::EncodedSeparator)
+        );
         assert_eq!(canonicalize("/a\\b"), Err(PathError::Forbidden('\\')));
-        assert_eq!(canonicalize("/public/x#/../admin"), Err(PathError::Forbidden('#')));
+        assert_eq!(
+            canonicalize("/public/x#/../admin"),
+            Err(PathError::Forbidden('#'))
+        );
         assert_eq!(canonicalize("/a%00"), Err(PathError::Forbidden('\0')));
         assert_eq!(canonicalize("/a%zz"), Err(PathError::BadEscape));
         assert_eq!(canonicalize("/a%2"), Err(PathError::BadEscape));

@@ -43,13 +43,16 @@ impl AccessPolicy {
         }
         let email = identity.email.as_deref().unwrap_or("").to_ascii_lowercase();
         let user_match = self.users.iter().any(|u| {
-            u.eq_ignore_ascii_case(&identity.username) || (!email.is_empty() && u.eq_ignore_ascii_case(&email))
+            u.eq_ignore_ascii_case(&identity.username)
+                || (!email.is_empty() && u.eq_ignore_ascii_case(&email))
         });
         let group_match = self.groups.iter().any(|g| identity.groups.contains(g));
         let role_match = self.roles.iter().any(|r| r == identity.role.as_str());
-        let domain_match = email
-            .rsplit_once('@')
-            .is_some_and(|(_, domain)| self.email_domains.iter().any(|d| d.eq_ignore_ascii_case(domain)));
+        let domain_match = email.rsplit_once('@').is_some_and(|(_, domain)| {
+            self.email_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain))
+        });
         if user_match || group_match || role_match || domain_match {
             return Ok(());
         }

@@ -134,8 +134,13 @@ pub const KNOWN_IDENTITY_HEADERS: &[&str] = &[
 
 /// Every header name to strip from client requests: the known families plus every header any
 /// configured profile emits.
-pub fn headers_to_strip<'a>(profiles: impl IntoIterator<Item = &'a HeaderProfileConfig>) -> BTreeSet<String> {
-    let mut names: BTreeSet<String> = KNOWN_IDENTITY_HEADERS.iter().map(|s| (*s).to_owned()).collect();
+pub fn headers_to_strip<'a>(
+    profiles: impl IntoIterator<Item = &'a HeaderProfileConfig>,
+) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = KNOWN_IDENTITY_HEADERS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
     for profile in profiles {
         names.extend(profile.mappings().into_iter().map(|(name, _)| name));
     }
@@ -174,7 +179,13 @@ mod tests {
             ..HeaderProfileConfig::default()
         };
         let mappings = cfg.mappings();
-        assert_eq!(mappings.iter().filter(|(n, _)| n == "x-forwarded-user").count(), 1);
+        assert_eq!(
+            mappings
+                .iter()
+                .filter(|(n, _)| n == "x-forwarded-user")
+                .count(),
+            1
+        );
         assert!(mappings.contains(&("x-forwarded-user".to_owned(), Email)));
     }
 

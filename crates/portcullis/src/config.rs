@@ -52,7 +52,9 @@ pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigErro
         .map_err(|e| ConfigErrors(e.into_iter().map(describe).collect()))?;
     let issues = config.validate();
     if !issues.is_empty() {
-        return Err(ConfigErrors(issues.iter().map(ToString::to_string).collect()));
+        return Err(ConfigErrors(
+            issues.iter().map(ToString::to_string).collect(),
+        ));
     }
     Ok((config, used))
 }

@@ -11,7 +11,11 @@ use portcullis::{config, serve};
 const EXIT_BAD_CONFIG: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "Single sign-on in front of self-hosted apps")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Single sign-on in front of self-hosted apps"
+)]
 struct Cli {
     /// Configuration file (default: ./portcullis.toml when present, else built-in defaults).
     #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
@@ -42,7 +46,9 @@ fn main() -> ExitCode {
 fn check_config(path: Option<&std::path::Path>) -> ExitCode {
     match config::load(path) {
         Ok((cfg, used)) => {
-            let source = used.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
+            let source = used
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "built-in defaults".into());
             println!(
                 "configuration OK ({source}): listen {}, public_url {}, {} app(s)",
                 cfg.listen,

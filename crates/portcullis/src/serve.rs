@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use portcullis_auth::{LocalLogin, LoginThrottle, PasswordHasher, SessionManager, SetupToken};
-use portcullis_core::config::{Config, LogFormat, WHOAMI_UPSTREAM};
 use portcullis_core::Clock;
+use portcullis_core::config::{Config, LogFormat, WHOAMI_UPSTREAM};
 use portcullis_proxy::forwarded::TrustedProxies;
 use portcullis_proxy::{Gateway, Metrics, RouteTable};
 use portcullis_store::{SqliteStore, Store};
@@ -52,15 +52,28 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
     );
     let whoami = if needs_whoami(&config) {
-        Some(portcullis_web::whoami::spawn_upstream().await.context("starting the built-in whoami app")?)
+        Some(
+            portcullis_web::whoami::spawn_upstream()
+                .await
+                .context("starting the built-in whoami app")?,
+        )
     } else {
         None
     };
     let routes = Arc::new(RouteTable::build(&config, whoami)?);
-    let sessions = Arc::new(SessionManager::new(store.clone(), clock.clone(), config.session.policy()));
+    let sessions = Arc::new(SessionManager::new(
+        store.clone(),
+        clock.clone(),
+        config.session.policy(),
+    ));
     let local = &config.local_auth;
     let hasher = PasswordHasher::new(local.max_concurrent_hashes)?;
-    let throttle = LoginThrottle::new(clock.clone(), local.free_attempts, local.base_backoff, local.max_backoff);
+    let throttle = LoginThrottle::new(
+        clock.clone(),
+        local.free_attempts,
+        local.base_backoff,
+        local.max_backoff,
+    );
     let metrics = Arc::new(Metrics::new());
     let gateway = Arc::new(Gateway {
         routes,
@@ -71,7 +84,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let setup = Arc::new(SetupToken::default());
     let setup_link = if store.count_admins().await? == 0 {
         let token = setup.issue();
-        Some(format!("{}/.portcullis/setup?token={token}", config.public_url()))
+        Some(format!(
+            "{}/.portcullis/setup?token={token}",
+            config.public_url()
+        ))
     } else {
         None
     };
@@ -130,7 +146,9 @@ async fn sweep_sessions(sessions: Arc<SessionManager>) {
 fn init_logging(config: &Config) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .with_context(|| format!("log.level {:?} is not a valid filter", config.log.level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -173,7 +191,10 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
         eprintln!("{e:#}");
         return ExitCode::from(64);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("could not start the async runtime: {e}");

@@ -1,5 +1,7 @@
 //! Malformed input of every kind gets a clear answer, never a panic and never a way in.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
 mod common;
 
 use std::time::Duration;
@@ -10,7 +12,9 @@ use reqwest::header::COOKIE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn raw(h: &Harness, request: &[u8]) -> String {
-    let mut stream = tokio::net::TcpStream::connect(h.running.addr).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(h.running.addr)
+        .await
+        .unwrap();
     stream.write_all(request).await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
@@ -62,16 +66,41 @@ async fn malformed_cookies_are_just_not_signed_in() {
 #[tokio::test]
 async fn oversized_and_broken_requests_are_refused_cleanly() {
     let h = Harness::start("").await;
-    let huge = format!("GET / HTTP/1.1\r\nHost: gw\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "x".repeat(100 * 1024));
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: gw\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "x".repeat(100 * 1024)
+    );
     let response = raw(&h, huge.as_bytes()).await;
-    assert!(response.starts_with("HTTP/1.1 431"), "oversized headers: {}", &response[..response.len().min(200)]);
+    assert!(
+        response.starts_with("HTTP/1.1 431"),
+        "oversized headers: {}",
+        &response[..response.len().min(200)]
+    );
 
-    let bad_host = raw(&h, b"GET / HTTP/1.1\r\nHost: evil.com/x\r\nConnection: close\r\n\r\n").await;
+    let bad_host = raw(
+        &h,
+        b"GET / HTTP/1.1\r\nHost: evil.com/x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(bad_host.starts_with("HTTP/1.1 400"), "{bad_host}");
-    let bad_path = raw(&h, b"GET /a/%zz HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").await;
-    assert!(bad_path.starts_with("HTTP/1.1 400") && bad_path.contains("percent-escape"), "{bad_path}");
-    let garbage = raw(&h, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n").await;
-    assert!(garbage.is_empty() || garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    let bad_path = raw(
+        &h,
+        b"GET /a/%zz HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        bad_path.starts_with("HTTP/1.1 400") && bad_path.contains("percent-escape"),
+        "{bad_path}"
+    );
+    let garbage = raw(
+        &h,
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n",
+    )
+    .await;
+    assert!(
+        garbage.is_empty() || garbage.starts_with("HTTP/1.1 400"),
+        "{garbage}"
+    );
 
     // Broken forms get the form back, not a crash or a session.
     let response = h
@@ -94,10 +123,17 @@ async fn oversized_and_broken_requests_are_refused_cleanly() {
 #[tokio::test]
 async fn portcullis_paths_are_matched_after_canonicalisation() {
     let h = Harness::start("").await;
-    for path in ["/x/../.portcullis/sign_in", "/%2eportcullis/sign_in", "//.portcullis//sign_in"] {
+    for path in [
+        "/x/../.portcullis/sign_in",
+        "/%2eportcullis/sign_in",
+        "//.portcullis//sign_in",
+    ] {
         let response = h.http.get(h.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
-        assert!(response.text().await.unwrap().contains("<h1>Sign in</h1>"), "{path}");
+        assert!(
+            response.text().await.unwrap().contains("<h1>Sign in</h1>"),
+            "{path}"
+        );
     }
     h.running.shutdown().await;
 }
@@ -109,13 +145,24 @@ async fn ready_and_metrics() {
     let _ = h.echo("/", &cookie).await;
     let ready = h.http.get(h.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
-    let metrics = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for expected in [
         "portcullis_requests_total{app=\"whoami\",status=\"200\"} 1",
         "portcullis_request_duration_seconds_bucket{",
         "portcullis_active_sessions 1",
     ] {
-        assert!(metrics.contains(expected), "{expected} missing from\n{metrics}");
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from\n{metrics}"
+        );
     }
     h.running.shutdown().await;
 }

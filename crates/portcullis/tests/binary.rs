@@ -1,6 +1,8 @@
 //! The real `portcullis` binary: configuration errors, environment overrides, memory under a
 //! 1 GiB upload, and graceful shutdown.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -25,7 +27,11 @@ fn portcullis(dir: &std::path::Path, args: &[&str]) -> Command {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -33,32 +39,49 @@ fn check_config_names_the_bad_key_and_exits_64() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("lisen = '127.0.0.1:1'\n", "lisen"),
-        ("[[apps]]\nname = 'a'\nupstream = 'whoami'\nskip_auth = [{ path = '/public' }]\n", "apps[0].skip_auth[0].path"),
+        (
+            "[[apps]]\nname = 'a'\nupstream = 'whoami'\nskip_auth = [{ path = '/public' }]\n",
+            "apps[0].skip_auth[0].path",
+        ),
         ("[session]\nidle_timeout = 'soon'\n", "session.idle_timeout"),
         ("public_url = 'http://gw.example.com'\n", "cookie.secure"),
         ("listen = 'not an address'\n", "listen"),
     ];
     for (toml, key) in cases {
         std::fs::write(dir.path().join("bad.toml"), toml).unwrap();
-        let out = portcullis(dir.path(), &["check-config", "--config", "bad.toml"]).output().unwrap();
+        let out = portcullis(dir.path(), &["check-config", "--config", "bad.toml"])
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{toml}: {stderr}");
         assert!(stderr.contains(key), "{key} not named in: {stderr}");
     }
-    let missing = portcullis(dir.path(), &["check-config", "--config", "nope.toml"]).output().unwrap();
+    let missing = portcullis(dir.path(), &["check-config", "--config", "nope.toml"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.toml"));
 
     // `serve` refuses a bad config before binding any port.
     let port = free_port();
-    std::fs::write(dir.path().join("bad.toml"), format!("listen = '127.0.0.1:{port}'\nbogus = 1\n")).unwrap();
-    let out = portcullis(dir.path(), &["serve", "--config", "bad.toml"]).output().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        format!("listen = '127.0.0.1:{port}'\nbogus = 1\n"),
+    )
+    .unwrap();
+    let out = portcullis(dir.path(), &["serve", "--config", "bad.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
 
     // Defaults and a good file are accepted.
     let out = portcullis(dir.path(), &["check-config"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("built-in defaults"));
 }
 
@@ -70,9 +93,16 @@ fn environment_overrides_use_double_underscores_and_unknown_keys_fail() {
         .env("PORTCULLIS_SESSION__IDLE_TIMEOUT", "2h")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("listen 127.0.0.1:9999"));
-    let out = portcullis(dir.path(), &["check-config"]).env("PORTCULLIS_SESION__IDLE_TIMEOUT", "2h").output().unwrap();
+    let out = portcullis(dir.path(), &["check-config"])
+        .env("PORTCULLIS_SESION__IDLE_TIMEOUT", "2h")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sesion"));
 }
@@ -91,7 +121,10 @@ fn serve(dir: &std::path::Path, extra: &str) -> Served {
         format!("listen = '127.0.0.1:{port}'\nlog = {{ level = 'warn' }}\nshutdown_grace = '10s'\n{extra}"),
     )
     .unwrap();
-    let mut child = portcullis(dir, &["serve"]).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = portcullis(dir, &["serve"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -101,7 +134,9 @@ fn serve(dir: &std::path::Path, extra: &str) -> Served {
             }
         }
     });
-    let setup_link = rx.recv_timeout(Duration::from_secs(30)).expect("the binary prints a setup link");
+    let setup_link = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the binary prints a setup link");
     Served {
         child,
         base: format!("http://127.0.0.1:{port}"),
@@ -141,19 +176,29 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 fn terminate(child: &Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gib_upload_streams_with_flat_memory() {
     let upstream = common::upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut served = serve(dir.path(), &format!("[[apps]]\nname = 'app'\nupstream = '{}'\n", upstream.url()));
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut served = serve(
+        dir.path(),
+        &format!("[[apps]]\nname = 'app'\nupstream = '{}'\n", upstream.url()),
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let cookie = admin_cookie(&http, &served).await;
     let before = peak_rss_kib(served.child.id());
     const CHUNK: usize = 1 << 20;
-    let stream = futures_util::stream::iter((0..1024).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![1u8; CHUNK]))));
+    let stream = futures_util::stream::iter(
+        (0..1024).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![1u8; CHUNK]))),
+    );
     let response = http
         .post(format!("{}/upload", served.base))
         .header(COOKIE, format!("_portcullis={cookie}"))
@@ -165,7 +210,10 @@ async fn one_gib_upload_streams_with_flat_memory() {
     assert_eq!(response.text().await.unwrap(), (1024 * CHUNK).to_string());
     let after = peak_rss_kib(served.child.id());
     // Buffering even a tenth of the upload would add 100 MiB.
-    assert!(after < before + 64 * 1024, "peak RSS grew from {before} KiB to {after} KiB during a 1 GiB upload");
+    assert!(
+        after < before + 64 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB during a 1 GiB upload"
+    );
     terminate(&served.child);
     assert!(served.child.wait().unwrap().success());
 }
@@ -174,8 +222,14 @@ async fn one_gib_upload_streams_with_flat_memory() {
 async fn shutdown_lets_in_flight_streams_finish() {
     let upstream = common::upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut served = serve(dir.path(), &format!("[[apps]]\nname = 'app'\nupstream = '{}'\n", upstream.url()));
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut served = serve(
+        dir.path(),
+        &format!("[[apps]]\nname = 'app'\nupstream = '{}'\n", upstream.url()),
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let cookie = admin_cookie(&http, &served).await;
     // 10 chunks, 200 ms apart: still streaming when the signal arrives.
     let response = http
@@ -188,10 +242,25 @@ async fn shutdown_lets_in_flight_streams_finish() {
     let started = Instant::now();
     terminate(&served.child);
     let body = response.text().await.unwrap();
-    assert_eq!(body.lines().count(), 10, "the in-flight stream completes: {body}");
-    let status = tokio::task::spawn_blocking(move || served.child.wait()).await.unwrap().unwrap();
+    assert_eq!(
+        body.lines().count(),
+        10,
+        "the in-flight stream completes: {body}"
+    );
+    let status = tokio::task::spawn_blocking(move || served.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success());
-    assert!(started.elapsed() < Duration::from_secs(10), "exits once the stream is done");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "exits once the stream is done"
+    );
     // New connections are refused after shutdown.
-    assert!(http.get(format!("{}/ping", served.base)).send().await.is_err());
+    assert!(
+        http.get(format!("{}/ping", served.base))
+            .send()
+            .await
+            .is_err()
+    );
 }

@@ -1,6 +1,8 @@
 //! The proxy against a real upstream: identity headers cannot be forged, streams are never
 //! buffered, upgrades tunnel, and failures of the app become clear 502/504 answers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
 mod common;
 
 use std::time::Duration;
@@ -21,14 +23,23 @@ const APP: &str = "[[apps]]\nname = 'app'\nupstream = '{upstream}'\n\
 async fn signed_in(extra: &str) -> (Harness, String) {
     let h = Harness::start(extra).await;
     h.setup_admin().await;
-    h.add_user("erin", Some("erin@example.com"), Some("Erin E"), Role::User, &["staff", "ml"]).await;
+    h.add_user(
+        "erin",
+        Some("erin@example.com"),
+        Some("Erin E"),
+        Role::User,
+        &["staff", "ml"],
+    )
+    .await;
     let cookie = h.sign_in("erin", "user-password-1").await.unwrap();
     (h, cookie)
 }
 
 /// Sends raw HTTP/1.1 bytes and returns the whole response as text.
 async fn raw(h: &Harness, request: String) -> String {
-    let mut stream = tokio::net::TcpStream::connect(h.running.addr).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(h.running.addr)
+        .await
+        .unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
@@ -59,14 +70,27 @@ async fn spoofed_identity_headers_never_reach_the_app() {
     assert_eq!(received(&echo, "x-forwarded-groups"), ["ml,staff"]);
     assert_eq!(received(&echo, "x-forwarded-preferred-username"), ["erin"]);
     assert_eq!(received(&echo, "x-team-login"), ["erin"]);
-    for gone in ["remote-user", "x-auth-request-email", "x-portcullis-assertion", "forwarded"] {
+    for gone in [
+        "remote-user",
+        "x-auth-request-email",
+        "x-portcullis-assertion",
+        "forwarded",
+    ] {
         assert!(received(&echo, gone).is_empty(), "{gone} must be stripped");
     }
-    assert_eq!(received(&echo, "x-forwarded-for"), ["127.0.0.1"], "untrusted peers cannot claim addresses");
+    assert_eq!(
+        received(&echo, "x-forwarded-for"),
+        ["127.0.0.1"],
+        "untrusted peers cannot claim addresses"
+    );
     assert_eq!(received(&echo, "x-forwarded-proto"), ["http"]);
     assert_eq!(received(&echo, "x-forwarded-host"), ["gw.test"]);
     assert_eq!(received(&echo, "x-real-ip"), ["127.0.0.1"]);
-    assert_eq!(received(&echo, "authorization"), ["Bearer app-token"], "Authorization passes untouched");
+    assert_eq!(
+        received(&echo, "authorization"),
+        ["Bearer app-token"],
+        "Authorization passes untouched"
+    );
     assert_eq!(received(&echo, "cookie"), ["app_cookie=1"]);
     h.running.shutdown().await;
 }
@@ -86,7 +110,10 @@ async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
         .await
         .unwrap();
     let echo: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(received(&echo, "x-forwarded-for"), ["203.0.113.7, 127.0.0.1"]);
+    assert_eq!(
+        received(&echo, "x-forwarded-for"),
+        ["203.0.113.7, 127.0.0.1"]
+    );
     assert_eq!(received(&echo, "x-real-ip"), ["203.0.113.7"]);
     assert_eq!(received(&echo, "x-forwarded-proto"), ["https"]);
     assert_eq!(received(&echo, "x-forwarded-host"), ["chat.example.com"]);
@@ -128,23 +155,47 @@ async fn sse_events_arrive_one_by_one() {
 #[tokio::test]
 async fn websocket_echo_through_the_gateway_carries_identity() {
     let (h, cookie) = signed_in(APP).await;
-    let mut request = format!("ws://{}/ws", h.running.addr).into_client_request().unwrap();
-    request.headers_mut().insert("cookie", format!("_portcullis={cookie}").parse().unwrap());
-    request.headers_mut().insert("x-forwarded-user", "mallory".parse().unwrap());
+    let mut request = format!("ws://{}/ws", h.running.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", format!("_portcullis={cookie}").parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-forwarded-user", "mallory".parse().unwrap());
     let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
     let hello = socket.next().await.unwrap().unwrap();
-    assert_eq!(hello, Message::Text("hello erin".into()), "identity on the upgrade request, spoof stripped");
+    assert_eq!(
+        hello,
+        Message::Text("hello erin".into()),
+        "identity on the upgrade request, spoof stripped"
+    );
     for i in 0..3 {
-        socket.send(Message::Text(format!("m{i}").into())).await.unwrap();
-        assert_eq!(socket.next().await.unwrap().unwrap(), Message::Text(format!("echo:m{i}").into()));
+        socket
+            .send(Message::Text(format!("m{i}").into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            socket.next().await.unwrap().unwrap(),
+            Message::Text(format!("echo:m{i}").into())
+        );
     }
-    socket.send(Message::Binary(vec![0u8, 1, 2, 255].into())).await.unwrap();
-    assert_eq!(socket.next().await.unwrap().unwrap(), Message::Binary(vec![0u8, 1, 2, 255].into()));
+    socket
+        .send(Message::Binary(vec![0u8, 1, 2, 255].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::Binary(vec![0u8, 1, 2, 255].into())
+    );
     socket.close(None).await.unwrap();
 
     // Without a session the upgrade is refused before reaching the app.
-    let anonymous = format!("ws://{}/ws", h.running.addr).into_client_request().unwrap();
+    let anonymous = format!("ws://{}/ws", h.running.addr)
+        .into_client_request()
+        .unwrap();
     let refused = tokio_tungstenite::connect_async(anonymous).await;
     assert!(refused.is_err());
     h.running.shutdown().await;
@@ -155,7 +206,9 @@ async fn large_uploads_stream_through() {
     let (h, cookie) = signed_in(&APP.replace("idle = '1s'", "idle = '30s'")).await;
     const CHUNK: usize = 1 << 20;
     const CHUNKS: usize = 256; // 256 MiB here; the binary test checks memory stays flat.
-    let stream = futures_util::stream::iter((0..CHUNKS).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; CHUNK]))));
+    let stream = futures_util::stream::iter(
+        (0..CHUNKS).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; CHUNK]))),
+    );
     let response = h
         .http
         .post(h.url("/upload"))
@@ -174,7 +227,8 @@ async fn upstream_down_is_502_and_slow_headers_504() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let config = format!("{APP}[[apps]]\nname = 'dead'\npath_prefix = '/dead'\nupstream = '{dead}'\n");
+    let config =
+        format!("{APP}[[apps]]\nname = 'dead'\npath_prefix = '/dead'\nupstream = '{dead}'\n");
     let (h, cookie) = signed_in(&config).await;
     let get = |path: &str, accept: &str| {
         h.http
@@ -190,7 +244,12 @@ async fn upstream_down_is_502_and_slow_headers_504() {
     assert!(body["message"].as_str().unwrap().contains("\"dead\""));
     let page = get("/dead/x", "text/html").await.unwrap();
     assert_eq!(page.status(), StatusCode::BAD_GATEWAY);
-    assert!(page.text().await.unwrap().contains("The app is unreachable"));
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("The app is unreachable")
+    );
 
     let slow = get("/slow-headers", "application/json").await.unwrap();
     assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
@@ -222,7 +281,10 @@ async fn idle_timeout_is_not_a_total_timeout() {
         .await
         .unwrap();
     let outcome = tokio::time::timeout(Duration::from_secs(10), stalled.bytes()).await;
-    assert!(matches!(outcome, Ok(Err(_))), "the stalled body must end with an error, got {outcome:?}");
+    assert!(
+        matches!(outcome, Ok(Err(_))),
+        "the stalled body must end with an error, got {outcome:?}"
+    );
     h.running.shutdown().await;
 }
 
@@ -237,9 +299,20 @@ async fn skip_auth_cannot_be_stretched_to_other_paths() {
             response.split(' ').nth(1).unwrap_or("none").to_owned()
         }
     };
-    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
+    let get = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: gw.test\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        )
+    };
     assert_eq!(status(get("/public/logo.png")).await, "200");
-    assert_eq!(status(format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")).await, "401");
+    assert_eq!(
+        status(
+            "POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                .to_owned()
+        )
+        .await,
+        "401"
+    );
     for attempt in [
         "/public/../admin",
         "/public/%2e%2e/admin",
@@ -251,10 +324,23 @@ async fn skip_auth_cannot_be_stretched_to_other_paths() {
         "/admin?/public/",
         "/x/public/",
     ] {
-        assert_eq!(status(get(attempt)).await, "401", "{attempt} must need a session");
+        assert_eq!(
+            status(get(attempt)).await,
+            "401",
+            "{attempt} must need a session"
+        );
     }
-    for refused in ["/public%2f..%2fadmin", "/public/..%5cadmin", "/../public/", "/public/%00/x"] {
-        assert_eq!(status(get(refused)).await, "400", "{refused} is ambiguous and must be refused");
+    for refused in [
+        "/public%2f..%2fadmin",
+        "/public/..%5cadmin",
+        "/../public/",
+        "/public/%00/x",
+    ] {
+        assert_eq!(
+            status(get(refused)).await,
+            "400",
+            "{refused} is ambiguous and must be refused"
+        );
     }
     // What the app receives is the canonical path that was matched; a fragment is never part of
     // the path (the URI parser drops it), so the app sees exactly what was matched.

@@ -1,6 +1,8 @@
 //! The whole journey: setup link → admin → sign-in → proxied request with identity headers →
 //! sign-out → the same cookie is refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
 mod common;
 
 use common::{ADMIN_PASSWORD, Harness, received};
@@ -13,28 +15,67 @@ async fn setup_sign_in_proxy_sign_out() {
     let h = Harness::start("[[apps]]\nname = 'app'\nupstream = '{upstream}'\nidentity_headers = { profile = 'openwebui', role_header = 'X-Forwarded-Role' }\n").await;
 
     // Before setup, nobody gets in; the setup link is the only way to create the admin.
-    let before = h.http.get(h.url("/")).header("accept", "text/html").send().await.unwrap();
+    let before = h
+        .http
+        .get(h.url("/"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(before.status(), StatusCode::FOUND);
     assert_eq!(before.headers()[LOCATION], "/.portcullis/sign_in?rd=/");
-    let bad_link = h.http.get(h.url("/.portcullis/setup?token=guess")).send().await.unwrap();
+    let bad_link = h
+        .http
+        .get(h.url("/.portcullis/setup?token=guess"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad_link.status(), StatusCode::FORBIDDEN);
 
     let setup_cookie = h.setup_admin().await;
-    let reused = h.http.get(h.running.setup_link.clone().unwrap().replace("http://127.0.0.1:0", &h.base)).send().await.unwrap();
-    assert_eq!(reused.status(), StatusCode::NOT_FOUND, "the setup link is one-time");
+    let reused = h
+        .http
+        .get(
+            h.running
+                .setup_link
+                .clone()
+                .unwrap()
+                .replace("http://127.0.0.1:0", &h.base),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reused.status(),
+        StatusCode::NOT_FOUND,
+        "the setup link is one-time"
+    );
     assert_eq!(h.echo("/", &setup_cookie).await["path"], "/");
 
     // A fresh sign-in with the form.
-    let cookie = h.sign_in("admin", ADMIN_PASSWORD).await.unwrap_or_else(|r| panic!("sign-in failed: {}", r.status()));
+    let cookie = h
+        .sign_in("admin", ADMIN_PASSWORD)
+        .await
+        .unwrap_or_else(|r| panic!("sign-in failed: {}", r.status()));
     let echo = h.echo("/chat/c/1?x=1", &cookie).await;
     assert_eq!(echo["path"], "/chat/c/1");
     assert_eq!(echo["query"], "x=1");
     assert_eq!(received(&echo, "x-forwarded-email"), ["admin@example.com"]);
-    assert_eq!(received(&echo, "x-forwarded-user"), ["Ada Admin"], "the display name, never the subject");
+    assert_eq!(
+        received(&echo, "x-forwarded-user"),
+        ["Ada Admin"],
+        "the display name, never the subject"
+    );
     assert_eq!(received(&echo, "x-forwarded-role"), ["admin"]);
-    assert!(received(&echo, "x-forwarded-groups").is_empty(), "no groups: no empty header");
+    assert!(
+        received(&echo, "x-forwarded-groups").is_empty(),
+        "no groups: no empty header"
+    );
     let cookies = received(&echo, "cookie");
-    assert!(cookies.iter().all(|c| !c.contains("_portcullis")), "the session cookie never reaches the app: {cookies:?}");
+    assert!(
+        cookies.iter().all(|c| !c.contains("_portcullis")),
+        "the session cookie never reaches the app: {cookies:?}"
+    );
 
     // Sign-out ends the session server-side: the very same cookie is refused afterwards.
     let out = h
@@ -60,8 +101,18 @@ async fn setup_sign_in_proxy_sign_out() {
     assert_eq!(h.echo("/", &setup_cookie).await["path"], "/");
 
     let audit = h.running.state.store.recent_audit(10).await.unwrap();
-    let actions: Vec<_> = audit.iter().map(|e| (e.action.as_str(), e.outcome.as_str())).collect();
-    assert_eq!(actions, [("sign_out", "success"), ("sign_in", "success"), ("user_created", "success")]);
+    let actions: Vec<_> = audit
+        .iter()
+        .map(|e| (e.action.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("sign_out", "success"),
+            ("sign_in", "success"),
+            ("user_created", "success")
+        ]
+    );
     h.running.shutdown().await;
 }
 
@@ -69,7 +120,8 @@ async fn setup_sign_in_proxy_sign_out() {
 async fn wrong_passwords_get_one_generic_answer_and_back_off() {
     let h = Harness::start("[local_auth]\nfree_attempts = 2\nbase_backoff = '30s'\n").await;
     h.setup_admin().await;
-    h.add_user("bob", Some("bob@example.com"), None, Role::User, &[]).await;
+    h.add_user("bob", Some("bob@example.com"), None, Role::User, &[])
+        .await;
     let mut bodies = Vec::new();
     for (login, password) in [("bob", "wrong-password"), ("nobody", "wrong-password")] {
         let failed = h.sign_in(login, password).await.expect_err("must fail");
@@ -79,17 +131,35 @@ async fn wrong_passwords_get_one_generic_answer_and_back_off() {
         let csrf = common::hidden_field(&body, "csrf");
         bodies.push(body.replace(login, "LOGIN").replace(&csrf, "CSRF"));
     }
-    assert_eq!(bodies[0], bodies[1], "the answer must not reveal whether the account exists");
+    assert_eq!(
+        bodies[0], bodies[1],
+        "the answer must not reveal whether the account exists"
+    );
     // free_attempts = 2: the third failure starts the back-off, even for the right password.
     for _ in 0..2 {
         let _ = h.sign_in("bob", "wrong-password").await;
     }
-    let throttled = h.sign_in("bob", "user-password-1").await.expect_err("locked out");
+    let throttled = h
+        .sign_in("bob", "user-password-1")
+        .await
+        .expect_err("locked out");
     assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(throttled.headers().contains_key("retry-after"));
-    let reasons: Vec<_> = h.running.state.store.recent_audit(10).await.unwrap().into_iter().filter_map(|e| e.reason).collect();
+    let reasons: Vec<_> = h
+        .running
+        .state
+        .store
+        .recent_audit(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
     for reason in ["wrong_password", "unknown_account", "throttled"] {
-        assert!(reasons.iter().any(|r| r == reason), "{reason} missing from {reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "{reason} missing from {reasons:?}"
+        );
     }
     h.running.shutdown().await;
 }
@@ -106,12 +176,24 @@ async fn unauthenticated_requests_get_redirects_or_401s() {
     };
     let nav = get("/chat?id=5", &[("accept", "text/html")]).await.unwrap();
     assert_eq!(nav.status(), StatusCode::FOUND);
-    assert_eq!(nav.headers()[LOCATION], "/.portcullis/sign_in?rd=/chat%3Fid%3D5");
-    let post = h.http.post(h.url("/form")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(
+        nav.headers()[LOCATION],
+        "/.portcullis/sign_in?rd=/chat%3Fid%3D5"
+    );
+    let post = h
+        .http
+        .post(h.url("/form"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(post.status(), StatusCode::SEE_OTHER);
     for headers in [
         vec![("accept", "application/json")],
-        vec![("accept", "text/html"), ("x-requested-with", "XMLHttpRequest")],
+        vec![
+            ("accept", "text/html"),
+            ("x-requested-with", "XMLHttpRequest"),
+        ],
         vec![("accept", "text/html"), ("sec-fetch-mode", "cors")],
     ] {
         let response = get("/chat", &headers).await.unwrap();
@@ -120,11 +202,27 @@ async fn unauthenticated_requests_get_redirects_or_401s() {
         assert_eq!(body["error"], "unauthenticated");
     }
     let api = get("/api/chats", &[("accept", "text/html")]).await.unwrap();
-    assert_eq!(api.status(), StatusCode::UNAUTHORIZED, "an API route gets 401 even from a browser");
+    assert_eq!(
+        api.status(),
+        StatusCode::UNAUTHORIZED,
+        "an API route gets 401 even from a browser"
+    );
 
     // Return URLs cannot point off-site.
-    for evil in ["//evil.example/x", "https://evil.example", "/\\evil.example"] {
-        let form = get(&format!("/.portcullis/sign_in?rd={}", evil.replace('/', "%2F").replace('\\', "%5C")), &[]).await.unwrap();
+    for evil in [
+        "//evil.example/x",
+        "https://evil.example",
+        "/\\evil.example",
+    ] {
+        let form = get(
+            &format!(
+                "/.portcullis/sign_in?rd={}",
+                evil.replace('/', "%2F").replace('\\', "%5C")
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
         let html = form.text().await.unwrap();
         assert_eq!(common::hidden_field(&html, "rd"), "/", "{evil}");
     }
@@ -139,10 +237,21 @@ async fn access_policies_deny_by_default_and_say_why() {
     )
     .await;
     h.setup_admin().await;
-    h.add_user("carol", Some("carol@example.com"), Some("Carol"), Role::User, &["ops"]).await;
-    h.add_user("dan", Some("dan@example.com"), None, Role::User, &["staff"]).await;
+    h.add_user(
+        "carol",
+        Some("carol@example.com"),
+        Some("Carol"),
+        Role::User,
+        &["ops"],
+    )
+    .await;
+    h.add_user("dan", Some("dan@example.com"), None, Role::User, &["staff"])
+        .await;
     let carol = h.sign_in("carol", "user-password-1").await.unwrap();
-    let dan = h.sign_in("dan@example.com", "user-password-1").await.unwrap();
+    let dan = h
+        .sign_in("dan@example.com", "user-password-1")
+        .await
+        .unwrap();
     let echo = h.echo("/ops/x", &carol).await;
     assert_eq!(received(&echo, "x-forwarded-groups"), ["ops"]);
     let denied = h

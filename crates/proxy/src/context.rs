@@ -49,18 +49,23 @@ fn strip_port(host: &str) -> &str {
 fn valid_host(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+        })
 }
 
 impl RequestContext {
-    pub fn new<B>(req: &Request<B>, peer: SocketAddr, trusted: &TrustedProxies) -> Result<Self, Failure> {
+    pub fn new<B>(
+        req: &Request<B>,
+        peer: SocketAddr,
+        trusted: &TrustedProxies,
+    ) -> Result<Self, Failure> {
         let headers = req.headers();
         let client = trusted.client_facts(peer, headers);
         let raw_path = req.uri().path();
         let path = canonicalize(raw_path).map_err(|e| {
-            Failure::bad_request(e.to_string()).with_hint("use a plain path without encoded slashes or '..' above the root")
+            Failure::bad_request(e.to_string())
+                .with_hint("use a plain path without encoded slashes or '..' above the root")
         })?;
         let host_with_port = client
             .host
@@ -68,7 +73,9 @@ impl RequestContext {
             .or_else(|| host_of(headers, req.uri()))
             .unwrap_or_default();
         if !host_with_port.is_empty() && !valid_host(&host_with_port) {
-            return Err(Failure::bad_request("the Host header is not a valid host name"));
+            return Err(Failure::bad_request(
+                "the Host header is not a valid host name",
+            ));
         }
         let host = strip_port(&host_with_port).to_ascii_lowercase();
         let scheme = match client.scheme.as_deref() {

@@ -18,7 +18,9 @@ fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
 
 /// Every value sent for the cookie `name` (a browser may send several with different paths).
 pub fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    pairs(headers).filter(move |(n, _)| *n == name).map(|(_, v)| v)
+    pairs(headers)
+        .filter(move |(n, _)| *n == name)
+        .map(|(_, v)| v)
 }
 
 pub fn first(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -44,10 +46,10 @@ pub fn strip_own(headers: &mut HeaderMap) {
         .map(str::to_owned)
         .collect();
     headers.remove(COOKIE);
-    if !kept.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
-            headers.insert(COOKIE, value);
-        }
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(COOKIE, value);
     }
 }
 
@@ -74,7 +76,10 @@ mod tests {
     #[test]
     fn own_cookies_never_reach_the_app() {
         let mut h = HeaderMap::new();
-        h.append(COOKIE, "a=1; _portcullis=secret; token=jwt".parse().unwrap());
+        h.append(
+            COOKIE,
+            "a=1; _portcullis=secret; token=jwt".parse().unwrap(),
+        );
         h.append(COOKIE, "_portcullis_csrf=x".parse().unwrap());
         assert_eq!(first(&h, SESSION_COOKIE).as_deref(), Some("secret"));
         strip_own(&mut h);
@@ -95,7 +100,10 @@ mod tests {
 
     #[test]
     fn cookie_attributes() {
-        assert_eq!(set_cookie("_portcullis", "v", true, None), "_portcullis=v; Path=/; HttpOnly; SameSite=Lax; Secure");
+        assert_eq!(
+            set_cookie("_portcullis", "v", true, None),
+            "_portcullis=v; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
         assert!(clear_cookie("_portcullis", false).ends_with("Max-Age=0"));
     }
 }

@@ -52,7 +52,13 @@ impl TrustedProxies {
             .next()
             .filter(|s| s == "http" || s == "https");
         let host = header_list(headers, "x-forwarded-host").into_iter().next();
-        let forwarded_for = (!chain.is_empty()).then(|| chain.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", "));
+        let forwarded_for = (!chain.is_empty()).then(|| {
+            chain
+                .iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
         ClientFacts {
             peer_ip,
             peer_trusted: true,
@@ -107,7 +113,10 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -117,7 +126,10 @@ mod tests {
         let trusted = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
         let facts = trusted.client_facts(
             "203.0.113.9:5000".parse().unwrap(),
-            &headers(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https")]),
+            &headers(&[
+                ("x-forwarded-for", "1.2.3.4"),
+                ("x-forwarded-proto", "https"),
+            ]),
         );
         assert!(!facts.peer_trusted);
         assert_eq!(facts.client_ip.to_string(), "203.0.113.9");

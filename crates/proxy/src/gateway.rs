@@ -46,23 +46,39 @@ impl Gateway {
         phases::route(&self.routes, ctx)?;
         phases::authenticate(&self.sessions, ctx, req.headers()).await?;
         phases::authorize(ctx)?;
-        phases::rewrite(ctx, self.routes.identity_headers_to_strip(), req.headers_mut());
+        phases::rewrite(
+            ctx,
+            self.routes.identity_headers_to_strip(),
+            req.headers_mut(),
+        );
         Ok(())
     }
 
-    fn log(&self, ctx: &RequestContext, response: Response<Body>, started: Instant) -> Response<Body> {
+    fn log(
+        &self,
+        ctx: &RequestContext,
+        response: Response<Body>,
+        started: Instant,
+    ) -> Response<Body> {
         let elapsed = started.elapsed();
         let app = ctx.app_name().to_owned();
         let status = response.status().as_u16();
         self.metrics
             .requests
-            .get_or_create(&RequestLabels { app: app.clone(), status })
+            .get_or_create(&RequestLabels {
+                app: app.clone(),
+                status,
+            })
             .inc();
         self.metrics
             .latency
             .get_or_create(&AppLabels { app: app.clone() })
             .observe(elapsed.as_secs_f64());
-        let user = ctx.session.as_ref().map(|s| s.identity.username.as_str()).unwrap_or("-");
+        let user = ctx
+            .session
+            .as_ref()
+            .map(|s| s.identity.username.as_str())
+            .unwrap_or("-");
         tracing::info!(
             target: "portcullis::access",
             method = %ctx.method,

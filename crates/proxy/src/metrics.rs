@@ -52,14 +52,22 @@ impl Metrics {
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let sign_ins = Family::<OutcomeLabels, Counter>::default();
         let active_sessions = Gauge::default();
-        registry.register("requests", "Requests handled, by app and status", requests.clone());
+        registry.register(
+            "requests",
+            "Requests handled, by app and status",
+            requests.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Time until the response headers were ready, by app",
             latency.clone(),
         );
         registry.register("sign_ins", "Sign-in attempts by outcome", sign_ins.clone());
-        registry.register("active_sessions", "Sessions held in memory", active_sessions.clone());
+        registry.register(
+            "active_sessions",
+            "Sessions held in memory",
+            active_sessions.clone(),
+        );
         Metrics {
             registry,
             requests,

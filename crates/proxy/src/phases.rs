@@ -31,15 +31,22 @@ impl From<Failure> for Stop {
 /// Finds the app for the request.
 pub fn route(table: &RouteTable, ctx: &mut RequestContext) -> Result<(), Stop> {
     let app = table.route(&ctx.host, &ctx.path).ok_or_else(|| {
-        Failure::new(FailureKind::NotFound, "no app is configured for this address")
-            .with_hint("check the link, or ask the operator which address the app lives at")
+        Failure::new(
+            FailureKind::NotFound,
+            "no app is configured for this address",
+        )
+        .with_hint("check the link, or ask the operator which address the app lives at")
     })?;
     ctx.app = Some(app);
     Ok(())
 }
 
 /// Resolves the session cookie to a live session, unless a skip-auth rule opens the route.
-pub async fn authenticate(sessions: &SessionManager, ctx: &mut RequestContext, headers: &HeaderMap) -> Result<(), Stop> {
+pub async fn authenticate(
+    sessions: &SessionManager,
+    ctx: &mut RequestContext,
+    headers: &HeaderMap,
+) -> Result<(), Stop> {
     let Some(app) = &ctx.app else {
         return Err(Failure::internal("authenticate ran before route").into());
     };
@@ -64,7 +71,10 @@ pub fn authorize(ctx: &RequestContext) -> Result<(), Stop> {
         Stop::Fail(
             Failure::new(
                 FailureKind::Forbidden,
-                format!("You are signed in as {}, but {}.", session.identity.username, denial.reason),
+                format!(
+                    "You are signed in as {}, but {}.",
+                    session.identity.username, denial.reason
+                ),
             )
             .with_hint("ask an administrator for access, or sign out and use another account"),
         )
@@ -115,10 +125,10 @@ pub fn rewrite(ctx: &RequestContext, strip: &[HeaderName], headers: &mut HeaderM
     if let Some(session) = &ctx.session {
         for (name, field) in &app.identity_headers {
             // Never empty, never several values: `field` skips empty values and `insert` replaces.
-            if let Some(value) = session.identity.field(*field) {
-                if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
-                    headers.insert(name.clone(), value);
-                }
+            if let Some(value) = session.identity.field(*field)
+                && let Ok(value) = HeaderValue::from_bytes(value.as_bytes())
+            {
+                headers.insert(name.clone(), value);
             }
         }
     }
@@ -146,5 +156,12 @@ pub async fn forward(ctx: &RequestContext, req: Request<Body>) -> Result<Respons
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     let request = Request::from_parts(parts, body);
-    Ok(upstream::send(&app.client, &app.name, &app.timeouts, request, ctx.upgrade.clone()).await?)
+    Ok(upstream::send(
+        &app.client,
+        &app.name,
+        &app.timeouts,
+        request,
+        ctx.upgrade.clone(),
+    )
+    .await?)
 }

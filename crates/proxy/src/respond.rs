@@ -12,7 +12,12 @@ use crate::html;
 pub const SIGN_IN_PATH: &str = "/.portcullis/sign_in";
 
 /// Characters kept literally in a query-string value.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
 
 pub fn status_of(kind: FailureKind) -> StatusCode {
     match kind {
@@ -31,26 +36,38 @@ pub fn status_of(kind: FailureKind) -> StatusCode {
 /// Whether the client is a browser navigating (it gets pages and redirects) rather than a script,
 /// XHR/fetch call or API client (it gets JSON and 401s).
 pub fn is_browser_navigation(headers: &HeaderMap, canonical_path: &str) -> bool {
-    let get = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let get = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     let accept = get(header::ACCEPT).to_ascii_lowercase();
-    let fetch_mode = headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let fetch_mode = headers
+        .get("sec-fetch-mode")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let api_signal = headers.contains_key("x-requested-with")
         || fetch_mode.eq_ignore_ascii_case("cors")
         || fetch_mode.eq_ignore_ascii_case("websocket")
         || (accept.contains("application/json") && !accept.contains("text/html"))
         || canonical_path == "/api"
         || canonical_path.starts_with("/api/");
-    let navigation_signal = fetch_mode.eq_ignore_ascii_case("navigate") || accept.contains("text/html");
+    let navigation_signal =
+        fetch_mode.eq_ignore_ascii_case("navigate") || accept.contains("text/html");
     navigation_signal && !api_signal
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     let mut response = Response::new(Body::from(value.to_string()));
     *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
         .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -58,7 +75,10 @@ pub fn html_response(status: StatusCode, page: String) -> Response<Body> {
     let mut response = Response::new(Body::from(page));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers.insert(
@@ -108,7 +128,10 @@ pub fn failure(f: &Failure, browser: bool) -> Response<Body> {
 
 /// Where to send someone who must sign in before reaching `return_to` (a local path + query).
 pub fn sign_in_location(return_to: &str) -> String {
-    format!("{SIGN_IN_PATH}?rd={}", utf8_percent_encode(return_to, QUERY_VALUE))
+    format!(
+        "{SIGN_IN_PATH}?rd={}",
+        utf8_percent_encode(return_to, QUERY_VALUE)
+    )
 }
 
 /// Browsers are redirected to sign in (302, or 303 after a non-GET so the browser follows with
@@ -124,12 +147,20 @@ pub fn sign_in_required(method: &Method, return_to: &str, browser: bool) -> Resp
                 "sign_in_url": location,
             }),
         );
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"portcullis\""),
+        );
         return response;
     }
-    redirect(if method == Method::GET || method == Method::HEAD { StatusCode::FOUND } else { StatusCode::SEE_OTHER }, &location)
+    redirect(
+        if method == Method::GET || method == Method::HEAD {
+            StatusCode::FOUND
+        } else {
+            StatusCode::SEE_OTHER
+        },
+        &location,
+    )
 }
 
 pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
@@ -138,7 +169,9 @@ pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -150,7 +183,11 @@ pub fn safe_return_path(candidate: &str) -> String {
         && !candidate.starts_with("/\\")
         && !candidate.chars().any(|c| c.is_control() || c == '\\')
         && candidate.len() <= 4096;
-    if ok { candidate.to_owned() } else { "/".to_owned() }
+    if ok {
+        candidate.to_owned()
+    } else {
+        "/".to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -160,7 +197,10 @@ mod tests {
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            m.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         m
     }
@@ -170,28 +210,59 @@ mod tests {
         let nav = [("accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
         assert!(is_browser_navigation(&h(&nav), "/chat"));
         assert!(!is_browser_navigation(&h(&nav), "/api/chat"));
-        assert!(!is_browser_navigation(&h(&[("accept", "application/json")]), "/"));
+        assert!(!is_browser_navigation(
+            &h(&[("accept", "application/json")]),
+            "/"
+        ));
         assert!(!is_browser_navigation(&h(&[("accept", "*/*")]), "/"));
-        assert!(!is_browser_navigation(&h(&[nav[0], ("x-requested-with", "XMLHttpRequest")]), "/"));
-        assert!(!is_browser_navigation(&h(&[nav[0], ("sec-fetch-mode", "cors")]), "/"));
-        assert!(is_browser_navigation(&h(&[("sec-fetch-mode", "navigate")]), "/"));
+        assert!(!is_browser_navigation(
+            &h(&[nav[0], ("x-requested-with", "XMLHttpRequest")]),
+            "/"
+        ));
+        assert!(!is_browser_navigation(
+            &h(&[nav[0], ("sec-fetch-mode", "cors")]),
+            "/"
+        ));
+        assert!(is_browser_navigation(
+            &h(&[("sec-fetch-mode", "navigate")]),
+            "/"
+        ));
     }
 
     #[test]
     fn return_paths_stay_on_site() {
         assert_eq!(safe_return_path("/chat?x=1"), "/chat?x=1");
-        for evil in ["//evil.example", "/\\evil.example", "https://evil.example", "javascript:alert(1)", "/a\r\nx", ""] {
+        for evil in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "/a\r\nx",
+            "",
+        ] {
             assert_eq!(safe_return_path(evil), "/", "{evil:?}");
         }
     }
 
     #[test]
     fn sign_in_redirects_by_method() {
-        assert_eq!(sign_in_required(&Method::GET, "/a?b=c", true).status(), StatusCode::FOUND);
+        assert_eq!(
+            sign_in_required(&Method::GET, "/a?b=c", true).status(),
+            StatusCode::FOUND
+        );
         let post = sign_in_required(&Method::POST, "/a", true);
         assert_eq!(post.status(), StatusCode::SEE_OTHER);
-        assert_eq!(post.headers()[header::LOCATION], "/.portcullis/sign_in?rd=/a");
-        assert_eq!(sign_in_location("/a?b=c&d"), "/.portcullis/sign_in?rd=/a%3Fb%3Dc%26d");
-        assert_eq!(sign_in_required(&Method::GET, "/", false).status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            post.headers()[header::LOCATION],
+            "/.portcullis/sign_in?rd=/a"
+        );
+        assert_eq!(
+            sign_in_location("/a?b=c&d"),
+            "/.portcullis/sign_in?rd=/a%3Fb%3Dc%26d"
+        );
+        assert_eq!(
+            sign_in_required(&Method::GET, "/", false).status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
 }

@@ -20,7 +20,8 @@ pub struct SkipAuthRule {
 
 impl SkipAuthRule {
     pub fn matches(&self, method: &Method, canonical_path: &str) -> bool {
-        (self.methods.is_empty() || self.methods.contains(method)) && self.path.is_match(canonical_path)
+        (self.methods.is_empty() || self.methods.contains(method))
+            && self.path.is_match(canonical_path)
     }
 }
 
@@ -42,7 +43,9 @@ pub struct App {
 
 impl App {
     pub fn skips_auth(&self, method: &Method, canonical_path: &str) -> bool {
-        self.skip_auth.iter().any(|rule| rule.matches(method, canonical_path))
+        self.skip_auth
+            .iter()
+            .any(|rule| rule.matches(method, canonical_path))
     }
 
     fn matches(&self, host: &str, path: &str) -> bool {
@@ -82,7 +85,11 @@ impl RouteTable {
     /// Compiles the apps of a validated configuration. With no apps configured, everything goes to
     /// the built-in whoami app at `whoami_addr`.
     pub fn build(config: &Config, whoami_addr: Option<SocketAddr>) -> Result<Self, RouteError> {
-        let configured = if config.apps.is_empty() { vec![default_app()] } else { config.apps.clone() };
+        let configured = if config.apps.is_empty() {
+            vec![default_app()]
+        } else {
+            config.apps.clone()
+        };
         let mut apps = configured
             .iter()
             .map(|cfg| compile(cfg, whoami_addr).map(Arc::new))
@@ -96,7 +103,10 @@ impl RouteTable {
     }
 
     pub fn route(&self, host: &str, canonical_path: &str) -> Option<Arc<App>> {
-        self.apps.iter().find(|app| app.matches(host, canonical_path)).cloned()
+        self.apps
+            .iter()
+            .find(|app| app.matches(host, canonical_path))
+            .cloned()
     }
 
     /// Every identity header any app can receive: client copies of these are always removed.
@@ -115,13 +125,15 @@ fn compile(cfg: &AppConfig, whoami_addr: Option<SocketAddr>) -> Result<App, Rout
         message,
     };
     let (authority, base_path) = if cfg.upstream == WHOAMI_UPSTREAM {
-        let addr = whoami_addr.ok_or_else(|| fail("the built-in whoami app is not running".into()))?;
+        let addr =
+            whoami_addr.ok_or_else(|| fail("the built-in whoami app is not running".into()))?;
         (addr.to_string(), String::new())
     } else {
         let url = parse_upstream(&cfg.upstream).map_err(fail)?;
         (url.authority, url.base_path)
     };
-    let host_header = HeaderValue::from_str(&authority).map_err(|e| fail(format!("upstream host: {e}")))?;
+    let host_header =
+        HeaderValue::from_str(&authority).map_err(|e| fail(format!("upstream host: {e}")))?;
     let identity_headers = cfg
         .identity_headers
         .mappings()
@@ -136,11 +148,14 @@ fn compile(cfg: &AppConfig, whoami_addr: Option<SocketAddr>) -> Result<App, Rout
         .skip_auth
         .iter()
         .map(|rule| {
-            let path = Regex::new(&rule.path).map_err(|e| fail(format!("skip_auth {}: {e}", rule.path)))?;
+            let path = Regex::new(&rule.path)
+                .map_err(|e| fail(format!("skip_auth {}: {e}", rule.path)))?;
             let methods = rule
                 .methods
                 .iter()
-                .map(|m| Method::from_bytes(m.as_bytes()).map_err(|e| fail(format!("method {m}: {e}"))))
+                .map(|m| {
+                    Method::from_bytes(m.as_bytes()).map_err(|e| fail(format!("method {m}: {e}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(SkipAuthRule { methods, path })
         })
@@ -178,7 +193,11 @@ mod tests {
              [[apps]]\nname='chat'\nupstream='http://127.0.0.1:2'\npath_prefix='/chat'\n\
              [[apps]]\nname='host'\nupstream='http://127.0.0.1:3'\nhost='n8n.example.com'\n",
         );
-        let name = |host: &str, path: &str| t.route(host, path).map(|a| a.name.clone()).unwrap_or_default();
+        let name = |host: &str, path: &str| {
+            t.route(host, path)
+                .map(|a| a.name.clone())
+                .unwrap_or_default()
+        };
         assert_eq!(name("x", "/"), "root");
         assert_eq!(name("x", "/chat/a"), "chat");
         assert_eq!(name("x", "/chatter"), "root");
@@ -191,12 +210,18 @@ mod tests {
         let app = t.route("anything", "/x").unwrap();
         assert_eq!(app.name, "whoami");
         assert_eq!(app.authority, "127.0.0.1:9");
-        assert!(t.identity_headers_to_strip().iter().any(|h| h == "x-forwarded-email"));
+        assert!(
+            t.identity_headers_to_strip()
+                .iter()
+                .any(|h| h == "x-forwarded-email")
+        );
     }
 
     #[tokio::test]
     async fn skip_auth_rules_match_method_and_anchored_path() {
-        let t = table("[[apps]]\nname='a'\nupstream='whoami'\nskip_auth=[{methods=['GET'], path='^/public/'}]\n");
+        let t = table(
+            "[[apps]]\nname='a'\nupstream='whoami'\nskip_auth=[{methods=['GET'], path='^/public/'}]\n",
+        );
         let app = t.route("h", "/").unwrap();
         assert!(app.skips_auth(&Method::GET, "/public/x"));
         assert!(!app.skips_auth(&Method::POST, "/public/x"));

@@ -34,8 +34,9 @@ fn classify(error: &hyper_util::client::legacy::Error, app: &str) -> Failure {
         format!("the app \"{app}\" closed the connection before answering")
     };
     tracing::warn!(app, error = %error, source = ?std::error::Error::source(error), "upstream request failed");
-    Failure::new(FailureKind::UpstreamUnavailable, message)
-        .with_hint("the app may be down or restarting; try again in a moment, or ask the operator to check it")
+    Failure::new(FailureKind::UpstreamUnavailable, message).with_hint(
+        "the app may be down or restarting; try again in a moment, or ask the operator to check it",
+    )
 }
 
 /// Sends `request` (already rewritten) to the app and returns its response with a streaming body.
@@ -56,40 +57,51 @@ pub async fn send(
     }
     let request = request.map(|body| Body::new(IdleTimeout::new(body, timeouts.idle)));
 
-    let mut response = match tokio::time::timeout(timeouts.response_header, client.request(request)).await {
-        Err(_) => {
-            return Err(Failure::new(
-                FailureKind::UpstreamTimeout,
-                format!("the app \"{app}\" did not start answering within {} s", timeouts.response_header.as_secs()),
-            )
-            .with_hint("the app may be overloaded; the operator can raise timeouts.response_header"));
-        }
-        Ok(Err(e)) => return Err(classify(&e, app)),
-        Ok(Ok(response)) => response,
-    };
+    let mut response =
+        match tokio::time::timeout(timeouts.response_header, client.request(request)).await {
+            Err(_) => {
+                return Err(Failure::new(
+                    FailureKind::UpstreamTimeout,
+                    format!(
+                        "the app \"{app}\" did not start answering within {} s",
+                        timeouts.response_header.as_secs()
+                    ),
+                )
+                .with_hint(
+                    "the app may be overloaded; the operator can raise timeouts.response_header",
+                ));
+            }
+            Ok(Err(e)) => return Err(classify(&e, app)),
+            Ok(Ok(response)) => response,
+        };
 
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            let app = app.to_owned();
-            tokio::spawn(async move {
-                match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    Ok((client_io, upstream_io)) => {
-                        let mut client_io = TokioIo::new(client_io);
-                        let mut upstream_io = TokioIo::new(upstream_io);
-                        if let Err(e) = tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await {
-                            tracing::debug!(app, error = %e, "upgraded connection ended with an error");
-                        }
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_upgrade) = client_upgrade
+    {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let app = app.to_owned();
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((client_io, upstream_io)) => {
+                    let mut client_io = TokioIo::new(client_io);
+                    let mut upstream_io = TokioIo::new(upstream_io);
+                    if let Err(e) =
+                        tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await
+                    {
+                        tracing::debug!(app, error = %e, "upgraded connection ended with an error");
                     }
-                    Err(e) => tracing::debug!(app, error = %e, "upgrade did not complete"),
                 }
-            });
-            let (parts, _) = response.into_parts();
-            return Ok(Response::from_parts(parts, Body::empty()));
-        }
+                Err(e) => tracing::debug!(app, error = %e, "upgrade did not complete"),
+            }
+        });
+        let (parts, _) = response.into_parts();
+        return Ok(Response::from_parts(parts, Body::empty()));
     }
 
     let (mut parts, body) = response.into_parts();
     hop::strip(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::new(IdleTimeout::new(body, timeouts.idle))))
+    Ok(Response::from_parts(
+        parts,
+        Body::new(IdleTimeout::new(body, timeouts.idle)),
+    ))
 }

@@ -16,10 +16,12 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
-            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-                StoreError::Corrupt(e.to_string())
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_owned())
             }
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
             _ => StoreError::Unavailable(e.to_string()),
         }
     }
@@ -31,8 +33,11 @@ impl From<StoreError> for Failure {
             StoreError::Conflict(m) => Failure::new(FailureKind::BadRequest, m),
             StoreError::Unavailable(m) => {
                 tracing::warn!(error = %m, "store unavailable");
-                Failure::new(FailureKind::StoreUnavailable, "the directory is unavailable")
-                    .with_hint("retry in a moment; the operator's logs have the cause")
+                Failure::new(
+                    FailureKind::StoreUnavailable,
+                    "the directory is unavailable",
+                )
+                .with_hint("retry in a moment; the operator's logs have the cause")
             }
             StoreError::Corrupt(m) => {
                 tracing::error!(error = %m, "stored data is not valid");

@@ -54,10 +54,18 @@ pub trait Store: Send + Sync + 'static {
     async fn create_first_admin(&self, user: NewUser, now: Timestamp) -> Result<User, StoreError>;
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
     /// Looks a user up by username or email (case-insensitive), with their password hash.
-    async fn user_with_password(&self, login: &str) -> Result<Option<(User, Option<String>)>, StoreError>;
+    async fn user_with_password(
+        &self,
+        login: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError>;
     async fn count_admins(&self) -> Result<u64, StoreError>;
     /// Adds a user to a local group, creating the group if needed. Idempotent.
-    async fn add_to_group(&self, user_id: &str, group: &str, now: Timestamp) -> Result<(), StoreError>;
+    async fn add_to_group(
+        &self,
+        user_id: &str,
+        group: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     async fn insert_session(&self, session: &Session) -> Result<(), StoreError>;
     async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;
@@ -65,7 +73,11 @@ pub trait Store: Send + Sync + 'static {
     /// Returns whether a session was deleted.
     async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError>;
     /// Deletes sessions created before `created_before` or idle since before `idle_before`.
-    async fn delete_expired_sessions(&self, created_before: Timestamp, idle_before: Timestamp) -> Result<u64, StoreError>;
+    async fn delete_expired_sessions(
+        &self,
+        created_before: Timestamp,
+        idle_before: Timestamp,
+    ) -> Result<u64, StoreError>;
     async fn count_sessions(&self) -> Result<u64, StoreError>;
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;

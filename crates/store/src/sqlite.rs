@@ -8,8 +8,11 @@ use async_trait::async_trait;
 use portcullis_core::session::Session;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Role, Timestamp};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 
 use crate::{AuditEvent, NewUser, Store, StoreError};
 
@@ -23,8 +26,12 @@ const USER_COLUMNS: &str = "id, username, email, display_name, role, status, cre
 impl SqliteStore {
     /// Opens (creating if needed) `portcullis.db` in `data_dir` and applies migrations.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| StoreError::Unavailable(format!("cannot create data_dir {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot create data_dir {}: {e}",
+                data_dir.display()
+            ))
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(data_dir.join("portcullis.db"))
             .create_if_missing(true)
@@ -47,8 +54,16 @@ impl SqliteStore {
             // An in-memory database exists per connection: keep exactly one.
             .max_connections(if in_memory { 1 } else { 8 })
             .min_connections(if in_memory { 1 } else { 0 })
-            .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
-            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(3600)) })
+            .idle_timeout(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(3600))
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite")
@@ -72,8 +87,10 @@ fn user_from_row(row: &SqliteRow) -> Result<(User, Option<String>), StoreError> 
         username: row.try_get("username")?,
         email: row.try_get("email")?,
         display_name: row.try_get("display_name")?,
-        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?,
-        status: UserStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?,
+        status: UserStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
         groups,
         created_at: Timestamp(row.try_get("created_at")?),
     };
@@ -92,13 +109,25 @@ fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
 }
 
 impl SqliteStore {
-    async fn user_where(&self, condition: &'static str, value: &str) -> Result<Option<(User, Option<String>)>, StoreError> {
+    async fn user_where(
+        &self,
+        condition: &'static str,
+        value: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE {condition}");
-        let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn insert_user(&self, user: NewUser, now: Timestamp, only_if_no_admin: bool) -> Result<User, StoreError> {
+    async fn insert_user(
+        &self,
+        user: NewUser,
+        now: Timestamp,
+        only_if_no_admin: bool,
+    ) -> Result<User, StoreError> {
         let guard = if only_if_no_admin {
             "WHERE NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin')"
         } else {
@@ -155,11 +184,14 @@ impl Store for SqliteStore {
         Ok(self.user_where("id = ?", id).await?.map(|(u, _)| u))
     }
 
-    async fn user_with_password(&self, login: &str) -> Result<Option<(User, Option<String>)>, StoreError> {
-        if login.contains('@') {
-            if let Some(found) = self.user_where("email = ?", login).await? {
-                return Ok(Some(found));
-            }
+    async fn user_with_password(
+        &self,
+        login: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError> {
+        if login.contains('@')
+            && let Some(found) = self.user_where("email = ?", login).await?
+        {
+            return Ok(Some(found));
         }
         self.user_where("username = ?", login).await
     }
@@ -171,7 +203,12 @@ impl Store for SqliteStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    async fn add_to_group(&self, user_id: &str, group: &str, now: Timestamp) -> Result<(), StoreError> {
+    async fn add_to_group(
+        &self,
+        user_id: &str,
+        group: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT OR IGNORE INTO groups (name, created_at) VALUES (?, ?)")
             .bind(group)
@@ -227,7 +264,11 @@ impl Store for SqliteStore {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn delete_expired_sessions(&self, created_before: Timestamp, idle_before: Timestamp) -> Result<u64, StoreError> {
+    async fn delete_expired_sessions(
+        &self,
+        created_before: Timestamp,
+        idle_before: Timestamp,
+    ) -> Result<u64, StoreError> {
         let r = sqlx::query("DELETE FROM sessions WHERE created_at < ? OR last_seen < ?")
             .bind(created_before.0)
             .bind(idle_before.0)
@@ -237,7 +278,9 @@ impl Store for SqliteStore {
     }
 
     async fn count_sessions(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions").fetch_one(&self.pool).await?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -297,24 +340,52 @@ mod tests {
     #[tokio::test]
     async fn users_are_found_by_username_or_email_case_insensitively() {
         let store = SqliteStore::in_memory().await.unwrap();
-        store.create_user(new_user("1", "Alice", Role::User), Timestamp(5)).await.unwrap();
+        store
+            .create_user(new_user("1", "Alice", Role::User), Timestamp(5))
+            .await
+            .unwrap();
         let (u, hash) = store.user_with_password("alice").await.unwrap().unwrap();
         assert_eq!((u.id.as_str(), hash.as_deref()), ("1", Some("hash")));
-        assert!(store.user_with_password("ALICE@example.com").await.unwrap().is_some());
+        assert!(
+            store
+                .user_with_password("ALICE@example.com")
+                .await
+                .unwrap()
+                .is_some()
+        );
         assert!(store.user_with_password("bob").await.unwrap().is_none());
-        store.add_to_group("1", "staff", Timestamp(6)).await.unwrap();
-        store.add_to_group("1", "staff", Timestamp(6)).await.unwrap();
-        store.add_to_group("1", "admins", Timestamp(6)).await.unwrap();
-        assert_eq!(store.user_by_id("1").await.unwrap().unwrap().groups, ["admins", "staff"]);
-        let dup = store.create_user(new_user("2", "alice", Role::User), Timestamp(5)).await;
+        store
+            .add_to_group("1", "staff", Timestamp(6))
+            .await
+            .unwrap();
+        store
+            .add_to_group("1", "staff", Timestamp(6))
+            .await
+            .unwrap();
+        store
+            .add_to_group("1", "admins", Timestamp(6))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.user_by_id("1").await.unwrap().unwrap().groups,
+            ["admins", "staff"]
+        );
+        let dup = store
+            .create_user(new_user("2", "alice", Role::User), Timestamp(5))
+            .await;
         assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     }
 
     #[tokio::test]
     async fn only_one_first_admin() {
         let store = SqliteStore::in_memory().await.unwrap();
-        store.create_first_admin(new_user("1", "root", Role::Admin), Timestamp(1)).await.unwrap();
-        let second = store.create_first_admin(new_user("2", "root2", Role::Admin), Timestamp(1)).await;
+        store
+            .create_first_admin(new_user("1", "root", Role::Admin), Timestamp(1))
+            .await
+            .unwrap();
+        let second = store
+            .create_first_admin(new_user("2", "root2", Role::Admin), Timestamp(1))
+            .await;
         assert!(matches!(second, Err(StoreError::Conflict(_))));
         assert_eq!(store.count_admins().await.unwrap(), 1);
     }
@@ -322,7 +393,10 @@ mod tests {
     #[tokio::test]
     async fn sessions_round_trip_and_expire() {
         let store = SqliteStore::in_memory().await.unwrap();
-        store.create_user(new_user("u", "u", Role::User), Timestamp(1)).await.unwrap();
+        store
+            .create_user(new_user("u", "u", Role::User), Timestamp(1))
+            .await
+            .unwrap();
         let s = Session {
             id_hash: "h".into(),
             user_id: "u".into(),
@@ -334,9 +408,24 @@ mod tests {
         store.insert_session(&s).await.unwrap();
         store.touch_session("h", Timestamp(20)).await.unwrap();
         store.touch_session("h", Timestamp(15)).await.unwrap();
-        assert_eq!(store.session("h").await.unwrap().unwrap().last_seen, Timestamp(20));
-        assert_eq!(store.delete_expired_sessions(Timestamp(5), Timestamp(19)).await.unwrap(), 0);
-        assert_eq!(store.delete_expired_sessions(Timestamp(5), Timestamp(21)).await.unwrap(), 1);
+        assert_eq!(
+            store.session("h").await.unwrap().unwrap().last_seen,
+            Timestamp(20)
+        );
+        assert_eq!(
+            store
+                .delete_expired_sessions(Timestamp(5), Timestamp(19))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .delete_expired_sessions(Timestamp(5), Timestamp(21))
+                .await
+                .unwrap(),
+            1
+        );
         assert!(store.session("h").await.unwrap().is_none());
     }
 
@@ -356,6 +445,9 @@ mod tests {
             store.append_audit(&event).await.unwrap();
         }
         let events = store.recent_audit(10).await.unwrap();
-        assert_eq!(events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["sign_out", "sign_in"]);
+        assert_eq!(
+            events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+            ["sign_out", "sign_in"]
+        );
     }
 }

@@ -19,6 +19,7 @@ pub fn token_for_form(headers: &HeaderMap, secure: bool) -> (String, Option<Stri
 }
 
 pub fn verify(headers: &HeaderMap, submitted: &str) -> bool {
-    cookies::values(headers, CSRF_COOKIE)
-        .any(|cookie| looks_like_token(cookie) && constant_time_eq(cookie.as_bytes(), submitted.as_bytes()))
+    cookies::values(headers, CSRF_COOKIE).any(|cookie| {
+        looks_like_token(cookie) && constant_time_eq(cookie.as_bytes(), submitted.as_bytes())
+    })
 }

@@ -15,7 +15,11 @@ pub async fn ping() -> &'static str {
 
 pub async fn ready(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ready" }))).into_response(),
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "status": "ready" })),
+        )
+            .into_response(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready: store unavailable");
             not_ready("the store is unavailable")
@@ -32,15 +36,29 @@ fn not_ready(reason: &str) -> Response {
         .into_response()
 }
 
-pub async fn metrics(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
-    let allowed = state.settings.metrics_allowed.iter().any(|net| net.contains(&peer.ip()));
+pub async fn metrics(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let allowed = state
+        .settings
+        .metrics_allowed
+        .iter()
+        .any(|net| net.contains(&peer.ip()));
     if !allowed {
-        return (StatusCode::FORBIDDEN, "metrics are readable only from the addresses in metrics_allowed\n").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics are readable only from the addresses in metrics_allowed\n",
+        )
+            .into_response();
     }
     let cached = i64::try_from(state.sessions.cached_count()).unwrap_or(i64::MAX);
     state.metrics.active_sessions.set(cached);
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()

@@ -15,7 +15,10 @@ pub fn sign_in(form: &SignInForm<'_>) -> String {
         .error
         .map(|e| format!("<div class=\"alert\" role=\"alert\">{}</div>", escape(e)))
         .unwrap_or_default();
-    let notice = form.notice.map(|n| format!("<p>{}</p>", escape(n))).unwrap_or_default();
+    let notice = form
+        .notice
+        .map(|n| format!("<p>{}</p>", escape(n)))
+        .unwrap_or_default();
     let body = format!(
         "<h1>Sign in</h1><p>Use your account to continue.</p>{notice}{alert}\
          <form method=\"post\" action=\"/.portcullis/sign_in\">\
@@ -77,5 +80,8 @@ pub fn message(title: &str, text: &str, link: Option<(&str, &str)>) -> String {
     let link = link
         .map(|(href, label)| format!("<p><a href=\"{}\">{}</a></p>", escape(href), escape(label)))
         .unwrap_or_default();
-    page(title, &format!("<h1>{}</h1><p>{}</p>{link}", escape(title), escape(text)))
+    page(
+        title,
+        &format!("<h1>{}</h1><p>{}</p>{link}", escape(title), escape(text)),
+    )
 }

@@ -35,16 +35,29 @@ pub fn router(state: AppState) -> Router {
         .route("/ping", get(health::ping))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
-        .route("/.portcullis/sign_in", get(sign_in::form).post(sign_in::submit))
-        .route("/.portcullis/sign_out", get(sign_out::sign_out).post(sign_out::sign_out))
-        .route("/oauth2/sign_out", get(sign_out::sign_out).post(sign_out::sign_out))
+        .route(
+            "/.portcullis/sign_in",
+            get(sign_in::form).post(sign_in::submit),
+        )
+        .route(
+            "/.portcullis/sign_out",
+            get(sign_out::sign_out).post(sign_out::sign_out),
+        )
+        .route(
+            "/oauth2/sign_out",
+            get(sign_out::sign_out).post(sign_out::sign_out),
+        )
         .route("/.portcullis/setup", get(setup::form).post(setup::submit))
         .route("/.portcullis/whoami", get(whoami::me))
         .fallback(proxy)
         .with_state(state)
 }
 
-async fn proxy(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request) -> Response {
+async fn proxy(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
     state.gateway.handle(request, peer).await
 }
 
@@ -68,7 +81,12 @@ fn canonical_uri(uri: &Uri) -> Result<Option<Uri>, Failure> {
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish
 /// for up to `grace`.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>, grace: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -104,7 +122,10 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
                 router.oneshot(request.map(Body::new)).await
             }
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = builder.serve_connection_with_upgrades(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service),
+        );
         let watched = graceful.watch(connection.into_owned());
         tokio::spawn(async move {
             if let Err(e) = watched.await {
@@ -113,7 +134,10 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
         });
     }
     drop(listener);
-    tracing::info!("shutting down: waiting up to {} s for in-flight requests", grace.as_secs());
+    tracing::info!(
+        "shutting down: waiting up to {} s for in-flight requests",
+        grace.as_secs()
+    );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),

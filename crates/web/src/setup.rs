@@ -66,16 +66,31 @@ fn closed_or_wrong(state: &AppState) -> Response {
     }
 }
 
-fn render(state: &AppState, headers: &HeaderMap, status: StatusCode, form: SetupForm<'_>) -> Response {
+fn render(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    form: SetupForm<'_>,
+) -> Response {
     let (token, set_cookie) = csrf::token_for_form(headers, state.settings.cookie_secure);
-    let mut response = html_response(status, pages::setup(&SetupForm { csrf: &token, ..form }));
+    let mut response = html_response(
+        status,
+        pages::setup(&SetupForm {
+            csrf: &token,
+            ..form
+        }),
+    );
     if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
 }
 
-pub async fn form(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<SetupQuery>) -> Response {
+pub async fn form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<SetupQuery>,
+) -> Response {
     if !state.setup.matches(&query.token) {
         return closed_or_wrong(&state);
     }
@@ -143,7 +158,11 @@ pub async fn submit(
         status: UserStatus::Active,
         password_hash: Some(password_hash),
     };
-    let user = match state.store.create_first_admin(new_user, state.clock.now()).await {
+    let user = match state
+        .store
+        .create_first_admin(new_user, state.clock.now())
+        .await
+    {
         Ok(user) => user,
         Err(StoreError::Conflict(_)) => {
             state.setup.close();
@@ -170,7 +189,8 @@ pub async fn submit(
     };
     let mut response = respond::redirect(StatusCode::SEE_OTHER, "/");
     if let Ok((token, _)) = state.sessions.create(&user, origin).await {
-        let cookie = cookies::set_cookie(SESSION_COOKIE, &token, state.settings.cookie_secure, None);
+        let cookie =
+            cookies::set_cookie(SESSION_COOKIE, &token, state.settings.cookie_secure, None);
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, value);
         }

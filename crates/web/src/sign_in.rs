@@ -14,9 +14,9 @@ use portcullis_proxy::respond::{self, html_response, safe_return_path};
 use serde::Deserialize;
 
 use crate::audit::Entry;
+use crate::csrf;
 use crate::pages::{self, SignInForm};
 use crate::state::AppState;
-use crate::csrf;
 
 #[derive(Deserialize, Default)]
 pub struct SignInQuery {
@@ -41,7 +41,10 @@ pub struct SignInBody {
 const WRONG_CREDENTIALS: &str = "Wrong username or password.";
 
 /// The session behind the request's cookie, if it is live.
-pub async fn current_session(state: &AppState, headers: &HeaderMap) -> Option<std::sync::Arc<portcullis_auth::ActiveSession>> {
+pub async fn current_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Option<std::sync::Arc<portcullis_auth::ActiveSession>> {
     for value in cookies::values(headers, SESSION_COOKIE) {
         if let Ok(Some(session)) = state.sessions.resolve(value).await {
             return Some(session);
@@ -50,9 +53,17 @@ pub async fn current_session(state: &AppState, headers: &HeaderMap) -> Option<st
     None
 }
 
-fn render(state: &AppState, headers: &HeaderMap, status: StatusCode, form: SignInForm<'_>) -> Response {
+fn render(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    form: SignInForm<'_>,
+) -> Response {
     let (token, set_cookie) = csrf::token_for_form(headers, state.settings.cookie_secure);
-    let form = SignInForm { csrf: &token, ..form };
+    let form = SignInForm {
+        csrf: &token,
+        ..form
+    };
     let mut response = html_response(status, pages::sign_in(&form));
     if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -60,12 +71,19 @@ fn render(state: &AppState, headers: &HeaderMap, status: StatusCode, form: SignI
     response
 }
 
-pub async fn form(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<SignInQuery>) -> Response {
+pub async fn form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<SignInQuery>,
+) -> Response {
     let return_to = safe_return_path(query.rd.as_deref().unwrap_or("/"));
     if current_session(&state, &headers).await.is_some() {
         return respond::redirect(StatusCode::FOUND, &return_to);
     }
-    let notice = query.signed_out.is_some().then_some("You have been signed out.");
+    let notice = query
+        .signed_out
+        .is_some()
+        .then_some("You have been signed out.");
     let form = SignInForm {
         csrf: "",
         return_to: &return_to,
@@ -94,10 +112,16 @@ pub async fn submit(
         render(&state, &headers, status, form)
     };
     if !csrf::verify(&headers, &body.csrf) {
-        return retry(StatusCode::FORBIDDEN, "This form expired. Please sign in again.");
+        return retry(
+            StatusCode::FORBIDDEN,
+            "This form expired. Please sign in again.",
+        );
     }
     let client_ip = state.client(peer, &headers).client_ip.to_string();
-    let outcome = state.local_login.authenticate(&body.login, &body.password, Some(&client_ip)).await;
+    let outcome = state
+        .local_login
+        .authenticate(&body.login, &body.password, Some(&client_ip))
+        .await;
     let audit_failure = |reason: &'static str| Entry {
         action: "sign_in",
         success: false,
@@ -110,7 +134,10 @@ pub async fn submit(
         Ok(user) => {
             let origin = SessionOrigin {
                 client_ip: Some(client_ip.clone()),
-                user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect()),
+                user_agent: headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|s| s.chars().take(256).collect()),
             };
             let (token, _) = match state.sessions.create(&user, origin).await {
                 Ok(created) => created,
@@ -128,7 +155,8 @@ pub async fn submit(
                     client_ip: Some(client_ip.clone()),
                 })
                 .await;
-            let cookie = cookies::set_cookie(SESSION_COOKIE, &token, state.settings.cookie_secure, None);
+            let cookie =
+                cookies::set_cookie(SESSION_COOKIE, &token, state.settings.cookie_secure, None);
             let mut response = respond::redirect(StatusCode::SEE_OTHER, &return_to);
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().append(header::SET_COOKIE, value);
@@ -145,7 +173,10 @@ pub async fn submit(
             state.audit.record(audit_failure("throttled")).await;
             let failure = Failure::new(
                 FailureKind::RateLimited,
-                format!("Too many failed sign-ins. Try again in {} seconds.", retry_after.as_secs().max(1)),
+                format!(
+                    "Too many failed sign-ins. Try again in {} seconds.",
+                    retry_after.as_secs().max(1)
+                ),
             );
             let mut response = respond::failure(&failure, true);
             if let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {

@@ -44,14 +44,20 @@ pub async fn sign_out(
                     .await;
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "sign-out could not delete the stored session; it is refused in memory"),
+            Err(e) => {
+                tracing::warn!(error = %e, "sign-out could not delete the stored session; it is refused in memory")
+            }
         }
     }
     let target = match query.rd.as_deref() {
         Some(rd) => safe_return_path(rd),
         None => format!("{SIGN_IN_PATH}?signed_out=1"),
     };
-    let status = if method == Method::GET { StatusCode::FOUND } else { StatusCode::SEE_OTHER };
+    let status = if method == Method::GET {
+        StatusCode::FOUND
+    } else {
+        StatusCode::SEE_OTHER
+    };
     let mut response = respond::redirect(status, &target);
     let clear = cookies::clear_cookie(SESSION_COOKIE, state.settings.cookie_secure);
     if let Ok(value) = HeaderValue::from_str(&clear) {

@@ -29,7 +29,12 @@ async fn echo(request: Request) -> Response {
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     if wants_json(request.headers()) {
         let body = serde_json::json!({
@@ -82,7 +87,11 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Response {
             let sent: serde_json::Map<String, serde_json::Value> = app
                 .identity_headers
                 .iter()
-                .filter_map(|(name, field)| identity.field(*field).map(|v| (name.as_str().to_owned(), v.into())))
+                .filter_map(|(name, field)| {
+                    identity
+                        .field(*field)
+                        .map(|v| (name.as_str().to_owned(), v.into()))
+                })
                 .collect();
             let allowed = app.policy.evaluate(identity).err().map(|d| d.reason);
             serde_json::json!({ "app": app.name, "headers": sent, "denied": allowed })

@@ -44,7 +44,10 @@ pub fn set_cookie_value(response: &reqwest::Response, name: &str) -> Option<Stri
 /// The `value` of the hidden input `name` in an HTML form.
 pub fn hidden_field(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name} in {html}")) + marker.len();
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {html}"))
+        + marker.len();
     let end = html[start..].find('"').unwrap() + start;
     html[start..end].to_owned()
 }
@@ -65,8 +68,11 @@ impl Harness {
             extra.replace("{upstream}", &upstream.url())
         );
         std::fs::write(&config_path, toml).unwrap();
-        let (config, _) = portcullis::config::load(Some(&config_path)).unwrap_or_else(|e| panic!("{e}"));
-        let running = start(config, Arc::new(portcullis_core::SystemClock)).await.unwrap();
+        let (config, _) =
+            portcullis::config::load(Some(&config_path)).unwrap_or_else(|e| panic!("{e}"));
+        let running = start(config, Arc::new(portcullis_core::SystemClock))
+            .await
+            .unwrap();
         let base = format!("http://{}", running.addr);
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -87,10 +93,19 @@ impl Harness {
 
     /// Follows the printed setup link like a person would and returns the new admin's cookie.
     pub async fn setup_admin(&self) -> String {
-        let link = self.running.setup_link.clone().expect("a setup link while no admin exists");
+        let link = self
+            .running
+            .setup_link
+            .clone()
+            .expect("a setup link while no admin exists");
         let path_and_query = &link[link.find("/.portcullis/").unwrap()..];
         let token = link.split("token=").nth(1).unwrap().to_owned();
-        let form = self.http.get(self.url(path_and_query)).send().await.unwrap();
+        let form = self
+            .http
+            .get(self.url(path_and_query))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(form.status(), StatusCode::OK);
         let csrf_cookie = set_cookie_value(&form, "_portcullis_csrf").unwrap();
         let html = form.text().await.unwrap();
@@ -111,20 +126,34 @@ impl Harness {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::SEE_OTHER, "setup should redirect");
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "setup should redirect"
+        );
         set_cookie_value(&response, "_portcullis").expect("setup signs the admin in")
     }
 
     /// Signs in through the form; returns the session cookie, or the failing response.
     pub async fn sign_in(&self, login: &str, password: &str) -> Result<String, reqwest::Response> {
-        let form = self.http.get(self.url("/.portcullis/sign_in?rd=/after")).send().await.unwrap();
+        let form = self
+            .http
+            .get(self.url("/.portcullis/sign_in?rd=/after"))
+            .send()
+            .await
+            .unwrap();
         let csrf_cookie = set_cookie_value(&form, "_portcullis_csrf").unwrap();
         let csrf = hidden_field(&form.text().await.unwrap(), "csrf");
         let response = self
             .http
             .post(self.url("/.portcullis/sign_in"))
             .header(COOKIE, format!("_portcullis_csrf={csrf_cookie}"))
-            .form(&[("csrf", csrf.as_str()), ("login", login), ("password", password), ("rd", "/after")])
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("login", login),
+                ("password", password),
+                ("rd", "/after"),
+            ])
             .send()
             .await
             .unwrap();
@@ -135,7 +164,14 @@ impl Harness {
     }
 
     /// Adds a user straight to the directory.
-    pub async fn add_user(&self, username: &str, email: Option<&str>, display_name: Option<&str>, role: Role, groups: &[&str]) {
+    pub async fn add_user(
+        &self,
+        username: &str,
+        email: Option<&str>,
+        display_name: Option<&str>,
+        role: Role,
+        groups: &[&str],
+    ) {
         let hash = portcullis_auth::password::hash_blocking("user-password-1").unwrap();
         let state = &self.running.state;
         let user = NewUser {
@@ -147,9 +183,17 @@ impl Harness {
             status: UserStatus::Active,
             password_hash: Some(hash),
         };
-        state.store.create_user(user, state.clock.now()).await.unwrap();
+        state
+            .store
+            .create_user(user, state.clock.now())
+            .await
+            .unwrap();
         for group in groups {
-            state.store.add_to_group(&uuid_like(username), group, state.clock.now()).await.unwrap();
+            state
+                .store
+                .add_to_group(&uuid_like(username), group, state.clock.now())
+                .await
+                .unwrap();
         }
     }
 
@@ -174,7 +218,14 @@ pub fn uuid_like(username: &str) -> String {
     for b in username.bytes() {
         n = (n ^ u64::from(b)).wrapping_mul(0x100000001b3);
     }
-    format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", n >> 32, (n >> 16) & 0xffff, n & 0xfff, (n >> 4) & 0xfff, n & 0xffffffffffff)
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        n >> 32,
+        (n >> 16) & 0xffff,
+        n & 0xfff,
+        (n >> 4) & 0xfff,
+        n & 0xffffffffffff
+    )
 }
 
 /// Every value of header `name` the upstream received, in order.

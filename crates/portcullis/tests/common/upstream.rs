@@ -44,7 +44,12 @@ async fn echo(request: Request) -> Response {
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     axum::Json(serde_json::json!({
         "method": request.method().as_str(),
@@ -56,7 +61,12 @@ async fn echo(request: Request) -> Response {
 }
 
 async fn sse(State(shared): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let rx = shared.sse.lock().await.take().expect("one SSE stream per upstream");
+    let rx = shared
+        .sse
+        .lock()
+        .await
+        .take()
+        .expect("one SSE stream per upstream");
     let stream = tokio_stream_from(rx).map(|data| Ok(Event::default().data(data)));
     Sse::new(stream)
 }
@@ -75,21 +85,18 @@ async fn ws(upgrade: WebSocketUpgrade, request_headers: http::HeaderMap) -> Resp
 }
 
 async fn ws_echo(mut socket: WebSocket, user: String) {
-    let _ = socket.send(Message::Text(format!("hello {user}").into())).await;
+    let _ = socket
+        .send(Message::Text(format!("hello {user}").into()))
+        .await;
     while let Some(Ok(message)) = socket.recv().await {
-        match message {
-            Message::Text(t) => {
-                if socket.send(Message::Text(format!("echo:{t}").into())).await.is_err() {
-                    break;
-                }
-            }
-            Message::Binary(b) => {
-                if socket.send(Message::Binary(b)).await.is_err() {
-                    break;
-                }
-            }
+        let reply = match message {
+            Message::Text(t) => Message::Text(format!("echo:{t}").into()),
+            Message::Binary(b) => Message::Binary(b),
             Message::Close(_) => break,
-            _ => {}
+            _ => continue,
+        };
+        if socket.send(reply).await.is_err() {
+            break;
         }
     }
 }
@@ -122,14 +129,18 @@ async fn trickle(axum::extract::Path(n): axum::extract::Path<u32>) -> Response {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        Some((Ok::<_, Infallible>(Bytes::from(format!("chunk {i}\n"))), i + 1))
+        Some((
+            Ok::<_, Infallible>(Bytes::from(format!("chunk {i}\n"))),
+            i + 1,
+        ))
     });
     Response::new(Body::from_stream(stream))
 }
 
 /// Sends one chunk, then nothing, forever.
 async fn stall() -> Response {
-    let first = futures_util::stream::once(async { Ok::<_, Infallible>(Bytes::from_static(b"first\n")) });
+    let first =
+        futures_util::stream::once(async { Ok::<_, Infallible>(Bytes::from_static(b"first\n")) });
     let never = futures_util::stream::pending();
     Response::new(Body::from_stream(first.chain(never)))
 }
