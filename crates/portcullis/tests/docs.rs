@@ -1,0 +1,62 @@
+//! Every TOML snippet in docs/ is a complete, valid configuration: the docs cannot drift from the
+//! code without this test failing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+use std::path::Path;
+
+fn toml_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, "```toml") => current = Some(String::new()),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn every_toml_snippet_in_the_docs_is_valid() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&docs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, block) in toml_blocks(&text).iter().enumerate() {
+            let file = dir.path().join("snippet.toml");
+            std::fs::write(&file, block).unwrap();
+            let loaded = portcullis::config::load(Some(&file));
+            assert!(
+                loaded.is_ok(),
+                "{} snippet #{i} is not valid: {}\n{block}",
+                path.display(),
+                loaded.err().unwrap()
+            );
+            let (config, _) = loaded.unwrap();
+            let table =
+                portcullis_proxy::RouteTable::build(&config, Some("127.0.0.1:9".parse().unwrap()));
+            assert!(
+                table.is_ok(),
+                "{} snippet #{i}: {}",
+                path.display(),
+                table.err().unwrap()
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 6,
+        "expected the docs to hold configuration snippets, found {checked}"
+    );
+}
