@@ -112,14 +112,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-    let router = portcullis_web::router(state.clone());
     let grace = config.shutdown_grace;
+    let serve_state = state.clone();
     let sweeper = tokio::spawn(sweep_sessions(sessions));
     let task = tokio::spawn(async move {
         let signal = async {
             let _ = shutdown_rx.await;
         };
-        portcullis_web::serve(listener, router, signal, grace).await;
+        portcullis_web::serve(listener, serve_state, signal, grace).await;
         sweeper.abort();
     });
     Ok(Running {

@@ -46,11 +46,7 @@ impl Gateway {
         phases::route(&self.routes, ctx)?;
         phases::authenticate(&self.sessions, ctx, req.headers()).await?;
         phases::authorize(ctx)?;
-        phases::rewrite(
-            ctx,
-            self.routes.identity_headers_to_strip(),
-            req.headers_mut(),
-        );
+        phases::rewrite(ctx, req.headers_mut());
         Ok(())
     }
 

@@ -1,6 +1,8 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only, so a proxy removes
 //! them, together with every header that `Connection` names, before forwarding a message.
 
+use std::collections::HashSet;
+
 use http::header::{self, HeaderMap, HeaderName};
 
 const HOP_BY_HOP: &[HeaderName] = &[
@@ -31,31 +33,67 @@ pub fn requested_upgrade(headers: &HeaderMap) -> Option<http::HeaderValue> {
     }
 }
 
-/// Removes hop-by-hop headers in place. `TE: trailers` is the one value a proxy may pass on.
-pub fn strip(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+/// Header names to remove from a message, built once per app so the per-request work is one
+/// pass over the headers instead of a hashed removal per name.
+#[derive(Clone, Debug)]
+pub struct DropList(HashSet<HeaderName>);
+
+impl DropList {
+    /// Just the hop-by-hop headers: what every forwarded message loses.
+    pub fn hop_by_hop() -> Self {
+        let mut names: HashSet<HeaderName> = HOP_BY_HOP.iter().cloned().collect();
+        names.extend(LEGACY_HOP_BY_HOP.iter().map(|n| HeaderName::from_static(n)));
+        DropList(names)
+    }
+
+    pub fn with(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        self.0.extend(names);
+        self
+    }
+
+    pub fn contains(&self, name: &HeaderName) -> bool {
+        self.0.contains(name)
+    }
+
+    /// Removes every listed header and every header that `Connection` names, whatever their case
+    /// or count. `TE: trailers` is the one hop-by-hop value a proxy may pass on, so it is kept.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        let named = connection_named(headers);
+        let te_trailers = headers
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
+        let old = std::mem::take(headers);
+        headers.reserve(old.len());
+        let mut current: Option<HeaderName> = None;
+        let mut keep = false;
+        // `into_iter` names a header once, then yields its further values with `None`.
+        for (name, value) in old {
+            if let Some(name) = name {
+                keep = !self.0.contains(&name) && !named.contains(&name);
+                current = Some(name);
+            }
+            if let (true, Some(name)) = (keep, &current) {
+                headers.append(name.clone(), value);
+            }
+        }
+        if te_trailers {
+            headers.insert(header::TE, http::HeaderValue::from_static("trailers"));
+        }
+    }
+}
+
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    let te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    for name in named.iter().chain(HOP_BY_HOP) {
-        headers.remove(name);
-    }
-    for name in LEGACY_HOP_BY_HOP {
-        headers.remove(*name);
-    }
-    if te_trailers {
-        headers.insert(header::TE, http::HeaderValue::from_static("trailers"));
-    }
+        .collect()
 }
 
 #[cfg(test)]
@@ -70,11 +108,24 @@ mod tests {
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert("te", "trailers, deflate".parse().unwrap());
         h.insert("transfer-encoding", "chunked".parse().unwrap());
-        h.insert("x-kept", "1".parse().unwrap());
-        strip(&mut h);
-        assert_eq!(h.len(), 2, "{h:?}");
+        h.append("x-kept", "1".parse().unwrap());
+        h.append("x-kept", "2".parse().unwrap());
+        DropList::hop_by_hop().apply(&mut h);
+        assert_eq!(h.len(), 3, "{h:?}");
         assert_eq!(h.get("te").unwrap(), "trailers");
-        assert!(h.contains_key("x-kept"));
+        assert_eq!(h.get_all("x-kept").iter().collect::<Vec<_>>(), ["1", "2"]);
+    }
+
+    #[test]
+    fn listed_headers_go_in_any_case_and_count() {
+        let list = DropList::hop_by_hop().with([HeaderName::from_static("x-forwarded-user")]);
+        let mut h = HeaderMap::new();
+        h.append("X-Forwarded-User", "a".parse().unwrap());
+        h.append("x-forwarded-user", "b".parse().unwrap());
+        h.append("accept", "*/*".parse().unwrap());
+        list.apply(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
     }
 
     #[test]

@@ -5,14 +5,14 @@
 //! the response.
 
 use axum::body::Body;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response};
 use portcullis_auth::SessionManager;
 use portcullis_core::{Failure, FailureKind};
 
 use crate::context::RequestContext;
 use crate::routes::RouteTable;
-use crate::{cookies, hop, upstream};
+use crate::{cookies, upstream};
 
 /// Why a request went no further.
 #[derive(Debug)]
@@ -81,35 +81,15 @@ pub fn authorize(ctx: &RequestContext) -> Result<(), Stop> {
     })
 }
 
-const FORWARDING_HEADERS: &[&str] = &[
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-uri",
-    "x-forwarded-method",
-    "x-original-url",
-    "x-original-method",
-    "x-real-ip",
-];
-
 /// Makes the headers safe and truthful for the app: removes hop-by-hop headers, every client copy
 /// of every identity header, Portcullis's cookies and the client's forwarding claims; then sets
 /// the forwarding headers and the app's identity headers from facts we verified.
-pub fn rewrite(ctx: &RequestContext, strip: &[HeaderName], headers: &mut HeaderMap) {
-    hop::strip(headers);
-    for name in strip {
-        headers.remove(name);
-    }
-    cookies::strip_own(headers);
-    for name in FORWARDING_HEADERS {
-        headers.remove(*name);
-    }
+pub fn rewrite(ctx: &RequestContext, headers: &mut HeaderMap) {
     let Some(app) = &ctx.app else {
         return;
     };
+    app.request_drop.apply(headers);
+    cookies::strip_own(headers);
     let forwarded_for = match &ctx.client.forwarded_for {
         Some(chain) => format!("{chain}, {}", ctx.client.peer_ip),
         None => ctx.client.peer_ip.to_string(),
@@ -118,9 +98,6 @@ pub fn rewrite(ctx: &RequestContext, strip: &[HeaderName], headers: &mut HeaderM
     set(headers, "x-forwarded-proto", ctx.scheme);
     set(headers, "x-forwarded-host", &ctx.host_with_port);
     set(headers, "x-real-ip", &ctx.client.client_ip.to_string());
-    if app.strip_authorization {
-        headers.remove(header::AUTHORIZATION);
-    }
     headers.insert(header::HOST, app.host_header.clone());
     if let Some(session) = &ctx.session {
         for (name, field) in &app.identity_headers {
@@ -156,12 +133,5 @@ pub async fn forward(ctx: &RequestContext, req: Request<Body>) -> Result<Respons
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     let request = Request::from_parts(parts, body);
-    Ok(upstream::send(
-        &app.client,
-        &app.name,
-        &app.timeouts,
-        request,
-        ctx.upgrade.clone(),
-    )
-    .await?)
+    Ok(upstream::send(app, request, ctx.upgrade.clone()).await?)
 }

@@ -11,6 +11,7 @@ use portcullis_core::policy::AccessPolicy;
 use portcullis_core::profile::{HeaderProfileConfig, headers_to_strip};
 use regex::Regex;
 
+use crate::hop::DropList;
 use crate::upstream::{self, UpstreamClient};
 
 pub struct SkipAuthRule {
@@ -37,7 +38,11 @@ pub struct App {
     pub policy: AccessPolicy,
     pub skip_auth: Vec<SkipAuthRule>,
     pub timeouts: TimeoutConfig,
-    pub strip_authorization: bool,
+    /// What to remove from requests: hop-by-hop, every identity header any app can receive,
+    /// client forwarding claims, and `Authorization` when the app asks for it.
+    pub request_drop: DropList,
+    /// What to remove from responses: hop-by-hop headers.
+    pub response_drop: DropList,
     pub client: UpstreamClient,
 }
 
@@ -56,8 +61,22 @@ impl App {
 pub struct RouteTable {
     /// Host-specific apps first, then longer prefixes first: the first match wins.
     apps: Vec<Arc<App>>,
-    strip: Vec<HeaderName>,
 }
+
+/// Forwarding claims a client may not make; Portcullis sets its own.
+const FORWARDING_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-original-url",
+    "x-original-method",
+    "x-real-ip",
+];
 
 /// A configuration the route table cannot be built from (validation should have caught it).
 #[derive(Debug, thiserror::Error)]
@@ -90,16 +109,21 @@ impl RouteTable {
         } else {
             config.apps.clone()
         };
+        let identity: Vec<HeaderName> =
+            headers_to_strip(configured.iter().map(|a| &a.identity_headers))
+                .into_iter()
+                .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+                .collect();
+        let forwarding = FORWARDING_HEADERS
+            .iter()
+            .map(|n| HeaderName::from_static(n));
+        let request_drop = DropList::hop_by_hop().with(identity).with(forwarding);
         let mut apps = configured
             .iter()
-            .map(|cfg| compile(cfg, whoami_addr).map(Arc::new))
+            .map(|cfg| compile(cfg, whoami_addr, &request_drop).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         apps.sort_by_key(|app| (app.host.is_none(), std::cmp::Reverse(app.prefix.len())));
-        let strip = headers_to_strip(configured.iter().map(|a| &a.identity_headers))
-            .into_iter()
-            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
-            .collect();
-        Ok(RouteTable { apps, strip })
+        Ok(RouteTable { apps })
     }
 
     pub fn route(&self, host: &str, canonical_path: &str) -> Option<Arc<App>> {
@@ -109,17 +133,16 @@ impl RouteTable {
             .cloned()
     }
 
-    /// Every identity header any app can receive: client copies of these are always removed.
-    pub fn identity_headers_to_strip(&self) -> &[HeaderName] {
-        &self.strip
-    }
-
     pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
         self.apps.iter()
     }
 }
 
-fn compile(cfg: &AppConfig, whoami_addr: Option<SocketAddr>) -> Result<App, RouteError> {
+fn compile(
+    cfg: &AppConfig,
+    whoami_addr: Option<SocketAddr>,
+    request_drop: &DropList,
+) -> Result<App, RouteError> {
     let fail = |message: String| RouteError {
         app: cfg.name.clone(),
         message,
@@ -171,7 +194,12 @@ fn compile(cfg: &AppConfig, whoami_addr: Option<SocketAddr>) -> Result<App, Rout
         policy: cfg.access.clone(),
         skip_auth,
         timeouts: cfg.timeouts.clone(),
-        strip_authorization: cfg.strip_authorization,
+        request_drop: if cfg.strip_authorization {
+            request_drop.clone().with([http::header::AUTHORIZATION])
+        } else {
+            request_drop.clone()
+        },
+        response_drop: DropList::hop_by_hop(),
         client: upstream::client(&cfg.timeouts),
     })
 }
@@ -210,11 +238,18 @@ mod tests {
         let app = t.route("anything", "/x").unwrap();
         assert_eq!(app.name, "whoami");
         assert_eq!(app.authority, "127.0.0.1:9");
-        assert!(
-            t.identity_headers_to_strip()
-                .iter()
-                .any(|h| h == "x-forwarded-email")
-        );
+        for dropped in [
+            "x-forwarded-email",
+            "remote-user",
+            "x-forwarded-for",
+            "connection",
+        ] {
+            assert!(
+                app.request_drop.contains(&HeaderName::from_static(dropped)),
+                "{dropped}"
+            );
+        }
+        assert!(!app.request_drop.contains(&http::header::AUTHORIZATION));
     }
 
     #[tokio::test]

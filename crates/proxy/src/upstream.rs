@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body::Body as _;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -12,7 +13,7 @@ use portcullis_core::config::TimeoutConfig;
 use portcullis_core::{Failure, FailureKind};
 
 use crate::body::IdleTimeout;
-use crate::hop;
+use crate::routes::App;
 
 pub type UpstreamClient = Client<HttpConnector, Body>;
 
@@ -43,27 +44,32 @@ fn classify(error: &hyper_util::client::legacy::Error, app: &str) -> Failure {
 /// A `101 Switching Protocols` answer to an upgrade request becomes a byte tunnel between the
 /// client and the app, run on its own task.
 pub async fn send(
-    client: &UpstreamClient,
-    app: &str,
-    timeouts: &TimeoutConfig,
+    app: &App,
     mut request: Request<Body>,
     upgrade: Option<HeaderValue>,
 ) -> Result<Response<Body>, Failure> {
+    let timeouts = &app.timeouts;
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
     if let Some(protocol) = upgrade {
         let headers = request.headers_mut();
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
     }
-    let request = request.map(|body| Body::new(IdleTimeout::new(body, timeouts.idle)));
+    // An empty body (most GETs) needs no idle timer.
+    let request = if request.body().is_end_stream() {
+        request
+    } else {
+        request.map(|body| Body::new(IdleTimeout::new(body, timeouts.idle)))
+    };
 
     let mut response =
-        match tokio::time::timeout(timeouts.response_header, client.request(request)).await {
+        match tokio::time::timeout(timeouts.response_header, app.client.request(request)).await {
             Err(_) => {
                 return Err(Failure::new(
                     FailureKind::UpstreamTimeout,
                     format!(
-                        "the app \"{app}\" did not start answering within {} s",
+                        "the app \"{}\" did not start answering within {} s",
+                        app.name,
                         timeouts.response_header.as_secs()
                     ),
                 )
@@ -71,7 +77,7 @@ pub async fn send(
                     "the app may be overloaded; the operator can raise timeouts.response_header",
                 ));
             }
-            Ok(Err(e)) => return Err(classify(&e, app)),
+            Ok(Err(e)) => return Err(classify(&e, &app.name)),
             Ok(Ok(response)) => response,
         };
 
@@ -79,7 +85,7 @@ pub async fn send(
         && let Some(client_upgrade) = client_upgrade
     {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
-        let app = app.to_owned();
+        let app = app.name.clone();
         tokio::spawn(async move {
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
                 Ok((client_io, upstream_io)) => {
@@ -99,7 +105,7 @@ pub async fn send(
     }
 
     let (mut parts, body) = response.into_parts();
-    hop::strip(&mut parts.headers);
+    app.response_drop.apply(&mut parts.headers);
     Ok(Response::from_parts(
         parts,
         Body::new(IdleTimeout::new(body, timeouts.idle)),

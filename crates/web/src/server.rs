@@ -17,7 +17,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use portcullis_core::Failure;
-use portcullis_core::path::canonicalize;
+use portcullis_core::config::RESERVED_PREFIXES;
+use portcullis_core::path::{canonicalize, has_prefix};
 use portcullis_proxy::respond;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -79,14 +80,24 @@ fn canonical_uri(uri: &Uri) -> Result<Option<Uri>, Failure> {
         .map_err(|_| Failure::bad_request("the request URL is not valid"))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish
-/// for up to `grace`.
+/// Whether Portcullis answers this (canonical) path itself; everything else goes to an app.
+fn is_own_path(path: &str) -> bool {
+    matches!(path, "/ping" | "/ready" | "/metrics")
+        || RESERVED_PREFIXES
+            .iter()
+            .any(|prefix| has_prefix(path, prefix))
+}
+
+/// Serves Portcullis on `listener` until `shutdown` resolves, then lets in-flight requests finish
+/// for up to `grace`. Requests for apps go straight to the gateway; the router sees only
+/// Portcullis's own paths.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    state: AppState,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
+    let router = router(state.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -110,15 +121,20 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let gateway = state.gateway.clone();
         let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
             let router = router.clone();
+            let gateway = gateway.clone();
             async move {
-                request.extensions_mut().insert(ConnectInfo(peer));
                 match canonical_uri(request.uri()) {
                     Ok(Some(uri)) => *request.uri_mut() = uri,
                     Ok(None) => {}
                     Err(failure) => return Ok::<_, Infallible>(respond::failure(&failure, false)),
                 }
+                if !is_own_path(request.uri().path()) {
+                    return Ok(gateway.handle(request.map(Body::new), peer).await);
+                }
+                request.extensions_mut().insert(ConnectInfo(peer));
                 router.oneshot(request.map(Body::new)).await
             }
         });

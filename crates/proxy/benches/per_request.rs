@@ -1,0 +1,115 @@
+//! The per-request check, without the network: parse the request, route it, resolve the session
+//! cookie from the cache, apply the policy, and rewrite the headers (strip + inject).
+//!
+//! Run: `cargo bench -p portcullis-proxy --bench per_request`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark setup: a panic is a failure report
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use futures_util::FutureExt;
+use http::Request;
+use portcullis_auth::SessionManager;
+use portcullis_auth::session::SessionOrigin;
+use portcullis_core::session::SessionPolicy;
+use portcullis_core::user::{User, UserStatus};
+use portcullis_core::{Role, SystemClock, Timestamp};
+use portcullis_proxy::context::RequestContext;
+use portcullis_proxy::forwarded::TrustedProxies;
+use portcullis_proxy::phases;
+use portcullis_proxy::routes::RouteTable;
+use portcullis_store::{NewUser, SqliteStore, Store};
+
+struct Fixture {
+    table: RouteTable,
+    sessions: SessionManager,
+    trusted: TrustedProxies,
+    request: Request<()>,
+}
+
+fn fixture() -> Fixture {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let user: User = store
+            .create_user(
+                NewUser {
+                    id: "5b1f8a2e-0c4d-4f7e-9a63-1d2e3f4a5b6c".into(),
+                    username: "alice".into(),
+                    email: Some("alice@example.com".into()),
+                    display_name: Some("Alice Example".into()),
+                    role: Role::User,
+                    status: UserStatus::Active,
+                    password_hash: None,
+                },
+                Timestamp(0),
+            )
+            .await
+            .unwrap();
+        let policy = SessionPolicy {
+            idle: Duration::from_secs(86_400),
+            absolute: Duration::from_secs(7 * 86_400),
+        };
+        let sessions = SessionManager::new(store, Arc::new(SystemClock), policy);
+        let (token, _) = sessions.create(&user, SessionOrigin::default()).await.unwrap();
+        let config: portcullis_core::config::Config = toml::from_str(
+            "[[apps]]\nname = 'chat'\nupstream = 'http://127.0.0.1:8080'\n\
+             identity_headers = { profile = 'openwebui', role_header = 'X-Forwarded-Role' }\n\
+             access = { email_domains = ['example.com'] }\n\
+             [[apps]]\nname = 'api'\npath_prefix = '/api/v2'\nupstream = 'http://127.0.0.1:8081'\n",
+        )
+        .unwrap();
+        let table = RouteTable::build(&config, None).unwrap();
+        let request = Request::get("/c/6a8e2f41?model=llama")
+            .header("host", "chat.example.com")
+            .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36")
+            .header("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+            .header("accept-language", "en-GB,en;q=0.9")
+            .header("accept-encoding", "gzip, deflate, br")
+            .header("cookie", format!("theme=dark; _portcullis={token}; token=eyJhbGciOiJIUzI1NiJ9.e30.x"))
+            .header("x-forwarded-user", "spoof")
+            .body(())
+            .unwrap();
+        Fixture {
+            table,
+            sessions,
+            trusted: TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]),
+            request,
+        }
+    })
+}
+
+fn main() {
+    divan::main();
+}
+
+#[divan::bench]
+fn authenticated_check(bencher: divan::Bencher) {
+    let f = fixture();
+    let peer: SocketAddr = "192.0.2.10:51000".parse().unwrap();
+    bencher
+        .with_inputs(|| {
+            let mut request = Request::new(Body::empty());
+            *request.uri_mut() = f.request.uri().clone();
+            *request.headers_mut() = f.request.headers().clone();
+            request
+        })
+        .bench_local_values(|mut request| {
+            let mut ctx = RequestContext::new(&request, peer, &f.trusted).unwrap();
+            phases::route(&f.table, &mut ctx).unwrap();
+            // Cache hits never wait: the future completes on its first poll.
+            phases::authenticate(&f.sessions, &mut ctx, request.headers())
+                .now_or_never()
+                .expect("a cached session resolves without waiting")
+                .unwrap();
+            phases::authorize(&ctx).unwrap();
+            phases::rewrite(&ctx, request.headers_mut());
+            request
+        });
+}
