@@ -60,6 +60,8 @@ impl ActiveSession {
             last_seen: self.last_seen(),
             client_ip: None,
             user_agent: None,
+            provider: None,
+            id_token_enc: None,
         }
     }
 
@@ -87,6 +89,9 @@ pub struct SessionManager {
 pub struct SessionOrigin {
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The provider signed in through, and its ID token encrypted (for RP-initiated logout).
+    pub provider: Option<String>,
+    pub id_token_enc: Option<String>,
 }
 
 impl SessionManager {
@@ -126,6 +131,8 @@ impl SessionManager {
             last_seen: now,
             client_ip: origin.client_ip,
             user_agent: origin.user_agent,
+            provider: origin.provider,
+            id_token_enc: origin.id_token_enc,
         };
         self.store.insert_session(&session).await?;
         let active = Arc::new(ActiveSession::new(&session, user));

@@ -23,6 +23,10 @@ pub struct Session {
     pub last_seen: Timestamp,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The provider the user signed in through (`None` for local accounts).
+    pub provider: Option<String>,
+    /// The provider's ID token, encrypted, kept for RP-initiated logout.
+    pub id_token_enc: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +71,8 @@ mod tests {
             last_seen: Timestamp(1000),
             client_ip: None,
             user_agent: None,
+            provider: None,
+            id_token_enc: None,
         };
         assert_eq!(s.check(&policy, Timestamp(1059)), Ok(()));
         assert_eq!(s.check(&policy, Timestamp(1060)), Err(Expiry::Idle));

@@ -28,6 +28,30 @@ pub struct NewUser {
     pub password_hash: Option<String>,
 }
 
+/// A provider identity linked to a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkedIdentity {
+    pub issuer: String,
+    pub subject: String,
+    pub user_id: String,
+    pub provider: String,
+    pub email: Option<String>,
+}
+
+/// A sign-in through a provider that has started and not yet expired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthFlow {
+    pub state_hash: String,
+    pub provider: String,
+    /// Hash of the browser-binding cookie: a callback from another browser is refused.
+    pub binding_hash: String,
+    pub nonce: String,
+    pub verifier: String,
+    pub return_to: String,
+    pub created_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
 /// One audit record: an auth decision or directory change, who made it and from where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditEvent {
@@ -66,6 +90,26 @@ pub trait Store: Send + Sync + 'static {
         group: &str,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+    /// The user a provider identity belongs to.
+    async fn user_by_identity(&self, issuer: &str, subject: &str) -> Result<Option<User>, StoreError>;
+    /// Links (or refreshes the link of) a provider identity to a user.
+    async fn link_identity(&self, identity: &LinkedIdentity, now: Timestamp) -> Result<(), StoreError>;
+    /// Updates the profile fields a provider asserts.
+    async fn update_profile(&self, user_id: &str, email: Option<&str>, display_name: &str, now: Timestamp) -> Result<(), StoreError>;
+    async fn set_role(&self, user_id: &str, role: Role, now: Timestamp) -> Result<(), StoreError>;
+    /// Replaces the user's memberships from `source` (e.g. `provider:entra`) with `groups`,
+    /// leaving memberships from other sources (hand-made ones included) alone.
+    async fn sync_groups(&self, user_id: &str, source: &str, groups: &[String], now: Timestamp) -> Result<(), StoreError>;
+
+    async fn insert_flow(&self, flow: &AuthFlow) -> Result<(), StoreError>;
+    async fn flow(&self, state_hash: &str) -> Result<Option<AuthFlow>, StoreError>;
+    /// Marks a flow completed; false when it already was (a replayed callback).
+    async fn complete_flow(&self, state_hash: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// Open flows of one browser started at or after `since`.
+    async fn count_flows(&self, binding_hash: &str, since: Timestamp) -> Result<u64, StoreError>;
+    async fn delete_flows_before(&self, before: Timestamp) -> Result<u64, StoreError>;
 
     async fn insert_session(&self, session: &Session) -> Result<(), StoreError>;
     async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;

@@ -14,14 +14,15 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-use crate::{AuditEvent, NewUser, Store, StoreError};
+use crate::{AuditEvent, AuthFlow, LinkedIdentity, NewUser, Store, StoreError};
 
 pub struct SqliteStore {
     pool: SqlitePool,
 }
 
 const USER_COLUMNS: &str = "id, username, email, display_name, role, status, created_at, password_hash, \
-     (SELECT group_concat(group_name, char(10)) FROM group_members gm WHERE gm.user_id = users.id) AS groups";
+     (SELECT group_concat(name, char(10)) FROM \
+        (SELECT DISTINCT group_name AS name FROM group_members gm WHERE gm.user_id = users.id)) AS groups";
 
 impl SqliteStore {
     /// Opens (creating if needed) `portcullis.db` in `data_dir` and applies migrations.
@@ -105,6 +106,21 @@ fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
         last_seen: Timestamp(row.try_get("last_seen")?),
         client_ip: row.try_get("client_ip")?,
         user_agent: row.try_get("user_agent")?,
+        provider: row.try_get("provider")?,
+        id_token_enc: row.try_get("id_token_enc")?,
+    })
+}
+
+fn flow_from_row(row: &SqliteRow) -> Result<AuthFlow, StoreError> {
+    Ok(AuthFlow {
+        state_hash: row.try_get("state_hash")?,
+        provider: row.try_get("provider")?,
+        binding_hash: row.try_get("binding_hash")?,
+        nonce: row.try_get("nonce")?,
+        verifier: row.try_get("verifier")?,
+        return_to: row.try_get("return_to")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        completed_at: row.try_get::<Option<i64>, _>("completed_at")?.map(Timestamp),
     })
 }
 
@@ -215,7 +231,7 @@ impl Store for SqliteStore {
             .bind(now.0)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT OR IGNORE INTO group_members (group_name, user_id) VALUES (?, ?)")
+        sqlx::query("INSERT OR IGNORE INTO group_members (group_name, user_id, source) VALUES (?, ?, 'local')")
             .bind(group)
             .bind(user_id)
             .execute(&mut *tx)
@@ -224,9 +240,139 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.user_where("email = ?", email).await?.map(|(u, _)| u))
+    }
+
+    async fn user_by_identity(&self, issuer: &str, subject: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = (SELECT user_id FROM identities WHERE issuer = ? AND subject = ?)"
+        );
+        let row = sqlx::query(&sql).bind(issuer).bind(subject).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?.map(|(u, _)| u))
+    }
+
+    async fn link_identity(&self, i: &LinkedIdentity, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO identities (issuer, subject, user_id, provider, email, created_at, last_seen) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (issuer, subject) DO UPDATE SET email = excluded.email, last_seen = excluded.last_seen",
+        )
+        .bind(&i.issuer)
+        .bind(&i.subject)
+        .bind(&i.user_id)
+        .bind(&i.provider)
+        .bind(&i.email)
+        .bind(now.0)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_profile(&self, user_id: &str, email: Option<&str>, display_name: &str, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET email = coalesce(?, email), display_name = ?, updated_at = ? WHERE id = ?")
+            .bind(email)
+            .bind(display_name)
+            .bind(now.0)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_role(&self, user_id: &str, role: Role, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET role = ?, updated_at = ? WHERE id = ?")
+            .bind(role.as_str())
+            .bind(now.0)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn sync_groups(&self, user_id: &str, source: &str, groups: &[String], now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM group_members WHERE user_id = ? AND source = ?")
+            .bind(user_id)
+            .bind(source)
+            .execute(&mut *tx)
+            .await?;
+        for group in groups {
+            sqlx::query("INSERT OR IGNORE INTO groups (name, created_at) VALUES (?, ?)")
+                .bind(group)
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT OR IGNORE INTO group_members (group_name, user_id, source) VALUES (?, ?, ?)")
+                .bind(group)
+                .bind(user_id)
+                .bind(source)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_flow(&self, f: &AuthFlow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO auth_flows (state_hash, provider, binding_hash, nonce, verifier, return_to, created_at, completed_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&f.state_hash)
+        .bind(&f.provider)
+        .bind(&f.binding_hash)
+        .bind(&f.nonce)
+        .bind(&f.verifier)
+        .bind(&f.return_to)
+        .bind(f.created_at.0)
+        .bind(f.completed_at.map(|t| t.0))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn flow(&self, state_hash: &str) -> Result<Option<AuthFlow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM auth_flows WHERE state_hash = ?")
+            .bind(state_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(flow_from_row).transpose()
+    }
+
+    async fn complete_flow(&self, state_hash: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE auth_flows SET completed_at = ? WHERE state_hash = ? AND completed_at IS NULL")
+            .bind(now.0)
+            .bind(state_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn count_flows(&self, binding_hash: &str, since: Timestamp) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM auth_flows WHERE binding_hash = ? AND created_at >= ? AND completed_at IS NULL",
+        )
+        .bind(binding_hash)
+        .bind(since.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn delete_flows_before(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM auth_flows WHERE created_at < ?")
+            .bind(before.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (id_hash, user_id, created_at, last_seen, client_ip, user_agent) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (id_hash, user_id, created_at, last_seen, client_ip, user_agent, provider, id_token_enc) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.id_hash)
         .bind(&s.user_id)
@@ -234,6 +380,8 @@ impl Store for SqliteStore {
         .bind(s.last_seen.0)
         .bind(&s.client_ip)
         .bind(&s.user_agent)
+        .bind(&s.provider)
+        .bind(&s.id_token_enc)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -404,6 +552,8 @@ mod tests {
             last_seen: Timestamp(10),
             client_ip: Some("127.0.0.1".into()),
             user_agent: None,
+            provider: Some("idp".into()),
+            id_token_enc: None,
         };
         store.insert_session(&s).await.unwrap();
         store.touch_session("h", Timestamp(20)).await.unwrap();
@@ -427,6 +577,50 @@ mod tests {
             1
         );
         assert!(store.session("h").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn provider_groups_never_touch_local_ones() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        store.create_user(new_user("u", "u", Role::User), Timestamp(1)).await.unwrap();
+        store.add_to_group("u", "hand-made", Timestamp(1)).await.unwrap();
+        store.sync_groups("u", "provider:idp", &["staff".into(), "hand-made".into()], Timestamp(2)).await.unwrap();
+        assert_eq!(store.user_by_id("u").await.unwrap().unwrap().groups, ["hand-made", "staff"]);
+        store.sync_groups("u", "provider:idp", &[], Timestamp(3)).await.unwrap();
+        assert_eq!(store.user_by_id("u").await.unwrap().unwrap().groups, ["hand-made"]);
+    }
+
+    #[tokio::test]
+    async fn identities_and_flows() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        store.create_user(new_user("u", "u", Role::User), Timestamp(1)).await.unwrap();
+        let link = LinkedIdentity {
+            issuer: "https://idp".into(),
+            subject: "s1".into(),
+            user_id: "u".into(),
+            provider: "idp".into(),
+            email: None,
+        };
+        store.link_identity(&link, Timestamp(2)).await.unwrap();
+        store.link_identity(&link, Timestamp(3)).await.unwrap();
+        assert_eq!(store.user_by_identity("https://idp", "s1").await.unwrap().unwrap().id, "u");
+        assert!(store.user_by_identity("https://other", "s1").await.unwrap().is_none());
+        let flow = AuthFlow {
+            state_hash: "st".into(),
+            provider: "idp".into(),
+            binding_hash: "b".into(),
+            nonce: "n".into(),
+            verifier: "v".into(),
+            return_to: "/x".into(),
+            created_at: Timestamp(10),
+            completed_at: None,
+        };
+        store.insert_flow(&flow).await.unwrap();
+        assert_eq!(store.count_flows("b", Timestamp(5)).await.unwrap(), 1);
+        assert!(store.complete_flow("st", Timestamp(11)).await.unwrap());
+        assert!(!store.complete_flow("st", Timestamp(12)).await.unwrap(), "a flow completes once");
+        assert_eq!(store.flow("st").await.unwrap().unwrap().completed_at, Some(Timestamp(11)));
+        assert_eq!(store.delete_flows_before(Timestamp(11)).await.unwrap(), 1);
     }
 
     #[tokio::test]
