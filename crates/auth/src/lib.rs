@@ -5,7 +5,9 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod local;
+pub mod oidc;
 pub mod password;
+pub mod seal;
 pub mod secret;
 pub mod session;
 pub mod setup;

@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::claims::{ClaimMapping, Preset};
 use crate::path;
 use crate::policy::AccessPolicy;
 use crate::profile::HeaderProfileConfig;
@@ -60,6 +61,90 @@ pub struct Config {
     /// Apps behind Portcullis. Without any, everything goes to the built-in `whoami` app.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+    /// Identity providers people can sign in through (OpenID Connect, or GitHub's OAuth).
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    /// Key (32 bytes, base64url) that encrypts provider tokens kept server-side. Unset: a key is
+    /// generated on first start and kept in `data_dir/token.key`.
+    #[serde(default)]
+    pub token_key: Option<String>,
+}
+
+/// JWS algorithms an ID token may be signed with. `none` and HMAC (`HS*`, whose key is the
+/// client secret) are never accepted.
+pub const SUPPORTED_ID_TOKEN_ALGORITHMS: &[&str] =
+    &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Short name used in URLs and logs (`/.portcullis/start/<id>`): letters, digits, `-`, `_`.
+    pub id: String,
+    /// Label of the sign-in button. Default: the id.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub preset: Preset,
+    /// The OpenID issuer; discovery is read from `<issuer>/.well-known/openid-configuration`.
+    /// Not used by GitHub.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Default: `openid email profile` (GitHub: `read:user user:email`).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Which claim feeds which field; unset fields come from the preset.
+    #[serde(default)]
+    pub claims: ClaimMapping,
+    /// Accept an email the provider does not mark verified. Default: false (Entra: true, since it
+    /// never sends `email_verified` and its addresses are administered).
+    #[serde(default)]
+    pub allow_unverified_email: Option<bool>,
+    /// Link a first sign-in through this provider to an existing user with the same verified email.
+    #[serde(default)]
+    pub link_by_email: bool,
+    /// Members of any of these groups (from the provider's claims) get the admin role; when set,
+    /// everyone else signing in through this provider gets the user role.
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+    #[serde(default = "default_algorithms")]
+    pub allowed_algorithms: Vec<String>,
+    /// Endpoint overrides, for GitHub Enterprise or tests. OIDC providers use discovery.
+    #[serde(default)]
+    pub endpoints: EndpointOverrides,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointOverrides {
+    pub authorization: Option<String>,
+    pub token: Option<String>,
+    pub userinfo: Option<String>,
+    /// GitHub: the list of the user's addresses (`/user/emails`).
+    pub emails: Option<String>,
+}
+
+impl ProviderConfig {
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+
+    pub fn mapping(&self) -> ClaimMapping {
+        self.claims.over(&self.preset.defaults())
+    }
+
+    pub fn trusts_unverified_email(&self) -> bool {
+        self.allow_unverified_email.unwrap_or(self.preset == Preset::Entra)
+    }
+
+    pub fn scopes(&self) -> Vec<String> {
+        match (&self.scopes, self.preset) {
+            (Some(scopes), _) => scopes.clone(),
+            (None, Preset::Github) => vec!["read:user".into(), "user:email".into()],
+            (None, _) => vec!["openid".into(), "email".into(), "profile".into()],
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -218,6 +303,9 @@ impl Default for TimeoutConfig {
 fn yes() -> bool {
     true
 }
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into(), "PS256".into(), "EdDSA".into()]
+}
 fn default_metrics_allowed() -> Vec<IpNet> {
     ["127.0.0.0/8", "::1/128"]
         .iter()
@@ -281,6 +369,8 @@ impl Default for Config {
             shutdown_grace: default_shutdown_grace(),
             metrics_allowed: default_metrics_allowed(),
             apps: Vec::new(),
+            providers: Vec::new(),
+            token_key: None,
         }
     }
 }
@@ -439,6 +529,8 @@ impl Config {
             );
         }
 
+        validate_providers(&self.providers, &mut push);
+
         let mut names = std::collections::BTreeSet::new();
         let mut routes = std::collections::BTreeSet::new();
         for (i, app) in self.apps.iter().enumerate() {
@@ -533,6 +625,57 @@ impl Config {
             }
         }
         issues
+    }
+}
+
+/// Plain http is allowed for loopback issuers only (local development and tests).
+fn is_secure_or_local(url: &str) -> bool {
+    url.starts_with("https://") || (url.starts_with("http://") && is_loopback_url(url))
+}
+
+fn validate_providers(providers: &[ProviderConfig], push: &mut impl FnMut(String, String)) {
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, p) in providers.iter().enumerate() {
+        let key = |field: &str| format!("providers[{i}].{field}");
+        if p.id.is_empty() || !p.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            push(key("id"), format!("{:?} must be letters, digits, '-' or '_'", p.id));
+        } else if !ids.insert(p.id.clone()) {
+            push(key("id"), format!("{:?} is used by two providers", p.id));
+        }
+        if p.client_id.is_empty() {
+            push(key("client_id"), "must not be empty".into());
+        }
+        if p.client_secret.is_empty() {
+            push(key("client_secret"), "must not be empty".into());
+        }
+        match (&p.issuer, p.preset) {
+            (None, Preset::Github) => {}
+            (None, _) => push(key("issuer"), "is required (the provider's OpenID issuer URL)".into()),
+            (Some(issuer), _) if !is_secure_or_local(issuer) => push(
+                key("issuer"),
+                format!("{issuer:?} must be an https:// URL (plain http only on loopback)"),
+            ),
+            _ => {}
+        }
+        let e = &p.endpoints;
+        for (name, url) in [("authorization", &e.authorization), ("token", &e.token), ("userinfo", &e.userinfo), ("emails", &e.emails)] {
+            if let Some(url) = url
+                && !is_secure_or_local(url)
+            {
+                push(key(&format!("endpoints.{name}")), format!("{url:?} must be an https:// URL"));
+            }
+        }
+        if p.allowed_algorithms.is_empty() {
+            push(key("allowed_algorithms"), "must list at least one algorithm".into());
+        }
+        for alg in &p.allowed_algorithms {
+            if !SUPPORTED_ID_TOKEN_ALGORITHMS.contains(&alg.as_str()) {
+                push(
+                    key("allowed_algorithms"),
+                    format!("{alg:?} is not accepted; choose from {}", SUPPORTED_ID_TOKEN_ALGORITHMS.join(", ")),
+                );
+            }
+        }
     }
 }
 
@@ -652,6 +795,21 @@ mod tests {
                 .any(|i| i.contains("same host and path prefix")),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn provider_problems_name_the_key() {
+        let found = issues(
+            "[[providers]]\nid = 'a b'\nclient_id = ''\nclient_secret = 's'\nissuer = 'http://idp.example.com'\n\
+             allowed_algorithms = ['none', 'HS256']\n\
+             [[providers]]\nid = 'gh'\npreset = 'github'\nclient_id = 'c'\nclient_secret = 's'\n\
+             [[providers]]\nid = 'x'\nclient_id = 'c'\nclient_secret = 's'\n",
+        );
+        for key in ["providers[0].id", "providers[0].client_id", "providers[0].issuer", "providers[0].allowed_algorithms", "providers[2].issuer"] {
+            assert!(found.iter().any(|i| i.starts_with(key)), "{key} missing from {found:?}");
+        }
+        assert!(!found.iter().any(|i| i.starts_with("providers[1]")), "{found:?}");
+        assert_eq!(found.iter().filter(|i| i.contains("is not accepted")).count(), 2);
     }
 
     #[test]

@@ -1,0 +1,120 @@
+//! From a provider's mapped claims to a directory user.
+//!
+//! Users are keyed on (issuer, subject). A first sign-in creates the user (just in time), unless
+//! the email belongs to an existing user: then the identity is linked only when the provider's
+//! `link_by_email` is on and the email is verified; otherwise the sign-in is refused with a message
+//! that says so. Provider groups are synced under the source `provider:<id>`, apart from local
+//! memberships. With `admin_groups` set, the role follows the groups at every sign-in.
+
+use std::sync::Arc;
+
+use portcullis_core::claims::MappedClaims;
+use portcullis_core::config::ProviderConfig;
+use portcullis_core::user::{User, UserStatus};
+use portcullis_core::{Clock, Role};
+use portcullis_store::{LinkedIdentity, NewUser, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginRefusal {
+    #[error("your email address {0} is not verified at the identity provider; verify it there and sign in again")]
+    UnverifiedEmail(String),
+    #[error(
+        "an account with the email {0} already exists; an administrator must link it to this provider (link_by_email) before you can sign in this way"
+    )]
+    EmailTaken(String),
+    #[error("your account is disabled or awaiting approval")]
+    NotActive,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How the user was found, for the audit trail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    Existing,
+    Linked,
+    Created,
+}
+
+pub async fn resolve_user(
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    provider: &ProviderConfig,
+    issuer: &str,
+    claims: &MappedClaims,
+) -> Result<(User, Resolution), LoginRefusal> {
+    let now = clock.now();
+    let email = claims.email.clone().filter(|_| claims.email_verified || provider.trusts_unverified_email());
+    if let (Some(unverified), None) = (&claims.email, &email) {
+        return Err(LoginRefusal::UnverifiedEmail(unverified.clone()));
+    }
+    let (user, resolution) = match store.user_by_identity(issuer, &claims.subject).await? {
+        Some(user) => (user, Resolution::Existing),
+        None => match existing_by_email(store, email.as_deref()).await? {
+            Some(user) if provider.link_by_email => (user, Resolution::Linked),
+            Some(_) => return Err(LoginRefusal::EmailTaken(email.unwrap_or_default())),
+            None => (create(store, provider, claims, email.clone(), now).await?, Resolution::Created),
+        },
+    };
+    if user.status != UserStatus::Active {
+        return Err(LoginRefusal::NotActive);
+    }
+    let link = LinkedIdentity {
+        issuer: issuer.to_owned(),
+        subject: claims.subject.clone(),
+        user_id: user.id.clone(),
+        provider: provider.id.clone(),
+        email: email.clone(),
+    };
+    store.link_identity(&link, now).await?;
+    store.update_profile(&user.id, email.as_deref(), &claims.display_name, now).await?;
+    store
+        .sync_groups(&user.id, &format!("provider:{}", provider.id), &claims.groups, now)
+        .await?;
+    if !provider.admin_groups.is_empty() {
+        let admin = claims.groups.iter().any(|g| provider.admin_groups.contains(g));
+        store.set_role(&user.id, if admin { Role::Admin } else { Role::User }, now).await?;
+    }
+    let fresh = store.user_by_id(&user.id).await?.ok_or_else(|| StoreError::Corrupt("user vanished".into()))?;
+    Ok((fresh, resolution))
+}
+
+async fn existing_by_email(store: &Arc<dyn Store>, email: Option<&str>) -> Result<Option<User>, StoreError> {
+    match email {
+        Some(email) => store.user_by_email(email).await,
+        None => Ok(None),
+    }
+}
+
+/// Creates the user; a username taken by someone else gets a numeric suffix.
+async fn create(
+    store: &Arc<dyn Store>,
+    provider: &ProviderConfig,
+    claims: &MappedClaims,
+    email: Option<String>,
+    now: portcullis_core::Timestamp,
+) -> Result<User, StoreError> {
+    let base = claims.username.clone();
+    for attempt in 0..20u32 {
+        let username = if attempt == 0 { base.clone() } else { format!("{base}-{attempt}") };
+        let new_user = NewUser {
+            id: uuid::Uuid::new_v4().to_string(),
+            username,
+            email: email.clone(),
+            display_name: Some(claims.display_name.clone()),
+            role: Role::User,
+            status: UserStatus::Active,
+            password_hash: None,
+        };
+        match store.create_user(new_user, now).await {
+            Err(StoreError::Conflict(message)) if message.contains("username") => continue,
+            other => {
+                if let Ok(user) = &other {
+                    tracing::info!(provider = %provider.id, user = %user.username, "user created at first sign-in");
+                }
+                return other;
+            }
+        }
+    }
+    Err(StoreError::Conflict(format!("no free username near {base:?}")))
+}
