@@ -210,6 +210,14 @@ impl SessionManager {
         }
     }
 
+    /// The stored record behind a cookie value (provider, sealed ID token), for sign-out.
+    pub async fn stored(&self, cookie_value: &str) -> Result<Option<Session>, StoreError> {
+        if !looks_like_token(cookie_value) {
+            return Ok(None);
+        }
+        self.store.session(&token_hash(cookie_value)).await
+    }
+
     /// Ends the session behind a cookie value. Returns the ended session's user id, if any.
     pub async fn revoke(&self, cookie_value: &str) -> Result<Option<String>, StoreError> {
         if !looks_like_token(cookie_value) {

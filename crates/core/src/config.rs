@@ -61,6 +61,10 @@ pub struct Config {
     /// Apps behind Portcullis. Without any, everything goes to the built-in `whoami` app.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+    /// Hosts an absolute `rd=` on sign-out may redirect to, e.g. `auth.example.com` for a Cognito
+    /// logout URL. `.example.com` also allows its subdomains. Local paths are always allowed.
+    #[serde(default)]
+    pub allowed_redirect_hosts: Vec<String>,
     /// Identity providers people can sign in through (OpenID Connect, or GitHub's OAuth).
     #[serde(default)]
     pub providers: Vec<ProviderConfig>,
@@ -371,6 +375,7 @@ impl Default for Config {
             apps: Vec::new(),
             providers: Vec::new(),
             token_key: None,
+            allowed_redirect_hosts: Vec::new(),
         }
     }
 }

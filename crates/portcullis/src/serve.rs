@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use portcullis_auth::oidc::{FlowManager, Providers};
+use portcullis_auth::seal::Sealer;
 use portcullis_auth::{LocalLogin, LoginThrottle, PasswordHasher, SessionManager, SetupToken};
 use portcullis_core::Clock;
 use portcullis_core::config::{Config, LogFormat, WHOAMI_UPSTREAM};
@@ -96,6 +98,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             public_url: config.public_url(),
             cookie_secure: config.cookie_secure(),
             metrics_allowed: config.metrics_allowed.clone(),
+            local_auth_enabled: config.local_auth.enabled,
+            allowed_redirect_hosts: config.allowed_redirect_hosts.clone(),
         }),
         store: store.clone(),
         clock: clock.clone(),
@@ -104,7 +108,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         setup,
         gateway,
         metrics,
-        audit: Audit::new(store, clock),
+        audit: Audit::new(store.clone(), clock.clone()),
+        providers: Arc::new(Providers::new(&config.providers, clock.clone())?),
+        flows: Arc::new(FlowManager::new(store, clock)),
+        sealer: token_sealer(&config)?,
     };
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -129,6 +136,34 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         shutdown: shutdown_tx,
         task,
     })
+}
+
+/// The key that seals provider tokens: from the configuration, or generated once and kept in
+/// `data_dir/token.key` (readable by the owner only).
+fn token_sealer(config: &Config) -> anyhow::Result<Sealer> {
+    if let Some(key) = &config.token_key {
+        return Sealer::from_base64(key).context("token_key");
+    }
+    let path = config.data_dir.join("token.key");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Sealer::from_base64(&existing).with_context(|| format!("{} is damaged", path.display()));
+    }
+    let key = Sealer::generate_key();
+    write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+    Sealer::from_base64(&key).context("generated token key")
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
 }
 
 async fn sweep_sessions(sessions: Arc<SessionManager>) {

@@ -32,7 +32,10 @@ label{display:block;font-weight:600;font-size:.92rem;margin:16px 0 6px}
 input{width:100%;font:inherit;padding:10px 12px;border:1px solid var(--line);border-radius:8px;background:var(--card);color:var(--ink)}
 input:focus-visible,button:focus-visible,a:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
 button{margin-top:22px;width:100%;font:inherit;font-weight:600;padding:11px 14px;border:0;border-radius:8px;background:var(--accent);color:var(--accent-ink);cursor:pointer}
-button:hover{filter:brightness(1.08)}
+button:hover,a.button:hover{filter:brightness(1.08)}
+a.button{display:block;text-align:center;text-decoration:none;margin-top:14px;font-weight:600;padding:11px 14px;border-radius:8px;border:1px solid var(--line);color:var(--ink);background:var(--card)}
+.divider{display:flex;align-items:center;gap:10px;margin:18px 0 0;font-size:.85rem}
+.divider::before,.divider::after{content:"";flex:1;border-top:1px solid var(--line)}
 .alert{border:1px solid var(--bad);background:var(--bad-bg);color:var(--bad);border-radius:8px;padding:10px 12px;margin:12px 0 0}
 .hint{font-size:.9rem;color:var(--muted);margin-top:12px}
 .code{font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;color:var(--muted)}

@@ -190,6 +190,34 @@ pub fn safe_return_path(candidate: &str) -> String {
     }
 }
 
+/// A redirect target for sign-out's `rd=`: a local path, or an absolute http(s) URL whose host is
+/// on the allow-list (exactly, or as a subdomain of an entry written `.example.com`).
+pub fn allowed_redirect(candidate: &str, allowed_hosts: &[String]) -> Option<String> {
+    if candidate.starts_with('/') {
+        let local = safe_return_path(candidate);
+        return (local == candidate).then_some(local);
+    }
+    let rest = candidate
+        .strip_prefix("https://")
+        .or_else(|| candidate.strip_prefix("http://"))?;
+    if candidate.chars().any(|c| c.is_control() || c == '\\') {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.contains('@') {
+        return None;
+    }
+    let host = authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority).to_ascii_lowercase();
+    let allowed = allowed_hosts.iter().any(|entry| {
+        let entry = entry.to_ascii_lowercase();
+        match entry.strip_prefix('.') {
+            Some(suffix) => host == suffix || host.ends_with(&format!(".{suffix}")),
+            None => host == entry,
+        }
+    });
+    allowed.then(|| candidate.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +269,25 @@ mod tests {
             "",
         ] {
             assert_eq!(safe_return_path(evil), "/", "{evil:?}");
+        }
+    }
+
+    #[test]
+    fn sign_out_redirects_only_to_allowed_hosts() {
+        let allowed = vec!["auth.example.com".to_owned(), ".corp.example".to_owned()];
+        let cognito = "https://auth.example.com/logout?client_id=x&logout_uri=https%3A%2F%2Fchat.example.com";
+        assert_eq!(allowed_redirect(cognito, &allowed).as_deref(), Some(cognito));
+        assert!(allowed_redirect("https://sso.corp.example/x", &allowed).is_some());
+        assert!(allowed_redirect("/local", &allowed).is_some());
+        for evil in [
+            "https://evil.example/",
+            "https://auth.example.com.evil.example/",
+            "https://auth.example.com@evil.example/",
+            "//evil.example",
+            "javascript:alert(1)",
+            "https://evilcorp.example/",
+        ] {
+            assert_eq!(allowed_redirect(evil, &allowed), None, "{evil}");
         }
     }
 

@@ -8,6 +8,7 @@
 mod audit;
 mod csrf;
 mod health;
+mod oidc;
 mod pages;
 mod server;
 mod setup;

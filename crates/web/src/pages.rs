@@ -1,8 +1,13 @@
 //! The HTML of Portcullis's own forms. Every dynamic value is escaped.
 
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use portcullis_proxy::html::{escape, page};
 
 pub struct SignInForm<'a> {
+    /// `(id, label)` of each identity provider, shown as buttons above the local form.
+    pub providers: &'a [(String, String)],
+    /// Whether the username/password form is offered.
+    pub local: bool,
     pub csrf: &'a str,
     pub return_to: &'a str,
     pub login: &'a str,
@@ -19,21 +24,45 @@ pub fn sign_in(form: &SignInForm<'_>) -> String {
         .notice
         .map(|n| format!("<p>{}</p>", escape(n)))
         .unwrap_or_default();
+    let rd = utf8_percent_encode(form.return_to, NON_ALPHANUMERIC).to_string();
+    let buttons: String = form
+        .providers
+        .iter()
+        .map(|(id, label)| {
+            format!(
+                "<a class=\"button\" href=\"/.portcullis/start/{}?rd={}\">Continue with {}</a>",
+                escape(id),
+                escape(&rd),
+                escape(label)
+            )
+        })
+        .collect();
+    let divider = if !buttons.is_empty() && form.local {
+        "<p class=\"divider\"><span>or</span></p>"
+    } else {
+        ""
+    };
+    let local = if form.local { local_form(form) } else { String::new() };
     let body = format!(
-        "<h1>Sign in</h1><p>Use your account to continue.</p>{notice}{alert}\
-         <form method=\"post\" action=\"/.portcullis/sign_in\">\
+        "<h1>Sign in</h1><p>Use your account to continue.</p>{notice}{alert}{buttons}{divider}{local}"
+    );
+    page("Sign in", &body)
+}
+
+fn local_form(form: &SignInForm<'_>) -> String {
+    format!(
+        "<form method=\"post\" action=\"/.portcullis/sign_in\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <input type=\"hidden\" name=\"rd\" value=\"{rd}\">\
          <label for=\"login\">Username or email</label>\
-         <input id=\"login\" name=\"login\" autocomplete=\"username\" required autofocus value=\"{login}\">\
+         <input id=\"login\" name=\"login\" autocomplete=\"username\" required value=\"{login}\">\
          <label for=\"password\">Password</label>\
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
          <button type=\"submit\">Sign in</button></form>",
         csrf = escape(form.csrf),
         rd = escape(form.return_to),
         login = escape(form.login),
-    );
-    page("Sign in", &body)
+    )
 }
 
 pub struct SetupForm<'a> {

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::state::AppState;
-use crate::{health, setup, sign_in, sign_out, whoami};
+use crate::{health, oidc, setup, sign_in, sign_out, whoami};
 
 /// Largest request head (request line + headers) accepted; larger ones get 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -50,6 +50,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/.portcullis/setup", get(setup::form).post(setup::submit))
         .route("/.portcullis/whoami", get(whoami::me))
+        .route("/.portcullis/signed_out", get(sign_out::signed_out))
+        .route("/.portcullis/start/{provider}", get(oidc::start))
+        .route("/oauth2/start", get(oidc::oauth2_start))
+        .route("/oauth2/callback", get(oidc::callback))
+        .route("/.portcullis/callback", get(oidc::callback))
         .fallback(proxy)
         .with_state(state)
 }

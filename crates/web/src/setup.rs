@@ -10,7 +10,6 @@ use portcullis_auth::password::check_new_password;
 use portcullis_auth::session::SessionOrigin;
 use portcullis_core::user::{UserStatus, validate_username};
 use portcullis_core::{Failure, Role};
-use portcullis_proxy::cookies::{self, SESSION_COOKIE};
 use portcullis_proxy::respond::{self, html_response};
 use portcullis_store::{NewUser, StoreError};
 use serde::Deserialize;
@@ -18,6 +17,7 @@ use serde::Deserialize;
 use crate::audit::Entry;
 use crate::csrf;
 use crate::pages::{self, SetupForm};
+use crate::sign_in::{start_session, user_agent};
 use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
@@ -185,15 +185,8 @@ pub async fn submit(
         .await;
     let origin = SessionOrigin {
         client_ip: Some(client_ip),
-        user_agent: None,
+        user_agent: user_agent(&headers),
+        ..SessionOrigin::default()
     };
-    let mut response = respond::redirect(StatusCode::SEE_OTHER, "/");
-    if let Ok((token, _)) = state.sessions.create(&user, origin).await {
-        let cookie =
-            cookies::set_cookie(SESSION_COOKIE, &token, state.settings.cookie_secure, None);
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
-    }
-    response
+    start_session(&state, &user, origin, "setup_link", "/", StatusCode::SEE_OTHER).await
 }

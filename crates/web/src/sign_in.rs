@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use portcullis_auth::LoginError;
 use portcullis_auth::session::SessionOrigin;
+use portcullis_core::user::User;
 use portcullis_core::{Failure, FailureKind};
 use portcullis_proxy::cookies::{self, SESSION_COOKIE};
 use portcullis_proxy::respond::{self, html_response, safe_return_path};
@@ -53,6 +54,48 @@ pub async fn current_session(
     None
 }
 
+pub fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect())
+}
+
+/// Starts a session for a user who just proved who they are: records the sign-in, sets the
+/// cookie and sends the browser on to `return_to`.
+pub async fn start_session(
+    state: &AppState,
+    user: &User,
+    origin: SessionOrigin,
+    method: &str,
+    return_to: &str,
+    status: StatusCode,
+) -> Response {
+    let client_ip = origin.client_ip.clone();
+    let (token, _) = match state.sessions.create(user, origin).await {
+        Ok(created) => created,
+        Err(e) => return respond::failure(&Failure::from(e), true),
+    };
+    state.metrics.sign_in("success");
+    state
+        .audit
+        .record(Entry {
+            action: "sign_in",
+            success: true,
+            actor: Some(&user.id),
+            subject: Some(&user.username),
+            reason: Some(method),
+            client_ip,
+        })
+        .await;
+    let cookie = cookies::set_cookie(SESSION_COOKIE, &token, state.settings.cookie_secure, None);
+    let mut response = respond::redirect(status, return_to);
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
 fn render(
     state: &AppState,
     headers: &HeaderMap,
@@ -85,6 +128,8 @@ pub async fn form(
         .is_some()
         .then_some("You have been signed out.");
     let form = SignInForm {
+        providers: &[],
+        local: true,
         csrf: "",
         return_to: &return_to,
         login: "",
@@ -103,6 +148,8 @@ pub async fn submit(
     let return_to = safe_return_path(body.rd.as_deref().unwrap_or("/"));
     let retry = |status, error| {
         let form = SignInForm {
+            providers: &[],
+            local: true,
             csrf: "",
             return_to: &return_to,
             login: &body.login,
@@ -111,6 +158,12 @@ pub async fn submit(
         };
         render(&state, &headers, status, form)
     };
+    if !state.settings.local_auth_enabled {
+        return respond::failure(
+            &Failure::new(FailureKind::NotFound, "Password sign-in is turned off here.").with_hint("use one of the identity providers"),
+            true,
+        );
+    }
     if !csrf::verify(&headers, &body.csrf) {
         return retry(
             StatusCode::FORBIDDEN,
@@ -134,34 +187,10 @@ pub async fn submit(
         Ok(user) => {
             let origin = SessionOrigin {
                 client_ip: Some(client_ip.clone()),
-                user_agent: headers
-                    .get(header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|s| s.chars().take(256).collect()),
+                user_agent: user_agent(&headers),
+                ..SessionOrigin::default()
             };
-            let (token, _) = match state.sessions.create(&user, origin).await {
-                Ok(created) => created,
-                Err(e) => return respond::failure(&Failure::from(e), true),
-            };
-            state.metrics.sign_in("success");
-            state
-                .audit
-                .record(Entry {
-                    action: "sign_in",
-                    success: true,
-                    actor: Some(&user.id),
-                    subject: Some(&user.username),
-                    reason: Some("local_password"),
-                    client_ip: Some(client_ip.clone()),
-                })
-                .await;
-            let cookie =
-                cookies::set_cookie(SESSION_COOKIE, &token, state.settings.cookie_secure, None);
-            let mut response = respond::redirect(StatusCode::SEE_OTHER, &return_to);
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().append(header::SET_COOKIE, value);
-            }
-            response
+            start_session(&state, &user, origin, "local_password", &return_to, StatusCode::SEE_OTHER).await
         }
         Err(LoginError::Rejected { reason }) => {
             state.metrics.sign_in("failure");

@@ -3,6 +3,8 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use ipnet::IpNet;
+use portcullis_auth::oidc::{FlowManager, Providers};
+use portcullis_auth::seal::Sealer;
 use portcullis_auth::{LocalLogin, SessionManager, SetupToken};
 use portcullis_core::Clock;
 use portcullis_proxy::forwarded::{ClientFacts, TrustedProxies};
@@ -17,6 +19,9 @@ pub struct WebSettings {
     pub public_url: String,
     pub cookie_secure: bool,
     pub metrics_allowed: Vec<IpNet>,
+    pub local_auth_enabled: bool,
+    /// Hosts an absolute `rd=` on sign-out may point to (e.g. the IdP's logout endpoint).
+    pub allowed_redirect_hosts: Vec<String>,
 }
 
 /// Everything a handler may use, passed explicitly (no globals).
@@ -31,6 +36,9 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub metrics: Arc<Metrics>,
     pub audit: Audit,
+    pub providers: Arc<Providers>,
+    pub flows: Arc<FlowManager>,
+    pub sealer: Sealer,
 }
 
 impl AppState {
