@@ -103,14 +103,15 @@ async fn setup_sign_in_proxy_sign_out() {
     let audit = h.running.state.store.recent_audit(10).await.unwrap();
     let actions: Vec<_> = audit
         .iter()
-        .map(|e| (e.action.as_str(), e.outcome.as_str()))
+        .map(|e| (e.action.as_str(), e.reason.as_deref().unwrap_or("")))
         .collect();
     assert_eq!(
         actions,
         [
-            ("sign_out", "success"),
-            ("sign_in", "success"),
-            ("user_created", "success")
+            ("sign_out", ""),
+            ("sign_in", "local_password"),
+            ("sign_in", "setup_link"),
+            ("user_created", "first admin"),
         ]
     );
     h.running.shutdown().await;
