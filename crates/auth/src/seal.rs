@@ -10,7 +10,9 @@ const NONCE_LEN: usize = 24;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
-    #[error("the token key must be 32 bytes in base64url (generate one with `openssl rand -base64 32 | tr '+/' '-_' | tr -d =`)")]
+    #[error(
+        "the token key must be 32 bytes in base64url (generate one with `openssl rand -base64 32 | tr '+/' '-_' | tr -d =`)"
+    )]
     BadKey,
     #[error("a sealed value could not be opened (wrong key or damaged data)")]
     Damaged,
@@ -42,14 +44,19 @@ impl Sealer {
     pub fn seal(&self, plaintext: &str) -> String {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         // Encryption with a valid key and nonce cannot fail for in-memory buffers.
-        let ciphertext = self.cipher.encrypt(&nonce, plaintext.as_bytes()).unwrap_or_default();
+        let ciphertext = self
+            .cipher
+            .encrypt(&nonce, plaintext.as_bytes())
+            .unwrap_or_default();
         let mut out = nonce.to_vec();
         out.extend(ciphertext);
         URL_SAFE_NO_PAD.encode(out)
     }
 
     pub fn open(&self, sealed: &str) -> Result<String, SealError> {
-        let bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| SealError::Damaged)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(sealed)
+            .map_err(|_| SealError::Damaged)?;
         if bytes.len() < NONCE_LEN {
             return Err(SealError::Damaged);
         }

@@ -100,7 +100,9 @@ impl Preset {
 impl ClaimMapping {
     /// This mapping with unset fields taken from `base`.
     pub fn over(&self, base: &ClaimMapping) -> ClaimMapping {
-        let pick = |mine: &Option<String>, theirs: &Option<String>| mine.clone().or_else(|| theirs.clone());
+        let pick = |mine: &Option<String>, theirs: &Option<String>| {
+            mine.clone().or_else(|| theirs.clone())
+        };
         ClaimMapping {
             subject: pick(&self.subject, &base.subject),
             email: pick(&self.email, &base.email),
@@ -194,64 +196,83 @@ pub enum MappingError {
 impl std::fmt::Display for MappingError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            MappingError::NoSubject(claim) => write!(f, "the provider's token has no {claim:?} claim to identify the user"),
+            MappingError::NoSubject(claim) => write!(
+                f,
+                "the provider's token has no {claim:?} claim to identify the user"
+            ),
         }
     }
 }
 
 impl std::error::Error for MappingError {}
 
+fn first_present(
+    candidates: impl IntoIterator<Item = (String, Option<String>)>,
+) -> Option<(String, String)> {
+    candidates
+        .into_iter()
+        .find_map(|(source, value)| value.map(|v| (source, v)))
+}
+
 /// Maps claims with a resolved mapping (see [`ClaimMapping::over`]).
 pub fn map_claims(claims: &Value, mapping: &ClaimMapping) -> Result<MappedClaims, MappingError> {
     let mut sources = Vec::new();
     let subject_claim = mapping.subject.as_deref().unwrap_or("sub");
-    let subject = text(claims, Some(subject_claim)).ok_or_else(|| MappingError::NoSubject(subject_claim.to_owned()))?;
+    let subject = text(claims, Some(subject_claim))
+        .ok_or_else(|| MappingError::NoSubject(subject_claim.to_owned()))?;
     sources.push(("subject", subject_claim.to_owned()));
 
     let email = text(claims, mapping.email.as_deref()).map(|e| e.to_lowercase());
     if email.is_some() {
         sources.push(("email", mapping.email.clone().unwrap_or_default()));
     }
-    let username_claim = mapping.username.as_deref();
-    let username = text(claims, username_claim)
-        .map(|u| {
-            sources.push(("username", username_claim.unwrap_or_default().to_owned()));
-            u
-        })
-        .or_else(|| {
-            text(claims, Some("preferred_username")).inspect(|_| sources.push(("username", "preferred_username".into())))
-        })
-        .or_else(|| email.clone().inspect(|_| sources.push(("username", "email".into()))))
-        .unwrap_or_else(|| {
-            sources.push(("username", subject_claim.to_owned()));
-            subject.clone()
-        });
+    // Each field takes the first candidate that has a value; the source is recorded.
+    let username_candidates = [
+        (
+            mapping.username.clone().unwrap_or_default(),
+            text(claims, mapping.username.as_deref()),
+        ),
+        (
+            "preferred_username".to_owned(),
+            text(claims, Some("preferred_username")),
+        ),
+        ("email".to_owned(), email.clone()),
+    ];
+    let (username_source, username) = first_present(username_candidates)
+        .unwrap_or_else(|| (subject_claim.to_owned(), subject.clone()));
+    sources.push(("username", username_source));
 
-    let given_family = || {
-        let parts: Vec<String> = [text(claims, Some("given_name")), text(claims, Some("family_name"))]
-            .into_iter()
-            .flatten()
-            .collect();
-        (!parts.is_empty()).then(|| parts.join(" "))
-    };
-    let name_claim = mapping.name.as_deref();
-    let display_name = if let Some(n) = text(claims, name_claim) {
-        sources.push(("name", name_claim.unwrap_or_default().to_owned()));
-        n
-    } else if let Some(n) = given_family() {
-        sources.push(("name", "given_name + family_name".into()));
-        n
-    } else if username != subject {
-        sources.push(("name", "username".into()));
-        username.clone()
-    } else if let Some(e) = &email {
-        sources.push(("name", "email".into()));
-        e.clone()
-    } else {
-        // Nothing readable at all: say so rather than show an opaque id as a name.
-        sources.push(("name", "none (no name, username or email claim)".into()));
-        "Unnamed user".to_owned()
-    };
+    let given_family = [
+        text(claims, Some("given_name")),
+        text(claims, Some("family_name")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
+    let name_candidates = [
+        (
+            mapping.name.clone().unwrap_or_default(),
+            text(claims, mapping.name.as_deref()),
+        ),
+        (
+            "given_name + family_name".to_owned(),
+            Some(given_family).filter(|n| !n.is_empty()),
+        ),
+        (
+            "username".to_owned(),
+            Some(username.clone()).filter(|u| *u != subject),
+        ),
+        ("email".to_owned(), email.clone()),
+    ];
+    // Nothing readable at all: say so rather than show an opaque id as a name.
+    let (name_source, display_name) = first_present(name_candidates).unwrap_or_else(|| {
+        (
+            "none (no name, username or email claim)".to_owned(),
+            "Unnamed user".to_owned(),
+        )
+    });
+    sources.push(("name", name_source));
 
     let groups = list(claims, mapping.groups.as_deref());
     let groups_overage = groups.is_empty() && lookup(claims, "_claim_names.groups").is_some();
@@ -297,9 +318,15 @@ mod tests {
         assert_eq!(m.email.as_deref(), Some("maria.lopez@example.com"));
         assert!(m.email_verified);
         assert_eq!(m.username, "maria.lopez@example.com");
-        assert_eq!(m.display_name, "maria.lopez@example.com", "email, not the GUID");
+        assert_eq!(
+            m.display_name, "maria.lopez@example.com",
+            "email, not the GUID"
+        );
         assert_eq!(m.groups, ["chat-admins", "staff"]);
-        let with_name = map(Preset::Cognito, json!({"sub": "8c1d", "email": "a@b.c", "given_name": "Maria", "family_name": "Lopez"}));
+        let with_name = map(
+            Preset::Cognito,
+            json!({"sub": "8c1d", "email": "a@b.c", "given_name": "Maria", "family_name": "Lopez"}),
+        );
         assert_eq!(with_name.display_name, "Maria Lopez");
     }
 
@@ -332,7 +359,14 @@ mod tests {
             Preset::Google,
             json!({"sub": "110169484474386276334", "email": "ada@example.org", "email_verified": true, "hd": "example.org", "name": "Ada L"}),
         );
-        assert_eq!((g.username.as_str(), g.display_name.as_str(), g.email_verified), ("ada@example.org", "Ada L", true));
+        assert_eq!(
+            (
+                g.username.as_str(),
+                g.display_name.as_str(),
+                g.email_verified
+            ),
+            ("ada@example.org", "Ada L", true)
+        );
         let k = map(
             Preset::Keycloak,
             json!({"sub": "f1c2", "preferred_username": "jdoe", "email": "j@x.io", "groups": ["/ops", "dev"],
@@ -346,7 +380,10 @@ mod tests {
 
     #[test]
     fn github_user_object() {
-        let m = map(Preset::Github, json!({"id": 583231, "login": "octocat", "name": null, "email": "octo@github.com", "email_verified": true}));
+        let m = map(
+            Preset::Github,
+            json!({"id": 583231, "login": "octocat", "name": null, "email": "octo@github.com", "email_verified": true}),
+        );
         assert_eq!(m.subject, "583231");
         assert_eq!(m.username, "octocat");
         assert_eq!(m.display_name, "octocat");
@@ -354,7 +391,10 @@ mod tests {
 
     #[test]
     fn nothing_readable_never_shows_the_subject() {
-        let m = map(Preset::Generic, json!({"sub": "6f1c1f1e-8d3a-4c59-9f39-0a2f5e9a7c11"}));
+        let m = map(
+            Preset::Generic,
+            json!({"sub": "6f1c1f1e-8d3a-4c59-9f39-0a2f5e9a7c11"}),
+        );
         assert_eq!(m.username, "6f1c1f1e-8d3a-4c59-9f39-0a2f5e9a7c11");
         assert_eq!(m.display_name, "Unnamed user");
         assert!(map_claims(&json!({"email": "x@y"}), &Preset::Generic.defaults()).is_err());

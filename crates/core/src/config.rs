@@ -76,8 +76,9 @@ pub struct Config {
 
 /// JWS algorithms an ID token may be signed with. `none` and HMAC (`HS*`, whose key is the
 /// client secret) are never accepted.
-pub const SUPPORTED_ID_TOKEN_ALGORITHMS: &[&str] =
-    &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+pub const SUPPORTED_ID_TOKEN_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,7 +140,8 @@ impl ProviderConfig {
     }
 
     pub fn trusts_unverified_email(&self) -> bool {
-        self.allow_unverified_email.unwrap_or(self.preset == Preset::Entra)
+        self.allow_unverified_email
+            .unwrap_or(self.preset == Preset::Entra)
     }
 
     pub fn scopes(&self) -> Vec<String> {
@@ -308,7 +310,12 @@ fn yes() -> bool {
     true
 }
 fn default_algorithms() -> Vec<String> {
-    vec!["RS256".into(), "ES256".into(), "PS256".into(), "EdDSA".into()]
+    vec![
+        "RS256".into(),
+        "ES256".into(),
+        "PS256".into(),
+        "EdDSA".into(),
+    ]
 }
 fn default_metrics_allowed() -> Vec<IpNet> {
     ["127.0.0.0/8", "::1/128"]
@@ -642,8 +649,16 @@ fn validate_providers(providers: &[ProviderConfig], push: &mut impl FnMut(String
     let mut ids = std::collections::BTreeSet::new();
     for (i, p) in providers.iter().enumerate() {
         let key = |field: &str| format!("providers[{i}].{field}");
-        if p.id.is_empty() || !p.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            push(key("id"), format!("{:?} must be letters, digits, '-' or '_'", p.id));
+        if p.id.is_empty()
+            || !p
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            push(
+                key("id"),
+                format!("{:?} must be letters, digits, '-' or '_'", p.id),
+            );
         } else if !ids.insert(p.id.clone()) {
             push(key("id"), format!("{:?} is used by two providers", p.id));
         }
@@ -655,7 +670,10 @@ fn validate_providers(providers: &[ProviderConfig], push: &mut impl FnMut(String
         }
         match (&p.issuer, p.preset) {
             (None, Preset::Github) => {}
-            (None, _) => push(key("issuer"), "is required (the provider's OpenID issuer URL)".into()),
+            (None, _) => push(
+                key("issuer"),
+                "is required (the provider's OpenID issuer URL)".into(),
+            ),
             (Some(issuer), _) if !is_secure_or_local(issuer) => push(
                 key("issuer"),
                 format!("{issuer:?} must be an https:// URL (plain http only on loopback)"),
@@ -663,21 +681,35 @@ fn validate_providers(providers: &[ProviderConfig], push: &mut impl FnMut(String
             _ => {}
         }
         let e = &p.endpoints;
-        for (name, url) in [("authorization", &e.authorization), ("token", &e.token), ("userinfo", &e.userinfo), ("emails", &e.emails)] {
+        for (name, url) in [
+            ("authorization", &e.authorization),
+            ("token", &e.token),
+            ("userinfo", &e.userinfo),
+            ("emails", &e.emails),
+        ] {
             if let Some(url) = url
                 && !is_secure_or_local(url)
             {
-                push(key(&format!("endpoints.{name}")), format!("{url:?} must be an https:// URL"));
+                push(
+                    key(&format!("endpoints.{name}")),
+                    format!("{url:?} must be an https:// URL"),
+                );
             }
         }
         if p.allowed_algorithms.is_empty() {
-            push(key("allowed_algorithms"), "must list at least one algorithm".into());
+            push(
+                key("allowed_algorithms"),
+                "must list at least one algorithm".into(),
+            );
         }
         for alg in &p.allowed_algorithms {
             if !SUPPORTED_ID_TOKEN_ALGORITHMS.contains(&alg.as_str()) {
                 push(
                     key("allowed_algorithms"),
-                    format!("{alg:?} is not accepted; choose from {}", SUPPORTED_ID_TOKEN_ALGORITHMS.join(", ")),
+                    format!(
+                        "{alg:?} is not accepted; choose from {}",
+                        SUPPORTED_ID_TOKEN_ALGORITHMS.join(", ")
+                    ),
                 );
             }
         }
@@ -810,11 +842,29 @@ mod tests {
              [[providers]]\nid = 'gh'\npreset = 'github'\nclient_id = 'c'\nclient_secret = 's'\n\
              [[providers]]\nid = 'x'\nclient_id = 'c'\nclient_secret = 's'\n",
         );
-        for key in ["providers[0].id", "providers[0].client_id", "providers[0].issuer", "providers[0].allowed_algorithms", "providers[2].issuer"] {
-            assert!(found.iter().any(|i| i.starts_with(key)), "{key} missing from {found:?}");
+        for key in [
+            "providers[0].id",
+            "providers[0].client_id",
+            "providers[0].issuer",
+            "providers[0].allowed_algorithms",
+            "providers[2].issuer",
+        ] {
+            assert!(
+                found.iter().any(|i| i.starts_with(key)),
+                "{key} missing from {found:?}"
+            );
         }
-        assert!(!found.iter().any(|i| i.starts_with("providers[1]")), "{found:?}");
-        assert_eq!(found.iter().filter(|i| i.contains("is not accepted")).count(), 2);
+        assert!(
+            !found.iter().any(|i| i.starts_with("providers[1]")),
+            "{found:?}"
+        );
+        assert_eq!(
+            found
+                .iter()
+                .filter(|i| i.contains("is not accepted"))
+                .count(),
+            2
+        );
     }
 
     #[test]

@@ -146,7 +146,8 @@ fn token_sealer(config: &Config) -> anyhow::Result<Sealer> {
     }
     let path = config.data_dir.join("token.key");
     if let Ok(existing) = std::fs::read_to_string(&path) {
-        return Sealer::from_base64(&existing).with_context(|| format!("{} is damaged", path.display()));
+        return Sealer::from_base64(&existing)
+            .with_context(|| format!("{} is damaged", path.display()));
     }
     let key = Sealer::generate_key();
     write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
@@ -157,7 +158,11 @@ fn token_sealer(config: &Config) -> anyhow::Result<Sealer> {
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents.as_bytes())
 }
 

@@ -207,7 +207,11 @@ pub fn allowed_redirect(candidate: &str, allowed_hosts: &[String]) -> Option<Str
     if authority.contains('@') {
         return None;
     }
-    let host = authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority).to_ascii_lowercase();
+    let host = authority
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(authority)
+        .to_ascii_lowercase();
     let allowed = allowed_hosts.iter().any(|entry| {
         let entry = entry.to_ascii_lowercase();
         match entry.strip_prefix('.') {
@@ -275,8 +279,12 @@ mod tests {
     #[test]
     fn sign_out_redirects_only_to_allowed_hosts() {
         let allowed = vec!["auth.example.com".to_owned(), ".corp.example".to_owned()];
-        let cognito = "https://auth.example.com/logout?client_id=x&logout_uri=https%3A%2F%2Fchat.example.com";
-        assert_eq!(allowed_redirect(cognito, &allowed).as_deref(), Some(cognito));
+        let cognito =
+            "https://auth.example.com/logout?client_id=x&logout_uri=https%3A%2F%2Fchat.example.com";
+        assert_eq!(
+            allowed_redirect(cognito, &allowed).as_deref(),
+            Some(cognito)
+        );
         assert!(allowed_redirect("https://sso.corp.example/x", &allowed).is_some());
         assert!(allowed_redirect("/local", &allowed).is_some());
         for evil in [

@@ -93,15 +93,35 @@ pub trait Store: Send + Sync + 'static {
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
     /// The user a provider identity belongs to.
-    async fn user_by_identity(&self, issuer: &str, subject: &str) -> Result<Option<User>, StoreError>;
+    async fn user_by_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<User>, StoreError>;
     /// Links (or refreshes the link of) a provider identity to a user.
-    async fn link_identity(&self, identity: &LinkedIdentity, now: Timestamp) -> Result<(), StoreError>;
+    async fn link_identity(
+        &self,
+        identity: &LinkedIdentity,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
     /// Updates the profile fields a provider asserts.
-    async fn update_profile(&self, user_id: &str, email: Option<&str>, display_name: &str, now: Timestamp) -> Result<(), StoreError>;
+    async fn update_profile(
+        &self,
+        user_id: &str,
+        email: Option<&str>,
+        display_name: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
     async fn set_role(&self, user_id: &str, role: Role, now: Timestamp) -> Result<(), StoreError>;
     /// Replaces the user's memberships from `source` (e.g. `provider:entra`) with `groups`,
     /// leaving memberships from other sources (hand-made ones included) alone.
-    async fn sync_groups(&self, user_id: &str, source: &str, groups: &[String], now: Timestamp) -> Result<(), StoreError>;
+    async fn sync_groups(
+        &self,
+        user_id: &str,
+        source: &str,
+        groups: &[String],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     async fn insert_flow(&self, flow: &AuthFlow) -> Result<(), StoreError>;
     async fn flow(&self, state_hash: &str) -> Result<Option<AuthFlow>, StoreError>;

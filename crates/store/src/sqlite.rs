@@ -120,7 +120,9 @@ fn flow_from_row(row: &SqliteRow) -> Result<AuthFlow, StoreError> {
         verifier: row.try_get("verifier")?,
         return_to: row.try_get("return_to")?,
         created_at: Timestamp(row.try_get("created_at")?),
-        completed_at: row.try_get::<Option<i64>, _>("completed_at")?.map(Timestamp),
+        completed_at: row
+            .try_get::<Option<i64>, _>("completed_at")?
+            .map(Timestamp),
     })
 }
 
@@ -244,11 +246,19 @@ impl Store for SqliteStore {
         Ok(self.user_where("email = ?", email).await?.map(|(u, _)| u))
     }
 
-    async fn user_by_identity(&self, issuer: &str, subject: &str) -> Result<Option<User>, StoreError> {
+    async fn user_by_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<User>, StoreError> {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users WHERE id = (SELECT user_id FROM identities WHERE issuer = ? AND subject = ?)"
         );
-        let row = sqlx::query(&sql).bind(issuer).bind(subject).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(issuer)
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.as_ref().map(user_from_row).transpose()?.map(|(u, _)| u))
     }
 
@@ -270,7 +280,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn update_profile(&self, user_id: &str, email: Option<&str>, display_name: &str, now: Timestamp) -> Result<(), StoreError> {
+    async fn update_profile(
+        &self,
+        user_id: &str,
+        email: Option<&str>,
+        display_name: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET email = coalesce(?, email), display_name = ?, updated_at = ? WHERE id = ?")
             .bind(email)
             .bind(display_name)
@@ -291,7 +307,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn sync_groups(&self, user_id: &str, source: &str, groups: &[String], now: Timestamp) -> Result<(), StoreError> {
+    async fn sync_groups(
+        &self,
+        user_id: &str,
+        source: &str,
+        groups: &[String],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM group_members WHERE user_id = ? AND source = ?")
             .bind(user_id)
@@ -342,11 +364,13 @@ impl Store for SqliteStore {
     }
 
     async fn complete_flow(&self, state_hash: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE auth_flows SET completed_at = ? WHERE state_hash = ? AND completed_at IS NULL")
-            .bind(now.0)
-            .bind(state_hash)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE auth_flows SET completed_at = ? WHERE state_hash = ? AND completed_at IS NULL",
+        )
+        .bind(now.0)
+        .bind(state_hash)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -582,18 +606,44 @@ mod tests {
     #[tokio::test]
     async fn provider_groups_never_touch_local_ones() {
         let store = SqliteStore::in_memory().await.unwrap();
-        store.create_user(new_user("u", "u", Role::User), Timestamp(1)).await.unwrap();
-        store.add_to_group("u", "hand-made", Timestamp(1)).await.unwrap();
-        store.sync_groups("u", "provider:idp", &["staff".into(), "hand-made".into()], Timestamp(2)).await.unwrap();
-        assert_eq!(store.user_by_id("u").await.unwrap().unwrap().groups, ["hand-made", "staff"]);
-        store.sync_groups("u", "provider:idp", &[], Timestamp(3)).await.unwrap();
-        assert_eq!(store.user_by_id("u").await.unwrap().unwrap().groups, ["hand-made"]);
+        store
+            .create_user(new_user("u", "u", Role::User), Timestamp(1))
+            .await
+            .unwrap();
+        store
+            .add_to_group("u", "hand-made", Timestamp(1))
+            .await
+            .unwrap();
+        store
+            .sync_groups(
+                "u",
+                "provider:idp",
+                &["staff".into(), "hand-made".into()],
+                Timestamp(2),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.user_by_id("u").await.unwrap().unwrap().groups,
+            ["hand-made", "staff"]
+        );
+        store
+            .sync_groups("u", "provider:idp", &[], Timestamp(3))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.user_by_id("u").await.unwrap().unwrap().groups,
+            ["hand-made"]
+        );
     }
 
     #[tokio::test]
     async fn identities_and_flows() {
         let store = SqliteStore::in_memory().await.unwrap();
-        store.create_user(new_user("u", "u", Role::User), Timestamp(1)).await.unwrap();
+        store
+            .create_user(new_user("u", "u", Role::User), Timestamp(1))
+            .await
+            .unwrap();
         let link = LinkedIdentity {
             issuer: "https://idp".into(),
             subject: "s1".into(),
@@ -603,8 +653,22 @@ mod tests {
         };
         store.link_identity(&link, Timestamp(2)).await.unwrap();
         store.link_identity(&link, Timestamp(3)).await.unwrap();
-        assert_eq!(store.user_by_identity("https://idp", "s1").await.unwrap().unwrap().id, "u");
-        assert!(store.user_by_identity("https://other", "s1").await.unwrap().is_none());
+        assert_eq!(
+            store
+                .user_by_identity("https://idp", "s1")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            "u"
+        );
+        assert!(
+            store
+                .user_by_identity("https://other", "s1")
+                .await
+                .unwrap()
+                .is_none()
+        );
         let flow = AuthFlow {
             state_hash: "st".into(),
             provider: "idp".into(),
@@ -618,8 +682,14 @@ mod tests {
         store.insert_flow(&flow).await.unwrap();
         assert_eq!(store.count_flows("b", Timestamp(5)).await.unwrap(), 1);
         assert!(store.complete_flow("st", Timestamp(11)).await.unwrap());
-        assert!(!store.complete_flow("st", Timestamp(12)).await.unwrap(), "a flow completes once");
-        assert_eq!(store.flow("st").await.unwrap().unwrap().completed_at, Some(Timestamp(11)));
+        assert!(
+            !store.complete_flow("st", Timestamp(12)).await.unwrap(),
+            "a flow completes once"
+        );
+        assert_eq!(
+            store.flow("st").await.unwrap().unwrap().completed_at,
+            Some(Timestamp(11))
+        );
         assert_eq!(store.delete_flows_before(Timestamp(11)).await.unwrap(), 1);
     }
 

@@ -58,7 +58,10 @@ fn provider_failure(provider: &Provider, e: &OidcError) -> Response {
             tracing::warn!(provider = provider.id(), error = %detail, "identity provider unavailable");
             failure_page(
                 FailureKind::UpstreamUnavailable,
-                format!("The identity provider \"{}\" is unavailable right now.", provider.config.display_name()),
+                format!(
+                    "The identity provider \"{}\" is unavailable right now.",
+                    provider.config.display_name()
+                ),
                 "try again in a moment; if it persists, tell the operator",
             )
         }
@@ -86,12 +89,20 @@ pub async fn start(
 ) -> Response {
     match state.providers.get(&id) {
         Some(provider) => begin(&state, provider, &headers, query.rd.as_deref()).await,
-        None => failure_page(FailureKind::NotFound, format!("No identity provider is called \"{id}\"."), "go back to the sign-in page"),
+        None => failure_page(
+            FailureKind::NotFound,
+            format!("No identity provider is called \"{id}\"."),
+            "go back to the sign-in page",
+        ),
     }
 }
 
 /// `/oauth2/start?rd=…`, as oauth2-proxy: the first configured provider, or the sign-in page.
-pub async fn oauth2_start(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<StartQuery>) -> Response {
+pub async fn oauth2_start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<StartQuery>,
+) -> Response {
     match state.providers.all().next().cloned() {
         Some(provider) => begin(&state, provider, &headers, query.rd.as_deref()).await,
         None => {
@@ -101,19 +112,33 @@ pub async fn oauth2_start(State(state): State<AppState>, headers: HeaderMap, Que
     }
 }
 
-async fn begin(state: &AppState, provider: Arc<Provider>, headers: &HeaderMap, rd: Option<&str>) -> Response {
+async fn begin(
+    state: &AppState,
+    provider: Arc<Provider>,
+    headers: &HeaderMap,
+    rd: Option<&str>,
+) -> Response {
     let return_to = safe_return_path(rd.unwrap_or("/"));
     let existing = cookies::first(headers, FLOW_COOKIE).filter(|b| looks_like_token(b));
     let binding = existing.clone().unwrap_or_else(random_token);
     let flow = match state.flows.start(provider.id(), &return_to, &binding).await {
         Ok(flow) => flow,
         Err(FlowError::TooMany) => {
-            return failure_page(FailureKind::RateLimited, FlowError::TooMany.to_string(), "close other sign-in tabs");
+            return failure_page(
+                FailureKind::RateLimited,
+                FlowError::TooMany.to_string(),
+                "close other sign-in tabs",
+            );
         }
         Err(FlowError::Store(e)) => return respond::failure(&Failure::from(e), true),
     };
     let url = match provider
-        .authorization_url(&redirect_uri(state), &flow.state, &flow.nonce, &flow.challenge)
+        .authorization_url(
+            &redirect_uri(state),
+            &flow.state,
+            &flow.nonce,
+            &flow.challenge,
+        )
         .await
     {
         Ok(url) => url,
@@ -160,12 +185,23 @@ pub async fn callback(
         refuse(format!("provider_error: {error} {description}")).await;
         return failure_page(
             FailureKind::Forbidden,
-            format!("The identity provider did not sign you in ({error}{}).", if description.is_empty() { String::new() } else { format!(": {description}") }),
+            format!(
+                "The identity provider did not sign you in ({error}{}).",
+                if description.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {description}")
+                }
+            ),
             "start the sign-in again, or ask an administrator for access",
         );
     }
     let (Some(code), Some(flow_state)) = (&query.code, &query.state) else {
-        return failure_page(FailureKind::BadRequest, "This sign-in callback is missing its code or state.", "start the sign-in again");
+        return failure_page(
+            FailureKind::BadRequest,
+            "This sign-in callback is missing its code or state.",
+            "start the sign-in again",
+        );
     };
     let binding = cookies::first(&headers, FLOW_COOKIE);
     let flow = match state.flows.finish(flow_state, binding.as_deref()).await {
@@ -179,7 +215,9 @@ pub async fn callback(
         }
         Ok(FlowOutcome::Unknown) => {
             refuse("unknown_state".into()).await;
-            return stale_flow("This sign-in is not known: it expired, or the link was not made by this site.");
+            return stale_flow(
+                "This sign-in is not known: it expired, or the link was not made by this site.",
+            );
         }
         Ok(FlowOutcome::Expired) => {
             refuse("flow_expired".into()).await;
@@ -203,7 +241,15 @@ pub async fn callback(
                 id_token_enc: id_token.map(|t| state.sealer.seal(&t)),
             };
             let method = format!("oidc:{}", provider.id());
-            start_session(&state, &user, origin, &method, &flow.return_to, StatusCode::FOUND).await
+            start_session(
+                &state,
+                &user,
+                origin,
+                &method,
+                &flow.return_to,
+                StatusCode::FOUND,
+            )
+            .await
         }
         Err(Completion::Provider(e)) => {
             refuse(format!("provider: {e}")).await;
@@ -213,14 +259,22 @@ pub async fn callback(
             refuse(format!("refused: {refusal}")).await;
             match refusal {
                 LoginRefusal::Store(e) => respond::failure(&Failure::from(e), true),
-                other => failure_page(FailureKind::Forbidden, other.to_string(), "ask an administrator if you think this is wrong"),
+                other => failure_page(
+                    FailureKind::Forbidden,
+                    other.to_string(),
+                    "ask an administrator if you think this is wrong",
+                ),
             }
         }
     }
 }
 
 fn stale_flow(message: &str) -> Response {
-    failure_page(FailureKind::BadRequest, message, "go back to the app and sign in again")
+    failure_page(
+        FailureKind::BadRequest,
+        message,
+        "go back to the app and sign in again",
+    )
 }
 
 enum Completion {
@@ -240,7 +294,10 @@ async fn complete(
         .exchange(code, verifier, &redirect_uri(state))
         .await
         .map_err(Completion::Provider)?;
-    let claims = provider.claims(&tokens, nonce).await.map_err(Completion::Provider)?;
+    let claims = provider
+        .claims(&tokens, nonce)
+        .await
+        .map_err(Completion::Provider)?;
     let mapped = map_claims(&claims, &provider.config.mapping())
         .map_err(|e| Completion::Provider(OidcError::Rejected(e.to_string())))?;
     if mapped.groups_overage {
@@ -252,9 +309,19 @@ async fn complete(
              or use app roles instead"
         );
     }
-    let issuer = provider.metadata().await.map_err(Completion::Provider)?.issuer;
-    let (user, _) = resolve_user(&state.store, &state.clock, &provider.config, &issuer, &mapped)
+    let issuer = provider
+        .metadata()
         .await
-        .map_err(Completion::Refused)?;
+        .map_err(Completion::Provider)?
+        .issuer;
+    let (user, _) = resolve_user(
+        &state.store,
+        &state.clock,
+        &provider.config,
+        &issuer,
+        &mapped,
+    )
+    .await
+    .map_err(Completion::Refused)?;
     Ok((user, tokens.id_token))
 }

@@ -42,7 +42,11 @@ pub fn sign_in(form: &SignInForm<'_>) -> String {
     } else {
         ""
     };
-    let local = if form.local { local_form(form) } else { String::new() };
+    let local = if form.local {
+        local_form(form)
+    } else {
+        String::new()
+    };
     let body = format!(
         "<h1>Sign in</h1><p>Use your account to continue.</p>{notice}{alert}{buttons}{divider}{local}"
     );

@@ -188,5 +188,13 @@ pub async fn submit(
         user_agent: user_agent(&headers),
         ..SessionOrigin::default()
     };
-    start_session(&state, &user, origin, "setup_link", "/", StatusCode::SEE_OTHER).await
+    start_session(
+        &state,
+        &user,
+        origin,
+        "setup_link",
+        "/",
+        StatusCode::SEE_OTHER,
+    )
+    .await
 }

@@ -103,8 +103,15 @@ fn render(
     form: SignInForm<'_>,
 ) -> Response {
     let (token, set_cookie) = csrf::token_for_form(headers, state.settings.cookie_secure);
+    let providers: Vec<(String, String)> = state
+        .providers
+        .all()
+        .map(|p| (p.id().to_owned(), p.config.display_name().to_owned()))
+        .collect();
     let form = SignInForm {
         csrf: &token,
+        providers: &providers,
+        local: state.settings.local_auth_enabled,
         ..form
     };
     let mut response = html_response(status, pages::sign_in(&form));
@@ -160,7 +167,11 @@ pub async fn submit(
     };
     if !state.settings.local_auth_enabled {
         return respond::failure(
-            &Failure::new(FailureKind::NotFound, "Password sign-in is turned off here.").with_hint("use one of the identity providers"),
+            &Failure::new(
+                FailureKind::NotFound,
+                "Password sign-in is turned off here.",
+            )
+            .with_hint("use one of the identity providers"),
             true,
         );
     }
@@ -190,7 +201,15 @@ pub async fn submit(
                 user_agent: user_agent(&headers),
                 ..SessionOrigin::default()
             };
-            start_session(&state, &user, origin, "local_password", &return_to, StatusCode::SEE_OTHER).await
+            start_session(
+                &state,
+                &user,
+                origin,
+                "local_password",
+                &return_to,
+                StatusCode::SEE_OTHER,
+            )
+            .await
         }
         Err(LoginError::Rejected { reason }) => {
             state.metrics.sign_in("failure");

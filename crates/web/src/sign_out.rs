@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use portcullis_proxy::cookies::{self, SESSION_COOKIE};
 use portcullis_core::session::Session;
+use portcullis_proxy::cookies::{self, SESSION_COOKIE};
 use portcullis_proxy::respond::{self, allowed_redirect, html_response};
 use serde::Deserialize;
 
@@ -52,19 +52,25 @@ pub async fn sign_out(
                     .await;
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "sign-out could not delete the stored session; it is refused in memory"),
+            Err(e) => {
+                tracing::warn!(error = %e, "sign-out could not delete the stored session; it is refused in memory")
+            }
         }
     }
     // An explicit `rd` wins (it may chain to the provider's logout, as oauth2-proxy users do);
     // otherwise end the provider's session too, so it cannot sign the user straight back in.
-    let explicit = query
-        .rd
-        .as_deref()
-        .map(|rd| allowed_redirect(rd, &state.settings.allowed_redirect_hosts).unwrap_or_else(|| "/".to_owned()));
+    let explicit = query.rd.as_deref().map(|rd| {
+        allowed_redirect(rd, &state.settings.allowed_redirect_hosts)
+            .unwrap_or_else(|| "/".to_owned())
+    });
     let target = explicit
         .or(provider_logout)
         .unwrap_or_else(|| SIGNED_OUT_PATH.to_owned());
-    let status = if method == Method::GET { StatusCode::FOUND } else { StatusCode::SEE_OTHER };
+    let status = if method == Method::GET {
+        StatusCode::FOUND
+    } else {
+        StatusCode::SEE_OTHER
+    };
     let mut response = respond::redirect(status, &target);
     let clear = cookies::clear_cookie(SESSION_COOKIE, state.settings.cookie_secure);
     if let Ok(value) = HeaderValue::from_str(&clear) {
@@ -78,7 +84,10 @@ pub const SIGNED_OUT_PATH: &str = "/.portcullis/signed_out";
 
 async fn provider_logout_url(state: &AppState, stored: &Session) -> Option<String> {
     let provider = state.providers.get(stored.provider.as_deref()?)?;
-    let id_token = stored.id_token_enc.as_deref().and_then(|sealed| state.sealer.open(sealed).ok());
+    let id_token = stored
+        .id_token_enc
+        .as_deref()
+        .and_then(|sealed| state.sealer.open(sealed).ok());
     let after = format!("{}{SIGNED_OUT_PATH}", state.settings.public_url);
     provider.logout_url(id_token.as_deref(), &after).await
 }
@@ -87,6 +96,10 @@ async fn provider_logout_url(state: &AppState, stored: &Session) -> Option<Strin
 pub async fn signed_out() -> Response {
     html_response(
         StatusCode::OK,
-        pages::message("You are signed out", "Your session has ended.", Some(("/.portcullis/sign_in", "Sign in again"))),
+        pages::message(
+            "You are signed out",
+            "Your session has ended.",
+            Some(("/.portcullis/sign_in", "Sign in again")),
+        ),
     )
 }

@@ -32,7 +32,9 @@ pub enum FlowOutcome {
     /// The flow is valid and now completed: go on with the code exchange.
     Fresh(AuthFlow),
     /// This flow was already completed (a reload or replayed callback).
-    AlreadyCompleted { return_to: String },
+    AlreadyCompleted {
+        return_to: String,
+    },
     Unknown,
     Expired,
     /// The callback arrived in a different browser than the one that started the flow.
@@ -41,7 +43,9 @@ pub enum FlowOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {
-    #[error("too many sign-ins are in progress in this browser; finish or close some and try again")]
+    #[error(
+        "too many sign-ins are in progress in this browser; finish or close some and try again"
+    )]
     TooMany,
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -66,7 +70,12 @@ impl FlowManager {
         FlowManager { store, clock }
     }
 
-    pub async fn start(&self, provider: &str, return_to: &str, binding: &str) -> Result<StartedFlow, FlowError> {
+    pub async fn start(
+        &self,
+        provider: &str,
+        return_to: &str,
+        binding: &str,
+    ) -> Result<StartedFlow, FlowError> {
         let now = self.clock.now();
         let binding_hash = token_hash(binding);
         let since = Timestamp(now.0 - secs(MAX_AGE));
@@ -86,7 +95,9 @@ impl FlowManager {
         };
         self.store.insert_flow(&flow).await?;
         // Old flows are pruned as new ones start; no separate sweeper needed.
-        self.store.delete_flows_before(Timestamp(now.0 - 2 * secs(MAX_AGE))).await?;
+        self.store
+            .delete_flows_before(Timestamp(now.0 - 2 * secs(MAX_AGE)))
+            .await?;
         Ok(StartedFlow {
             state,
             nonce,
@@ -95,23 +106,37 @@ impl FlowManager {
     }
 
     /// Checks a callback's `state` against the browser's binding cookie and completes the flow.
-    pub async fn finish(&self, state: &str, binding: Option<&str>) -> Result<FlowOutcome, StoreError> {
+    pub async fn finish(
+        &self,
+        state: &str,
+        binding: Option<&str>,
+    ) -> Result<FlowOutcome, StoreError> {
         let state_hash = token_hash(state);
         let Some(flow) = self.store.flow(&state_hash).await? else {
             return Ok(FlowOutcome::Unknown);
         };
-        let bound = binding.is_some_and(|b| constant_time_eq(token_hash(b).as_bytes(), flow.binding_hash.as_bytes()));
+        let bound = binding.is_some_and(|b| {
+            constant_time_eq(token_hash(b).as_bytes(), flow.binding_hash.as_bytes())
+        });
         if !bound {
             return Ok(FlowOutcome::WrongBrowser);
         }
         if flow.completed_at.is_some() {
-            return Ok(FlowOutcome::AlreadyCompleted { return_to: flow.return_to });
+            return Ok(FlowOutcome::AlreadyCompleted {
+                return_to: flow.return_to,
+            });
         }
         if self.clock.now().0 > flow.created_at.0 + secs(MAX_AGE) {
             return Ok(FlowOutcome::Expired);
         }
-        if !self.store.complete_flow(&state_hash, self.clock.now()).await? {
-            return Ok(FlowOutcome::AlreadyCompleted { return_to: flow.return_to });
+        if !self
+            .store
+            .complete_flow(&state_hash, self.clock.now())
+            .await?
+        {
+            return Ok(FlowOutcome::AlreadyCompleted {
+                return_to: flow.return_to,
+            });
         }
         Ok(FlowOutcome::Fresh(flow))
     }
@@ -125,7 +150,10 @@ mod tests {
 
     #[test]
     fn pkce_matches_rfc7636_appendix_b() {
-        assert_eq!(pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
     }
 
     #[tokio::test]
@@ -135,18 +163,34 @@ mod tests {
         let flows = FlowManager::new(store, Arc::new(clock.clone()));
         let a = flows.start("idp", "/a", "browser-1").await.unwrap();
         let b = flows.start("idp", "/b", "browser-1").await.unwrap();
-        assert!(matches!(flows.finish(&a.state, Some("browser-2")).await.unwrap(), FlowOutcome::WrongBrowser));
-        assert!(matches!(flows.finish(&a.state, None).await.unwrap(), FlowOutcome::WrongBrowser));
-        assert!(matches!(flows.finish(&b.state, Some("browser-1")).await.unwrap(), FlowOutcome::Fresh(f) if f.return_to == "/b"));
-        assert!(matches!(flows.finish(&a.state, Some("browser-1")).await.unwrap(), FlowOutcome::Fresh(f) if f.return_to == "/a"));
+        assert!(matches!(
+            flows.finish(&a.state, Some("browser-2")).await.unwrap(),
+            FlowOutcome::WrongBrowser
+        ));
+        assert!(matches!(
+            flows.finish(&a.state, None).await.unwrap(),
+            FlowOutcome::WrongBrowser
+        ));
+        assert!(
+            matches!(flows.finish(&b.state, Some("browser-1")).await.unwrap(), FlowOutcome::Fresh(f) if f.return_to == "/b")
+        );
+        assert!(
+            matches!(flows.finish(&a.state, Some("browser-1")).await.unwrap(), FlowOutcome::Fresh(f) if f.return_to == "/a")
+        );
         assert!(matches!(
             flows.finish(&a.state, Some("browser-1")).await.unwrap(),
             FlowOutcome::AlreadyCompleted { return_to } if return_to == "/a"
         ));
-        assert!(matches!(flows.finish("forged", Some("browser-1")).await.unwrap(), FlowOutcome::Unknown));
+        assert!(matches!(
+            flows.finish("forged", Some("browser-1")).await.unwrap(),
+            FlowOutcome::Unknown
+        ));
         let late = flows.start("idp", "/c", "browser-1").await.unwrap();
         clock.advance(MAX_AGE + Duration::from_secs(1));
-        assert!(matches!(flows.finish(&late.state, Some("browser-1")).await.unwrap(), FlowOutcome::Expired));
+        assert!(matches!(
+            flows.finish(&late.state, Some("browser-1")).await.unwrap(),
+            FlowOutcome::Expired
+        ));
     }
 
     #[tokio::test]
@@ -156,7 +200,10 @@ mod tests {
         for _ in 0..MAX_OPEN_PER_BROWSER {
             flows.start("idp", "/", "b").await.unwrap();
         }
-        assert!(matches!(flows.start("idp", "/", "b").await, Err(FlowError::TooMany)));
+        assert!(matches!(
+            flows.start("idp", "/", "b").await,
+            Err(FlowError::TooMany)
+        ));
         assert!(flows.start("idp", "/", "another-browser").await.is_ok());
     }
 }

@@ -39,7 +39,9 @@ impl JwksCache {
         if let Some(key) = state.keys.as_ref().and_then(|set| find(set, kid)) {
             return Ok(key);
         }
-        let may_fetch = state.fetched_at.is_none_or(|at| at.elapsed() >= self.min_refetch);
+        let may_fetch = state
+            .fetched_at
+            .is_none_or(|at| at.elapsed() >= self.min_refetch);
         if !may_fetch {
             return Err(OidcError::Rejected(format!(
                 "the token is signed with an unknown key {kid:?} (keys were refreshed moments ago)"
@@ -53,14 +55,16 @@ impl JwksCache {
     }
 
     async fn fetch(&self) -> Result<JwkSet, OidcError> {
-        let response = self
-            .http
-            .get(&self.uri)
-            .send()
-            .await
-            .map_err(|e| OidcError::Unavailable(format!("fetching keys from {}: {e}", self.uri)))?;
+        let response =
+            self.http.get(&self.uri).send().await.map_err(|e| {
+                OidcError::Unavailable(format!("fetching keys from {}: {e}", self.uri))
+            })?;
         if !response.status().is_success() {
-            return Err(OidcError::Unavailable(format!("{} answered {}", self.uri, response.status())));
+            return Err(OidcError::Unavailable(format!(
+                "{} answered {}",
+                self.uri,
+                response.status()
+            )));
         }
         response
             .json::<JwkSet>()

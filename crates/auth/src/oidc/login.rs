@@ -16,7 +16,9 @@ use portcullis_store::{LinkedIdentity, NewUser, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginRefusal {
-    #[error("your email address {0} is not verified at the identity provider; verify it there and sign in again")]
+    #[error(
+        "your email address {0} is not verified at the identity provider; verify it there and sign in again"
+    )]
     UnverifiedEmail(String),
     #[error(
         "an account with the email {0} already exists; an administrator must link it to this provider (link_by_email) before you can sign in this way"
@@ -44,7 +46,10 @@ pub async fn resolve_user(
     claims: &MappedClaims,
 ) -> Result<(User, Resolution), LoginRefusal> {
     let now = clock.now();
-    let email = claims.email.clone().filter(|_| claims.email_verified || provider.trusts_unverified_email());
+    let email = claims
+        .email
+        .clone()
+        .filter(|_| claims.email_verified || provider.trusts_unverified_email());
     if let (Some(unverified), None) = (&claims.email, &email) {
         return Err(LoginRefusal::UnverifiedEmail(unverified.clone()));
     }
@@ -53,7 +58,10 @@ pub async fn resolve_user(
         None => match existing_by_email(store, email.as_deref()).await? {
             Some(user) if provider.link_by_email => (user, Resolution::Linked),
             Some(_) => return Err(LoginRefusal::EmailTaken(email.unwrap_or_default())),
-            None => (create(store, provider, claims, email.clone(), now).await?, Resolution::Created),
+            None => (
+                create(store, provider, claims, email.clone(), now).await?,
+                Resolution::Created,
+            ),
         },
     };
     if user.status != UserStatus::Active {
@@ -67,19 +75,37 @@ pub async fn resolve_user(
         email: email.clone(),
     };
     store.link_identity(&link, now).await?;
-    store.update_profile(&user.id, email.as_deref(), &claims.display_name, now).await?;
     store
-        .sync_groups(&user.id, &format!("provider:{}", provider.id), &claims.groups, now)
+        .update_profile(&user.id, email.as_deref(), &claims.display_name, now)
+        .await?;
+    store
+        .sync_groups(
+            &user.id,
+            &format!("provider:{}", provider.id),
+            &claims.groups,
+            now,
+        )
         .await?;
     if !provider.admin_groups.is_empty() {
-        let admin = claims.groups.iter().any(|g| provider.admin_groups.contains(g));
-        store.set_role(&user.id, if admin { Role::Admin } else { Role::User }, now).await?;
+        let admin = claims
+            .groups
+            .iter()
+            .any(|g| provider.admin_groups.contains(g));
+        store
+            .set_role(&user.id, if admin { Role::Admin } else { Role::User }, now)
+            .await?;
     }
-    let fresh = store.user_by_id(&user.id).await?.ok_or_else(|| StoreError::Corrupt("user vanished".into()))?;
+    let fresh = store
+        .user_by_id(&user.id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("user vanished".into()))?;
     Ok((fresh, resolution))
 }
 
-async fn existing_by_email(store: &Arc<dyn Store>, email: Option<&str>) -> Result<Option<User>, StoreError> {
+async fn existing_by_email(
+    store: &Arc<dyn Store>,
+    email: Option<&str>,
+) -> Result<Option<User>, StoreError> {
     match email {
         Some(email) => store.user_by_email(email).await,
         None => Ok(None),
@@ -96,7 +122,11 @@ async fn create(
 ) -> Result<User, StoreError> {
     let base = claims.username.clone();
     for attempt in 0..20u32 {
-        let username = if attempt == 0 { base.clone() } else { format!("{base}-{attempt}") };
+        let username = if attempt == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{attempt}")
+        };
         let new_user = NewUser {
             id: uuid::Uuid::new_v4().to_string(),
             username,
@@ -116,5 +146,7 @@ async fn create(
             }
         }
     }
-    Err(StoreError::Conflict(format!("no free username near {base:?}")))
+    Err(StoreError::Conflict(format!(
+        "no free username near {base:?}"
+    )))
 }

@@ -92,7 +92,11 @@ impl Provider {
         if let Some(found) = self.discovered.read().await.as_ref() {
             return Ok(found.clone());
         }
-        let metadata = if self.is_github() { self.github_metadata() } else { self.discover().await? };
+        let metadata = if self.is_github() {
+            self.github_metadata()
+        } else {
+            self.discover().await?
+        };
         let jwks = metadata
             .jwks_uri
             .clone()
@@ -108,10 +112,21 @@ impl Provider {
 
     async fn discover(&self) -> Result<Metadata, OidcError> {
         let issuer = self.config.issuer.clone().unwrap_or_default();
-        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-        let response = self.http.get(&url).send().await.map_err(|e| unavailable(&url, e))?;
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| unavailable(&url, e))?;
         if !response.status().is_success() {
-            return Err(OidcError::Unavailable(format!("{url} answered {}", response.status())));
+            return Err(OidcError::Unavailable(format!(
+                "{url} answered {}",
+                response.status()
+            )));
         }
         let mut metadata: Metadata = response
             .json()
@@ -138,10 +153,14 @@ impl Provider {
 
     fn github_metadata(&self) -> Metadata {
         let o = &self.config.endpoints;
-        let or = |url: &Option<String>, default: &str| url.clone().unwrap_or_else(|| default.to_owned());
+        let or =
+            |url: &Option<String>, default: &str| url.clone().unwrap_or_else(|| default.to_owned());
         Metadata {
             issuer: "https://github.com".into(),
-            authorization_endpoint: or(&o.authorization, "https://github.com/login/oauth/authorize"),
+            authorization_endpoint: or(
+                &o.authorization,
+                "https://github.com/login/oauth/authorize",
+            ),
             token_endpoint: or(&o.token, "https://github.com/login/oauth/access_token"),
             userinfo_endpoint: Some(or(&o.userinfo, "https://api.github.com/user")),
             jwks_uri: None,
@@ -150,7 +169,13 @@ impl Provider {
     }
 
     /// Where to send the browser to sign in.
-    pub async fn authorization_url(&self, redirect_uri: &str, state: &str, nonce: &str, challenge: &str) -> Result<String, OidcError> {
+    pub async fn authorization_url(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        nonce: &str,
+        challenge: &str,
+    ) -> Result<String, OidcError> {
         let metadata = self.metadata().await?;
         let scope = self.config.scopes().join(" ");
         let mut url = reqwest::Url::parse(&metadata.authorization_endpoint)
@@ -168,7 +193,12 @@ impl Provider {
     }
 
     /// Exchanges the authorization code (with the PKCE verifier) for tokens.
-    pub async fn exchange(&self, code: &str, verifier: &str, redirect_uri: &str) -> Result<Tokens, OidcError> {
+    pub async fn exchange(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<Tokens, OidcError> {
         let metadata = self.metadata().await?;
         let form = [
             ("grant_type", "authorization_code"),
@@ -186,17 +216,29 @@ impl Provider {
             .await
             .map_err(|e| unavailable("token endpoint", e))?;
         let status = response.status();
-        let body: Value = response.json().await.map_err(|e| unavailable("token endpoint answer", e))?;
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| unavailable("token endpoint answer", e))?;
         if !status.is_success() || body.get("error").is_some() {
-            let error = body.get("error").and_then(Value::as_str).unwrap_or("unknown_error");
-            let description = body.get("error_description").and_then(Value::as_str).unwrap_or("");
+            let error = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown_error");
+            let description = body
+                .get("error_description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             return Err(if status.is_server_error() {
                 OidcError::Unavailable(format!("token endpoint answered {status}"))
             } else {
-                OidcError::Rejected(format!("the provider refused the code: {error} {description}"))
+                OidcError::Rejected(format!(
+                    "the provider refused the code: {error} {description}"
+                ))
             });
         }
-        serde_json::from_value(body).map_err(|e| OidcError::Rejected(format!("token response: {e}")))
+        serde_json::from_value(body)
+            .map_err(|e| OidcError::Rejected(format!("token response: {e}")))
     }
 
     /// The person's claims: a verified ID token merged with userinfo (OIDC), or GitHub's user.
@@ -205,10 +247,11 @@ impl Provider {
             return self.github_claims(&tokens.access_token).await;
         }
         let discovered = self.discovered().await?;
-        let id_token = tokens
-            .id_token
-            .as_deref()
-            .ok_or_else(|| OidcError::Rejected("the provider returned no ID token (is the openid scope set?)".into()))?;
+        let id_token = tokens.id_token.as_deref().ok_or_else(|| {
+            OidcError::Rejected(
+                "the provider returned no ID token (is the openid scope set?)".into(),
+            )
+        })?;
         let jwks = discovered
             .jwks
             .as_ref()
@@ -224,7 +267,9 @@ impl Provider {
         if let Some(endpoint) = &discovered.metadata.userinfo_endpoint {
             let userinfo = self.get_json(endpoint, &tokens.access_token).await?;
             if userinfo.get("sub") != claims.get("sub") {
-                return Err(OidcError::Rejected("userinfo describes a different user than the ID token".into()));
+                return Err(OidcError::Rejected(
+                    "userinfo describes a different user than the ID token".into(),
+                ));
             }
             merge_missing(&mut claims, userinfo);
         }
@@ -241,7 +286,10 @@ impl Provider {
             .await
             .map_err(|e| unavailable(url, e))?;
         if !response.status().is_success() {
-            return Err(OidcError::Unavailable(format!("{url} answered {}", response.status())));
+            return Err(OidcError::Unavailable(format!(
+                "{url} answered {}",
+                response.status()
+            )));
         }
         response.json().await.map_err(|e| unavailable(url, e))
     }
@@ -251,13 +299,22 @@ impl Provider {
         let metadata = self.metadata().await?;
         let user_url = metadata.userinfo_endpoint.unwrap_or_default();
         let mut user = self.get_json(&user_url, access_token).await?;
-        let emails_url = self.config.endpoints.emails.clone().unwrap_or_else(|| format!("{user_url}/emails"));
+        let emails_url = self
+            .config
+            .endpoints
+            .emails
+            .clone()
+            .unwrap_or_else(|| format!("{user_url}/emails"));
         let emails = self.get_json(&emails_url, access_token).await?;
         let primary = emails.as_array().into_iter().flatten().find(|e| {
-            e.get("primary").and_then(Value::as_bool) == Some(true) && e.get("verified").and_then(Value::as_bool) == Some(true)
+            e.get("primary").and_then(Value::as_bool) == Some(true)
+                && e.get("verified").and_then(Value::as_bool) == Some(true)
         });
         if let (Some(obj), Some(primary)) = (user.as_object_mut(), primary) {
-            obj.insert("email".into(), primary.get("email").cloned().unwrap_or(Value::Null));
+            obj.insert(
+                "email".into(),
+                primary.get("email").cloned().unwrap_or(Value::Null),
+            );
             obj.insert("email_verified".into(), Value::Bool(true));
         } else if let Some(obj) = user.as_object_mut() {
             // A public profile address is not known to be verified.
@@ -268,7 +325,11 @@ impl Provider {
 
     /// Where to send the browser to end the provider's session too, if the provider supports it.
     /// Cognito ignores the standard parameters and wants `/logout?client_id=…&logout_uri=…`.
-    pub async fn logout_url(&self, id_token: Option<&str>, post_logout_redirect: &str) -> Option<String> {
+    pub async fn logout_url(
+        &self,
+        id_token: Option<&str>,
+        post_logout_redirect: &str,
+    ) -> Option<String> {
         let metadata = self.metadata().await.ok()?;
         if self.config.preset == Preset::Cognito {
             let authorize = reqwest::Url::parse(&metadata.authorization_endpoint).ok()?;
@@ -312,7 +373,10 @@ impl Providers {
         let mut order = Vec::new();
         for config in configs {
             order.push(config.id.clone());
-            by_id.insert(config.id.clone(), Arc::new(Provider::new(config.clone(), clock.clone())?));
+            by_id.insert(
+                config.id.clone(),
+                Arc::new(Provider::new(config.clone(), clock.clone())?),
+            );
         }
         Ok(Providers { by_id, order })
     }

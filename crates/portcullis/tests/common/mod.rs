@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod idp;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -60,10 +61,22 @@ impl Harness {
     }
 
     pub async fn start_with(upstream: Upstream, extra: &str) -> Harness {
+        Self::start_full(upstream, 0, extra).await
+    }
+
+    /// Starts on a known port (with `public_url` to match), for providers that must know the
+    /// callback URL before Portcullis starts.
+    pub async fn start_at(port: u16, extra: &str) -> Harness {
+        let upstream = upstream::start().await;
+        let extra = format!("public_url = \"http://127.0.0.1:{port}\"\n{extra}");
+        Self::start_full(upstream, port, &extra).await
+    }
+
+    async fn start_full(upstream: Upstream, port: u16, extra: &str) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("portcullis.toml");
         let toml = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nshutdown_grace = \"2s\"\n{}",
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nshutdown_grace = \"2s\"\n{}",
             dir.path().join("data").display(),
             extra.replace("{upstream}", &upstream.url())
         );

@@ -1,0 +1,350 @@
+//! Sign-in through a real OpenID provider (npm `oidc-provider`): the code flow to a proxied
+//! upstream, concurrent sign-ins, replayed and forged callbacks, the provider going down, and
+//! RP-initiated logout.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+mod common;
+
+use common::idp::{Idp, Person, free_port};
+use common::{Harness, received, set_cookie_value};
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION};
+
+const APP: &str = "[[apps]]\nname = 'chat'\nupstream = '{upstream}'\nidentity_headers = { profile = 'openwebui' }\n";
+
+struct Setup {
+    h: Harness,
+    idp: Idp,
+}
+
+async fn setup(idp_env: &[(&str, &str)], provider_extra: &str) -> Setup {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start(&base, idp_env);
+    let h = Harness::start_at(port, &format!("{APP}{}", idp.provider_toml(provider_extra))).await;
+    Setup { h, idp }
+}
+
+/// Starts a sign-in in "the browser" (flow cookie kept in `flow_cookie`), returns the provider URL.
+async fn start(h: &Harness, rd: &str, flow_cookie: &mut Option<String>) -> String {
+    let mut request = h
+        .http
+        .get(h.url(&format!("/.portcullis/start/idp?rd={rd}")));
+    if let Some(cookie) = flow_cookie.as_ref() {
+        request = request.header(COOKIE, format!("_portcullis_flow={cookie}"));
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    if let Some(cookie) = set_cookie_value(&response, "_portcullis_flow") {
+        *flow_cookie = Some(cookie);
+    }
+    response.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+async fn callback(
+    h: &Harness,
+    callback_url: &str,
+    flow_cookie: Option<&str>,
+    session: Option<&str>,
+) -> reqwest::Response {
+    let path = &callback_url[callback_url.find("/oauth2/callback").unwrap()..];
+    let mut cookies = Vec::new();
+    if let Some(flow) = flow_cookie {
+        cookies.push(format!("_portcullis_flow={flow}"));
+    }
+    if let Some(session) = session {
+        cookies.push(format!("_portcullis={session}"));
+    }
+    let mut request = h.http.get(h.url(path)).header("accept", "text/html");
+    if !cookies.is_empty() {
+        request = request.header(COOKIE, cookies.join("; "));
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn code_flow_reaches_the_app_with_the_mapped_identity() {
+    let Setup { h, idp: _idp } = setup(&[], "").await;
+    let sign_in_page = h
+        .http
+        .get(h.url("/.portcullis/sign_in?rd=/c/1"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        sign_in_page.contains("href=\"/.portcullis/start/idp?rd=%2Fc%2F1\">Continue with Test IdP"),
+        "{sign_in_page}"
+    );
+
+    let mut flow = None;
+    let authorize = start(&h, "/c/1", &mut flow).await;
+    assert!(
+        authorize.contains("code_challenge_method=S256") && authorize.contains("nonce="),
+        "{authorize}"
+    );
+    let back = Person::default()
+        .sign_in_at_provider(&authorize, "alice")
+        .await;
+    let response = callback(&h, &back, flow.as_deref(), None).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::FOUND,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+    assert_eq!(response.headers()[LOCATION], "/c/1");
+    let session = set_cookie_value(&response, "_portcullis").unwrap();
+
+    let echo = h.echo("/c/1", &session).await;
+    assert_eq!(received(&echo, "x-forwarded-email"), ["alice@example.com"]);
+    assert_eq!(received(&echo, "x-forwarded-user"), ["Alice Anders"]);
+    assert_eq!(received(&echo, "x-forwarded-groups"), ["ml,staff"]);
+
+    // The same person signing in again is the same user, keyed on issuer + subject.
+    let mut flow2 = flow.clone();
+    let again = Person::default()
+        .sign_in_at_provider(&start(&h, "/", &mut flow2).await, "alice")
+        .await;
+    let response = callback(&h, &again, flow2.as_deref(), None).await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let user = h
+        .running
+        .state
+        .store
+        .user_by_identity(&_idp.issuer, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.display_name.as_deref(), Some("Alice Anders"));
+    assert_eq!(user.username, "alice");
+    h.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_guid_subject_never_becomes_the_display_name() {
+    // Profile claims only in userinfo (the provider's default): Portcullis must read userinfo.
+    let Setup { h, idp: _idp } = setup(&[], "").await;
+    let mut flow = None;
+    let authorize = start(&h, "/", &mut flow).await;
+    let back = Person::default()
+        .sign_in_at_provider(&authorize, "8c1d5f7a-52a1-4c5e-9d2e-2f4b6a7c9e01")
+        .await;
+    let response = callback(&h, &back, flow.as_deref(), None).await;
+    let session = set_cookie_value(&response, "_portcullis").unwrap();
+    let echo = h.echo("/", &session).await;
+    assert_eq!(received(&echo, "x-forwarded-email"), ["maria@example.com"]);
+    assert_eq!(
+        received(&echo, "x-forwarded-user"),
+        ["maria@example.com"],
+        "the email, never the GUID"
+    );
+    h.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_tabs_signing_in_at_once_both_succeed() {
+    let Setup { h, idp: _idp } = setup(&[("CONFORM", "false")], "").await;
+    let mut flow = None;
+    let first = start(&h, "/tab-1", &mut flow).await;
+    let second = start(&h, "/tab-2", &mut flow).await;
+    let person = Person::default();
+    let back_first = person.sign_in_at_provider(&first, "alice").await;
+    let back_second = person.sign_in_at_provider(&second, "alice").await;
+    // The second tab finishes first.
+    let r2 = callback(&h, &back_second, flow.as_deref(), None).await;
+    let r1 = callback(&h, &back_first, flow.as_deref(), None).await;
+    assert_eq!(
+        (r1.status(), r2.status()),
+        (StatusCode::FOUND, StatusCode::FOUND)
+    );
+    assert_eq!(r1.headers()[LOCATION], "/tab-1");
+    assert_eq!(r2.headers()[LOCATION], "/tab-2");
+    h.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn replayed_forged_and_foreign_callbacks_are_refused() {
+    let Setup { h, idp: _idp } = setup(&[], "").await;
+    let mut flow = None;
+    let authorize = start(&h, "/dest", &mut flow).await;
+    let back = Person::default()
+        .sign_in_at_provider(&authorize, "alice")
+        .await;
+
+    // Another browser (no flow cookie, or another one) cannot use this callback.
+    let foreign = callback(&h, &back, Some("x".repeat(43).as_str()), None).await;
+    assert_eq!(foreign.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        foreign
+            .text()
+            .await
+            .unwrap()
+            .contains("started in another browser")
+    );
+
+    let first = callback(&h, &back, flow.as_deref(), None).await;
+    assert_eq!(first.status(), StatusCode::FOUND);
+    let session = set_cookie_value(&first, "_portcullis").unwrap();
+
+    // Replaying the same callback: with the session, land where the user was going...
+    let replay = callback(&h, &back, flow.as_deref(), Some(&session)).await;
+    assert_eq!(replay.status(), StatusCode::FOUND);
+    assert_eq!(replay.headers()[LOCATION], "/dest");
+    assert!(
+        set_cookie_value(&replay, "_portcullis").is_none(),
+        "no second session from a replayed code"
+    );
+    // ...without it, a clear refusal.
+    let replay = callback(&h, &back, flow.as_deref(), None).await;
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert!(replay.text().await.unwrap().contains("already used"));
+
+    // A forged state.
+    let forged = back.replace("state=", "state=forged");
+    let forged = callback(&h, &forged, flow.as_deref(), None).await;
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+
+    // A provider error (the user declined) is shown, not swallowed.
+    let declined = h
+        .http
+        .get(h.url("/oauth2/callback?error=access_denied&error_description=user+declined&state=x"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declined.status(), StatusCode::FORBIDDEN);
+    assert!(
+        declined
+            .text()
+            .await
+            .unwrap()
+            .contains("access_denied: user declined")
+    );
+
+    let reasons: Vec<String> = h
+        .running
+        .state
+        .store
+        .recent_audit(20)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for expected in [
+        "flow_other_browser",
+        "flow_already_used",
+        "unknown_state",
+        "provider_error: access_denied user declined",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == expected),
+            "{expected} missing from {reasons:?}"
+        );
+    }
+    h.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn provider_down_at_sign_in_is_clear_and_sessions_outlive_it() {
+    let Setup { h, idp } = setup(&[], "").await;
+    let mut flow = None;
+    let back = Person::default()
+        .sign_in_at_provider(&start(&h, "/", &mut flow).await, "alice")
+        .await;
+    let session = set_cookie_value(
+        &callback(&h, &back, flow.as_deref(), None).await,
+        "_portcullis",
+    )
+    .unwrap();
+    drop(idp);
+    // Existing sessions keep working: they are Portcullis's own.
+    assert_eq!(h.echo("/still-here", &session).await["path"], "/still-here");
+    h.running.shutdown().await;
+
+    // A provider that is down when the sign-in starts gets a clear page, not a hang or a 500.
+    let port = free_port();
+    let dead = free_port();
+    let config = format!(
+        "{APP}[[providers]]\nid = 'idp'\nissuer = 'http://127.0.0.1:{dead}'\nclient_id = 'c'\nclient_secret = 's'\n"
+    );
+    let h = Harness::start_at(port, &config).await;
+    let response = h
+        .http
+        .get(h.url("/.portcullis/start/idp?rd=/"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("is unavailable right now")
+    );
+    h.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_provider_session_too() {
+    let Setup { h, idp } = setup(&[], "").await;
+    let mut flow = None;
+    let person = Person::default();
+    let back = person
+        .sign_in_at_provider(&start(&h, "/", &mut flow).await, "alice")
+        .await;
+    let session = set_cookie_value(
+        &callback(&h, &back, flow.as_deref(), None).await,
+        "_portcullis",
+    )
+    .unwrap();
+
+    let out = h
+        .http
+        .get(h.url("/.portcullis/sign_out"))
+        .header(COOKIE, format!("_portcullis={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::FOUND);
+    let end_session = out.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        end_session.starts_with(&format!("{}/session/end?", idp.issuer)),
+        "{end_session}"
+    );
+    assert!(end_session.contains("id_token_hint="), "{end_session}");
+    assert!(
+        end_session.contains("post_logout_redirect_uri=http%3A%2F%2F127.0.0.1"),
+        "{end_session}"
+    );
+    // The session is gone on our side already.
+    let after = h
+        .http
+        .get(h.url("/"))
+        .header(COOKIE, format!("_portcullis={session}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    // The provider accepts the request and sends the browser back to the signed-out page.
+    let landed = person.confirm_logout(&end_session).await;
+    assert_eq!(landed, format!("{}/.portcullis/signed_out", h.base));
+    // Signing in again needs the provider's login page again (its session ended too).
+    let mut flow2 = flow.clone();
+    let authorize = start(&h, "/", &mut flow2).await;
+    let first_hop = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let _ = first_hop;
+    let back = person.sign_in_at_provider(&authorize, "alice").await;
+    assert!(back.contains("/oauth2/callback?code="), "{back}");
+    h.running.shutdown().await;
+}
