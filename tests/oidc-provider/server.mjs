@@ -48,11 +48,21 @@ const provider = new Provider(issuer, {
     groups: ["groups"],
   },
   conformIdTokenClaims: process.env.CONFORM !== "false",
+  // Back-channel logout calls Portcullis on loopback, which oidc-provider's SSRF protection
+  // refuses by default. Test-only: drop that dispatcher.
+  fetch(url, options) {
+    delete options.dispatcher;
+    return globalThis.fetch(url, options);
+  },
   ttl: { AccessToken: Number(process.env.ACCESS_TTL || 3600), IdToken: 3600 },
   issueRefreshToken: async (ctx, client, code) => client.grantTypeAllowed("refresh_token") && code.scopes.has("offline_access"),
   async findAccount(ctx, sub) {
     return { accountId: sub, async claims() { return { sub, ...(accounts[sub] || {}) }; } };
   },
 });
+
+// Report back-channel deliveries on stderr (shown with PCS_IDP_DEBUG=1 in the Rust tests).
+provider.on("backchannel.error", (ctx, err, client) => console.error(`backchannel.error ${client.clientId}: ${err.message} ${err.cause ? err.cause.code + " " + err.cause.message : ""}`));
+provider.on("backchannel.success", (ctx, client) => console.error(`backchannel.success ${client.clientId}`));
 
 provider.listen(port, "127.0.0.1", () => console.log(`ready ${issuer}`));

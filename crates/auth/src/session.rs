@@ -62,6 +62,8 @@ impl ActiveSession {
             user_agent: None,
             provider: None,
             id_token_enc: None,
+            provider_subject: None,
+            provider_sid: None,
         }
     }
 
@@ -92,6 +94,9 @@ pub struct SessionOrigin {
     /// The provider signed in through, and its ID token encrypted (for RP-initiated logout).
     pub provider: Option<String>,
     pub id_token_enc: Option<String>,
+    /// The provider's `sub` and `sid`, for back-channel logout.
+    pub provider_subject: Option<String>,
+    pub provider_sid: Option<String>,
 }
 
 impl SessionManager {
@@ -133,6 +138,8 @@ impl SessionManager {
             user_agent: origin.user_agent,
             provider: origin.provider,
             id_token_enc: origin.id_token_enc,
+            provider_subject: origin.provider_subject,
+            provider_sid: origin.provider_sid,
         };
         self.store.insert_session(&session).await?;
         let active = Arc::new(ActiveSession::new(&session, user));
@@ -239,6 +246,24 @@ impl SessionManager {
         self.unknown.insert(id_hash.to_owned(), Cached::Unknown);
         self.store.delete_session(id_hash).await?;
         Ok(())
+    }
+
+    /// Ends the sessions a provider's back-channel logout names. Returns how many ended.
+    pub async fn end_provider_sessions(
+        &self,
+        provider: &str,
+        subject: Option<&str>,
+        sid: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        let ended = self
+            .store
+            .delete_provider_sessions(provider, subject, sid)
+            .await?;
+        for id_hash in &ended {
+            self.live.invalidate(id_hash);
+            self.unknown.insert(id_hash.clone(), Cached::Unknown);
+        }
+        Ok(ended.len())
     }
 
     /// Deletes expired sessions from the store; run periodically.

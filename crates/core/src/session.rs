@@ -27,6 +27,9 @@ pub struct Session {
     pub provider: Option<String>,
     /// The provider's ID token, encrypted, kept for RP-initiated logout.
     pub id_token_enc: Option<String>,
+    /// The provider's `sub` and `sid` for this sign-in, matched by back-channel logout.
+    pub provider_subject: Option<String>,
+    pub provider_sid: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +76,8 @@ mod tests {
             user_agent: None,
             provider: None,
             id_token_enc: None,
+            provider_subject: None,
+            provider_sid: None,
         };
         assert_eq!(s.check(&policy, Timestamp(1059)), Ok(()));
         assert_eq!(s.check(&policy, Timestamp(1060)), Err(Expiry::Idle));

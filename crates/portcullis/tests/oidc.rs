@@ -348,3 +348,71 @@ async fn sign_out_ends_the_provider_session_too() {
     assert!(back.contains("/oauth2/callback?code="), "{back}");
     h.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn back_channel_logout_ends_the_session_at_once() {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let backchannel = format!("{base}/.portcullis/backchannel_logout/idp");
+    let idp = Idp::start(&base, &[("BACKCHANNEL_URI", backchannel.as_str())]);
+    let h = Harness::start_at(port, &format!("{APP}{}", idp.provider_toml(""))).await;
+    let mut flow = None;
+    let person = Person::default();
+    let back = person
+        .sign_in_at_provider(&start(&h, "/", &mut flow).await, "alice")
+        .await;
+    let session = set_cookie_value(
+        &callback(&h, &back, flow.as_deref(), None).await,
+        "_portcullis",
+    )
+    .unwrap();
+    assert_eq!(h.echo("/", &session).await["path"], "/");
+
+    // The person signs out at the provider itself; it tells Portcullis over the back channel.
+    person
+        .confirm_logout(&format!("{}/session/end", idp.issuer))
+        .await;
+    let mut refused = false;
+    for _ in 0..20 {
+        let status = h
+            .http
+            .get(h.url("/"))
+            .header(COOKIE, format!("_portcullis={session}"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == StatusCode::UNAUTHORIZED {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused,
+        "the session must end after the provider's back-channel logout"
+    );
+    let audit = h.running.state.store.recent_audit(5).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("backchannel:idp: 1 session(s)")),
+        "{audit:?}"
+    );
+
+    // Forged or malformed logout tokens are refused with the spec's 400.
+    for token in ["", "not-a-jwt", "eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0."] {
+        let response = h
+            .http
+            .post(h.url("/.portcullis/backchannel_logout/idp"))
+            .form(&[("logout_token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{token:?}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request");
+    }
+    h.running.shutdown().await;
+}

@@ -136,6 +136,14 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_session(&self, id_hash: &str, last_seen: Timestamp) -> Result<(), StoreError>;
     /// Returns whether a session was deleted.
     async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError>;
+    /// Deletes the sessions a provider's back-channel logout names (by `sid`, or by `sub` when the
+    /// token carries no `sid`) and returns their id hashes.
+    async fn delete_provider_sessions(
+        &self,
+        provider: &str,
+        subject: Option<&str>,
+        sid: Option<&str>,
+    ) -> Result<Vec<String>, StoreError>;
     /// Deletes sessions created before `created_before` or idle since before `idle_before`.
     async fn delete_expired_sessions(
         &self,

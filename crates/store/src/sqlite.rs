@@ -108,6 +108,8 @@ fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
         user_agent: row.try_get("user_agent")?,
         provider: row.try_get("provider")?,
         id_token_enc: row.try_get("id_token_enc")?,
+        provider_subject: row.try_get("provider_subject")?,
+        provider_sid: row.try_get("provider_sid")?,
     })
 }
 
@@ -395,8 +397,8 @@ impl Store for SqliteStore {
 
     async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (id_hash, user_id, created_at, last_seen, client_ip, user_agent, provider, id_token_enc) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (id_hash, user_id, created_at, last_seen, client_ip, user_agent, provider, id_token_enc, \
+             provider_subject, provider_sid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.id_hash)
         .bind(&s.user_id)
@@ -406,6 +408,8 @@ impl Store for SqliteStore {
         .bind(&s.user_agent)
         .bind(&s.provider)
         .bind(&s.id_token_enc)
+        .bind(&s.provider_subject)
+        .bind(&s.provider_sid)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -434,6 +438,33 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_provider_sessions(
+        &self,
+        provider: &str,
+        subject: Option<&str>,
+        sid: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        // `sid` names one sign-in; without it, every session of the subject at that provider ends.
+        let rows = match (sid, subject) {
+            (Some(sid), _) => {
+                sqlx::query("DELETE FROM sessions WHERE provider = ? AND provider_sid = ? RETURNING id_hash")
+                    .bind(provider)
+                    .bind(sid)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            (None, Some(subject)) => {
+                sqlx::query("DELETE FROM sessions WHERE provider = ? AND provider_subject = ? RETURNING id_hash")
+                    .bind(provider)
+                    .bind(subject)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            (None, None) => Vec::new(),
+        };
+        rows.iter().map(|r| Ok(r.try_get("id_hash")?)).collect()
     }
 
     async fn delete_expired_sessions(
@@ -578,6 +609,8 @@ mod tests {
             user_agent: None,
             provider: Some("idp".into()),
             id_token_enc: None,
+            provider_subject: Some("sub-1".into()),
+            provider_sid: Some("sid-1".into()),
         };
         store.insert_session(&s).await.unwrap();
         store.touch_session("h", Timestamp(20)).await.unwrap();
@@ -586,6 +619,16 @@ mod tests {
             store.session("h").await.unwrap().unwrap().last_seen,
             Timestamp(20)
         );
+        let by_sid = store
+            .delete_provider_sessions("idp", None, Some("other-sid"))
+            .await
+            .unwrap();
+        assert!(by_sid.is_empty());
+        let other_idp = store
+            .delete_provider_sessions("other-idp", Some("sub-1"), None)
+            .await
+            .unwrap();
+        assert!(other_idp.is_empty());
         assert_eq!(
             store
                 .delete_expired_sessions(Timestamp(5), Timestamp(19))

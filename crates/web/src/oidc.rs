@@ -233,17 +233,19 @@ pub async fn callback(
         return stale_flow("The identity provider of this sign-in is no longer configured.");
     };
     match complete(&state, &provider, code, &flow.verifier, &flow.nonce).await {
-        Ok((user, id_token)) => {
+        Ok(done) => {
             let origin = SessionOrigin {
                 client_ip: Some(client_ip),
                 user_agent: user_agent(&headers),
                 provider: Some(provider.id().to_owned()),
-                id_token_enc: id_token.map(|t| state.sealer.seal(&t)),
+                id_token_enc: done.id_token.map(|t| state.sealer.seal(&t)),
+                provider_subject: done.provider_subject,
+                provider_sid: done.provider_sid,
             };
             let method = format!("oidc:{}", provider.id());
             start_session(
                 &state,
-                &user,
+                &done.user,
                 origin,
                 &method,
                 &flow.return_to,
@@ -282,6 +284,15 @@ enum Completion {
     Refused(LoginRefusal),
 }
 
+/// A finished sign-in at the provider.
+struct Completed {
+    user: portcullis_core::user::User,
+    id_token: Option<String>,
+    /// The raw `sub` and `sid` claims, which back-channel logout tokens refer to.
+    provider_subject: Option<String>,
+    provider_sid: Option<String>,
+}
+
 /// Exchanges the code, verifies the claims, and finds or creates the user.
 async fn complete(
     state: &AppState,
@@ -289,7 +300,7 @@ async fn complete(
     code: &str,
     verifier: &str,
     nonce: &str,
-) -> Result<(portcullis_core::user::User, Option<String>), Completion> {
+) -> Result<Completed, Completion> {
     let tokens = provider
         .exchange(code, verifier, &redirect_uri(state))
         .await
@@ -323,5 +334,11 @@ async fn complete(
     )
     .await
     .map_err(Completion::Refused)?;
-    Ok((user, tokens.id_token))
+    let claim = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    Ok(Completed {
+        user,
+        id_token: tokens.id_token,
+        provider_subject: claim("sub"),
+        provider_sid: claim("sid"),
+    })
 }

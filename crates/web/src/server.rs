@@ -10,7 +10,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::Uri;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::state::AppState;
-use crate::{health, oidc, setup, sign_in, sign_out, whoami};
+use crate::{backchannel, health, oidc, setup, sign_in, sign_out, whoami};
 
 /// Largest request head (request line + headers) accepted; larger ones get 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -53,6 +53,10 @@ pub fn router(state: AppState) -> Router {
         .route("/.portcullis/signed_out", get(sign_out::signed_out))
         .route("/.portcullis/start/{provider}", get(oidc::start))
         .route("/oauth2/start", get(oidc::oauth2_start))
+        .route(
+            "/.portcullis/backchannel_logout/{provider}",
+            post(backchannel::receive),
+        )
         .route("/oauth2/callback", get(oidc::callback))
         .route("/.portcullis/callback", get(oidc::callback))
         .fallback(proxy)

@@ -28,14 +28,16 @@ fn reject(reason: impl Into<String>) -> OidcError {
     OidcError::Rejected(reason.into())
 }
 
-pub async fn verify(
+/// Verifies the algorithm (allow-list), the signature, `iss` and `aud`; returns the claims.
+async fn verified_claims(
     token: &str,
     keys: &JwksCache,
     expect: &Expectations<'_>,
+    required: &[&str],
 ) -> Result<Value, OidcError> {
     let header = jsonwebtoken::decode_header(token).map_err(|e| {
         reject(format!(
-            "the ID token is malformed or uses a forbidden algorithm: {e}"
+            "the token is malformed or uses a forbidden algorithm: {e}"
         ))
     })?;
     let alg_name = format!("{:?}", header.alg);
@@ -45,7 +47,7 @@ pub async fn verify(
         .any(|a| Algorithm::from_str(a).ok() == Some(header.alg))
     {
         return Err(reject(format!(
-            "the ID token is signed with {alg_name}, which this provider is not allowed to use"
+            "the token is signed with {alg_name}, which this provider is not allowed to use"
         )));
     }
     let jwk = keys.key(header.kid.as_deref()).await?;
@@ -54,13 +56,22 @@ pub async fn verify(
     let mut validation = Validation::new(header.alg);
     validation.set_audience(&[expect.client_id]);
     validation.set_issuer(&[expect.issuer]);
-    validation.set_required_spec_claims(&["iss", "aud", "exp", "sub"]);
-    // Time is checked below against the injected clock.
+    validation.set_required_spec_claims(required);
+    // Time is checked by the callers against the injected clock.
     validation.validate_exp = false;
     validation.validate_nbf = false;
-    let data = jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .map_err(|e| reject(format!("the ID token failed verification: {e}")))?;
-    let claims = data.claims;
+    jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| reject(format!("the token failed verification: {e}")))
+}
+
+/// Verifies an ID token (OpenID Connect Core §3.1.3.7).
+pub async fn verify(
+    token: &str,
+    keys: &JwksCache,
+    expect: &Expectations<'_>,
+) -> Result<Value, OidcError> {
+    let claims = verified_claims(token, keys, expect, &["iss", "aud", "exp", "sub"]).await?;
     check_times(&claims, expect.now)?;
     check_azp(&claims, expect.client_id)?;
     if claims.get("nonce").and_then(Value::as_str) != Some(expect.nonce) {
@@ -69,6 +80,60 @@ pub async fn verify(
         ));
     }
     Ok(claims)
+}
+
+/// Who a back-channel logout token signs out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogoutTarget {
+    pub subject: Option<String>,
+    pub sid: Option<String>,
+}
+
+const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// A logout token older than this is refused (a replay, or a badly wrong clock).
+const LOGOUT_TOKEN_MAX_AGE: i64 = 300;
+
+/// Verifies a back-channel logout token (OpenID Connect Back-Channel Logout 1.0 §2.6).
+/// `expect.nonce` is ignored: a logout token must not carry one.
+pub async fn verify_logout(
+    token: &str,
+    keys: &JwksCache,
+    expect: &Expectations<'_>,
+) -> Result<LogoutTarget, OidcError> {
+    let claims = verified_claims(token, keys, expect, &["iss", "aud"]).await?;
+    let iat = claims
+        .get("iat")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| reject("the logout token has no iat"))?;
+    if iat < expect.now.0 - LOGOUT_TOKEN_MAX_AGE || iat > expect.now.0 + LEEWAY_SECS {
+        return Err(reject("the logout token is too old or from the future"));
+    }
+    if let Some(exp) = claims.get("exp").and_then(Value::as_i64)
+        && expect.now.0 > exp + LEEWAY_SECS
+    {
+        return Err(reject("the logout token has expired"));
+    }
+    let is_logout_event = claims
+        .get("events")
+        .and_then(|e| e.get(BACKCHANNEL_EVENT))
+        .is_some_and(Value::is_object);
+    if !is_logout_event {
+        return Err(reject(
+            "the token is not a back-channel logout token (events claim)",
+        ));
+    }
+    if claims.get("nonce").is_some() {
+        return Err(reject("a logout token must not carry a nonce"));
+    }
+    let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+    let target = LogoutTarget {
+        subject: text("sub"),
+        sid: text("sid"),
+    };
+    if target.subject.is_none() && target.sid.is_none() {
+        return Err(reject("the logout token names neither sub nor sid"));
+    }
+    Ok(target)
 }
 
 fn check_times(claims: &Value, now: Timestamp) -> Result<(), OidcError> {

@@ -276,6 +276,26 @@ impl Provider {
         Ok(claims)
     }
 
+    /// Verifies a back-channel logout token from this provider.
+    pub async fn verify_logout_token(
+        &self,
+        token: &str,
+    ) -> Result<id_token::LogoutTarget, OidcError> {
+        let discovered = self.discovered().await?;
+        let jwks = discovered
+            .jwks
+            .as_ref()
+            .ok_or_else(|| OidcError::Rejected("the provider publishes no jwks_uri".into()))?;
+        let expect = Expectations {
+            issuer: &discovered.metadata.issuer,
+            client_id: &self.config.client_id,
+            nonce: "",
+            allowed_algorithms: &self.config.allowed_algorithms,
+            now: self.clock.now(),
+        };
+        id_token::verify_logout(token, jwks, &expect).await
+    }
+
     async fn get_json(&self, url: &str, access_token: &str) -> Result<Value, OidcError> {
         let response = self
             .http

@@ -53,7 +53,11 @@ impl Idp {
                 format!("{portcullis_base}/.portcullis/signed_out"),
             )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(if std::env::var_os("PCS_IDP_DEBUG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
         for (k, v) in extra_env {
             command.env(k, v);
         }

@@ -41,3 +41,7 @@ CREATE INDEX auth_flows_by_binding ON auth_flows (binding_hash, created_at);
 ALTER TABLE sessions ADD COLUMN provider TEXT;
 -- The provider's ID token, encrypted, for RP-initiated logout (id_token_hint).
 ALTER TABLE sessions ADD COLUMN id_token_enc TEXT;
+-- The provider's subject and session id (`sid`), so a back-channel logout can find the session.
+ALTER TABLE sessions ADD COLUMN provider_subject TEXT;
+ALTER TABLE sessions ADD COLUMN provider_sid TEXT;
+CREATE INDEX sessions_by_provider_subject ON sessions (provider, provider_subject);
