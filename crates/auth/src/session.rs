@@ -10,13 +10,14 @@
 //! is refused on its very next request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use portcullis_core::session::{Expiry, Session, SessionPolicy};
+use portcullis_core::session::{Expiry, ProviderSession, Session, SessionPolicy};
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Clock, Identity, Timestamp};
 use portcullis_store::{Store, StoreError};
+use tokio::sync::Mutex;
 
 use crate::secret::{looks_like_token, random_token, token_hash};
 
@@ -34,10 +35,58 @@ pub struct ActiveSession {
     pub created_at: Timestamp,
     last_seen: AtomicI64,
     last_persisted: AtomicI64,
+    /// Provider-backed sessions keep their refresh state here (see [`Refresher`]).
+    provider: Option<ProviderTokens>,
 }
+
+/// The refresh state of a provider-backed session.
+#[derive(Debug)]
+struct ProviderTokens {
+    provider: String,
+    refresh_token_enc: Mutex<Option<String>>,
+    /// Unix seconds; 0 when the provider gave no expiry.
+    access_expires_at: AtomicI64,
+    /// No refresh is attempted before this (back-off after a provider outage).
+    not_before: AtomicI64,
+    refreshing: AtomicBool,
+}
+
+/// What became of an attempt to refresh a session's provider tokens.
+pub enum RefreshOutcome {
+    Renewed {
+        refresh_token_enc: Option<String>,
+        access_expires_at: Option<Timestamp>,
+    },
+    /// The provider refused for good (revoked, expired, user disabled): the session ends.
+    Rejected(String),
+    /// The provider could not be asked; the session lives on and the refresh is retried later.
+    Unavailable(String),
+}
+
+/// Refreshes provider tokens; implemented over the configured providers.
+#[async_trait::async_trait]
+pub trait Refresher: Send + Sync {
+    async fn refresh(&self, provider: &str, refresh_token_enc: &str) -> RefreshOutcome;
+}
+
+/// Refresh this long before the access token expires.
+const REFRESH_MARGIN: i64 = 30;
+/// After a provider outage, wait this long before trying again.
+const REFRESH_RETRY: i64 = 30;
 
 impl ActiveSession {
     fn new(session: &Session, user: &User) -> Self {
+        let provider = session
+            .provider
+            .as_ref()
+            .filter(|p| p.refresh_token_enc.is_some())
+            .map(|p| ProviderTokens {
+                provider: p.provider.clone(),
+                refresh_token_enc: Mutex::new(p.refresh_token_enc.clone()),
+                access_expires_at: AtomicI64::new(p.access_expires_at.map(|t| t.0).unwrap_or(0)),
+                not_before: AtomicI64::new(0),
+                refreshing: AtomicBool::new(false),
+            });
         ActiveSession {
             id_hash: session.id_hash.clone(),
             user_id: session.user_id.clone(),
@@ -45,6 +94,7 @@ impl ActiveSession {
             created_at: session.created_at,
             last_seen: AtomicI64::new(session.last_seen.0),
             last_persisted: AtomicI64::new(session.last_seen.0),
+            provider,
         }
     }
 
@@ -61,9 +111,6 @@ impl ActiveSession {
             client_ip: None,
             user_agent: None,
             provider: None,
-            id_token_enc: None,
-            provider_subject: None,
-            provider_sid: None,
         }
     }
 
@@ -84,6 +131,7 @@ pub struct SessionManager {
     policy: SessionPolicy,
     live: moka::sync::Cache<String, Cached>,
     unknown: moka::sync::Cache<String, Cached>,
+    refresher: Option<Arc<dyn Refresher>>,
 }
 
 /// Request facts recorded with a new session.
@@ -91,12 +139,8 @@ pub struct SessionManager {
 pub struct SessionOrigin {
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
-    /// The provider signed in through, and its ID token encrypted (for RP-initiated logout).
-    pub provider: Option<String>,
-    pub id_token_enc: Option<String>,
-    /// The provider's `sub` and `sid`, for back-channel logout.
-    pub provider_subject: Option<String>,
-    pub provider_sid: Option<String>,
+    /// The provider side of the sign-in, if it went through one.
+    pub provider: Option<ProviderSession>,
 }
 
 impl SessionManager {
@@ -113,7 +157,14 @@ impl SessionManager {
                 .max_capacity(100_000)
                 .time_to_live(NEGATIVE_TTL)
                 .build(),
+            refresher: None,
         }
+    }
+
+    /// Enables refreshing provider tokens of provider-backed sessions.
+    pub fn with_refresher(mut self, refresher: Arc<dyn Refresher>) -> Self {
+        self.refresher = Some(refresher);
+        self
     }
 
     pub fn policy(&self) -> &SessionPolicy {
@@ -137,9 +188,6 @@ impl SessionManager {
             client_ip: origin.client_ip,
             user_agent: origin.user_agent,
             provider: origin.provider,
-            id_token_enc: origin.id_token_enc,
-            provider_subject: origin.provider_subject,
-            provider_sid: origin.provider_sid,
         };
         self.store.insert_session(&session).await?;
         let active = Arc::new(ActiveSession::new(&session, user));
@@ -175,6 +223,7 @@ impl SessionManager {
             return Ok(None);
         }
         self.touch(&active, now);
+        self.refresh_if_due(&active, now);
         Ok(Some(active))
     }
 
@@ -215,6 +264,33 @@ impl SessionManager {
                 }
             });
         }
+    }
+
+    /// Starts a background refresh when the access token is about to expire. The request never
+    /// waits for the provider; a refusal ends the session before its next request.
+    fn refresh_if_due(&self, active: &Arc<ActiveSession>, now: Timestamp) {
+        let (Some(tokens), Some(refresher)) = (&active.provider, &self.refresher) else {
+            return;
+        };
+        let expires = tokens.access_expires_at.load(Ordering::Relaxed);
+        if expires == 0
+            || now.0 < expires - REFRESH_MARGIN
+            || now.0 < tokens.not_before.load(Ordering::Relaxed)
+        {
+            return;
+        }
+        if tokens.refreshing.swap(true, Ordering::AcqRel) {
+            return; // another request already started it
+        }
+        let task = RefreshTask {
+            active: active.clone(),
+            refresher: refresher.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            live: self.live.clone(),
+            unknown: self.unknown.clone(),
+        };
+        tokio::spawn(task.run());
     }
 
     /// The stored record behind a cookie value (provider, sealed ID token), for sign-out.
@@ -293,6 +369,67 @@ impl SessionManager {
     pub fn cached_count(&self) -> u64 {
         self.live.run_pending_tasks();
         self.live.entry_count()
+    }
+}
+
+/// One background refresh of a session's provider tokens.
+struct RefreshTask {
+    active: Arc<ActiveSession>,
+    refresher: Arc<dyn Refresher>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    live: moka::sync::Cache<String, Cached>,
+    unknown: moka::sync::Cache<String, Cached>,
+}
+
+impl RefreshTask {
+    async fn run(self) {
+        let Some(tokens) = &self.active.provider else {
+            return;
+        };
+        let current = tokens.refresh_token_enc.lock().await.clone();
+        let outcome = match current {
+            Some(sealed) => self.refresher.refresh(&tokens.provider, &sealed).await,
+            None => RefreshOutcome::Rejected("no refresh token".into()),
+        };
+        let id_hash = &self.active.id_hash;
+        match outcome {
+            RefreshOutcome::Renewed {
+                refresh_token_enc,
+                access_expires_at,
+            } => {
+                if let Some(sealed) = &refresh_token_enc {
+                    *tokens.refresh_token_enc.lock().await = Some(sealed.clone());
+                }
+                tokens.access_expires_at.store(
+                    access_expires_at.map(|t| t.0).unwrap_or(0),
+                    Ordering::Relaxed,
+                );
+                if let Err(e) = self
+                    .store
+                    .update_session_tokens(id_hash, refresh_token_enc.as_deref(), access_expires_at)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not record refreshed tokens");
+                }
+            }
+            RefreshOutcome::Rejected(reason) => {
+                tracing::info!(provider = %tokens.provider, user = %self.active.identity.username, reason = %reason,
+                    "the provider refused to refresh the session; it ends");
+                self.live.invalidate(id_hash);
+                self.unknown.insert(id_hash.clone(), Cached::Unknown);
+                if let Err(e) = self.store.delete_session(id_hash).await {
+                    tracing::warn!(error = %e, "could not delete the ended session");
+                }
+            }
+            RefreshOutcome::Unavailable(reason) => {
+                tracing::warn!(provider = %tokens.provider, reason = %reason, "could not refresh provider tokens; will retry");
+                tokens
+                    .not_before
+                    .store(self.clock.now().0 + REFRESH_RETRY, Ordering::Relaxed);
+            }
+        }
+        tokens.refreshing.store(false, Ordering::Release);
     }
 }
 

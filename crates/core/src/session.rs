@@ -23,13 +23,22 @@ pub struct Session {
     pub last_seen: Timestamp,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
-    /// The provider the user signed in through (`None` for local accounts).
-    pub provider: Option<String>,
-    /// The provider's ID token, encrypted, kept for RP-initiated logout.
-    pub id_token_enc: Option<String>,
+    /// The provider side of the sign-in (`None` for local accounts).
+    pub provider: Option<ProviderSession>,
+}
+
+/// What Portcullis keeps about a sign-in through an identity provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderSession {
+    pub provider: String,
     /// The provider's `sub` and `sid` for this sign-in, matched by back-channel logout.
-    pub provider_subject: Option<String>,
-    pub provider_sid: Option<String>,
+    pub subject: Option<String>,
+    pub sid: Option<String>,
+    /// The ID token, encrypted, for RP-initiated logout (`id_token_hint`).
+    pub id_token_enc: Option<String>,
+    /// The refresh token, encrypted, and when the access token expires.
+    pub refresh_token_enc: Option<String>,
+    pub access_expires_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,9 +84,6 @@ mod tests {
             client_ip: None,
             user_agent: None,
             provider: None,
-            id_token_enc: None,
-            provider_subject: None,
-            provider_sid: None,
         };
         assert_eq!(s.check(&policy, Timestamp(1059)), Ok(()));
         assert_eq!(s.check(&policy, Timestamp(1060)), Err(Expiry::Idle));

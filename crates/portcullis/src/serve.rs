@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use portcullis_auth::oidc::refresh::ProviderRefresher;
 use portcullis_auth::oidc::{FlowManager, Providers};
 use portcullis_auth::seal::Sealer;
 use portcullis_auth::{LocalLogin, LoginThrottle, PasswordHasher, SessionManager, SetupToken};
@@ -63,11 +64,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         None
     };
     let routes = Arc::new(RouteTable::build(&config, whoami)?);
-    let sessions = Arc::new(SessionManager::new(
-        store.clone(),
-        clock.clone(),
-        config.session.policy(),
-    ));
+    let sealer = token_sealer(&config)?;
+    let providers = Arc::new(Providers::new(&config.providers, clock.clone())?);
+    let refresher = ProviderRefresher::new(providers.clone(), sealer.clone(), clock.clone());
+    let sessions = Arc::new(
+        SessionManager::new(store.clone(), clock.clone(), config.session.policy())
+            .with_refresher(Arc::new(refresher)),
+    );
     let local = &config.local_auth;
     let hasher = PasswordHasher::new(local.max_concurrent_hashes)?;
     let throttle = LoginThrottle::new(
@@ -109,9 +112,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         gateway,
         metrics,
         audit: Audit::new(store.clone(), clock.clone()),
-        providers: Arc::new(Providers::new(&config.providers, clock.clone())?),
+        providers,
         flows: Arc::new(FlowManager::new(store, clock)),
-        sealer: token_sealer(&config)?,
+        sealer,
     };
 
     let listener = tokio::net::TcpListener::bind(config.listen)

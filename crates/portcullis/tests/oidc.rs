@@ -416,3 +416,106 @@ async fn back_channel_logout_ends_the_session_at_once() {
     }
     h.running.shutdown().await;
 }
+
+/// Polls `check` every 100 ms for up to 5 s.
+async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..50 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn access_tokens_are_refreshed_and_a_refused_refresh_ends_the_session() {
+    // Access tokens live 2 s, so every request finds them due for refresh.
+    let scopes = "scopes = ['openid', 'email', 'profile', 'offline_access']\n";
+    let Setup { h, idp } = setup(&[("ACCESS_TTL", "2")], scopes).await;
+    let mut flow = None;
+    let authorize = start(&h, "/", &mut flow).await;
+    assert!(
+        authorize.contains("prompt=consent"),
+        "offline_access needs consent: {authorize}"
+    );
+    let back = Person::default()
+        .sign_in_at_provider(&authorize, "alice")
+        .await;
+    let session = set_cookie_value(
+        &callback(&h, &back, flow.as_deref(), None).await,
+        "_portcullis",
+    )
+    .unwrap();
+    let state = &h.running.state;
+    let id_hash = portcullis_auth::secret::token_hash(&session);
+    let stored = || async {
+        state
+            .store
+            .session(&id_hash)
+            .await
+            .unwrap()
+            .and_then(|s| s.provider)
+    };
+    let first = stored().await.expect("a provider session");
+    let first_expiry = first
+        .access_expires_at
+        .expect("the provider gave an expiry");
+    assert!(
+        first.refresh_token_enc.is_some(),
+        "offline_access yields a refresh token"
+    );
+
+    // A request finds the access token due: it is refreshed in the background.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(h.echo("/", &session).await["path"], "/");
+    let refreshed = eventually(|| async {
+        stored().await.and_then(|p| p.access_expires_at) > Some(first_expiry)
+    })
+    .await;
+    assert!(
+        refreshed,
+        "the access token expiry moves forward after a refresh"
+    );
+
+    // The provider revokes the refresh token: the next refresh is refused and the session ends.
+    let current = stored().await.unwrap().refresh_token_enc.unwrap();
+    let refresh_token = state.sealer.open(&current).unwrap();
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/token/revocation", idp.issuer))
+        .basic_auth("portcullis", Some("portcullis-test-secret"))
+        .form(&[
+            ("token", refresh_token.as_str()),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success(), "{}", revoked.status());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let ended = eventually(|| async {
+        let status = h
+            .http
+            .get(h.url("/api/chats"))
+            .header(COOKIE, format!("_portcullis={session}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(
+        ended,
+        "a refused refresh ends the session: API requests get 401"
+    );
+    assert!(
+        stored().await.is_none(),
+        "the session is deleted from the store too"
+    );
+    h.running.shutdown().await;
+}

@@ -134,6 +134,13 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_session(&self, session: &Session) -> Result<(), StoreError>;
     async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;
     async fn touch_session(&self, id_hash: &str, last_seen: Timestamp) -> Result<(), StoreError>;
+    /// Records refreshed provider tokens for a session.
+    async fn update_session_tokens(
+        &self,
+        id_hash: &str,
+        refresh_token_enc: Option<&str>,
+        access_expires_at: Option<Timestamp>,
+    ) -> Result<(), StoreError>;
     /// Returns whether a session was deleted.
     async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError>;
     /// Deletes the sessions a provider's back-channel logout names (by `sid`, or by `sub` when the

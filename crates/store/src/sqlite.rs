@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use portcullis_core::session::Session;
+use portcullis_core::session::{ProviderSession, Session};
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Role, Timestamp};
 use sqlx::Row;
@@ -106,10 +106,19 @@ fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
         last_seen: Timestamp(row.try_get("last_seen")?),
         client_ip: row.try_get("client_ip")?,
         user_agent: row.try_get("user_agent")?,
-        provider: row.try_get("provider")?,
-        id_token_enc: row.try_get("id_token_enc")?,
-        provider_subject: row.try_get("provider_subject")?,
-        provider_sid: row.try_get("provider_sid")?,
+        provider: match row.try_get::<Option<String>, _>("provider")? {
+            Some(provider) => Some(ProviderSession {
+                provider,
+                subject: row.try_get("provider_subject")?,
+                sid: row.try_get("provider_sid")?,
+                id_token_enc: row.try_get("id_token_enc")?,
+                refresh_token_enc: row.try_get("refresh_token_enc")?,
+                access_expires_at: row
+                    .try_get::<Option<i64>, _>("access_expires_at")?
+                    .map(Timestamp),
+            }),
+            None => None,
+        },
     })
 }
 
@@ -396,9 +405,11 @@ impl Store for SqliteStore {
     }
 
     async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
+        let p = s.provider.as_ref();
         sqlx::query(
             "INSERT INTO sessions (id_hash, user_id, created_at, last_seen, client_ip, user_agent, provider, id_token_enc, \
-             provider_subject, provider_sid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             provider_subject, provider_sid, refresh_token_enc, access_expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.id_hash)
         .bind(&s.user_id)
@@ -406,10 +417,12 @@ impl Store for SqliteStore {
         .bind(s.last_seen.0)
         .bind(&s.client_ip)
         .bind(&s.user_agent)
-        .bind(&s.provider)
-        .bind(&s.id_token_enc)
-        .bind(&s.provider_subject)
-        .bind(&s.provider_sid)
+        .bind(p.map(|p| &p.provider))
+        .bind(p.and_then(|p| p.id_token_enc.as_ref()))
+        .bind(p.and_then(|p| p.subject.as_ref()))
+        .bind(p.and_then(|p| p.sid.as_ref()))
+        .bind(p.and_then(|p| p.refresh_token_enc.as_ref()))
+        .bind(p.and_then(|p| p.access_expires_at).map(|t| t.0))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -429,6 +442,24 @@ impl Store for SqliteStore {
             .bind(id_hash)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    async fn update_session_tokens(
+        &self,
+        id_hash: &str,
+        refresh_token_enc: Option<&str>,
+        access_expires_at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        // A provider that does not rotate refresh tokens sends none: keep the old one.
+        sqlx::query(
+            "UPDATE sessions SET refresh_token_enc = coalesce(?, refresh_token_enc), access_expires_at = ? WHERE id_hash = ?",
+        )
+        .bind(refresh_token_enc)
+        .bind(access_expires_at.map(|t| t.0))
+        .bind(id_hash)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -607,10 +638,14 @@ mod tests {
             last_seen: Timestamp(10),
             client_ip: Some("127.0.0.1".into()),
             user_agent: None,
-            provider: Some("idp".into()),
-            id_token_enc: None,
-            provider_subject: Some("sub-1".into()),
-            provider_sid: Some("sid-1".into()),
+            provider: Some(ProviderSession {
+                provider: "idp".into(),
+                subject: Some("sub-1".into()),
+                sid: Some("sid-1".into()),
+                id_token_enc: None,
+                refresh_token_enc: Some("sealed".into()),
+                access_expires_at: Some(Timestamp(99)),
+            }),
         };
         store.insert_session(&s).await.unwrap();
         store.touch_session("h", Timestamp(20)).await.unwrap();
@@ -619,6 +654,17 @@ mod tests {
             store.session("h").await.unwrap().unwrap().last_seen,
             Timestamp(20)
         );
+        store
+            .update_session_tokens("h", None, Some(Timestamp(120)))
+            .await
+            .unwrap();
+        let provider = store.session("h").await.unwrap().unwrap().provider.unwrap();
+        assert_eq!(
+            provider.refresh_token_enc.as_deref(),
+            Some("sealed"),
+            "kept when not rotated"
+        );
+        assert_eq!(provider.access_expires_at, Some(Timestamp(120)));
         let by_sid = store
             .delete_provider_sessions("idp", None, Some("other-sid"))
             .await

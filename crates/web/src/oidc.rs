@@ -13,10 +13,12 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use portcullis_auth::oidc::flow::FlowError;
 use portcullis_auth::oidc::login::{LoginRefusal, resolve_user};
+use portcullis_auth::oidc::provider::Tokens;
 use portcullis_auth::oidc::{FlowOutcome, OidcError, Provider};
 use portcullis_auth::secret::{looks_like_token, random_token};
 use portcullis_auth::session::SessionOrigin;
 use portcullis_core::claims::map_claims;
+use portcullis_core::session::ProviderSession;
 use portcullis_core::{Failure, FailureKind};
 use portcullis_proxy::cookies;
 use portcullis_proxy::respond::{self, safe_return_path};
@@ -234,13 +236,21 @@ pub async fn callback(
     };
     match complete(&state, &provider, code, &flow.verifier, &flow.nonce).await {
         Ok(done) => {
+            let tokens = &done.tokens;
+            let seal = |t: &String| state.sealer.seal(t);
             let origin = SessionOrigin {
                 client_ip: Some(client_ip),
                 user_agent: user_agent(&headers),
-                provider: Some(provider.id().to_owned()),
-                id_token_enc: done.id_token.map(|t| state.sealer.seal(&t)),
-                provider_subject: done.provider_subject,
-                provider_sid: done.provider_sid,
+                provider: Some(ProviderSession {
+                    provider: provider.id().to_owned(),
+                    subject: done.provider_subject.clone(),
+                    sid: done.provider_sid.clone(),
+                    id_token_enc: tokens.id_token.as_ref().map(seal),
+                    refresh_token_enc: tokens.refresh_token.as_ref().map(seal),
+                    access_expires_at: tokens
+                        .expires_in
+                        .map(|secs| state.clock.now().plus(std::time::Duration::from_secs(secs))),
+                }),
             };
             let method = format!("oidc:{}", provider.id());
             start_session(
@@ -287,7 +297,7 @@ enum Completion {
 /// A finished sign-in at the provider.
 struct Completed {
     user: portcullis_core::user::User,
-    id_token: Option<String>,
+    tokens: Tokens,
     /// The raw `sub` and `sid` claims, which back-channel logout tokens refer to.
     provider_subject: Option<String>,
     provider_sid: Option<String>,
@@ -337,7 +347,7 @@ async fn complete(
     let claim = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
     Ok(Completed {
         user,
-        id_token: tokens.id_token,
+        tokens,
         provider_subject: claim("sub"),
         provider_sid: claim("sid"),
     })

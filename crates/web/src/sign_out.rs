@@ -83,8 +83,9 @@ pub async fn sign_out(
 pub const SIGNED_OUT_PATH: &str = "/.portcullis/signed_out";
 
 async fn provider_logout_url(state: &AppState, stored: &Session) -> Option<String> {
-    let provider = state.providers.get(stored.provider.as_deref()?)?;
-    let id_token = stored
+    let link = stored.provider.as_ref()?;
+    let provider = state.providers.get(&link.provider)?;
+    let id_token = link
         .id_token_enc
         .as_deref()
         .and_then(|sealed| state.sealer.open(sealed).ok());

@@ -16,6 +16,7 @@ pub mod id_token;
 pub mod jwks;
 pub mod login;
 pub mod provider;
+pub mod refresh;
 
 pub use flow::{FlowManager, FlowOutcome};
 pub use provider::{Provider, Providers};

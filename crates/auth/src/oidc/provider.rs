@@ -189,6 +189,10 @@ impl Provider {
             .append_pair("nonce", nonce)
             .append_pair("code_challenge", challenge)
             .append_pair("code_challenge_method", "S256");
+        // Providers issue refresh tokens for offline_access only after explicit consent.
+        if self.config.scopes().iter().any(|s| s == "offline_access") {
+            url.query_pairs_mut().append_pair("prompt", "consent");
+        }
         Ok(url.into())
     }
 
@@ -199,23 +203,41 @@ impl Provider {
         verifier: &str,
         redirect_uri: &str,
     ) -> Result<Tokens, OidcError> {
-        let metadata = self.metadata().await?;
-        let form = [
+        self.token_request(&[
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", redirect_uri),
             ("code_verifier", verifier),
-        ];
+        ])
+        .await
+    }
+
+    /// New tokens for a refresh token. `Rejected` means the provider refused for good.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, OidcError> {
+        self.token_request(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .await
+    }
+
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<Tokens, OidcError> {
+        let metadata = self.metadata().await?;
         let response = self
             .http
             .post(&metadata.token_endpoint)
             .basic_auth(&self.config.client_id, Some(&self.config.client_secret))
             .header("accept", "application/json")
-            .form(&form)
+            .form(form)
             .send()
             .await
             .map_err(|e| unavailable("token endpoint", e))?;
         let status = response.status();
+        if status.is_server_error() {
+            return Err(OidcError::Unavailable(format!(
+                "token endpoint answered {status}"
+            )));
+        }
         let body: Value = response
             .json()
             .await
@@ -229,13 +251,9 @@ impl Provider {
                 .get("error_description")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            return Err(if status.is_server_error() {
-                OidcError::Unavailable(format!("token endpoint answered {status}"))
-            } else {
-                OidcError::Rejected(format!(
-                    "the provider refused the code: {error} {description}"
-                ))
-            });
+            return Err(OidcError::Rejected(format!(
+                "the provider refused: {error} {description}"
+            )));
         }
         serde_json::from_value(body)
             .map_err(|e| OidcError::Rejected(format!("token response: {e}")))

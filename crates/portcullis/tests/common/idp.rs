@@ -80,10 +80,16 @@ impl Idp {
         }
     }
 
+    /// A `[[providers]]` entry for this provider; `extra` may override `scopes`.
     pub fn provider_toml(&self, extra: &str) -> String {
+        let scopes = if extra.contains("scopes") {
+            ""
+        } else {
+            "scopes = ['openid', 'email', 'profile', 'groups']\n"
+        };
         format!(
             "[[providers]]\nid = 'idp'\nname = 'Test IdP'\nissuer = '{}'\nclient_id = 'portcullis'\n\
-             client_secret = 'portcullis-test-secret'\nscopes = ['openid', 'email', 'profile', 'groups']\n{extra}",
+             client_secret = 'portcullis-test-secret'\n{scopes}{extra}",
             self.issuer
         )
     }

@@ -44,4 +44,7 @@ ALTER TABLE sessions ADD COLUMN id_token_enc TEXT;
 -- The provider's subject and session id (`sid`), so a back-channel logout can find the session.
 ALTER TABLE sessions ADD COLUMN provider_subject TEXT;
 ALTER TABLE sessions ADD COLUMN provider_sid TEXT;
+-- The provider's refresh token (encrypted) and when its access token expires.
+ALTER TABLE sessions ADD COLUMN refresh_token_enc TEXT;
+ALTER TABLE sessions ADD COLUMN access_expires_at INTEGER;
 CREATE INDEX sessions_by_provider_subject ON sessions (provider, provider_subject);
