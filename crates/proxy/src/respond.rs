@@ -114,7 +114,7 @@ pub fn failure(f: &Failure, browser: bool) -> Response<Body> {
     let hint = f
         .hint
         .as_deref()
-        .map(|h| format!("<p class=\"hint\">{}</p>", html::escape(h)))
+        .map(|h| format!("<p class=\"hint\">{}</p>", html::escape(&capitalised(h))))
         .unwrap_or_default();
     let body = format!(
         "<h1>{}</h1><p>{}</p>{hint}<p class=\"code\">HTTP {} · {}</p>",
@@ -124,6 +124,15 @@ pub fn failure(f: &Failure, browser: bool) -> Response<Body> {
         f.code()
     );
     html_response(status, html::page(title_of(f.kind), &body))
+}
+
+/// A hint as a sentence on a page ("try again" → "Try again").
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// Where to send someone who must sign in before reaching `return_to` (a local path + query).

@@ -48,7 +48,7 @@ pub fn sign_in(form: &SignInForm<'_>) -> String {
         String::new()
     };
     let body = format!(
-        "<h1>Sign in</h1><p>Use your account to continue.</p>{notice}{alert}{buttons}{divider}{local}"
+        "<h1>Sign in</h1><p>Use your account to continue.</p>{notice}{buttons}{divider}{alert}{local}"
     );
     page("Sign in", &body)
 }
