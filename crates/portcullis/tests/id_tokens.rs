@@ -234,3 +234,45 @@ async fn garbage_from_the_token_endpoint_is_a_clear_error() {
     }
     h.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn cognito_sign_out_uses_its_own_logout_form() {
+    let idp = FakeIdp::start().await;
+    let port = free_port();
+    let h = Harness::start_at(
+        port,
+        &format!("{}preset = 'cognito'\n", idp.provider_toml()),
+    )
+    .await;
+    let flow = start_flow(&h).await;
+    let mut claims = idp.good_claims(&flow.nonce);
+    claims["email_verified"] = json!("true"); // as Cognito sends it
+    claims["cognito:groups"] = json!(["chat-users"]);
+    idp.answer_id_token(&idp.sign(&claims, KID)).await;
+    let response = h
+        .http
+        .get(h.url(&format!("/oauth2/callback?code=c&state={}", flow.state)))
+        .header(COOKIE, format!("_portcullis_flow={}", flow.cookie))
+        .send()
+        .await
+        .unwrap();
+    let session =
+        set_cookie_value(&response, "_portcullis").expect("string \"true\" counts as verified");
+    let out = h
+        .http
+        .get(h.url("/oauth2/sign_out"))
+        .header(COOKIE, format!("_portcullis={session}"))
+        .send()
+        .await
+        .unwrap();
+    let location = out.headers()[LOCATION].to_str().unwrap();
+    let expected = format!(
+        "{}/logout?client_id=fake-client&logout_uri=http%3A%2F%2F127.0.0.1%3A{port}%2F.portcullis%2Fsigned_out",
+        idp.issuer
+    );
+    assert_eq!(
+        location, expected,
+        "Cognito ignores id_token_hint and post_logout_redirect_uri"
+    );
+    h.running.shutdown().await;
+}

@@ -519,3 +519,69 @@ async fn access_tokens_are_refreshed_and_a_refused_refresh_ends_the_session() {
     );
     h.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn linking_by_email_needs_a_verified_email_and_the_operator_s_consent() {
+    use portcullis_core::Role;
+    async fn sign_in_as(h: &Harness, login: &str) -> reqwest::Response {
+        let mut flow = None;
+        let back = Person::default()
+            .sign_in_at_provider(&start(h, "/", &mut flow).await, login)
+            .await;
+        callback(h, &back, flow.as_deref(), None).await
+    }
+
+    // Without link_by_email: an existing account with the same email is not taken over.
+    let Setup { h, idp: _idp } = setup(&[], "").await;
+    h.add_user(
+        "alice-local",
+        Some("alice@example.com"),
+        None,
+        Role::User,
+        &["hand-made"],
+    )
+    .await;
+    let refused = sign_in_as(&h, "alice").await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().await.unwrap().contains("already exists"));
+    // An unverified email is refused outright.
+    let unverified = sign_in_as(&h, "unverified").await;
+    assert_eq!(unverified.status(), StatusCode::FORBIDDEN);
+    assert!(unverified.text().await.unwrap().contains("not verified"));
+    h.running.shutdown().await;
+
+    // With link_by_email: the verified identity joins the existing user, whose hand-made group
+    // survives next to the provider's groups.
+    let Setup { h, idp } = setup(&[], "link_by_email = true\nadmin_groups = ['ml']\n").await;
+    h.add_user(
+        "alice-local",
+        Some("alice@example.com"),
+        None,
+        Role::User,
+        &["hand-made"],
+    )
+    .await;
+    let linked = sign_in_as(&h, "alice").await;
+    assert_eq!(linked.status(), StatusCode::FOUND);
+    let user = h
+        .running
+        .state
+        .store
+        .user_by_identity(&idp.issuer, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.username, "alice-local");
+    assert_eq!(user.groups, ["hand-made", "ml", "staff"]);
+    assert_eq!(
+        user.role,
+        Role::Admin,
+        "admin_groups maps the ml group to admin"
+    );
+    // Still refused for an unverified address, even with linking on.
+    assert_eq!(
+        sign_in_as(&h, "unverified").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    h.running.shutdown().await;
+}
