@@ -27,11 +27,19 @@ fn every_toml_snippet_in_the_docs_is_valid() {
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
-    for entry in std::fs::read_dir(&docs).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "md") {
-            continue;
+    let mut pages = Vec::new();
+    let mut folders = vec![docs];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                pages.push(path);
+            }
         }
+    }
+    for path in pages {
         let text = std::fs::read_to_string(&path).unwrap();
         for (i, block) in toml_blocks(&text).iter().enumerate() {
             let file = dir.path().join("snippet.toml");
