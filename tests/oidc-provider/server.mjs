@@ -61,6 +61,17 @@ const provider = new Provider(issuer, {
   },
 });
 
+// Test hook: change a user's groups at the provider (POST /test/groups?sub=alice&set=a,b).
+provider.use(async (ctx, next) => {
+  if (ctx.method === "POST" && ctx.path === "/test/groups") {
+    const sub = ctx.query.sub;
+    accounts[sub] = { ...(accounts[sub] || {}), groups: String(ctx.query.set || "").split(",").filter(Boolean) };
+    ctx.status = 204;
+    return;
+  }
+  await next();
+});
+
 // Report back-channel deliveries on stderr (shown with PCS_IDP_DEBUG=1 in the Rust tests).
 provider.on("backchannel.error", (ctx, err, client) => console.error(`backchannel.error ${client.clientId}: ${err.message} ${err.cause ? err.cause.code + " " + err.cause.message : ""}`));
 provider.on("backchannel.success", (ctx, client) => console.error(`backchannel.success ${client.clientId}`));

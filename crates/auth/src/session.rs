@@ -43,6 +43,7 @@ pub struct ActiveSession {
 #[derive(Debug)]
 struct ProviderTokens {
     provider: String,
+    subject: Option<String>,
     refresh_token_enc: Mutex<Option<String>>,
     /// Unix seconds; 0 when the provider gave no expiry.
     access_expires_at: AtomicI64,
@@ -51,11 +52,23 @@ struct ProviderTokens {
     refreshing: AtomicBool,
 }
 
+/// The session whose provider tokens are due.
+pub struct RefreshRequest<'a> {
+    pub provider: &'a str,
+    pub refresh_token_enc: &'a str,
+    pub user_id: &'a str,
+    /// The provider's `sub` for this session: re-synced claims must be about the same person.
+    pub subject: Option<&'a str>,
+}
+
 /// What became of an attempt to refresh a session's provider tokens.
 pub enum RefreshOutcome {
     Renewed {
         refresh_token_enc: Option<String>,
         access_expires_at: Option<Timestamp>,
+        /// The user's profile, groups or role were re-read from the provider: cached identities
+        /// are stale.
+        identity_changed: bool,
     },
     /// The provider refused for good (revoked, expired, user disabled): the session ends.
     Rejected(String),
@@ -66,7 +79,7 @@ pub enum RefreshOutcome {
 /// Refreshes provider tokens; implemented over the configured providers.
 #[async_trait::async_trait]
 pub trait Refresher: Send + Sync {
-    async fn refresh(&self, provider: &str, refresh_token_enc: &str) -> RefreshOutcome;
+    async fn refresh(&self, request: RefreshRequest<'_>) -> RefreshOutcome;
 }
 
 /// Refresh this long before the access token expires.
@@ -82,6 +95,7 @@ impl ActiveSession {
             .filter(|p| p.refresh_token_enc.is_some())
             .map(|p| ProviderTokens {
                 provider: p.provider.clone(),
+                subject: p.subject.clone(),
                 refresh_token_enc: Mutex::new(p.refresh_token_enc.clone()),
                 access_expires_at: AtomicI64::new(p.access_expires_at.map(|t| t.0).unwrap_or(0)),
                 not_before: AtomicI64::new(0),
@@ -389,7 +403,15 @@ impl RefreshTask {
         };
         let current = tokens.refresh_token_enc.lock().await.clone();
         let outcome = match current {
-            Some(sealed) => self.refresher.refresh(&tokens.provider, &sealed).await,
+            Some(sealed) => {
+                let request = RefreshRequest {
+                    provider: &tokens.provider,
+                    refresh_token_enc: &sealed,
+                    user_id: &self.active.user_id,
+                    subject: tokens.subject.as_deref(),
+                };
+                self.refresher.refresh(request).await
+            }
             None => RefreshOutcome::Rejected("no refresh token".into()),
         };
         let id_hash = &self.active.id_hash;
@@ -397,6 +419,7 @@ impl RefreshTask {
             RefreshOutcome::Renewed {
                 refresh_token_enc,
                 access_expires_at,
+                identity_changed,
             } => {
                 if let Some(sealed) = &refresh_token_enc {
                     *tokens.refresh_token_enc.lock().await = Some(sealed.clone());
@@ -411,6 +434,10 @@ impl RefreshTask {
                     .await
                 {
                     tracing::warn!(error = %e, "could not record refreshed tokens");
+                }
+                if identity_changed {
+                    // The next request reloads the session with the re-synced identity.
+                    self.live.invalidate(id_hash);
                 }
             }
             RefreshOutcome::Rejected(reason) => {

@@ -66,7 +66,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let routes = Arc::new(RouteTable::build(&config, whoami)?);
     let sealer = token_sealer(&config)?;
     let providers = Arc::new(Providers::new(&config.providers, clock.clone())?);
-    let refresher = ProviderRefresher::new(providers.clone(), sealer.clone(), clock.clone());
+    let refresher = ProviderRefresher::new(
+        providers.clone(),
+        sealer.clone(),
+        store.clone(),
+        clock.clone(),
+    );
     let sessions = Arc::new(
         SessionManager::new(store.clone(), clock.clone(), config.session.policy())
             .with_refresher(Arc::new(refresher)),

@@ -585,3 +585,40 @@ async fn linking_by_email_needs_a_verified_email_and_the_operator_s_consent() {
     );
     h.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn group_changes_at_the_provider_apply_at_the_next_refresh() {
+    let scopes = "scopes = ['openid', 'email', 'profile', 'groups', 'offline_access']\n";
+    let Setup { h, idp } = setup(&[("ACCESS_TTL", "2")], scopes).await;
+    let mut flow = None;
+    let back = Person::default()
+        .sign_in_at_provider(&start(&h, "/", &mut flow).await, "alice")
+        .await;
+    let session = set_cookie_value(
+        &callback(&h, &back, flow.as_deref(), None).await,
+        "_portcullis",
+    )
+    .unwrap();
+    assert_eq!(
+        received(&h.echo("/", &session).await, "x-forwarded-groups"),
+        ["ml,staff"]
+    );
+
+    // An administrator changes alice's groups at the provider; no new sign-in happens.
+    let changed = reqwest::Client::new()
+        .post(format!("{}/test/groups?sub=alice&set=ops", idp.issuer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let applied = eventually(|| async {
+        received(&h.echo("/", &session).await, "x-forwarded-groups") == ["ops"]
+    })
+    .await;
+    assert!(
+        applied,
+        "the refresh re-reads userinfo and the app sees the new groups"
+    );
+    h.running.shutdown().await;
+}

@@ -75,16 +75,31 @@ pub async fn resolve_user(
         email: email.clone(),
     };
     store.link_identity(&link, now).await?;
+    apply_claims(store, clock, provider, &user.id, claims, email.as_deref()).await?;
+    let fresh = store
+        .user_by_id(&user.id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("user vanished".into()))?;
+    Ok((fresh, resolution))
+}
+
+/// Brings the user's profile, provider groups and (with `admin_groups`) role in line with the
+/// provider's claims. Runs at every sign-in and at every token refresh.
+pub async fn apply_claims(
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    provider: &ProviderConfig,
+    user_id: &str,
+    claims: &MappedClaims,
+    verified_email: Option<&str>,
+) -> Result<(), StoreError> {
+    let now = clock.now();
     store
-        .update_profile(&user.id, email.as_deref(), &claims.display_name, now)
+        .update_profile(user_id, verified_email, &claims.display_name, now)
         .await?;
+    let source = format!("provider:{}", provider.id);
     store
-        .sync_groups(
-            &user.id,
-            &format!("provider:{}", provider.id),
-            &claims.groups,
-            now,
-        )
+        .sync_groups(user_id, &source, &claims.groups, now)
         .await?;
     if !provider.admin_groups.is_empty() {
         let admin = claims
@@ -92,14 +107,10 @@ pub async fn resolve_user(
             .iter()
             .any(|g| provider.admin_groups.contains(g));
         store
-            .set_role(&user.id, if admin { Role::Admin } else { Role::User }, now)
+            .set_role(user_id, if admin { Role::Admin } else { Role::User }, now)
             .await?;
     }
-    let fresh = store
-        .user_by_id(&user.id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("user vanished".into()))?;
-    Ok((fresh, resolution))
+    Ok(())
 }
 
 async fn existing_by_email(

@@ -294,6 +294,18 @@ impl Provider {
         Ok(claims)
     }
 
+    /// The user's current claims for an access token: userinfo (OIDC) or GitHub's user; `None`
+    /// for a provider without a userinfo endpoint.
+    pub async fn current_claims(&self, access_token: &str) -> Result<Option<Value>, OidcError> {
+        if self.is_github() {
+            return self.github_claims(access_token).await.map(Some);
+        }
+        match self.metadata().await?.userinfo_endpoint {
+            Some(endpoint) => self.get_json(&endpoint, access_token).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Verifies a back-channel logout token from this provider.
     pub async fn verify_logout_token(
         &self,
