@@ -22,15 +22,10 @@ async fn chromium_signs_in_through_the_provider_and_reaches_the_app() {
 
     // An unauthenticated visit lands on the sign-in page with the provider's button.
     browser.goto(&format!("{base}/c/42")).await;
-    assert!(
-        browser
-            .url()
-            .await
-            .starts_with(&format!("{base}/.portcullis/sign_in")),
-        "{}",
-        browser.url().await
-    );
-    assert!(browser.source().await.contains("Continue with Test IdP"));
+    browser
+        .wait_for_url(&format!("{base}/.portcullis/sign_in"))
+        .await;
+    browser.wait_for_text("Continue with Test IdP").await;
     browser.screenshot("sign-in").await;
 
     // A wrong password through the local form shows the generic error.
@@ -39,51 +34,32 @@ async fn chromium_signs_in_through_the_provider_and_reaches_the_app() {
     browser
         .click("form[action='/.portcullis/sign_in'] button")
         .await;
-    assert!(
-        browser
-            .source()
-            .await
-            .contains("Wrong username or password.")
-    );
+    browser.wait_for_text("Wrong username or password.").await;
     browser.screenshot("sign-in-error").await;
 
     // Through the provider's real login and consent pages.
     browser.click("a.button").await;
-    assert!(
-        browser.url().await.starts_with(&idp.issuer),
-        "{}",
-        browser.url().await
-    );
+    browser.wait_for_url(&idp.issuer).await;
+    browser.wait_for_text("name=\"login\"").await;
     browser.type_into("input[name=login]", "alice").await;
     browser.type_into("input[name=password]", "whatever").await;
     browser.click("button[type=submit]").await;
-    browser.click("button[type=submit]").await; // consent
-    let landed = browser.url().await;
-    assert_eq!(
-        landed,
-        format!("{base}/c/42"),
-        "back at the page first asked for"
-    );
-    let page = browser.source().await;
-    assert!(
-        page.contains("Alice Anders") && page.contains("alice@example.com"),
-        "{page}"
-    );
+    browser.wait_for_text("prompt\" value=\"consent").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_url(&format!("{base}/c/42")).await;
+    let page = browser.wait_for_text("Alice Anders").await;
+    assert!(page.contains("alice@example.com"), "{page}");
 
     // A page that refuses: the provider's callback without a flow.
     browser
         .goto(&format!("{base}/oauth2/callback?code=x&state=forged"))
         .await;
-    assert!(browser.source().await.contains("This sign-in is not known"));
+    browser.wait_for_text("This sign-in is not known").await;
     browser.screenshot("callback-error").await;
 
     // Sign-out goes through the provider's logout confirmation.
     browser.goto(&format!("{base}/.portcullis/sign_out")).await;
-    assert!(
-        browser.url().await.starts_with(&idp.issuer),
-        "{}",
-        browser.url().await
-    );
+    browser.wait_for_url(&idp.issuer).await;
     browser.screenshot("provider-logout").await;
     h.running.shutdown().await;
 }

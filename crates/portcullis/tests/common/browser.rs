@@ -133,6 +133,34 @@ impl Browser {
             .to_owned()
     }
 
+    /// Waits (up to 10 s) until the page contains `text`: a click that submits a form may return
+    /// before the next page has loaded.
+    pub async fn wait_for_text(&self, text: &str) -> String {
+        for _ in 0..100 {
+            let source = self.source().await;
+            if source.contains(text) {
+                return source;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{text:?} never appeared; the page is:\n{}",
+            self.source().await
+        );
+    }
+
+    /// Waits (up to 10 s) until the URL starts with `prefix`.
+    pub async fn wait_for_url(&self, prefix: &str) -> String {
+        for _ in 0..100 {
+            let url = self.url().await;
+            if url.starts_with(prefix) {
+                return url;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("never reached {prefix}; at {}", self.url().await);
+    }
+
     async fn element(&self, css: &str) -> String {
         let found = self
             .command(
