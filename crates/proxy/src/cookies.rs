@@ -65,6 +65,14 @@ pub fn set_cookie(name: &str, value: &str, secure: bool, max_age: Option<u64>) -
     out
 }
 
+/// Adds a `Set-Cookie` header (built by [`set_cookie`] or [`clear_cookie`]) to a response.
+pub fn append(headers: &mut HeaderMap, set_cookie_value: &str) {
+    // Values built here never contain characters a header cannot carry; skip rather than panic.
+    if let Ok(value) = HeaderValue::from_str(set_cookie_value) {
+        headers.append(http::header::SET_COOKIE, value);
+    }
+}
+
 pub fn clear_cookie(name: &str, secure: bool) -> String {
     set_cookie(name, "", secure, Some(0))
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::Response;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use portcullis_auth::oidc::flow::FlowError;
 use portcullis_auth::oidc::login::{LoginRefusal, resolve_user};
 use portcullis_auth::oidc::provider::Tokens;
@@ -149,9 +149,7 @@ async fn begin(
     let mut response = respond::redirect(StatusCode::FOUND, &url);
     if existing.is_none() {
         let cookie = cookies::set_cookie(FLOW_COOKIE, &binding, state.settings.cookie_secure, None);
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
+        cookies::append(response.headers_mut(), &cookie);
     }
     response
 }

@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use axum::Form;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use portcullis_auth::password::check_new_password;
 use portcullis_auth::session::SessionOrigin;
 use portcullis_core::user::{UserStatus, validate_username};
 use portcullis_core::{Failure, Role};
+use portcullis_proxy::cookies;
 use portcullis_proxy::respond::{self, html_response};
 use portcullis_store::{NewUser, StoreError};
 use serde::Deserialize;
@@ -80,8 +81,8 @@ fn render(
             ..form
         }),
     );
-    if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
+    if let Some(cookie) = set_cookie {
+        cookies::append(response.headers_mut(), &cookie);
     }
     response
 }

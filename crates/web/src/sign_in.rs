@@ -90,9 +90,7 @@ pub async fn start_session(
         .await;
     let cookie = cookies::set_cookie(SESSION_COOKIE, &token, state.settings.cookie_secure, None);
     let mut response = respond::redirect(status, return_to);
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    cookies::append(response.headers_mut(), &cookie);
     response
 }
 
@@ -115,8 +113,8 @@ fn render(
         ..form
     };
     let mut response = html_response(status, pages::sign_in(&form));
-    if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
+    if let Some(cookie) = set_cookie {
+        cookies::append(response.headers_mut(), &cookie);
     }
     response
 }

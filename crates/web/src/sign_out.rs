@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, Method, StatusCode};
 use portcullis_core::session::Session;
 use portcullis_proxy::cookies::{self, SESSION_COOKIE};
 use portcullis_proxy::respond::{self, allowed_redirect, html_response};
@@ -73,9 +73,7 @@ pub async fn sign_out(
     };
     let mut response = respond::redirect(status, &target);
     let clear = cookies::clear_cookie(SESSION_COOKIE, state.settings.cookie_secure);
-    if let Ok(value) = HeaderValue::from_str(&clear) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    cookies::append(response.headers_mut(), &clear);
     response
 }
 

@@ -51,6 +51,14 @@ struct Discovered {
     jwks: Option<Arc<JwksCache>>,
 }
 
+impl Discovered {
+    fn keys(&self) -> Result<&JwksCache, OidcError> {
+        self.jwks
+            .as_deref()
+            .ok_or_else(|| OidcError::Rejected("the provider publishes no jwks_uri".into()))
+    }
+}
+
 pub struct Provider {
     pub config: ProviderConfig,
     http: reqwest::Client,
@@ -270,18 +278,12 @@ impl Provider {
                 "the provider returned no ID token (is the openid scope set?)".into(),
             )
         })?;
-        let jwks = discovered
-            .jwks
-            .as_ref()
-            .ok_or_else(|| OidcError::Rejected("the provider publishes no jwks_uri".into()))?;
-        let expect = Expectations {
-            issuer: &discovered.metadata.issuer,
-            client_id: &self.config.client_id,
-            nonce,
-            allowed_algorithms: &self.config.allowed_algorithms,
-            now: self.clock.now(),
-        };
-        let mut claims = id_token::verify(id_token, jwks, &expect).await?;
+        let mut claims = id_token::verify(
+            id_token,
+            discovered.keys()?,
+            &self.expectations(&discovered, nonce),
+        )
+        .await?;
         if let Some(endpoint) = &discovered.metadata.userinfo_endpoint {
             let userinfo = self.get_json(endpoint, &tokens.access_token).await?;
             if userinfo.get("sub") != claims.get("sub") {
@@ -306,24 +308,29 @@ impl Provider {
         }
     }
 
+    /// What a token from this provider must satisfy now.
+    fn expectations<'a>(&'a self, discovered: &'a Discovered, nonce: &'a str) -> Expectations<'a> {
+        Expectations {
+            issuer: &discovered.metadata.issuer,
+            client_id: &self.config.client_id,
+            nonce,
+            allowed_algorithms: &self.config.allowed_algorithms,
+            now: self.clock.now(),
+        }
+    }
+
     /// Verifies a back-channel logout token from this provider.
     pub async fn verify_logout_token(
         &self,
         token: &str,
     ) -> Result<id_token::LogoutTarget, OidcError> {
         let discovered = self.discovered().await?;
-        let jwks = discovered
-            .jwks
-            .as_ref()
-            .ok_or_else(|| OidcError::Rejected("the provider publishes no jwks_uri".into()))?;
-        let expect = Expectations {
-            issuer: &discovered.metadata.issuer,
-            client_id: &self.config.client_id,
-            nonce: "",
-            allowed_algorithms: &self.config.allowed_algorithms,
-            now: self.clock.now(),
-        };
-        id_token::verify_logout(token, jwks, &expect).await
+        id_token::verify_logout(
+            token,
+            discovered.keys()?,
+            &self.expectations(&discovered, ""),
+        )
+        .await
     }
 
     async fn get_json(&self, url: &str, access_token: &str) -> Result<Value, OidcError> {
