@@ -52,6 +52,53 @@ pub struct AuthFlow {
     pub completed_at: Option<Timestamp>,
 }
 
+/// An API key as stored (never the key itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    pub id: String,
+    pub hash: String,
+    pub name: String,
+    pub owner_id: String,
+    pub allowed_apps: Vec<String>,
+    pub expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// What changed, for processes that cache directory state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A user's status, role, groups or profile changed.
+    User,
+    /// An API key was created or revoked.
+    Key,
+}
+
+impl ChangeKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::User => "user",
+            ChangeKind::Key => "key",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "user" => Some(ChangeKind::User),
+            "key" => Some(ChangeKind::Key),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub seq: i64,
+    pub kind: ChangeKind,
+    pub subject: String,
+}
+
 /// One audit record: an auth decision or directory change, who made it and from where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditEvent {
@@ -83,6 +130,15 @@ pub trait Store: Send + Sync + 'static {
         login: &str,
     ) -> Result<Option<(User, Option<String>)>, StoreError>;
     async fn count_admins(&self) -> Result<u64, StoreError>;
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
+    /// Users ordered by username, `limit` from `offset`.
+    async fn list_users(&self, offset: u32, limit: u32) -> Result<Vec<User>, StoreError>;
+    async fn set_status(
+        &self,
+        user_id: &str,
+        status: UserStatus,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
     /// Adds a user to a local group, creating the group if needed. Idempotent.
     async fn add_to_group(
         &self,
@@ -158,6 +214,26 @@ pub trait Store: Send + Sync + 'static {
         idle_before: Timestamp,
     ) -> Result<u64, StoreError>;
     async fn count_sessions(&self) -> Result<u64, StoreError>;
+
+    async fn create_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+    /// Returns whether a key was revoked (false: unknown or already revoked).
+    async fn revoke_key(&self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// Keys not revoked (expired ones included: the caller decides at use time).
+    async fn active_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    async fn keys_of(&self, owner_id: &str) -> Result<Vec<StoredKey>, StoreError>;
+    async fn touch_key(&self, id: &str, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Records a change for every process's caches.
+    async fn record_change(
+        &self,
+        kind: ChangeKind,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    async fn changes_since(&self, seq: i64) -> Result<Vec<Change>, StoreError>;
+    async fn latest_change(&self) -> Result<i64, StoreError>;
+    /// Deletes every session of a user; returns their id hashes.
+    async fn delete_user_sessions(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The newest events first.

@@ -14,7 +14,9 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-use crate::{AuditEvent, AuthFlow, LinkedIdentity, NewUser, Store, StoreError};
+use crate::{
+    AuditEvent, AuthFlow, Change, ChangeKind, LinkedIdentity, NewUser, Store, StoreError, StoredKey,
+};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -119,6 +121,27 @@ fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
             }),
             None => None,
         },
+    })
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<StoredKey, StoreError> {
+    let apps: String = row.try_get("allowed_apps")?;
+    Ok(StoredKey {
+        id: row.try_get("id")?,
+        hash: row.try_get("hash")?,
+        name: row.try_get("name")?,
+        owner_id: row.try_get("owner_id")?,
+        allowed_apps: apps
+            .lines()
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(Timestamp),
+        created_at: Timestamp(row.try_get("created_at")?),
+        last_used_at: row
+            .try_get::<Option<i64>, _>("last_used_at")?
+            .map(Timestamp),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Timestamp),
     })
 }
 
@@ -230,6 +253,140 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        Ok(self
+            .user_where("username = ?", username)
+            .await?
+            .map(|(u, _)| u))
+    }
+
+    async fn list_users(&self, offset: u32, limit: u32) -> Result<Vec<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username LIMIT ? OFFSET ?");
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| user_from_row(r).map(|(u, _)| u))
+            .collect()
+    }
+
+    async fn set_status(
+        &self,
+        user_id: &str,
+        status: UserStatus,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET status = ?, updated_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(now.0)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_key(&self, k: &StoredKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, hash, name, owner_id, allowed_apps, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.id)
+        .bind(&k.hash)
+        .bind(&k.name)
+        .bind(&k.owner_id)
+        .bind(k.allowed_apps.join("\n"))
+        .bind(k.expires_at.map(|t| t.0))
+        .bind(k.created_at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn revoke_key(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let r =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(now.0)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn active_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM api_keys WHERE revoked_at IS NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn keys_of(&self, owner_id: &str) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM api_keys WHERE owner_id = ? ORDER BY created_at")
+            .bind(owner_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn touch_key(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+            .bind(now.0)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_change(
+        &self,
+        kind: ChangeKind,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO changes (kind, subject, at) VALUES (?, ?, ?)")
+            .bind(kind.as_str())
+            .bind(subject)
+            .bind(now.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn changes_since(&self, seq: i64) -> Result<Vec<Change>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, subject FROM changes WHERE seq > ? ORDER BY seq LIMIT 1000",
+        )
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                Ok(Change {
+                    seq: row.try_get("seq")?,
+                    kind: ChangeKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("change kind {kind:?}")))?,
+                    subject: row.try_get("subject")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn latest_change(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn delete_user_sessions(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("DELETE FROM sessions WHERE user_id = ? RETURNING id_hash")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("id_hash")?)).collect()
     }
 
     async fn add_to_group(
@@ -780,6 +937,53 @@ mod tests {
             Some(Timestamp(11))
         );
         assert_eq!(store.delete_flows_before(Timestamp(11)).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn keys_and_the_change_feed() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        store
+            .create_user(new_user("u", "u", Role::User), Timestamp(1))
+            .await
+            .unwrap();
+        let key = StoredKey {
+            id: "k1".into(),
+            hash: "h1".into(),
+            name: "ci".into(),
+            owner_id: "u".into(),
+            allowed_apps: vec!["chat".into(), "n8n".into()],
+            expires_at: Some(Timestamp(100)),
+            created_at: Timestamp(2),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        store.create_key(&key).await.unwrap();
+        assert_eq!(store.active_keys().await.unwrap(), [key.clone()]);
+        assert!(store.revoke_key("k1", Timestamp(3)).await.unwrap());
+        assert!(!store.revoke_key("k1", Timestamp(4)).await.unwrap());
+        assert!(store.active_keys().await.unwrap().is_empty());
+        assert_eq!(
+            store.keys_of("u").await.unwrap()[0].revoked_at,
+            Some(Timestamp(3))
+        );
+
+        assert_eq!(store.latest_change().await.unwrap(), 0);
+        store
+            .record_change(ChangeKind::User, "u", Timestamp(5))
+            .await
+            .unwrap();
+        store
+            .record_change(ChangeKind::Key, "k1", Timestamp(6))
+            .await
+            .unwrap();
+        let changes = store.changes_since(0).await.unwrap();
+        let seen: Vec<_> = changes
+            .iter()
+            .map(|c| (c.kind, c.subject.as_str()))
+            .collect();
+        assert_eq!(seen, [(ChangeKind::User, "u"), (ChangeKind::Key, "k1")]);
+        assert_eq!(store.changes_since(changes[1].seq).await.unwrap(), []);
+        assert_eq!(store.latest_change().await.unwrap(), changes[1].seq);
     }
 
     #[tokio::test]
