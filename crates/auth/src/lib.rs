@@ -4,6 +4,9 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod audit;
+pub mod directory;
+pub mod keys;
 pub mod local;
 pub mod oidc;
 pub mod password;
@@ -12,6 +15,7 @@ pub mod secret;
 pub mod session;
 pub mod setup;
 pub mod throttle;
+pub mod watch;
 
 pub use local::{LocalLogin, LoginError};
 pub use password::PasswordHasher;

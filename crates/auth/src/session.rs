@@ -9,15 +9,16 @@
 //! Revocation removes the cache entry in the same call that deletes the row, so a revoked session
 //! is refused on its very next request.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_core::session::{Expiry, ProviderSession, Session, SessionPolicy};
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Clock, Identity, Timestamp};
 use portcullis_store::{Store, StoreError};
-use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use crate::secret::{looks_like_token, random_token, token_hash};
 
@@ -44,7 +45,7 @@ pub struct ActiveSession {
 struct ProviderTokens {
     provider: String,
     subject: Option<String>,
-    refresh_token_enc: Mutex<Option<String>>,
+    refresh_token_enc: tokio::sync::Mutex<Option<String>>,
     /// Unix seconds; 0 when the provider gave no expiry.
     access_expires_at: AtomicI64,
     /// No refresh is attempted before this (back-off after a provider outage).
@@ -96,7 +97,7 @@ impl ActiveSession {
             .map(|p| ProviderTokens {
                 provider: p.provider.clone(),
                 subject: p.subject.clone(),
-                refresh_token_enc: Mutex::new(p.refresh_token_enc.clone()),
+                refresh_token_enc: tokio::sync::Mutex::new(p.refresh_token_enc.clone()),
                 access_expires_at: AtomicI64::new(p.access_expires_at.map(|t| t.0).unwrap_or(0)),
                 not_before: AtomicI64::new(0),
                 refreshing: AtomicBool::new(false),
@@ -143,9 +144,43 @@ pub struct SessionManager {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     policy: SessionPolicy,
+    cache: SessionCache,
+    refresher: Option<Arc<dyn Refresher>>,
+}
+
+/// What this process knows about sessions, shared with background refreshes.
+#[derive(Clone)]
+struct SessionCache {
     live: moka::sync::Cache<String, Cached>,
     unknown: moka::sync::Cache<String, Cached>,
-    refresher: Option<Arc<dyn Refresher>>,
+    /// Per session, a token cancelled when the session ends: streams and tunnels opened with the
+    /// session watch it and close. Kept apart from `live` so an eviction loses no token.
+    stream_guards: Arc<Mutex<HashMap<String, CancellationToken>>>,
+}
+
+impl SessionCache {
+    /// Forgets a session: refused from now on, its streams closed.
+    fn forget(&self, id_hash: &str) {
+        self.live.invalidate(id_hash);
+        self.unknown.insert(id_hash.to_owned(), Cached::Unknown);
+        let guard = self
+            .stream_guards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id_hash);
+        if let Some(guard) = guard {
+            guard.cancel();
+        }
+    }
+
+    /// Id hashes of the cached sessions of one user.
+    fn sessions_of(&self, user_id: &str) -> Vec<String> {
+        self.live
+            .iter()
+            .filter(|(_, cached)| matches!(cached, Cached::Live(s) if s.user_id == user_id))
+            .map(|(id_hash, _)| id_hash.as_ref().clone())
+            .collect()
+    }
 }
 
 /// Request facts recorded with a new session.
@@ -163,16 +198,49 @@ impl SessionManager {
             store,
             clock,
             policy,
-            live: moka::sync::Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_idle(policy.idle)
-                .build(),
-            unknown: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(NEGATIVE_TTL)
-                .build(),
+            cache: SessionCache {
+                live: moka::sync::Cache::builder()
+                    .max_capacity(1_000_000)
+                    .time_to_idle(policy.idle)
+                    .build(),
+                unknown: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(NEGATIVE_TTL)
+                    .build(),
+                stream_guards: Arc::new(Mutex::new(HashMap::new())),
+            },
             refresher: None,
         }
+    }
+
+    /// A token cancelled when this session ends, for streams opened with it.
+    pub fn stream_guard(&self, active: &ActiveSession) -> CancellationToken {
+        let mut guards = self
+            .cache
+            .stream_guards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        guards.entry(active.id_hash.clone()).or_default().clone()
+    }
+
+    /// Applies a change to a user: a user who is no longer active loses every session (and every
+    /// open stream); otherwise cached sessions reload the user's identity on their next request.
+    pub async fn user_changed(&self, user_id: &str) -> Result<(), StoreError> {
+        let active = matches!(self.store.user_by_id(user_id).await?, Some(u) if u.status == UserStatus::Active);
+        if active {
+            for id_hash in self.cache.sessions_of(user_id) {
+                self.cache.live.invalidate(&id_hash);
+            }
+            return Ok(());
+        }
+        for id_hash in self.store.delete_user_sessions(user_id).await? {
+            self.cache.forget(&id_hash);
+        }
+        // Sessions cached here but already gone from the store (ended elsewhere) go too.
+        for id_hash in self.cache.sessions_of(user_id) {
+            self.cache.forget(&id_hash);
+        }
+        Ok(())
     }
 
     /// Enables refreshing provider tokens of provider-backed sessions.
@@ -205,7 +273,8 @@ impl SessionManager {
         };
         self.store.insert_session(&session).await?;
         let active = Arc::new(ActiveSession::new(&session, user));
-        self.live
+        self.cache
+            .live
             .insert(session.id_hash.clone(), Cached::Live(active.clone()));
         Ok((token, active))
     }
@@ -220,9 +289,10 @@ impl SessionManager {
         }
         let id_hash = token_hash(cookie_value);
         let cached = match self
+            .cache
             .live
             .get(&id_hash)
-            .or_else(|| self.unknown.get(&id_hash))
+            .or_else(|| self.cache.unknown.get(&id_hash))
         {
             Some(cached) => cached,
             None => self.load(&id_hash).await?,
@@ -252,8 +322,11 @@ impl SessionManager {
             None => Cached::Unknown,
         };
         match &loaded {
-            Cached::Live(_) => self.live.insert(id_hash.to_owned(), loaded.clone()),
-            Cached::Unknown => self.unknown.insert(id_hash.to_owned(), loaded.clone()),
+            Cached::Live(_) => self.cache.live.insert(id_hash.to_owned(), loaded.clone()),
+            Cached::Unknown => self
+                .cache
+                .unknown
+                .insert(id_hash.to_owned(), loaded.clone()),
         }
         Ok(loaded)
     }
@@ -301,8 +374,7 @@ impl SessionManager {
             refresher: refresher.clone(),
             store: self.store.clone(),
             clock: self.clock.clone(),
-            live: self.live.clone(),
-            unknown: self.unknown.clone(),
+            cache: self.cache.clone(),
         };
         tokio::spawn(task.run());
     }
@@ -321,7 +393,7 @@ impl SessionManager {
             return Ok(None);
         }
         let id_hash = token_hash(cookie_value);
-        let user_id = match self.live.get(&id_hash) {
+        let user_id = match self.cache.live.get(&id_hash) {
             Some(Cached::Live(active)) => Some(active.user_id.clone()),
             _ => self.store.session(&id_hash).await?.map(|s| s.user_id),
         };
@@ -332,8 +404,7 @@ impl SessionManager {
     async fn end(&self, id_hash: &str) -> Result<(), StoreError> {
         // Forget the session in memory first: even if the store write fails, this process
         // refuses the cookie from now on.
-        self.live.invalidate(id_hash);
-        self.unknown.insert(id_hash.to_owned(), Cached::Unknown);
+        self.cache.forget(id_hash);
         self.store.delete_session(id_hash).await?;
         Ok(())
     }
@@ -350,8 +421,7 @@ impl SessionManager {
             .delete_provider_sessions(provider, subject, sid)
             .await?;
         for id_hash in &ended {
-            self.live.invalidate(id_hash);
-            self.unknown.insert(id_hash.clone(), Cached::Unknown);
+            self.cache.forget(id_hash);
         }
         Ok(ended.len())
     }
@@ -362,7 +432,7 @@ impl SessionManager {
         let created_before = Timestamp(now.0.saturating_sub(secs(self.policy.absolute)));
         let idle_before = Timestamp(now.0.saturating_sub(secs(self.policy.idle)));
         // Persist recent activity first so busy sessions are not swept as idle.
-        for (_, cached) in self.live.iter() {
+        for (_, cached) in self.cache.live.iter() {
             if let Cached::Live(active) = cached {
                 let seen = active.last_seen();
                 if seen.0 > active.last_persisted.load(Ordering::Relaxed) {
@@ -370,7 +440,7 @@ impl SessionManager {
                     active.last_persisted.store(seen.0, Ordering::Relaxed);
                 }
                 if active.snapshot().check(&self.policy, now) == Err(Expiry::Absolute) {
-                    self.live.invalidate(&active.id_hash);
+                    self.cache.live.invalidate(&active.id_hash);
                 }
             }
         }
@@ -381,8 +451,8 @@ impl SessionManager {
 
     /// Sessions currently held in memory (for the `active sessions` gauge).
     pub fn cached_count(&self) -> u64 {
-        self.live.run_pending_tasks();
-        self.live.entry_count()
+        self.cache.live.run_pending_tasks();
+        self.cache.live.entry_count()
     }
 }
 
@@ -392,8 +462,7 @@ struct RefreshTask {
     refresher: Arc<dyn Refresher>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    live: moka::sync::Cache<String, Cached>,
-    unknown: moka::sync::Cache<String, Cached>,
+    cache: SessionCache,
 }
 
 impl RefreshTask {
@@ -437,14 +506,13 @@ impl RefreshTask {
                 }
                 if identity_changed {
                     // The next request reloads the session with the re-synced identity.
-                    self.live.invalidate(id_hash);
+                    self.cache.live.invalidate(id_hash);
                 }
             }
             RefreshOutcome::Rejected(reason) => {
                 tracing::info!(provider = %tokens.provider, user = %self.active.identity.username, reason = %reason,
                     "the provider refused to refresh the session; it ends");
-                self.live.invalidate(id_hash);
-                self.unknown.insert(id_hash.clone(), Cached::Unknown);
+                self.cache.forget(id_hash);
                 if let Err(e) = self.store.delete_session(id_hash).await {
                     tracing::warn!(error = %e, "could not delete the ended session");
                 }

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use portcullis_auth::keys::KeyRing;
 use portcullis_auth::oidc::refresh::ProviderRefresher;
 use portcullis_auth::oidc::{FlowManager, Providers};
 use portcullis_auth::seal::Sealer;
+use portcullis_auth::watch::ChangeWatcher;
 use portcullis_auth::{LocalLogin, LoginThrottle, PasswordHasher, SessionManager, SetupToken};
 use portcullis_core::Clock;
 use portcullis_core::config::{Config, LogFormat, WHOAMI_UPSTREAM};
@@ -85,9 +87,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         local.max_backoff,
     );
     let metrics = Arc::new(Metrics::new());
+    let keys = Arc::new(KeyRing::new(store.clone(), clock.clone()));
+    keys.reload().await.context("loading API keys")?;
+    let watcher = ChangeWatcher::new(store.clone(), sessions.clone(), keys.clone()).await?;
     let gateway = Arc::new(Gateway {
         routes,
         sessions: sessions.clone(),
+        keys,
         trusted: TrustedProxies::new(config.trusted_proxies.clone()),
         metrics: metrics.clone(),
     });
@@ -130,12 +136,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let grace = config.shutdown_grace;
     let serve_state = state.clone();
     let sweeper = tokio::spawn(sweep_sessions(sessions));
+    let watching = tokio::spawn(watcher.run());
     let task = tokio::spawn(async move {
         let signal = async {
             let _ = shutdown_rx.await;
         };
         portcullis_web::serve(listener, serve_state, signal, grace).await;
         sweeper.abort();
+        watching.abort();
     });
     Ok(Running {
         addr,

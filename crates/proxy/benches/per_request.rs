@@ -13,6 +13,7 @@ use axum::body::Body;
 use futures_util::FutureExt;
 use http::Request;
 use portcullis_auth::SessionManager;
+use portcullis_auth::keys::KeyRing;
 use portcullis_auth::session::SessionOrigin;
 use portcullis_core::session::SessionPolicy;
 use portcullis_core::user::{User, UserStatus};
@@ -26,6 +27,7 @@ use portcullis_store::{NewUser, SqliteStore, Store};
 struct Fixture {
     table: RouteTable,
     sessions: SessionManager,
+    keys: KeyRing,
     trusted: TrustedProxies,
     request: Request<()>,
 }
@@ -56,6 +58,7 @@ fn fixture() -> Fixture {
             idle: Duration::from_secs(86_400),
             absolute: Duration::from_secs(7 * 86_400),
         };
+        let keys = KeyRing::new(store.clone(), Arc::new(SystemClock));
         let sessions = SessionManager::new(store, Arc::new(SystemClock), policy);
         let (token, _) = sessions.create(&user, SessionOrigin::default()).await.unwrap();
         let config: portcullis_core::config::Config = toml::from_str(
@@ -79,6 +82,7 @@ fn fixture() -> Fixture {
         Fixture {
             table,
             sessions,
+            keys,
             trusted: TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]),
             request,
         }
@@ -104,7 +108,7 @@ fn authenticated_check(bencher: divan::Bencher) {
             let mut ctx = RequestContext::new(&request, peer, &f.trusted).unwrap();
             phases::route(&f.table, &mut ctx).unwrap();
             // Cache hits never wait: the future completes on its first poll.
-            phases::authenticate(&f.sessions, &mut ctx, request.headers())
+            phases::authenticate(&f.sessions, &f.keys, &mut ctx, request.headers())
                 .now_or_never()
                 .expect("a cached session resolves without waiting")
                 .unwrap();

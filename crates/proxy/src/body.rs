@@ -82,3 +82,61 @@ where
         self.inner.size_hint()
     }
 }
+
+/// Why a guarded stream ended early.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessEnded;
+
+impl std::fmt::Display for AccessEnded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the session or key behind this stream ended")
+    }
+}
+
+impl std::error::Error for AccessEnded {}
+
+/// A body that ends as soon as the session or API key that opened it ends (sign-out, disabled
+/// user, revoked key), so a long SSE stream cannot outlive the access that started it.
+pub struct Guarded<B> {
+    inner: B,
+    ended: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+impl<B> Guarded<B> {
+    pub fn new(inner: B, guard: tokio_util::sync::CancellationToken) -> Self {
+        Guarded {
+            inner,
+            ended: Box::pin(guard.cancelled_owned()),
+        }
+    }
+}
+
+impl<B> Body for Guarded<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.ended.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(AccessEnded))));
+        }
+        Pin::new(&mut this.inner)
+            .poll_frame(cx)
+            .map(|f| f.map(|r| r.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

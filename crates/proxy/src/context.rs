@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method, Request, header};
 use portcullis_auth::ActiveSession;
-use portcullis_core::Failure;
 use portcullis_core::path::canonicalize;
+use portcullis_core::{Failure, Identity};
+use tokio_util::sync::CancellationToken;
 
 use crate::forwarded::{ClientFacts, TrustedProxies};
 use crate::respond::is_browser_navigation;
@@ -29,6 +30,12 @@ pub struct RequestContext {
     pub upgrade: Option<http::HeaderValue>,
     pub app: Option<Arc<App>>,
     pub session: Option<Arc<ActiveSession>>,
+    /// Who the request is from, once authenticated (by session or API key).
+    pub identity: Option<Arc<Identity>>,
+    /// Cancelled when the session or key behind the request ends; streams watch it.
+    pub guard: Option<CancellationToken>,
+    /// The request's `Authorization` header carried a Portcullis key: it must not reach the app.
+    pub key_in_authorization: bool,
 }
 
 fn host_of(headers: &HeaderMap, uri: &http::Uri) -> Option<String> {
@@ -94,6 +101,9 @@ impl RequestContext {
             client,
             app: None,
             session: None,
+            identity: None,
+            guard: None,
+            key_in_authorization: false,
         })
     }
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 use axum::body::Body;
 use http::{Request, Response};
 use portcullis_auth::SessionManager;
+use portcullis_auth::keys::KeyRing;
 
 use crate::context::RequestContext;
 use crate::forwarded::TrustedProxies;
@@ -18,6 +19,7 @@ use crate::routes::RouteTable;
 pub struct Gateway {
     pub routes: Arc<RouteTable>,
     pub sessions: Arc<SessionManager>,
+    pub keys: Arc<KeyRing>,
     pub trusted: TrustedProxies,
     pub metrics: Arc<Metrics>,
 }
@@ -44,7 +46,7 @@ impl Gateway {
     /// Every phase before `forward`.
     async fn run(&self, ctx: &mut RequestContext, req: &mut Request<Body>) -> Result<(), Stop> {
         phases::route(&self.routes, ctx)?;
-        phases::authenticate(&self.sessions, ctx, req.headers()).await?;
+        phases::authenticate(&self.sessions, &self.keys, ctx, req.headers()).await?;
         phases::authorize(ctx)?;
         phases::rewrite(ctx, req.headers_mut());
         Ok(())
@@ -71,9 +73,9 @@ impl Gateway {
             .get_or_create(&AppLabels { app: app.clone() })
             .observe(elapsed.as_secs_f64());
         let user = ctx
-            .session
+            .identity
             .as_ref()
-            .map(|s| s.identity.username.as_str())
+            .map(|i| i.username.as_str())
             .unwrap_or("-");
         tracing::info!(
             target: "portcullis::access",

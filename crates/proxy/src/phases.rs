@@ -7,7 +7,10 @@
 use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response};
+use std::sync::Arc;
+
 use portcullis_auth::SessionManager;
+use portcullis_auth::keys::{KeyCheck, KeyRing, LiveKey};
 use portcullis_core::{Failure, FailureKind};
 
 use crate::context::RequestContext;
@@ -41,20 +44,40 @@ pub fn route(table: &RouteTable, ctx: &mut RequestContext) -> Result<(), Stop> {
     Ok(())
 }
 
-/// Resolves the session cookie to a live session, unless a skip-auth rule opens the route.
+/// Establishes who the request is from — an API key, else the session cookie — unless a
+/// skip-auth rule opens the route.
 pub async fn authenticate(
     sessions: &SessionManager,
+    keys: &KeyRing,
     ctx: &mut RequestContext,
     headers: &HeaderMap,
 ) -> Result<(), Stop> {
-    let Some(app) = &ctx.app else {
+    let Some(app) = ctx.app.clone() else {
         return Err(Failure::internal("authenticate ran before route").into());
     };
     if app.skips_auth(&ctx.method, &ctx.path) {
         return Ok(());
     }
+    if let Some(key) = api_key(keys, ctx, headers)? {
+        if !key.allows(&app.name) {
+            return Err(Failure::new(
+                FailureKind::Forbidden,
+                format!(
+                    "The API key \"{}\" may not be used for the app \"{}\".",
+                    key.name, app.name
+                ),
+            )
+            .with_hint("create a key for this app, or ask an administrator to widen this one")
+            .into());
+        }
+        ctx.identity = Some(key.identity.clone());
+        ctx.guard = Some(key.cancel.clone());
+        return Ok(());
+    }
     for value in cookies::values(headers, cookies::SESSION_COOKIE) {
         if let Some(session) = sessions.resolve(value).await.map_err(Failure::from)? {
+            ctx.identity = Some(session.identity.clone());
+            ctx.guard = Some(sessions.stream_guard(&session));
             ctx.session = Some(session);
             return Ok(());
         }
@@ -62,18 +85,54 @@ pub async fn authenticate(
     Err(Stop::SignIn)
 }
 
+/// A Portcullis API key from `X-API-Key` or `Authorization: Bearer`. Any other bearer token is
+/// the app's own (Open WebUI's JWTs, say) and is left alone; a Portcullis key that does not
+/// work is refused outright rather than passed on.
+fn api_key(
+    keys: &KeyRing,
+    ctx: &mut RequestContext,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<LiveKey>>, Stop> {
+    let from_header = headers.get("x-api-key").map(|v| (v, false));
+    let from_bearer = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .find(|v| v.as_bytes().starts_with(b"Bearer pcs_"))
+        .map(|v| (v, true));
+    for (value, in_authorization) in from_header.into_iter().chain(from_bearer) {
+        let token = value.to_str().unwrap_or("").trim();
+        let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
+        match keys.check(token) {
+            KeyCheck::NotAKey => continue,
+            KeyCheck::Refused(reason) => {
+                return Err(Failure::new(
+                    FailureKind::Unauthenticated,
+                    format!("The API key was refused: {reason}."),
+                )
+                .with_hint("check the key, or create a new one")
+                .into());
+            }
+            KeyCheck::Valid(key) => {
+                ctx.key_in_authorization = in_authorization;
+                return Ok(Some(key));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Applies the app's access policy to the signed-in identity.
 pub fn authorize(ctx: &RequestContext) -> Result<(), Stop> {
-    let (Some(app), Some(session)) = (&ctx.app, &ctx.session) else {
+    let (Some(app), Some(identity)) = (&ctx.app, &ctx.identity) else {
         return Ok(()); // a skip-auth route: nobody to authorize
     };
-    app.policy.evaluate(&session.identity).map_err(|denial| {
+    app.policy.evaluate(identity).map_err(|denial| {
         Stop::Fail(
             Failure::new(
                 FailureKind::Forbidden,
                 format!(
                     "You are signed in as {}, but {}.",
-                    session.identity.username, denial.reason
+                    identity.username, denial.reason
                 ),
             )
             .with_hint("ask an administrator for access, or sign out and use another account"),
@@ -90,6 +149,9 @@ pub fn rewrite(ctx: &RequestContext, headers: &mut HeaderMap) {
     };
     app.request_drop.apply(headers);
     cookies::strip_own(headers);
+    if ctx.key_in_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
     let forwarded_for = match &ctx.client.forwarded_for {
         Some(chain) => format!("{chain}, {}", ctx.client.peer_ip),
         None => ctx.client.peer_ip.to_string(),
@@ -99,10 +161,10 @@ pub fn rewrite(ctx: &RequestContext, headers: &mut HeaderMap) {
     set(headers, "x-forwarded-host", &ctx.host_with_port);
     set(headers, "x-real-ip", &ctx.client.client_ip.to_string());
     headers.insert(header::HOST, app.host_header.clone());
-    if let Some(session) = &ctx.session {
+    if let Some(identity) = &ctx.identity {
         for (name, field) in &app.identity_headers {
             // Never empty, never several values: `field` skips empty values and `insert` replaces.
-            if let Some(value) = session.identity.field(*field)
+            if let Some(value) = identity.field(*field)
                 && let Ok(value) = HeaderValue::from_bytes(value.as_bytes())
             {
                 headers.insert(name.clone(), value);
@@ -133,5 +195,5 @@ pub async fn forward(ctx: &RequestContext, req: Request<Body>) -> Result<Respons
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     let request = Request::from_parts(parts, body);
-    Ok(upstream::send(app, request, ctx.upgrade.clone()).await?)
+    Ok(upstream::send(app, request, ctx.upgrade.clone(), ctx.guard.clone()).await?)
 }

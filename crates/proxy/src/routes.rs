@@ -76,6 +76,8 @@ const FORWARDING_HEADERS: &[&str] = &[
     "x-original-url",
     "x-original-method",
     "x-real-ip",
+    // Portcullis's own credential: checked here, never passed on.
+    "x-api-key",
 ];
 
 /// A configuration the route table cannot be built from (validation should have caught it).

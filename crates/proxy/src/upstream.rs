@@ -12,7 +12,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis_core::config::TimeoutConfig;
 use portcullis_core::{Failure, FailureKind};
 
-use crate::body::IdleTimeout;
+use tokio_util::sync::CancellationToken;
+
+use crate::body::{Guarded, IdleTimeout};
 use crate::routes::App;
 
 pub type UpstreamClient = Client<HttpConnector, Body>;
@@ -43,10 +45,14 @@ fn classify(error: &hyper_util::client::legacy::Error, app: &str) -> Failure {
 /// Sends `request` (already rewritten) to the app and returns its response with a streaming body.
 /// A `101 Switching Protocols` answer to an upgrade request becomes a byte tunnel between the
 /// client and the app, run on its own task.
+///
+/// With a `guard`, the response stream (or tunnel) closes as soon as the session or key that
+/// opened it ends.
 pub async fn send(
     app: &App,
     mut request: Request<Body>,
     upgrade: Option<HeaderValue>,
+    guard: Option<CancellationToken>,
 ) -> Result<Response<Body>, Failure> {
     let timeouts = &app.timeouts;
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
@@ -86,15 +92,21 @@ pub async fn send(
     {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let app = app.name.clone();
+        let guard = guard.unwrap_or_default();
         tokio::spawn(async move {
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
                 Ok((client_io, upstream_io)) => {
                     let mut client_io = TokioIo::new(client_io);
                     let mut upstream_io = TokioIo::new(upstream_io);
-                    if let Err(e) =
-                        tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await
-                    {
-                        tracing::debug!(app, error = %e, "upgraded connection ended with an error");
+                    tokio::select! {
+                        copied = tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io) => {
+                            if let Err(e) = copied {
+                                tracing::debug!(app, error = %e, "upgraded connection ended with an error");
+                            }
+                        }
+                        () = guard.cancelled() => {
+                            tracing::info!(app, "closing an upgraded connection: its session or key ended");
+                        }
                     }
                 }
                 Err(e) => tracing::debug!(app, error = %e, "upgrade did not complete"),
@@ -106,8 +118,10 @@ pub async fn send(
 
     let (mut parts, body) = response.into_parts();
     app.response_drop.apply(&mut parts.headers);
-    Ok(Response::from_parts(
-        parts,
-        Body::new(IdleTimeout::new(body, timeouts.idle)),
-    ))
+    let body = IdleTimeout::new(body, timeouts.idle);
+    let body = match guard {
+        Some(guard) => Body::new(Guarded::new(body, guard)),
+        None => Body::new(body),
+    };
+    Ok(Response::from_parts(parts, body))
 }

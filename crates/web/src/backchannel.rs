@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
 use serde::Deserialize;
 
-use crate::audit::Entry;
 use crate::state::AppState;
+use portcullis_auth::audit::Entry;
 
 #[derive(Deserialize, Default)]
 pub struct LogoutForm {

@@ -5,7 +5,6 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-mod audit;
 mod backchannel;
 mod csrf;
 mod health;
@@ -18,6 +17,6 @@ mod sign_out;
 mod state;
 pub mod whoami;
 
-pub use audit::Audit;
+pub use portcullis_auth::audit::Audit;
 pub use server::{router, serve};
 pub use state::{AppState, WebSettings};

@@ -24,9 +24,9 @@ use portcullis_proxy::cookies;
 use portcullis_proxy::respond::{self, safe_return_path};
 use serde::Deserialize;
 
-use crate::audit::Entry;
 use crate::sign_in::{current_session, start_session, user_agent};
 use crate::state::AppState;
+use portcullis_auth::audit::Entry;
 
 /// Binds flows to the browser that started them (one value shared by all tabs).
 pub const FLOW_COOKIE: &str = "_portcullis_flow";

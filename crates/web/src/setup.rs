@@ -15,11 +15,11 @@ use portcullis_proxy::respond::{self, html_response};
 use portcullis_store::{NewUser, StoreError};
 use serde::Deserialize;
 
-use crate::audit::Entry;
 use crate::csrf;
 use crate::pages::{self, SetupForm};
 use crate::sign_in::{start_session, user_agent};
 use crate::state::AppState;
+use portcullis_auth::audit::Entry;
 
 #[derive(Deserialize, Default)]
 pub struct SetupQuery {

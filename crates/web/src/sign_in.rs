@@ -14,10 +14,10 @@ use portcullis_proxy::cookies::{self, SESSION_COOKIE};
 use portcullis_proxy::respond::{self, html_response, safe_return_path};
 use serde::Deserialize;
 
-use crate::audit::Entry;
 use crate::csrf;
 use crate::pages::{self, SignInForm};
 use crate::state::AppState;
+use portcullis_auth::audit::Entry;
 
 #[derive(Deserialize, Default)]
 pub struct SignInQuery {

@@ -12,9 +12,9 @@ use portcullis_proxy::cookies::{self, SESSION_COOKIE};
 use portcullis_proxy::respond::{self, allowed_redirect, html_response};
 use serde::Deserialize;
 
-use crate::audit::Entry;
 use crate::pages;
 use crate::state::AppState;
+use portcullis_auth::audit::Entry;
 
 #[derive(Deserialize, Default)]
 pub struct SignOutQuery {

@@ -11,7 +11,7 @@ use portcullis_proxy::forwarded::{ClientFacts, TrustedProxies};
 use portcullis_proxy::{Gateway, Metrics};
 use portcullis_store::Store;
 
-use crate::audit::Audit;
+use portcullis_auth::audit::Audit;
 
 /// Settings the web layer needs from the configuration.
 #[derive(Clone, Debug)]

@@ -1,0 +1,254 @@
+//! Directory operations for operators: the CLI now, the admin API later. Each operation changes
+//! the store, records the change on the feed (so running processes apply it within a second), and
+//! writes the audit trail.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_core::user::{User, UserStatus, validate_username};
+use portcullis_core::{Clock, Role};
+use portcullis_store::{ChangeKind, NewUser, Store, StoreError, StoredKey};
+
+use crate::audit::{Audit, Entry};
+use crate::keys;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("no user is called {0:?}")]
+    NoSuchUser(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Directory {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    audit: Audit,
+}
+
+/// A user to add by hand.
+pub struct AddUser {
+    pub username: String,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub role: Role,
+    pub password_hash: Option<String>,
+}
+
+/// A new key: the secret (shown once) and what was stored.
+pub struct CreatedKey {
+    pub secret: String,
+    pub stored: StoredKey,
+}
+
+impl Directory {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, audit: Audit) -> Self {
+        Directory {
+            store,
+            clock,
+            audit,
+        }
+    }
+
+    async fn find(&self, username: &str) -> Result<User, DirectoryError> {
+        self.store
+            .user_by_username(username)
+            .await?
+            .ok_or_else(|| DirectoryError::NoSuchUser(username.to_owned()))
+    }
+
+    async fn changed(
+        &self,
+        kind: ChangeKind,
+        subject: &str,
+        action: &str,
+        actor: &str,
+        target: &str,
+        reason: Option<&str>,
+    ) -> Result<(), DirectoryError> {
+        self.store
+            .record_change(kind, subject, self.clock.now())
+            .await?;
+        self.audit
+            .record(Entry {
+                action,
+                success: true,
+                actor: Some(actor),
+                subject: Some(target),
+                reason,
+                client_ip: None,
+            })
+            .await;
+        Ok(())
+    }
+
+    pub async fn add_user(&self, new: AddUser, actor: &str) -> Result<User, DirectoryError> {
+        validate_username(&new.username).map_err(DirectoryError::Invalid)?;
+        let user = self
+            .store
+            .create_user(
+                NewUser {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    username: new.username,
+                    email: new.email,
+                    display_name: new.display_name,
+                    role: new.role,
+                    status: UserStatus::Active,
+                    password_hash: new.password_hash,
+                },
+                self.clock.now(),
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => {
+                    DirectoryError::Invalid("that username or email is already taken".into())
+                }
+                other => other.into(),
+            })?;
+        self.changed(
+            ChangeKind::User,
+            &user.id,
+            "user_created",
+            actor,
+            &user.username,
+            Some(user.role.as_str()),
+        )
+        .await?;
+        Ok(user)
+    }
+
+    pub async fn list_users(&self, offset: u32, limit: u32) -> Result<Vec<User>, DirectoryError> {
+        Ok(self.store.list_users(offset, limit).await?)
+    }
+
+    /// Disabling ends the user's sessions, open streams and keys on every process.
+    pub async fn set_status(
+        &self,
+        username: &str,
+        status: UserStatus,
+        actor: &str,
+    ) -> Result<(), DirectoryError> {
+        let user = self.find(username).await?;
+        self.store
+            .set_status(&user.id, status, self.clock.now())
+            .await?;
+        let action = if status == UserStatus::Active {
+            "user_enabled"
+        } else {
+            "user_disabled"
+        };
+        self.changed(
+            ChangeKind::User,
+            &user.id,
+            action,
+            actor,
+            username,
+            Some(status.as_str()),
+        )
+        .await
+    }
+
+    pub async fn set_role(
+        &self,
+        username: &str,
+        role: Role,
+        actor: &str,
+    ) -> Result<(), DirectoryError> {
+        let user = self.find(username).await?;
+        self.store
+            .set_role(&user.id, role, self.clock.now())
+            .await?;
+        self.changed(
+            ChangeKind::User,
+            &user.id,
+            "role_changed",
+            actor,
+            username,
+            Some(role.as_str()),
+        )
+        .await
+    }
+
+    pub async fn add_to_group(
+        &self,
+        username: &str,
+        group: &str,
+        actor: &str,
+    ) -> Result<(), DirectoryError> {
+        if group.is_empty() || group.contains(',') || group.chars().any(char::is_control) {
+            return Err(DirectoryError::Invalid(
+                "a group name is non-empty and has no commas".into(),
+            ));
+        }
+        let user = self.find(username).await?;
+        self.store
+            .add_to_group(&user.id, group, self.clock.now())
+            .await?;
+        self.changed(
+            ChangeKind::User,
+            &user.id,
+            "group_added",
+            actor,
+            username,
+            Some(group),
+        )
+        .await
+    }
+
+    pub async fn create_key(
+        &self,
+        owner: &str,
+        name: &str,
+        allowed_apps: Vec<String>,
+        lifetime: Option<Duration>,
+        actor: &str,
+    ) -> Result<CreatedKey, DirectoryError> {
+        if name.trim().is_empty() {
+            return Err(DirectoryError::Invalid(
+                "a key needs a name (what uses it)".into(),
+            ));
+        }
+        let owner = self.find(owner).await?;
+        let (secret, hash) = keys::generate();
+        let now = self.clock.now();
+        let stored = StoredKey {
+            id: uuid::Uuid::new_v4().to_string(),
+            hash,
+            name: name.trim().to_owned(),
+            owner_id: owner.id.clone(),
+            allowed_apps,
+            expires_at: lifetime.map(|d| now.plus(d)),
+            created_at: now,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        self.store.create_key(&stored).await?;
+        self.changed(
+            ChangeKind::Key,
+            &stored.id,
+            "key_created",
+            actor,
+            &owner.username,
+            Some(&stored.name),
+        )
+        .await?;
+        Ok(CreatedKey { secret, stored })
+    }
+
+    pub async fn revoke_key(&self, id: &str, actor: &str) -> Result<(), DirectoryError> {
+        if !self.store.revoke_key(id, self.clock.now()).await? {
+            return Err(DirectoryError::Invalid(format!(
+                "no active key has the id {id:?}"
+            )));
+        }
+        self.changed(ChangeKind::Key, id, "key_revoked", actor, id, None)
+            .await
+    }
+
+    pub async fn keys_of(&self, username: &str) -> Result<Vec<StoredKey>, DirectoryError> {
+        let user = self.find(username).await?;
+        Ok(self.store.keys_of(&user.id).await?)
+    }
+}
