@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use portcullis::{config, serve};
+use portcullis::{admin, config, serve};
 
 /// Exit code for a configuration that cannot be used (EX_USAGE), returned before any port is bound.
 const EXIT_BAD_CONFIG: u8 = 64;
@@ -32,6 +32,12 @@ enum Command {
     CheckConfig,
     /// Read a password from standard input and print its argon2id hash.
     HashPassword,
+    /// Manage users: add, list, disable, enable, set-role, add-to-group.
+    #[command(subcommand)]
+    User(admin::UserCommand),
+    /// Manage API keys: create, revoke, list.
+    #[command(subcommand)]
+    Key(admin::KeyCommand),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +46,22 @@ fn main() -> ExitCode {
         Command::Serve => serve::run(cli.config.as_deref()),
         Command::CheckConfig => check_config(cli.config.as_deref()),
         Command::HashPassword => hash_password(),
+        Command::User(command) => with_config(cli.config.as_deref(), |c| admin::user(c, command)),
+        Command::Key(command) => with_config(cli.config.as_deref(), |c| admin::key(c, command)),
+    }
+}
+
+/// Runs an operator command on a valid configuration (it names the data directory).
+fn with_config(
+    path: Option<&std::path::Path>,
+    run: impl FnOnce(&portcullis_core::config::Config) -> ExitCode,
+) -> ExitCode {
+    match config::load(path) {
+        Ok((cfg, _)) => run(&cfg),
+        Err(errors) => {
+            eprint!("{errors}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
     }
 }
 

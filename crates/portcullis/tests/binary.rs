@@ -264,3 +264,122 @@ async fn shutdown_lets_in_flight_streams_finish() {
             .is_err()
     );
 }
+
+/// Runs a CLI command in `dir` (sharing the server's portcullis.toml), with `stdin` as input.
+fn cli(dir: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = portcullis(dir, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_manage_users_and_keys_from_the_cli_while_serving() {
+    let upstream = common::upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve(
+        dir.path(),
+        &format!("[[apps]]\nname = 'app'\nupstream = '{}'\n", upstream.url()),
+    );
+
+    let added = cli(
+        dir.path(),
+        &[
+            "user",
+            "add",
+            "deploy-bot",
+            "--email",
+            "bot@example.com",
+            "--password-stdin",
+        ],
+        "bot-password-1\n",
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let group = cli(
+        dir.path(),
+        &["user", "add-to-group", "deploy-bot", "deployers"],
+        "",
+    );
+    assert!(group.status.success());
+    let created = cli(
+        dir.path(),
+        &[
+            "key",
+            "create",
+            "--user",
+            "deploy-bot",
+            "--name",
+            "pipeline",
+            "--app",
+            "app",
+        ],
+        "",
+    );
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("pcs_"), "{key}");
+    let listed = String::from_utf8(cli(dir.path(), &["user", "list"], "").stdout).unwrap();
+    assert!(
+        listed.contains("deploy-bot") && listed.contains("deployers"),
+        "{listed}"
+    );
+
+    let http = reqwest::Client::new();
+    let call = || {
+        http.get(format!("{}/deploy", served.base))
+            .header("x-api-key", &key)
+            .send()
+    };
+    let mut works = false;
+    for _ in 0..20 {
+        if call().await.unwrap().status() == StatusCode::OK {
+            works = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        works,
+        "the key made by the CLI works on the running server within a second"
+    );
+
+    let disabled = cli(dir.path(), &["user", "disable", "deploy-bot"], "");
+    assert!(disabled.status.success());
+    let started = Instant::now();
+    let mut refused = false;
+    while started.elapsed() < Duration::from_secs(1) {
+        if call().await.unwrap().status() == StatusCode::UNAUTHORIZED {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        refused,
+        "disabling in another process stops the key within one second"
+    );
+
+    let unknown = cli(dir.path(), &["user", "disable", "nobody"], "");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user is called \"nobody\""));
+    terminate(&served.child);
+    assert!(served.child.wait().unwrap().success());
+}

@@ -958,7 +958,7 @@ mod tests {
             revoked_at: None,
         };
         store.create_key(&key).await.unwrap();
-        assert_eq!(store.active_keys().await.unwrap(), [key.clone()]);
+        assert_eq!(store.active_keys().await.unwrap(), vec![key]);
         assert!(store.revoke_key("k1", Timestamp(3)).await.unwrap());
         assert!(!store.revoke_key("k1", Timestamp(4)).await.unwrap());
         assert!(store.active_keys().await.unwrap().is_empty());

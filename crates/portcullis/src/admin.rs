@@ -1,0 +1,276 @@
+//! Operator commands that work without a browser: `portcullis user …` and `portcullis key …`.
+//! They change the store directly; a running Portcullis applies the change within a second
+//! through the change feed.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Subcommand, ValueEnum};
+use portcullis_auth::audit::Audit;
+use portcullis_auth::directory::{AddUser, Directory, DirectoryError};
+use portcullis_auth::password::{check_new_password, hash_blocking};
+use portcullis_core::config::Config;
+use portcullis_core::user::UserStatus;
+use portcullis_core::{Clock, Role, SystemClock};
+use portcullis_store::{SqliteStore, Store};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    User,
+    Pending,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::User => Role::User,
+            RoleArg::Pending => Role::Pending,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add a user. With --password-stdin the first line of standard input is their password.
+    Add {
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_enum, default_value = "user")]
+        role: RoleArg,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List {
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Disable a user: their sessions, open streams and API keys stop at once.
+    Disable {
+        username: String,
+    },
+    Enable {
+        username: String,
+    },
+    SetRole {
+        username: String,
+        #[arg(value_enum)]
+        role: RoleArg,
+    },
+    AddToGroup {
+        username: String,
+        group: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key and print it once on standard output.
+    Create {
+        /// The owner: requests with the key carry this user's identity.
+        #[arg(long)]
+        user: String,
+        /// What uses the key (e.g. "ci-pipeline").
+        #[arg(long)]
+        name: String,
+        /// An app the key may reach (repeatable); none: every app the owner may use.
+        #[arg(long = "app")]
+        apps: Vec<String>,
+        /// Lifetime such as 30d or 12h; none: until revoked.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<Duration>,
+    },
+    /// Revoke a key by id.
+    Revoke { id: String },
+    /// List a user's keys (never the secrets).
+    List {
+        #[arg(long)]
+        user: String,
+    },
+}
+
+fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "operator".into())
+    )
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("could not start the async runtime: {e}"))
+}
+
+async fn directory(config: &Config) -> Result<Directory, String> {
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.data_dir)
+            .await
+            .map_err(|e| format!("opening the store in {}: {e}", config.data_dir.display()))?,
+    );
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Ok(Directory::new(
+        store.clone(),
+        clock.clone(),
+        Audit::new(store, clock),
+    ))
+}
+
+fn finish(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("portcullis: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_password() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password: {e}"))?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    check_new_password(&password)?;
+    Ok(password)
+}
+
+fn show(e: DirectoryError) -> String {
+    e.to_string()
+}
+
+pub fn user(config: &Config, command: UserCommand) -> ExitCode {
+    finish(runtime().and_then(|rt| rt.block_on(run_user(config, command))))
+}
+
+async fn run_user(config: &Config, command: UserCommand) -> Result<(), String> {
+    let dir = directory(config).await?;
+    let actor = actor();
+    match command {
+        UserCommand::Add {
+            username,
+            email,
+            name,
+            role,
+            password_stdin,
+        } => {
+            let password_hash = if password_stdin {
+                Some(hash_blocking(&read_password()?).map_err(|e| e.to_string())?)
+            } else {
+                None
+            };
+            let new = AddUser {
+                username,
+                email,
+                display_name: name,
+                role: role.into(),
+                password_hash,
+            };
+            let user = dir.add_user(new, &actor).await.map_err(show)?;
+            println!("{}", user.id);
+            eprintln!("added {} ({})", user.username, user.role.as_str());
+        }
+        UserCommand::List { offset, limit } => {
+            println!(
+                "{:<24} {:<8} {:<17} {:<32} groups",
+                "username", "role", "status", "email"
+            );
+            for u in dir.list_users(offset, limit).await.map_err(show)? {
+                println!(
+                    "{:<24} {:<8} {:<17} {:<32} {}",
+                    u.username,
+                    u.role.as_str(),
+                    u.status.as_str(),
+                    u.email.as_deref().unwrap_or("-"),
+                    u.groups.join(",")
+                );
+            }
+        }
+        UserCommand::Disable { username } => {
+            dir.set_status(&username, UserStatus::Disabled, &actor)
+                .await
+                .map_err(show)?;
+            eprintln!("disabled {username}: their sessions, streams and keys stop within a second");
+        }
+        UserCommand::Enable { username } => {
+            dir.set_status(&username, UserStatus::Active, &actor)
+                .await
+                .map_err(show)?;
+            eprintln!("enabled {username}");
+        }
+        UserCommand::SetRole { username, role } => {
+            let role: Role = role.into();
+            dir.set_role(&username, role, &actor).await.map_err(show)?;
+            eprintln!("{username} is now {}", role.as_str());
+        }
+        UserCommand::AddToGroup { username, group } => {
+            dir.add_to_group(&username, &group, &actor)
+                .await
+                .map_err(show)?;
+            eprintln!("{username} is in {group}");
+        }
+    }
+    Ok(())
+}
+
+pub fn key(config: &Config, command: KeyCommand) -> ExitCode {
+    finish(runtime().and_then(|rt| rt.block_on(run_key(config, command))))
+}
+
+async fn run_key(config: &Config, command: KeyCommand) -> Result<(), String> {
+    let dir = directory(config).await?;
+    let actor = actor();
+    match command {
+        KeyCommand::Create {
+            user,
+            name,
+            apps,
+            expires_in,
+        } => {
+            let created = dir
+                .create_key(&user, &name, apps, expires_in, &actor)
+                .await
+                .map_err(show)?;
+            // The secret alone on standard output, so scripts can capture it; it is shown once.
+            println!("{}", created.secret);
+            eprintln!(
+                "key {} for {user} ({}); store it now, it cannot be shown again",
+                created.stored.id, created.stored.name
+            );
+        }
+        KeyCommand::Revoke { id } => {
+            dir.revoke_key(&id, &actor).await.map_err(show)?;
+            eprintln!("revoked {id}");
+        }
+        KeyCommand::List { user } => {
+            println!("{:<36} {:<20} {:<10} apps", "id", "name", "state");
+            for k in dir.keys_of(&user).await.map_err(show)? {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                let apps = if k.allowed_apps.is_empty() {
+                    "*".to_owned()
+                } else {
+                    k.allowed_apps.join(",")
+                };
+                println!("{:<36} {:<20} {:<10} {apps}", k.id, k.name, state);
+            }
+        }
+    }
+    Ok(())
+}
