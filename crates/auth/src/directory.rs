@@ -119,8 +119,13 @@ impl Directory {
         Ok(user)
     }
 
-    pub async fn list_users(&self, offset: u32, limit: u32) -> Result<Vec<User>, DirectoryError> {
-        Ok(self.store.list_users(offset, limit).await?)
+    pub async fn find_users(
+        &self,
+        query: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<User>, u64), DirectoryError> {
+        Ok(self.store.find_users(query, offset, limit).await?)
     }
 
     /// Disabling ends the user's sessions, open streams and keys on every process.
@@ -245,6 +250,10 @@ impl Directory {
         }
         self.changed(ChangeKind::Key, id, "key_revoked", actor, id, None)
             .await
+    }
+
+    pub async fn user(&self, username: &str) -> Result<User, DirectoryError> {
+        self.find(username).await
     }
 
     pub async fn keys_of(&self, username: &str) -> Result<Vec<StoredKey>, DirectoryError> {

@@ -188,7 +188,8 @@ async fn run_user(config: &Config, command: UserCommand) -> Result<(), String> {
                 "{:<24} {:<8} {:<17} {:<32} groups",
                 "username", "role", "status", "email"
             );
-            for u in dir.list_users(offset, limit).await.map_err(show)? {
+            let (users, _) = dir.find_users(None, offset, limit).await.map_err(show)?;
+            for u in users {
                 println!(
                     "{:<24} {:<8} {:<17} {:<32} {}",
                     u.username,

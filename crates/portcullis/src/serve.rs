@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use portcullis_auth::directory::Directory;
 use portcullis_auth::keys::KeyRing;
 use portcullis_auth::oidc::refresh::ProviderRefresher;
 use portcullis_auth::oidc::{FlowManager, Providers};
@@ -123,6 +124,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         gateway,
         metrics,
         audit: Audit::new(store.clone(), clock.clone()),
+        directory: Arc::new(Directory::new(
+            store.clone(),
+            clock.clone(),
+            Audit::new(store.clone(), clock.clone()),
+        )),
         providers,
         flows: Arc::new(FlowManager::new(store, clock)),
         sealer,

@@ -131,8 +131,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<(User, Option<String>)>, StoreError>;
     async fn count_admins(&self) -> Result<u64, StoreError>;
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
-    /// Users ordered by username, `limit` from `offset`.
-    async fn list_users(&self, offset: u32, limit: u32) -> Result<Vec<User>, StoreError>;
+    /// Users ordered by username, `limit` from `offset`; with a query, only those whose username,
+    /// email or display name contains it (case-insensitive). Also returns how many match in all.
+    async fn find_users(
+        &self,
+        query: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<User>, u64), StoreError>;
     async fn set_status(
         &self,
         user_id: &str,
@@ -238,4 +244,11 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The newest events first.
     async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+    /// A page of the audit trail, newest first, with each record's id; `before` continues from
+    /// the last id of the previous page.
+    async fn audit_page(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, AuditEvent)>, StoreError>;
 }

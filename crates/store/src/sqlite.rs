@@ -262,16 +262,40 @@ impl Store for SqliteStore {
             .map(|(u, _)| u))
     }
 
-    async fn list_users(&self, offset: u32, limit: u32) -> Result<Vec<User>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username LIMIT ? OFFSET ?");
+    async fn find_users(
+        &self,
+        query: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<User>, u64), StoreError> {
+        // LIKE with the wildcards escaped, so a search for "a_b" means exactly that.
+        let pattern = query.map(|q| {
+            let escaped = q
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let filter = "(?1 IS NULL OR username LIKE ?1 ESCAPE '\\' OR email LIKE ?1 ESCAPE '\\' \
+                      OR display_name LIKE ?1 ESCAPE '\\')";
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY username LIMIT ?2 OFFSET ?3"
+        );
         let rows = sqlx::query(&sql)
+            .bind(&pattern)
             .bind(i64::from(limit))
             .bind(i64::from(offset))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
+        let users = rows
+            .iter()
             .map(|r| user_from_row(r).map(|(u, _)| u))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM users WHERE {filter}"))
+            .bind(&pattern)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((users, u64::try_from(total).unwrap_or(0)))
     }
 
     async fn set_status(
@@ -692,13 +716,29 @@ impl Store for SqliteStore {
     }
 
     async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM audit ORDER BY id DESC LIMIT ?")
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+        Ok(self
+            .audit_page(None, limit)
+            .await?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
+    }
+
+    async fn audit_page(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, AuditEvent)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
-                Ok(AuditEvent {
+                let event = AuditEvent {
                     at: Timestamp(row.try_get("at")?),
                     action: row.try_get("action")?,
                     outcome: row.try_get("outcome")?,
@@ -706,7 +746,8 @@ impl Store for SqliteStore {
                     subject: row.try_get("subject")?,
                     reason: row.try_get("reason")?,
                     client_ip: row.try_get("client_ip")?,
-                })
+                };
+                Ok((row.try_get("id")?, event))
             })
             .collect()
     }

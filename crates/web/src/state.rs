@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use ipnet::IpNet;
+use portcullis_auth::directory::Directory;
 use portcullis_auth::oidc::{FlowManager, Providers};
 use portcullis_auth::seal::Sealer;
 use portcullis_auth::{LocalLogin, SessionManager, SetupToken};
@@ -36,6 +37,7 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub metrics: Arc<Metrics>,
     pub audit: Audit,
+    pub directory: Arc<Directory>,
     pub providers: Arc<Providers>,
     pub flows: Arc<FlowManager>,
     pub sealer: Sealer,

@@ -1,0 +1,370 @@
+//! The admin and self-service REST API: authorisation, validation, paging, and effects.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+mod common;
+
+use common::Harness;
+use portcullis_core::Role;
+use reqwest::header::COOKIE;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+struct Api<'a> {
+    h: &'a Harness,
+    cookie: Option<String>,
+    key: Option<String>,
+}
+
+impl Api<'_> {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.h.http.request(method, self.h.url(path));
+        if let Some(cookie) = &self.cookie {
+            request = request.header(COOKIE, format!("_portcullis={cookie}"));
+        }
+        if let Some(key) = &self.key {
+            request = request.header("x-api-key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+#[tokio::test]
+async fn admin_api_authorisation_validation_and_effects() {
+    let h = Harness::start("[[apps]]\nname = 'chat'\nupstream = '{upstream}'\n").await;
+    let admin = Api {
+        h: &h,
+        cookie: Some(h.setup_admin().await),
+        key: None,
+    };
+    h.add_user(
+        "carol",
+        Some("carol@example.com"),
+        Some("Carol C"),
+        Role::User,
+        &[],
+    )
+    .await;
+    let carol_cookie = h.sign_in("carol", "user-password-1").await.unwrap();
+    let carol = Api {
+        h: &h,
+        cookie: Some(carol_cookie.clone()),
+        key: None,
+    };
+    let nobody = Api {
+        h: &h,
+        cookie: None,
+        key: None,
+    };
+
+    // Authorisation: no session 401, non-admin 403, admin 200 — all JSON with a stable code.
+    let (status, body) = nobody.call(Method::GET, "/api/v1/users", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthenticated"))
+    );
+    let (status, body) = carol.call(Method::GET, "/api/v1/users", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    for (method, path) in [
+        (Method::POST, "/api/v1/users"),
+        (Method::PATCH, "/api/v1/users/carol"),
+        (Method::GET, "/api/v1/audit"),
+    ] {
+        let (status, _) = carol.call(method, path, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    let (status, body) = admin.call(Method::GET, "/api/v1/nope", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+
+    // Create, with validation errors that say what is wrong.
+    let (status, created) = admin
+        .call(Method::POST, "/api/v1/users", Some(json!({"username": "dave", "email": "dave@example.com", "password": "dave-password-1"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        (created["username"].as_str(), created["role"].as_str()),
+        (Some("dave"), Some("user"))
+    );
+    for (bad, expected) in [
+        (json!({"username": "dave"}), "already taken"),
+        (json!({"email": "x@y"}), "missing field `username`"),
+        (json!({"username": "e e"}), "may contain only"),
+        (json!({"username": "eve", "role": "root"}), "is not a role"),
+        (
+            json!({"username": "eve", "password": "short"}),
+            "at least 8",
+        ),
+        (
+            json!({"username": "eve", "colour": "blue"}),
+            "unknown field `colour`",
+        ),
+    ] {
+        let (status, body) = admin
+            .call(Method::POST, "/api/v1/users", Some(bad.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(expected),
+            "{bad}: {body}"
+        );
+    }
+    let dave_cookie = h.sign_in("dave", "dave-password-1").await.unwrap();
+
+    // Paging and search.
+    for i in 0..25 {
+        admin
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                Some(json!({"username": format!("bulk{i:02}")})),
+            )
+            .await;
+    }
+    let (_, page) = admin
+        .call(Method::GET, "/api/v1/users?limit=10&offset=10", None)
+        .await;
+    assert_eq!(page["total"], 28, "admin, carol, dave and 25 bulk users");
+    assert_eq!(page["users"].as_array().unwrap().len(), 10);
+    assert_eq!(page["users"][0]["username"], "bulk09");
+    let (_, found) = admin.call(Method::GET, "/api/v1/users?q=CAROL", None).await;
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["users"][0]["display_name"], "Carol C");
+    let (_, none) = admin
+        .call(Method::GET, "/api/v1/users?q=bulk%25", None)
+        .await;
+    assert_eq!(none["total"], 0, "% is a literal character in searches");
+
+    // Role, groups and status take effect at once.
+    let (status, _) = admin
+        .call(
+            Method::POST,
+            "/api/v1/users/dave/groups",
+            Some(json!({"group": "ops"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, updated) = admin
+        .call(
+            Method::PATCH,
+            "/api/v1/users/dave",
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(
+        (status, updated["role"].as_str()),
+        (StatusCode::OK, Some("admin"))
+    );
+    let dave = Api {
+        h: &h,
+        cookie: Some(dave_cookie.clone()),
+        key: None,
+    };
+    let (_, me) = dave.call(Method::GET, "/api/v1/me", None).await;
+    assert_eq!(
+        me["identity"]["role"], "admin",
+        "the running session sees the new role"
+    );
+    assert_eq!(me["identity"]["groups"], json!(["ops"]));
+    let (status, _) = admin
+        .call(
+            Method::PATCH,
+            "/api/v1/users/dave",
+            Some(json!({"status": "disabled"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = dave.call(Method::GET, "/api/v1/me", None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "disabling ends the session at once"
+    );
+    let (status, _) = admin
+        .call(
+            Method::PATCH,
+            "/api/v1/users/nobody",
+            Some(json!({"status": "disabled"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Keys: issued by an admin for a user, shown once, revocable.
+    let (status, issued) = admin
+        .call(
+            Method::POST,
+            "/api/v1/users/carol/keys",
+            Some(json!({"name": "laptop", "apps": ["chat"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let secret = issued["key"].as_str().unwrap().to_owned();
+    let proxied = h
+        .http
+        .get(h.url("/models"))
+        .header("x-api-key", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        proxied.status(),
+        StatusCode::OK,
+        "an API-created key works at once"
+    );
+    let (_, details) = admin.call(Method::GET, "/api/v1/users/carol", None).await;
+    assert_eq!(details["keys"][0]["name"], "laptop");
+    assert!(details["keys"][0].get("key").is_none(), "never shown again");
+    let key_id = issued["details"]["id"].as_str().unwrap().to_owned();
+    let (status, _) = admin
+        .call(Method::DELETE, &format!("/api/v1/keys/{key_id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let refused = h
+        .http
+        .get(h.url("/models"))
+        .header("x-api-key", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    // Audit: pages and the JSON-lines export.
+    let (_, first) = admin.call(Method::GET, "/api/v1/audit?limit=5", None).await;
+    assert_eq!(first["events"].as_array().unwrap().len(), 5);
+    assert_eq!(first["events"][0]["action"], "key_revoked");
+    let next = first["next_before"].as_i64().unwrap();
+    let (_, second) = admin
+        .call(
+            Method::GET,
+            &format!("/api/v1/audit?limit=5&before={next}"),
+            None,
+        )
+        .await;
+    assert!(second["events"][0]["id"].as_i64().unwrap() < next);
+    let export = h
+        .http
+        .get(h.url("/api/v1/audit.jsonl"))
+        .header(
+            COOKIE,
+            format!("_portcullis={}", admin.cookie.as_deref().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.headers()["content-type"], "application/x-ndjson");
+    let lines: Vec<Value> = export
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() > 30, "{}", lines.len());
+    for action in [
+        "user_created",
+        "role_changed",
+        "group_added",
+        "user_disabled",
+        "key_created",
+        "sign_in",
+    ] {
+        assert!(
+            lines.iter().any(|l| l["action"] == action),
+            "{action} missing from the export"
+        );
+    }
+    h.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn self_service_keys_and_csrf() {
+    let h = Harness::start("[[apps]]\nname = 'chat'\nupstream = '{upstream}'\n").await;
+    h.setup_admin().await;
+    h.add_user("erin", Some("erin@example.com"), None, Role::User, &[])
+        .await;
+    let cookie = h.sign_in("erin", "user-password-1").await.unwrap();
+    let erin = Api {
+        h: &h,
+        cookie: Some(cookie.clone()),
+        key: None,
+    };
+
+    let (status, issued) = erin
+        .call(
+            Method::POST,
+            "/api/v1/me/keys",
+            Some(json!({"name": "cli", "apps": ["portcullis-api", "chat"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let by_key = Api {
+        h: &h,
+        cookie: None,
+        key: issued["key"].as_str().map(str::to_owned),
+    };
+    let (status, me) = by_key.call(Method::GET, "/api/v1/me", None).await;
+    assert_eq!(
+        (status, me["identity"]["username"].as_str()),
+        (StatusCode::OK, Some("erin"))
+    );
+    let (status, _) = by_key.call(Method::GET, "/api/v1/users", None).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a user's key is not an admin key"
+    );
+
+    let (_, app_only) = erin
+        .call(
+            Method::POST,
+            "/api/v1/me/keys",
+            Some(json!({"name": "chat only", "apps": ["chat"]})),
+        )
+        .await;
+    let not_scoped = Api {
+        h: &h,
+        cookie: None,
+        key: app_only["key"].as_str().map(str::to_owned),
+    };
+    let (status, body) = not_scoped.call(Method::GET, "/api/v1/me", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["message"].as_str().unwrap().contains("portcullis-api"));
+
+    let (_, listed) = erin.call(Method::GET, "/api/v1/me/keys", None).await;
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 2);
+    let id = listed["keys"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = erin
+        .call(Method::DELETE, "/api/v1/me/keys/not-mine", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A cross-site page cannot use Erin's cookie to change anything.
+    let forged = h
+        .http
+        .delete(h.url(&format!("/api/v1/me/keys/{id}")))
+        .header(COOKIE, format!("_portcullis={cookie}"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let (status, _) = erin
+        .call(Method::DELETE, &format!("/api/v1/me/keys/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    h.running.shutdown().await;
+}

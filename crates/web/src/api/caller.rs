@@ -1,0 +1,162 @@
+//! Who is calling the API, and whether they may.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method, header};
+use portcullis_auth::keys::KeyCheck;
+use portcullis_core::{Failure, FailureKind, Identity, Role};
+use portcullis_proxy::cookies::{self, SESSION_COOKIE};
+use portcullis_proxy::respond;
+use serde::de::DeserializeOwned;
+
+use super::API_SCOPE;
+use crate::state::AppState;
+
+/// An API error: a failure rendered as JSON.
+pub struct ApiError(pub Failure);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        respond::failure(&self.0, false)
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        ApiError(f)
+    }
+}
+
+impl From<portcullis_auth::directory::DirectoryError> for ApiError {
+    fn from(e: portcullis_auth::directory::DirectoryError) -> Self {
+        use portcullis_auth::directory::DirectoryError::*;
+        ApiError(match e {
+            NoSuchUser(_) => Failure::new(FailureKind::NotFound, e.to_string()),
+            Invalid(m) => Failure::bad_request(m),
+            Store(s) => Failure::from(s),
+        })
+    }
+}
+
+impl From<portcullis_store::StoreError> for ApiError {
+    fn from(e: portcullis_store::StoreError) -> Self {
+        ApiError(Failure::from(e))
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON body, with a JSON error that says what is wrong when it is not valid.
+pub fn body<T: DeserializeOwned>(parsed: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    parsed.map(|Json(value)| value).map_err(|e| {
+        ApiError(Failure::bad_request(format!(
+            "the request body is not valid: {}",
+            e.body_text()
+        )))
+    })
+}
+
+/// The authenticated caller.
+pub struct Caller {
+    pub identity: Arc<Identity>,
+    /// Audit actor: the user id, with the key for key-authenticated calls.
+    pub actor: String,
+}
+
+impl Caller {
+    pub fn require_admin(&self) -> ApiResult<()> {
+        if self.identity.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError(Failure::new(
+                FailureKind::Forbidden,
+                "this needs the admin role",
+            )))
+        }
+    }
+}
+
+fn unauthenticated(message: &str) -> ApiError {
+    ApiError(
+        Failure::new(FailureKind::Unauthenticated, message)
+            .with_hint("sign in, or send an API key allowed for portcullis-api"),
+    )
+}
+
+/// A state-changing request authenticated by cookie must come from this site: refuse what the
+/// browser marks cross-site, and any `Origin` that is not this request's own.
+fn same_origin(method: &Method, headers: &HeaderMap) -> bool {
+    if method.is_safe() {
+        return true;
+    }
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+    };
+    if text("sec-fetch-site").is_some_and(|s| s == "cross-site") {
+        return false;
+    }
+    match (text(header::ORIGIN.as_str()), text(header::HOST.as_str())) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest == host),
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
+pub async fn caller(state: &AppState, method: &Method, headers: &HeaderMap) -> ApiResult<Caller> {
+    let presented = headers
+        .get("x-api-key")
+        .or_else(|| headers.get(header::AUTHORIZATION))
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim()
+                .strip_prefix("Bearer ")
+                .unwrap_or(v.trim())
+                .to_owned()
+        });
+    if let Some(token) = presented {
+        match state.gateway.keys.check(&token) {
+            KeyCheck::Valid(key) if key.allowed_apps.iter().any(|a| a == API_SCOPE) => {
+                return Ok(Caller {
+                    identity: key.identity.clone(),
+                    actor: format!("{} (key {})", key.owner_id, key.id),
+                });
+            }
+            KeyCheck::Valid(_) => {
+                return Err(ApiError(Failure::new(
+                    FailureKind::Forbidden,
+                    format!(
+                        "this API key is not allowed for the API; create one with the app {API_SCOPE}"
+                    ),
+                )));
+            }
+            KeyCheck::Refused(reason) => {
+                return Err(unauthenticated(&format!(
+                    "the API key was refused: {reason}"
+                )));
+            }
+            KeyCheck::NotAKey => {}
+        }
+    }
+    for value in cookies::values(headers, SESSION_COOKIE) {
+        if let Some(session) = state.sessions.resolve(value).await? {
+            if !same_origin(method, headers) {
+                return Err(ApiError(Failure::new(
+                    FailureKind::Forbidden,
+                    "cross-site requests cannot change anything here",
+                )));
+            }
+            return Ok(Caller {
+                identity: session.identity.clone(),
+                actor: session.user_id.clone(),
+            });
+        }
+    }
+    Err(unauthenticated("sign in first"))
+}

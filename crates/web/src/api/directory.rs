@@ -1,0 +1,388 @@
+//! Admin endpoints: users, groups, keys, audit.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method, StatusCode, header};
+use portcullis_auth::directory::AddUser;
+use portcullis_auth::password::check_new_password;
+use portcullis_core::user::{User, UserStatus};
+use portcullis_core::{Failure, FailureKind, Role};
+use portcullis_store::{AuditEvent, StoredKey};
+use serde::{Deserialize, Serialize};
+
+use super::MAX_PAGE;
+use super::caller::{ApiError, ApiResult, body, caller};
+use crate::state::AppState;
+
+#[derive(Serialize)]
+pub struct UserView {
+    id: String,
+    username: String,
+    email: Option<String>,
+    display_name: Option<String>,
+    role: &'static str,
+    status: &'static str,
+    groups: Vec<String>,
+    created_at: i64,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        UserView {
+            role: u.role.as_str(),
+            status: u.status.as_str(),
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            display_name: u.display_name,
+            groups: u.groups,
+            created_at: u.created_at.0,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct KeyView {
+    id: String,
+    name: String,
+    apps: Vec<String>,
+    expires_at: Option<i64>,
+    created_at: i64,
+    last_used_at: Option<i64>,
+    revoked: bool,
+}
+
+impl From<StoredKey> for KeyView {
+    fn from(k: StoredKey) -> Self {
+        KeyView {
+            id: k.id,
+            name: k.name,
+            apps: k.allowed_apps,
+            expires_at: k.expires_at.map(|t| t.0),
+            created_at: k.created_at.0,
+            last_used_at: k.last_used_at.map(|t| t.0),
+            revoked: k.revoked_at.is_some(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    offset: u32,
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    50
+}
+
+fn parse_role(role: &str) -> ApiResult<Role> {
+    Role::parse(role).ok_or_else(|| {
+        ApiError(Failure::bad_request(format!(
+            "{role:?} is not a role (admin, user, pending)"
+        )))
+    })
+}
+
+pub async fn list_users(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> ApiResult<Response> {
+    caller(&state, &method, &headers).await?.require_admin()?;
+    let limit = page.limit.clamp(1, MAX_PAGE);
+    let query = page.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    let (users, total) = state
+        .directory
+        .find_users(query, page.offset, limit)
+        .await?;
+    let users: Vec<UserView> = users.into_iter().map(UserView::from).collect();
+    Ok(Json(serde_json::json!({ "users": users, "total": total, "offset": page.offset, "limit": limit })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserBody {
+    username: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    parsed: Result<Json<NewUserBody>, JsonRejection>,
+) -> ApiResult<Response> {
+    let who = caller(&state, &method, &headers).await?;
+    who.require_admin()?;
+    let new = body(parsed)?;
+    let password_hash = match &new.password {
+        Some(password) => {
+            check_new_password(password).map_err(|m| ApiError(Failure::bad_request(m)))?;
+            let hash = state.local_login.hasher().hash(password).await;
+            Some(hash.map_err(|e| ApiError(Failure::internal(e.to_string())))?)
+        }
+        None => None,
+    };
+    let role = new
+        .role
+        .as_deref()
+        .map(parse_role)
+        .transpose()?
+        .unwrap_or(Role::User);
+    let add = AddUser {
+        username: new.username,
+        email: new.email,
+        display_name: new.display_name,
+        role,
+        password_hash,
+    };
+    let user = state.directory.add_user(add, &who.actor).await?;
+    Ok((StatusCode::CREATED, Json(UserView::from(user))).into_response())
+}
+
+pub async fn get_user(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+) -> ApiResult<Response> {
+    caller(&state, &method, &headers).await?.require_admin()?;
+    let user = state.directory.user(&username).await?;
+    let keys: Vec<KeyView> = state
+        .directory
+        .keys_of(&username)
+        .await?
+        .into_iter()
+        .map(KeyView::from)
+        .collect();
+    Ok(Json(serde_json::json!({ "user": UserView::from(user), "keys": keys })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+pub async fn update_user(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    parsed: Result<Json<UserChange>, JsonRejection>,
+) -> ApiResult<Response> {
+    let who = caller(&state, &method, &headers).await?;
+    who.require_admin()?;
+    let change = body(parsed)?;
+    if let Some(status) = change.status.as_deref() {
+        let status = match status {
+            "active" => UserStatus::Active,
+            "disabled" => UserStatus::Disabled,
+            other => {
+                return Err(ApiError(Failure::bad_request(format!(
+                    "{other:?} is not a status (active, disabled)"
+                ))));
+            }
+        };
+        state
+            .directory
+            .set_status(&username, status, &who.actor)
+            .await?;
+    }
+    if let Some(role) = change.role.as_deref() {
+        state
+            .directory
+            .set_role(&username, parse_role(role)?, &who.actor)
+            .await?;
+    }
+    let user = state.directory.user(&username).await?;
+    apply_now(&state, &user.id).await;
+    Ok(Json(UserView::from(user)).into_response())
+}
+
+/// Applies a change in this process at once (other processes follow through the change feed).
+pub async fn apply_now(state: &AppState, user_id: &str) {
+    if let Err(e) = state.sessions.user_changed(user_id).await {
+        tracing::warn!(error = %e, "could not apply a user change at once; the change feed will");
+    }
+    if let Err(e) = state.gateway.keys.reload().await {
+        tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupBody {
+    group: String,
+}
+
+pub async fn add_group(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    parsed: Result<Json<GroupBody>, JsonRejection>,
+) -> ApiResult<Response> {
+    let who = caller(&state, &method, &headers).await?;
+    who.require_admin()?;
+    let group = body(parsed)?.group;
+    state
+        .directory
+        .add_to_group(&username, &group, &who.actor)
+        .await?;
+    let user = state.directory.user(&username).await?;
+    apply_now(&state, &user.id).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyBody {
+    pub name: String,
+    #[serde(default)]
+    pub apps: Vec<String>,
+    /// Lifetime in seconds; none: until revoked.
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+/// Creates a key for `owner` and returns it once.
+pub async fn issue_key(
+    state: &AppState,
+    owner: &str,
+    new: NewKeyBody,
+    actor: &str,
+) -> ApiResult<Response> {
+    let lifetime = new.expires_in_secs.map(Duration::from_secs);
+    let created = state
+        .directory
+        .create_key(owner, &new.name, new.apps, lifetime, actor)
+        .await?;
+    if let Err(e) = state.gateway.keys.reload().await {
+        tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
+    }
+    let view = KeyView::from(created.stored);
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "key": created.secret, "details": view })),
+    )
+        .into_response())
+}
+
+pub async fn create_key(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    parsed: Result<Json<NewKeyBody>, JsonRejection>,
+) -> ApiResult<Response> {
+    let who = caller(&state, &method, &headers).await?;
+    who.require_admin()?;
+    issue_key(&state, &username, body(parsed)?, &who.actor).await
+}
+
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let who = caller(&state, &method, &headers).await?;
+    who.require_admin()?;
+    state.directory.revoke_key(&id, &who.actor).await?;
+    if let Err(e) = state.gateway.keys.reload().await {
+        tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+pub struct AuditPage {
+    #[serde(default)]
+    before: Option<i64>,
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn event_json(id: i64, e: &AuditEvent) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "at": e.at.0, "action": e.action, "outcome": e.outcome, "actor": e.actor,
+        "subject": e.subject, "reason": e.reason, "client_ip": e.client_ip,
+    })
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Query(page): Query<AuditPage>,
+) -> ApiResult<Response> {
+    caller(&state, &method, &headers).await?.require_admin()?;
+    let limit = page.limit.clamp(1, MAX_PAGE);
+    let events = state.store.audit_page(page.before, limit).await?;
+    let next = (events.len() == usize::try_from(limit).unwrap_or(usize::MAX))
+        .then(|| events.last().map(|(id, _)| *id))
+        .flatten();
+    let events: Vec<serde_json::Value> = events.iter().map(|(id, e)| event_json(*id, e)).collect();
+    Ok(Json(serde_json::json!({ "events": events, "next_before": next })).into_response())
+}
+
+/// The whole trail as JSON lines, newest first, streamed page by page.
+pub async fn audit_export(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    caller(&state, &method, &headers).await?.require_admin()?;
+    let store = state.store.clone();
+    let pages = futures_util::stream::unfold(Some(None), move |cursor: Option<Option<i64>>| {
+        let store = store.clone();
+        async move {
+            let before = cursor?;
+            match store.audit_page(before, 1000).await {
+                Ok(events) if events.is_empty() => None,
+                Ok(events) => {
+                    let next = events.last().map(|(id, _)| *id);
+                    let lines: String = events
+                        .iter()
+                        .map(|(id, e)| format!("{}\n", event_json(*id, e)))
+                        .collect();
+                    Some((Ok::<_, std::io::Error>(lines), Some(next)))
+                }
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+            }
+        }
+    });
+    let mut response = Response::new(Body::from_stream(pages));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
+}
+
+/// 404 for API paths that do not exist, as JSON.
+pub async fn not_found() -> Response {
+    ApiError(Failure::new(FailureKind::NotFound, "no such API endpoint")).into_response()
+}

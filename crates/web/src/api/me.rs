@@ -1,0 +1,74 @@
+//! Self-service: a signed-in user's own identity and API keys.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method, StatusCode};
+use portcullis_core::{Failure, FailureKind};
+
+use super::caller::{ApiError, ApiResult, body, caller};
+use super::directory::{KeyView, NewKeyBody, issue_key};
+use crate::state::AppState;
+
+pub async fn me(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let who = caller(&state, &method, &headers).await?;
+    Ok(Json(serde_json::json!({ "identity": who.identity.as_ref() })).into_response())
+}
+
+pub async fn keys(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let who = caller(&state, &method, &headers).await?;
+    let keys: Vec<KeyView> = state
+        .directory
+        .keys_of(&who.identity.username)
+        .await?
+        .into_iter()
+        .map(KeyView::from)
+        .collect();
+    Ok(Json(serde_json::json!({ "keys": keys })).into_response())
+}
+
+pub async fn create_key(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    parsed: Result<Json<NewKeyBody>, JsonRejection>,
+) -> ApiResult<Response> {
+    let who = caller(&state, &method, &headers).await?;
+    let username = who.identity.username.clone();
+    issue_key(&state, &username, body(parsed)?, &who.actor).await
+}
+
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let who = caller(&state, &method, &headers).await?;
+    let mine = state
+        .directory
+        .keys_of(&who.identity.username)
+        .await?
+        .into_iter()
+        .any(|k| k.id == id);
+    if !mine {
+        return Err(ApiError(Failure::new(
+            FailureKind::NotFound,
+            "you have no key with that id",
+        )));
+    }
+    state.directory.revoke_key(&id, &who.actor).await?;
+    if let Err(e) = state.gateway.keys.reload().await {
+        tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

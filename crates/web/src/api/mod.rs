@@ -1,0 +1,45 @@
+//! The admin and self-service REST API under `/api/v1`. JSON in and out; errors are JSON with a
+//! stable `error` code, a `message` and a `hint` (see `portcullis_proxy::respond`).
+//!
+//! Callers: a signed-in session, or an API key scoped to the API (its apps include
+//! [`API_SCOPE`]). Admin endpoints also need the admin role. Cookie-authenticated requests that
+//! change something must come from the same origin (CSRF).
+
+mod caller;
+mod directory;
+mod me;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+
+pub use directory::not_found;
+
+use crate::state::AppState;
+
+/// The app name an API key must be allowed to reach to use `/api/v1`.
+pub const API_SCOPE: &str = "portcullis-api";
+/// Largest page a list endpoint returns.
+const MAX_PAGE: u32 = 200;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/users",
+            get(directory::list_users).post(directory::create_user),
+        )
+        .route(
+            "/api/v1/users/{username}",
+            get(directory::get_user).patch(directory::update_user),
+        )
+        .route(
+            "/api/v1/users/{username}/groups",
+            post(directory::add_group),
+        )
+        .route("/api/v1/users/{username}/keys", post(directory::create_key))
+        .route("/api/v1/keys/{id}", delete(directory::revoke_key))
+        .route("/api/v1/audit", get(directory::audit))
+        .route("/api/v1/audit.jsonl", get(directory::audit_export))
+        .route("/api/v1/me", get(me::me))
+        .route("/api/v1/me/keys", get(me::keys).post(me::create_key))
+        .route("/api/v1/me/keys/{id}", delete(me::revoke_key))
+}
