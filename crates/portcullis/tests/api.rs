@@ -368,3 +368,51 @@ async fn self_service_keys_and_csrf() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     h.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let h = Harness::start("").await;
+    let response = h
+        .http
+        .get(h.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "served without authentication"
+    );
+    let doc: Value = response.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let documented: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    // Every route the API serves (crates/web/src/api/mod.rs), with its methods.
+    let served = [
+        ("/api/v1/users", &["get", "post"][..]),
+        ("/api/v1/users/{username}", &["get", "patch"]),
+        ("/api/v1/users/{username}/groups", &["post"]),
+        ("/api/v1/users/{username}/keys", &["post"]),
+        ("/api/v1/keys/{id}", &["delete"]),
+        ("/api/v1/audit", &["get"]),
+        ("/api/v1/audit.jsonl", &["get"]),
+        ("/api/v1/me", &["get"]),
+        ("/api/v1/me/keys", &["get", "post"]),
+        ("/api/v1/me/keys/{id}", &["delete"]),
+        ("/api/v1/openapi.json", &["get"]),
+    ];
+    assert_eq!(documented.len(), served.len(), "{documented:?}");
+    for (path, methods) in served {
+        for method in methods {
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} is not documented"
+            );
+        }
+    }
+    h.running.shutdown().await;
+}

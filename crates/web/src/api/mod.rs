@@ -42,4 +42,12 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/me", get(me::me))
         .route("/api/v1/me/keys", get(me::keys).post(me::create_key))
         .route("/api/v1/me/keys/{id}", delete(me::revoke_key))
+        .route("/api/v1/openapi.json", get(openapi))
+}
+
+/// The OpenAPI description of this API, kept next to the code it describes.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(http::header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
