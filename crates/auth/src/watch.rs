@@ -35,23 +35,20 @@ impl ChangeWatcher {
         })
     }
 
-    /// Applies every change since the last call.
+    /// Applies every change since the last call. Keys are rebuilt before sessions are ended, so
+    /// by the time a disabled user's streams close, their keys are refused too.
     pub async fn apply_pending(&mut self) -> Result<usize, StoreError> {
         let changes = self.store.changes_since(self.seen).await?;
-        let mut reload_keys = false;
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        // Any user change can affect keys (a disabled owner's keys stop), and every key change does.
+        self.keys.reload().await?;
         for change in &changes {
-            match change.kind {
-                ChangeKind::User => {
-                    self.sessions.user_changed(&change.subject).await?;
-                    // A disabled owner's keys stop; a renamed one's carry the new identity.
-                    reload_keys = true;
-                }
-                ChangeKind::Key => reload_keys = true,
+            if change.kind == ChangeKind::User {
+                self.sessions.user_changed(&change.subject).await?;
             }
             self.seen = change.seq;
-        }
-        if reload_keys {
-            self.keys.reload().await?;
         }
         Ok(changes.len())
     }

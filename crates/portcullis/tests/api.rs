@@ -416,3 +416,61 @@ async fn the_openapi_document_describes_every_route() {
     }
     h.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn admin_pages_need_an_admin_and_a_csrf_token() {
+    let h = Harness::start("").await;
+    let admin_cookie = h.setup_admin().await;
+    h.add_user("gina", None, None, Role::User, &[]).await;
+    let gina = h.sign_in("gina", "user-password-1").await.unwrap();
+    let page = |cookie: Option<String>| {
+        let mut request = h
+            .http
+            .get(h.url("/.portcullis/admin/users"))
+            .header("accept", "text/html");
+        if let Some(cookie) = cookie {
+            request = request.header(COOKIE, format!("_portcullis={cookie}"));
+        }
+        request.send()
+    };
+    let anonymous = page(None).await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::FOUND);
+    assert_eq!(
+        anonymous.headers()["location"],
+        "/.portcullis/sign_in?rd=/.portcullis/admin/users"
+    );
+    let not_admin = page(Some(gina)).await.unwrap();
+    assert_eq!(not_admin.status(), StatusCode::FORBIDDEN);
+    assert!(
+        not_admin
+            .text()
+            .await
+            .unwrap()
+            .contains("need the admin role")
+    );
+    assert_eq!(
+        page(Some(admin_cookie.clone())).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // A form post without the CSRF token changes nothing.
+    let forged = h
+        .http
+        .post(h.url("/.portcullis/admin/users/gina/status"))
+        .header(COOKIE, format!("_portcullis={admin_cookie}"))
+        .form(&[("status", "disabled")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let gina_now = h
+        .running
+        .state
+        .store
+        .user_by_username("gina")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gina_now.status, portcullis_core::user::UserStatus::Active);
+    h.running.shutdown().await;
+}

@@ -63,3 +63,97 @@ async fn chromium_signs_in_through_the_provider_and_reaches_the_app() {
     browser.screenshot("provider-logout").await;
     h.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_manages_users_and_keys_in_the_admin_ui() {
+    let h = Harness::start("[[apps]]\nname = 'chat'\nupstream = '{upstream}'\n").await;
+    h.setup_admin().await;
+    let browser = Browser::start().await;
+    let base = &h.base;
+
+    // Sign in through the local form; the admin pages need it.
+    browser
+        .goto(&format!("{base}/.portcullis/admin/users"))
+        .await;
+    browser
+        .wait_for_url(&format!("{base}/.portcullis/sign_in"))
+        .await;
+    browser.type_into("#login", "admin").await;
+    browser.type_into("#password", common::ADMIN_PASSWORD).await;
+    browser
+        .click("form[action='/.portcullis/sign_in'] button")
+        .await;
+    browser
+        .wait_for_url(&format!("{base}/.portcullis/admin/users"))
+        .await;
+    browser.wait_for_text("Add a user").await;
+
+    // Create a user.
+    browser.type_into("#username", "frank").await;
+    browser.type_into("#display_name", "Frank Fields").await;
+    browser.type_into("#email", "frank@example.com").await;
+    browser
+        .click("form[action='/.portcullis/admin/users'][method=post] button")
+        .await;
+    browser
+        .wait_for_url(&format!("{base}/.portcullis/admin/users/frank"))
+        .await;
+    browser.wait_for_text("User created.").await;
+
+    // Put them in a group.
+    browser.type_into("#group", "ops").await;
+    browser.click("form[action$='/groups'] button").await;
+    browser.wait_for_text("Added to the group.").await;
+    assert!(browser.source().await.contains("<td>ops</td>"));
+
+    // Create a key: shown once; it works on the proxy.
+    browser.type_into("#key-name", "ci-pipeline").await;
+    browser.type_into("#key-apps", "chat").await;
+    browser.click("form[action$='/keys'] button").await;
+    let page = browser.wait_for_text("Copy it now").await;
+    let start = page.find("id=\"new-key\">").unwrap() + "id=\"new-key\">".len();
+    let key = page[start..start + page[start..].find('<').unwrap()].to_owned();
+    assert!(key.starts_with("pcs_"), "{key}");
+    browser.screenshot("admin-user-new-key").await;
+    let works = h
+        .http
+        .get(h.url("/deploy"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(works.status(), reqwest::StatusCode::OK);
+
+    // Revoke it.
+    browser
+        .click("button[aria-label='Revoke ci-pipeline']")
+        .await;
+    browser.wait_for_text("Key revoked.").await;
+    let refused = h
+        .http
+        .get(h.url("/deploy"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    // The users list finds them; the audit log shows what happened.
+    browser
+        .goto(&format!("{base}/.portcullis/admin/users?q=frank"))
+        .await;
+    browser.wait_for_text("1–1 of 1").await;
+    browser.screenshot("admin-users").await;
+    browser
+        .goto(&format!("{base}/.portcullis/admin/audit"))
+        .await;
+    let audit = browser.wait_for_text("key_revoked").await;
+    for action in ["key_created", "group_added", "user_created", "sign_in"] {
+        assert!(
+            audit.contains(action),
+            "{action} missing from the audit page"
+        );
+    }
+    browser.screenshot("admin-audit").await;
+    h.running.shutdown().await;
+}

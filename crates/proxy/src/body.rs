@@ -124,12 +124,15 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if this.ended.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Some(Err(Box::new(AccessEnded))));
+        // Data already there flows (a short response that raced the end completes cleanly); a
+        // stream that is waiting for more is cut once its access has ended.
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|r| r.map_err(Into::into))),
+            Poll::Pending if this.ended.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Some(Err(Box::new(AccessEnded))))
+            }
+            Poll::Pending => Poll::Pending,
         }
-        Pin::new(&mut this.inner)
-            .poll_frame(cx)
-            .map(|f| f.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -44,6 +44,35 @@ th,td{text-align:left;padding:8px 6px;border-bottom:1px solid var(--line);vertic
 th{color:var(--muted);font-weight:600;width:38%}
 footer{margin-top:18px;font-size:.82rem;color:var(--muted)}
 a{color:var(--accent)}
+body.app{display:block;padding:0}
+.topbar{display:flex;align-items:center;gap:20px;padding:10px 24px;border-bottom:1px solid var(--line);background:var(--card);flex-wrap:wrap}
+.topbar .brand{margin:0}
+.topbar nav{display:flex;gap:4px}
+.topbar nav a{color:var(--muted);text-decoration:none;font-weight:600;padding:6px 10px;border-radius:6px}
+.topbar nav a[aria-current=page]{color:var(--ink);background:var(--bg)}
+.topbar .who{margin-left:auto;color:var(--muted);font-size:.9rem}
+.content{max-width:1100px;margin:24px auto;padding:0 24px;background:none;border:0;border-radius:0;box-shadow:none}
+.content h1{margin-bottom:16px}
+.content th{width:auto}
+.content td,.content th{word-break:normal;overflow-wrap:anywhere}
+.content td.nowrap{white-space:nowrap}
+.panel{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:20px;margin-bottom:20px}
+.panel h2{font-size:1.05rem;margin:0 0 12px}
+.row{display:flex;gap:12px;align-items:flex-end;flex-wrap:wrap}
+.row>div{flex:1;min-width:150px}
+.row label{margin-top:0}
+.row button,td button{width:auto;margin-top:0;padding:9px 14px}
+button.secondary{background:var(--card);color:var(--ink);border:1px solid var(--line)}
+button.danger{background:var(--bad);color:#fff}
+select{font:inherit;padding:9px 10px;border:1px solid var(--line);border-radius:8px;background:var(--card);color:var(--ink);width:100%}
+.badge{display:inline-block;padding:1px 8px;border-radius:999px;font-size:.8rem;border:1px solid var(--line);white-space:nowrap}
+.badge.bad{color:var(--bad);border-color:var(--bad)}
+.badge.ok{color:var(--ok);border-color:var(--ok)}
+.pager{display:flex;justify-content:space-between;align-items:center;margin-top:14px;color:var(--muted);font-size:.9rem}
+.notice{border:1px solid var(--ok);color:var(--ok);border-radius:8px;padding:10px 12px;margin-bottom:16px}
+.secret{font:14px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;background:var(--bg);border:1px solid var(--line);padding:10px;border-radius:8px;word-break:break-all;color:var(--ink)}
+td form{display:inline}
+.muted{color:var(--muted)}
 "#;
 
 const LOGO: &str = r#"<svg viewBox="0 0 32 32" aria-hidden="true"><rect x="3" y="4" width="26" height="24" rx="4" fill="none" stroke="currentColor" stroke-width="2.4"/><path d="M10 4v24M16 4v24M22 4v24M3 13h26M3 20h26" stroke="currentColor" stroke-width="2"/></svg>"#;
@@ -63,6 +92,37 @@ pub fn page_with_width(title: &str, body: &str, wide: bool) -> String {
          <body><div class=\"brand\">{LOGO}<span>Portcullis</span></div>\
          <main{class}>{body}</main><footer>Protected by Portcullis</footer></body></html>",
         title = escape(title)
+    )
+}
+
+/// A page of the signed-in application (admin UI, account): a top bar with navigation instead of
+/// the centred card. `nav` is `(href, label, current)`; `who` names the signed-in user.
+pub fn app_page(title: &str, nav: &[(&str, &str, bool)], who: &str, body: &str) -> String {
+    let links: String = nav
+        .iter()
+        .map(|(href, label, current)| {
+            let current = if *current {
+                " aria-current=\"page\""
+            } else {
+                ""
+            };
+            format!(
+                "<a href=\"{}\"{current}>{}</a>",
+                escape(href),
+                escape(label)
+            )
+        })
+        .collect();
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta name=\"referrer\" content=\"same-origin\">\
+         <title>{title} · Portcullis</title><style>{STYLE}</style></head>\
+         <body class=\"app\"><header class=\"topbar\"><div class=\"brand\">{LOGO}<span>Portcullis</span></div>\
+         <nav aria-label=\"Main\">{links}</nav><div class=\"who\">{who} · <a href=\"/.portcullis/sign_out\">Sign out</a></div></header>\
+         <main class=\"content\">{body}</main></body></html>",
+        title = escape(title),
+        who = escape(who),
     )
 }
 

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::state::AppState;
-use crate::{api, backchannel, health, oidc, setup, sign_in, sign_out, whoami};
+use crate::{admin, api, backchannel, health, oidc, setup, sign_in, sign_out, whoami};
 
 /// Largest request head (request line + headers) accepted; larger ones get 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth2/callback", get(oidc::callback))
         .route("/.portcullis/callback", get(oidc::callback))
         .merge(api::routes())
+        .merge(admin::routes())
         .route("/api/v1/{*rest}", axum::routing::any(api::not_found))
         .fallback(proxy)
         .with_state(state)

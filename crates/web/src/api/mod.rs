@@ -12,7 +12,7 @@ mod me;
 use axum::Router;
 use axum::routing::{delete, get, post};
 
-pub use directory::not_found;
+pub use directory::{apply_now, not_found};
 
 use crate::state::AppState;
 

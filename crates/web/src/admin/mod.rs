@@ -1,0 +1,150 @@
+//! The admin UI: server-rendered pages, no JavaScript, a CSRF token on every form.
+//!
+//! Every page needs an admin session; others are sent to sign in (no session) or shown a 403
+//! page. Changes go through the same [`portcullis_auth::directory::Directory`] operations as the
+//! API and the CLI, so they are audited and take effect at once.
+
+mod audit;
+mod users;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::response::Response;
+use axum::routing::{get, post};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use portcullis_auth::ActiveSession;
+use portcullis_core::{Failure, FailureKind, Role};
+use portcullis_proxy::cookies;
+use portcullis_proxy::html::app_page;
+use portcullis_proxy::respond::{self, html_response};
+
+use crate::csrf;
+use crate::sign_in::current_session;
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/.portcullis/admin",
+            get(|| async { respond::redirect(StatusCode::FOUND, "/.portcullis/admin/users") }),
+        )
+        .route(
+            "/.portcullis/admin/users",
+            get(users::list).post(users::create),
+        )
+        .route("/.portcullis/admin/users/{username}", get(users::detail))
+        .route(
+            "/.portcullis/admin/users/{username}/status",
+            post(users::set_status),
+        )
+        .route(
+            "/.portcullis/admin/users/{username}/role",
+            post(users::set_role),
+        )
+        .route(
+            "/.portcullis/admin/users/{username}/groups",
+            post(users::add_group),
+        )
+        .route(
+            "/.portcullis/admin/users/{username}/keys",
+            post(users::create_key),
+        )
+        .route(
+            "/.portcullis/admin/users/{username}/keys/{id}/revoke",
+            post(users::revoke_key),
+        )
+        .route("/.portcullis/admin/audit", get(audit::list))
+}
+
+/// The signed-in admin, or the response that turns everyone else away.
+pub(crate) async fn admin(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    here: &str,
+) -> Result<Arc<ActiveSession>, Response> {
+    let Some(session) = current_session(state, headers).await else {
+        return Err(respond::sign_in_required(method, here, true));
+    };
+    if session.identity.role != Role::Admin {
+        let failure = Failure::new(
+            FailureKind::Forbidden,
+            format!(
+                "You are signed in as {}, and the admin pages need the admin role.",
+                session.identity.username
+            ),
+        )
+        .with_hint("ask an administrator if you need access");
+        return Err(respond::failure(&failure, true));
+    }
+    Ok(session)
+}
+
+/// The refusal for a form post whose CSRF token does not match, if it does not.
+pub(crate) fn csrf_refusal(headers: &HeaderMap, submitted: &str) -> Option<Response> {
+    (!csrf::verify(headers, submitted)).then(|| {
+        respond::failure(
+            &Failure::new(
+                FailureKind::Forbidden,
+                "This form expired or did not come from this site.",
+            )
+            .with_hint("reload the page and try again"),
+            true,
+        )
+    })
+}
+
+/// A rendered admin page: navigation, the CSRF cookie when a new token was minted.
+pub(crate) struct Page<'a> {
+    pub title: &'a str,
+    pub section: &'a str,
+    pub who: &'a str,
+}
+
+impl Page<'_> {
+    pub fn render(&self, status: StatusCode, body: &str, set_cookie: Option<String>) -> Response {
+        let nav = [
+            ("/.portcullis/admin/users", "Users", self.section == "users"),
+            (
+                "/.portcullis/admin/audit",
+                "Audit log",
+                self.section == "audit",
+            ),
+            ("/.portcullis/whoami", "Who am I", false),
+        ];
+        let mut response = html_response(status, app_page(self.title, &nav, self.who, body));
+        if let Some(cookie) = set_cookie {
+            cookies::append(response.headers_mut(), &cookie);
+        }
+        response
+    }
+}
+
+/// The CSRF token for this page's forms (and a cookie to set when it is new).
+pub(crate) fn form_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
+    csrf::token_for_form(headers, state.settings.cookie_secure)
+}
+
+/// A `?done=` notice after a redirect, restricted to known messages (never reflected text).
+pub(crate) fn notice(done: Option<&str>) -> &'static str {
+    match done {
+        Some("created") => "User created.",
+        Some("status") => {
+            "Status changed. Sessions, keys and open streams of a disabled user have ended."
+        }
+        Some("role") => "Role changed.",
+        Some("group") => "Added to the group.",
+        Some("revoked") => "Key revoked.",
+        _ => "",
+    }
+}
+
+pub(crate) fn location(status: StatusCode, to: &str) -> Response {
+    let mut response = respond::redirect(status, to);
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    response
+}

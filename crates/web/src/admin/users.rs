@@ -1,0 +1,583 @@
+//! Users: the searchable, paged list; one user's details and the changes an admin can make.
+
+use std::time::Duration;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use http::{HeaderMap, Method, StatusCode};
+use portcullis_auth::directory::{AddUser, DirectoryError};
+use portcullis_auth::password::check_new_password;
+use portcullis_core::user::{User, UserStatus};
+use portcullis_core::{Failure, FailureKind, Role};
+use portcullis_proxy::html::escape;
+use portcullis_proxy::respond;
+use portcullis_store::StoredKey;
+use serde::Deserialize;
+
+use super::{Page, admin, csrf_refusal, form_token, location, notice};
+use crate::api::apply_now;
+use crate::state::AppState;
+
+const PAGE_SIZE: u32 = 25;
+
+fn directory_failure(e: DirectoryError) -> Response {
+    let failure = match e {
+        DirectoryError::NoSuchUser(_) => Failure::new(FailureKind::NotFound, e.to_string()),
+        DirectoryError::Invalid(m) => {
+            Failure::bad_request(m).with_hint("go back and correct the form")
+        }
+        DirectoryError::Store(s) => Failure::from(s),
+    };
+    respond::failure(&failure, true)
+}
+
+fn status_badge(status: UserStatus) -> String {
+    let class = match status {
+        UserStatus::Active => "ok",
+        UserStatus::Disabled => "bad",
+        UserStatus::PendingApproval => "",
+    };
+    format!(
+        "<span class=\"badge {class}\">{}</span>",
+        status.as_str().replace('_', " ")
+    )
+}
+
+fn user_href(username: &str) -> String {
+    format!("/.portcullis/admin/users/{}", escape(username))
+}
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    offset: u32,
+    #[serde(default)]
+    done: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let me = match admin(&state, &method, &headers, "/.portcullis/admin/users").await {
+        Ok(me) => me,
+        Err(refused) => return refused,
+    };
+    let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    let (users, total) = match state
+        .directory
+        .find_users(search, query.offset, PAGE_SIZE)
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => return directory_failure(e),
+    };
+    let (csrf, set_cookie) = form_token(&state, &headers);
+    let rows: String = users.iter().map(user_row).collect();
+    let q = escape(search.unwrap_or(""));
+    let q_param = search
+        .map(|s| format!("&q={}", percent(s)))
+        .unwrap_or_default();
+    let first = u64::from(query.offset) + 1;
+    let last = u64::from(query.offset) + users.len() as u64;
+    let prev = (query.offset > 0).then(|| {
+        format!(
+            "<a href=\"?offset={}{q_param}\">← Previous</a>",
+            query.offset.saturating_sub(PAGE_SIZE)
+        )
+    });
+    let next = (last < total).then(|| {
+        format!(
+            "<a href=\"?offset={}{q_param}\">Next →</a>",
+            query.offset + PAGE_SIZE
+        )
+    });
+    let range = if users.is_empty() {
+        "No users match.".to_owned()
+    } else {
+        format!("{first}–{last} of {total}")
+    };
+    let notice = match notice(query.done.as_deref()) {
+        "" => String::new(),
+        text => format!("<div class=\"notice\" role=\"status\">{text}</div>"),
+    };
+    let body = format!(
+        "<h1>Users</h1>{notice}\
+         <form class=\"panel row\" method=\"get\" action=\"/.portcullis/admin/users\" role=\"search\">\
+           <div><label for=\"q\">Search by name or email</label><input id=\"q\" name=\"q\" value=\"{q}\"></div>\
+           <button type=\"submit\">Search</button></form>\
+         <div class=\"panel\"><table><thead><tr><th>Username</th><th>Name</th><th>Email</th><th>Role</th><th>Status</th><th>Groups</th></tr></thead>\
+         <tbody>{rows}</tbody></table>\
+         <div class=\"pager\"><span>{prev}</span><span>{range}</span><span>{next}</span></div></div>\
+         <form class=\"panel\" method=\"post\" action=\"/.portcullis/admin/users\"><h2>Add a user</h2>\
+           <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+           <div class=\"row\">\
+             <div><label for=\"username\">Username</label><input id=\"username\" name=\"username\" required></div>\
+             <div><label for=\"display_name\">Display name</label><input id=\"display_name\" name=\"display_name\"></div>\
+             <div><label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\"></div>\
+           </div><div class=\"row\">\
+             <div><label for=\"role\">Role</label><select id=\"role\" name=\"role\"><option>user</option><option>admin</option><option>pending</option></select></div>\
+             <div><label for=\"password\">Password (optional, 8+ characters)</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\"></div>\
+             <button type=\"submit\">Add user</button>\
+           </div></form>",
+        prev = prev.unwrap_or_default(),
+        next = next.unwrap_or_default(),
+    );
+    Page {
+        title: "Users",
+        section: "users",
+        who: &me.identity.username,
+    }
+    .render(StatusCode::OK, &body, set_cookie)
+}
+
+fn user_row(u: &User) -> String {
+    format!(
+        "<tr><td><a href=\"{href}\">{username}</a></td><td>{name}</td><td>{email}</td><td>{role}</td><td>{status}</td><td>{groups}</td></tr>",
+        href = user_href(&u.username),
+        username = escape(&u.username),
+        name = escape(u.display_name.as_deref().unwrap_or("")),
+        email = escape(u.email.as_deref().unwrap_or("")),
+        role = u.role.as_str(),
+        status = status_badge(u.status),
+        groups = escape(&u.groups.join(", ")),
+    )
+}
+
+fn percent(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[derive(Deserialize, Default)]
+pub struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    password: String,
+}
+
+fn optional(s: &str) -> Option<String> {
+    Some(s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Form(form): Form<CreateForm>,
+) -> Response {
+    let me = match admin(&state, &method, &headers, "/.portcullis/admin/users").await {
+        Ok(me) => me,
+        Err(refused) => return refused,
+    };
+    if let Some(refused) = csrf_refusal(&headers, &form.csrf) {
+        return refused;
+    }
+    let password_hash = if form.password.is_empty() {
+        None
+    } else {
+        if let Err(problem) = check_new_password(&form.password) {
+            return respond::failure(
+                &Failure::bad_request(problem).with_hint("go back and choose a longer password"),
+                true,
+            );
+        }
+        match state.local_login.hasher().hash(&form.password).await {
+            Ok(hash) => Some(hash),
+            Err(e) => return respond::failure(&Failure::internal(e.to_string()), true),
+        }
+    };
+    let add = AddUser {
+        username: form.username.trim().to_owned(),
+        email: optional(&form.email),
+        display_name: optional(&form.display_name),
+        role: Role::parse(&form.role).unwrap_or(Role::User),
+        password_hash,
+    };
+    match state.directory.add_user(add, &me.user_id).await {
+        Ok(user) => location(
+            StatusCode::SEE_OTHER,
+            &format!("{}?done=created", user_href(&user.username)),
+        ),
+        Err(e) => directory_failure(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct DetailQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+pub async fn detail(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    Query(query): Query<DetailQuery>,
+) -> Response {
+    let here = format!("/.portcullis/admin/users/{username}");
+    let me = match admin(&state, &method, &headers, &here).await {
+        Ok(me) => me,
+        Err(refused) => return refused,
+    };
+    render_detail(
+        &state,
+        &headers,
+        &me.identity.username,
+        &username,
+        notice(query.done.as_deref()),
+        None,
+    )
+    .await
+}
+
+/// The user page; `new_key` shows a just-created key once.
+async fn render_detail(
+    state: &AppState,
+    headers: &HeaderMap,
+    who: &str,
+    username: &str,
+    notice: &str,
+    new_key: Option<&str>,
+) -> Response {
+    let user = match state.directory.user(username).await {
+        Ok(user) => user,
+        Err(e) => return directory_failure(e),
+    };
+    let keys = match state.directory.keys_of(username).await {
+        Ok(keys) => keys,
+        Err(e) => return directory_failure(e),
+    };
+    let (csrf, set_cookie) = form_token(state, headers);
+    let base = user_href(&user.username);
+    let notice = if notice.is_empty() {
+        String::new()
+    } else {
+        format!("<div class=\"notice\" role=\"status\">{notice}</div>")
+    };
+    let new_key = new_key
+        .map(|k| {
+            format!(
+                "<div class=\"panel\"><h2>New API key</h2><p>Copy it now: it will not be shown again.</p>\
+                 <div class=\"secret\" id=\"new-key\">{}</div></div>",
+                escape(k)
+            )
+        })
+        .unwrap_or_default();
+    let (toggle_status, toggle_label, toggle_class) = match user.status {
+        UserStatus::Active => ("disabled", "Disable user", "danger"),
+        _ => ("active", "Enable user", ""),
+    };
+    let role_options: String = [Role::User, Role::Admin, Role::Pending]
+        .iter()
+        .map(|r| {
+            let selected = if *r == user.role { " selected" } else { "" };
+            format!("<option{selected}>{}</option>", r.as_str())
+        })
+        .collect();
+    let key_rows: String = keys.iter().map(|k| key_row(k, &base, &csrf)).collect();
+    let body = format!(
+        "<p><a href=\"/.portcullis/admin/users\">← All users</a></p><h1>{username}</h1>{notice}{new_key}\
+         <div class=\"panel\"><table>\
+           <tr><th>Display name</th><td>{name}</td></tr><tr><th>Email</th><td>{email}</td></tr>\
+           <tr><th>Role</th><td>{role}</td></tr><tr><th>Status</th><td>{status}</td></tr>\
+           <tr><th>Groups</th><td>{groups}</td></tr><tr><th>Id</th><td class=\"code\">{id}</td></tr></table></div>\
+         <div class=\"panel\"><h2>Access</h2><div class=\"row\">\
+           <form method=\"post\" action=\"{base}/role\" class=\"row\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <div><label for=\"role\">Role</label><select id=\"role\" name=\"role\">{role_options}</select></div>\
+             <button type=\"submit\" class=\"secondary\">Change role</button></form>\
+           <form method=\"post\" action=\"{base}/groups\" class=\"row\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <div><label for=\"group\">Add to group</label><input id=\"group\" name=\"group\" required></div>\
+             <button type=\"submit\" class=\"secondary\">Add</button></form>\
+           <form method=\"post\" action=\"{base}/status\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"status\" value=\"{toggle_status}\">\
+             <button type=\"submit\" class=\"{toggle_class}\">{toggle_label}</button></form>\
+         </div></div>\
+         <div class=\"panel\"><h2>API keys</h2><table><thead><tr><th>Name</th><th>Apps</th><th>Expires</th><th>Last used</th><th>State</th><th></th></tr></thead>\
+           <tbody>{key_rows}</tbody></table>\
+           <form method=\"post\" action=\"{base}/keys\" class=\"row\" style=\"margin-top:14px\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <div><label for=\"key-name\">Key name</label><input id=\"key-name\" name=\"name\" required placeholder=\"ci-pipeline\"></div>\
+             <div><label for=\"key-apps\">Apps (comma-separated, empty: all)</label><input id=\"key-apps\" name=\"apps\"></div>\
+             <div><label for=\"key-days\">Expires in days (empty: never)</label><input id=\"key-days\" name=\"expires_days\" inputmode=\"numeric\"></div>\
+             <button type=\"submit\">Create key</button></form></div>",
+        username = escape(&user.username),
+        name = escape(user.display_name.as_deref().unwrap_or("—")),
+        email = escape(user.email.as_deref().unwrap_or("—")),
+        role = user.role.as_str(),
+        status = status_badge(user.status),
+        groups = escape(&if user.groups.is_empty() {
+            "—".to_owned()
+        } else {
+            user.groups.join(", ")
+        }),
+        id = escape(&user.id),
+    );
+    Page {
+        title: &user.username,
+        section: "users",
+        who,
+    }
+    .render(StatusCode::OK, &body, set_cookie)
+}
+
+fn when(t: Option<portcullis_core::Timestamp>) -> String {
+    t.map(|t| format!("<span class=\"code\">{} UTC</span>", t.utc()))
+        .unwrap_or_else(|| "—".to_owned())
+}
+
+fn key_row(k: &StoredKey, base: &str, csrf: &str) -> String {
+    let action = if k.revoked_at.is_some() {
+        String::new()
+    } else {
+        format!(
+            "<form method=\"post\" action=\"{base}/keys/{id}/revoke\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button type=\"submit\" class=\"secondary\" aria-label=\"Revoke {name}\">Revoke</button></form>",
+            id = escape(&k.id),
+            name = escape(&k.name),
+        )
+    };
+    let state = if k.revoked_at.is_some() {
+        "<span class=\"badge bad\">revoked</span>"
+    } else {
+        "<span class=\"badge ok\">active</span>"
+    };
+    let apps = if k.allowed_apps.is_empty() {
+        "all".to_owned()
+    } else {
+        k.allowed_apps.join(", ")
+    };
+    format!(
+        "<tr><td>{name}</td><td>{apps}</td><td>{expires}</td><td>{used}</td><td>{state}</td><td>{action}</td></tr>",
+        name = escape(&k.name),
+        apps = escape(&apps),
+        expires = when(k.expires_at),
+        used = when(k.last_used_at),
+    )
+}
+
+#[derive(Deserialize, Default)]
+pub struct ValueForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    group: String,
+}
+
+/// Common steps of a change: admin check, CSRF check, the change, apply it, redirect back.
+async fn change<F, Fut>(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    username: &str,
+    csrf: &str,
+    done: &str,
+    apply: F,
+) -> Response
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), DirectoryError>>,
+{
+    let here = user_href(username);
+    let me = match admin(state, method, headers, &here).await {
+        Ok(me) => me,
+        Err(refused) => return refused,
+    };
+    if let Some(refused) = csrf_refusal(headers, csrf) {
+        return refused;
+    }
+    if let Err(e) = apply(me.user_id.clone()).await {
+        return directory_failure(e);
+    }
+    if let Ok(user) = state.directory.user(username).await {
+        apply_now(state, &user.id).await;
+    }
+    location(StatusCode::SEE_OTHER, &format!("{here}?done={done}"))
+}
+
+pub async fn set_status(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    Form(form): Form<ValueForm>,
+) -> Response {
+    let status = if form.status == "active" {
+        UserStatus::Active
+    } else {
+        UserStatus::Disabled
+    };
+    let (dir, target) = (state.directory.clone(), username.clone());
+    change(
+        &state,
+        &method,
+        &headers,
+        &username,
+        &form.csrf,
+        "status",
+        |actor| async move { dir.set_status(&target, status, &actor).await },
+    )
+    .await
+}
+
+pub async fn set_role(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    Form(form): Form<ValueForm>,
+) -> Response {
+    let Some(role) = Role::parse(&form.role) else {
+        return respond::failure(
+            &Failure::bad_request(format!("{:?} is not a role", form.role)),
+            true,
+        );
+    };
+    let (dir, target) = (state.directory.clone(), username.clone());
+    change(
+        &state,
+        &method,
+        &headers,
+        &username,
+        &form.csrf,
+        "role",
+        |actor| async move { dir.set_role(&target, role, &actor).await },
+    )
+    .await
+}
+
+pub async fn add_group(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    Form(form): Form<ValueForm>,
+) -> Response {
+    let (dir, target) = (state.directory.clone(), username.clone());
+    let group = form.group.trim().to_owned();
+    change(
+        &state,
+        &method,
+        &headers,
+        &username,
+        &form.csrf,
+        "group",
+        |actor| async move { dir.add_to_group(&target, &group, &actor).await },
+    )
+    .await
+}
+
+#[derive(Deserialize, Default)]
+pub struct KeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    apps: String,
+    #[serde(default)]
+    expires_days: String,
+}
+
+pub async fn create_key(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    Form(form): Form<KeyForm>,
+) -> Response {
+    let me = match admin(&state, &method, &headers, &user_href(&username)).await {
+        Ok(me) => me,
+        Err(refused) => return refused,
+    };
+    if let Some(refused) = csrf_refusal(&headers, &form.csrf) {
+        return refused;
+    }
+    let lifetime = match form.expires_days.trim() {
+        "" => None,
+        days => match days.parse::<u64>() {
+            Ok(days) if days > 0 => Some(Duration::from_secs(days * 86_400)),
+            _ => {
+                return respond::failure(
+                    &Failure::bad_request("expiry must be a whole number of days")
+                        .with_hint("go back and correct it"),
+                    true,
+                );
+            }
+        },
+    };
+    let apps: Vec<String> = form
+        .apps
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let created = match state
+        .directory
+        .create_key(&username, &form.name, apps, lifetime, &me.user_id)
+        .await
+    {
+        Ok(created) => created,
+        Err(e) => return directory_failure(e),
+    };
+    if let Err(e) = state.gateway.keys.reload().await {
+        tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
+    }
+    render_detail(
+        &state,
+        &headers,
+        &me.identity.username,
+        &username,
+        "",
+        Some(&created.secret),
+    )
+    .await
+}
+
+#[derive(Deserialize, Default)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path((username, id)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let dir = state.directory.clone();
+    let response = change(
+        &state,
+        &method,
+        &headers,
+        &username,
+        &form.csrf,
+        "revoked",
+        |actor| async move { dir.revoke_key(&id, &actor).await },
+    )
+    .await;
+    if let Err(e) = state.gateway.keys.reload().await {
+        tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
+    }
+    response
+}
