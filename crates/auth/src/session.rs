@@ -387,6 +387,20 @@ impl SessionManager {
         self.store.session(&token_hash(cookie_value)).await
     }
 
+    /// Ends one session by its id hash (what the store and the admin pages know it by).
+    pub async fn end_by_id(&self, id_hash: &str) -> Result<(), StoreError> {
+        self.end(id_hash).await
+    }
+
+    /// Ends every session of a user (the user stays active).
+    pub async fn end_all_of(&self, user_id: &str) -> Result<usize, StoreError> {
+        let ended = self.store.delete_user_sessions(user_id).await?;
+        for id_hash in &ended {
+            self.cache.forget(id_hash);
+        }
+        Ok(ended.len())
+    }
+
     /// Ends the session behind a cookie value. Returns the ended session's user id, if any.
     pub async fn revoke(&self, cookie_value: &str) -> Result<Option<String>, StoreError> {
         if !looks_like_token(cookie_value) {

@@ -404,6 +404,10 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/me/keys", &["get", "post"]),
         ("/api/v1/me/keys/{id}", &["delete"]),
         ("/api/v1/openapi.json", &["get"]),
+        ("/api/v1/users/{username}/sessions", &["get", "delete"]),
+        ("/api/v1/sessions/{id}", &["delete"]),
+        ("/api/v1/me/sessions", &["get"]),
+        ("/api/v1/me/sessions/{id}", &["delete"]),
     ];
     assert_eq!(documented.len(), served.len(), "{documented:?}");
     for (path, methods) in served {
@@ -439,7 +443,7 @@ async fn admin_pages_need_an_admin_and_a_csrf_token() {
         anonymous.headers()["location"],
         "/.portcullis/sign_in?rd=/.portcullis/admin/users"
     );
-    let not_admin = page(Some(gina)).await.unwrap();
+    let not_admin = page(Some(gina.clone())).await.unwrap();
     assert_eq!(not_admin.status(), StatusCode::FORBIDDEN);
     assert!(
         not_admin
@@ -472,5 +476,150 @@ async fn admin_pages_need_an_admin_and_a_csrf_token() {
         .unwrap()
         .unwrap();
     assert_eq!(gina_now.status, portcullis_core::user::UserStatus::Active);
+
+    // With the page's token, "End all sessions" ends Gina's session.
+    let detail = h
+        .http
+        .get(h.url("/.portcullis/admin/users/gina"))
+        .header(COOKIE, format!("_portcullis={admin_cookie}"))
+        .send()
+        .await
+        .unwrap();
+    let csrf_cookie = common::set_cookie_value(&detail, "_portcullis_csrf").unwrap();
+    let html = detail.text().await.unwrap();
+    assert!(
+        html.contains("<h2>Sessions</h2>") && html.contains("127.0.0.1"),
+        "gina's session is listed"
+    );
+    let csrf = common::hidden_field(&html, "csrf");
+    let ended = h
+        .http
+        .post(h.url("/.portcullis/admin/users/gina/sessions/end-all"))
+        .header(
+            COOKIE,
+            format!("_portcullis={admin_cookie}; _portcullis_csrf={csrf_cookie}"),
+        )
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), StatusCode::SEE_OTHER);
+    let gina_page = h
+        .http
+        .get(h.url("/anything"))
+        .header(COOKIE, format!("_portcullis={gina}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gina_page.status(), StatusCode::UNAUTHORIZED);
+    h.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn sessions_are_listed_and_ended_by_admins_and_by_their_owners() {
+    let h = Harness::start("[[apps]]\nname = 'chat'\nupstream = '{upstream}'\n").await;
+    let admin = Api {
+        h: &h,
+        cookie: Some(h.setup_admin().await),
+        key: None,
+    };
+    h.add_user("hank", None, None, Role::User, &[]).await;
+    let laptop = h.sign_in("hank", "user-password-1").await.unwrap();
+    let phone = h.sign_in("hank", "user-password-1").await.unwrap();
+    let tablet = h.sign_in("hank", "user-password-1").await.unwrap();
+    let hank = Api {
+        h: &h,
+        cookie: Some(laptop.clone()),
+        key: None,
+    };
+
+    let (status, listed) = admin
+        .call(Method::GET, "/api/v1/users/hank/sessions", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 3);
+
+    // The owner sees their sessions, the current one marked, and ends another one.
+    let (_, mine) = hank.call(Method::GET, "/api/v1/me/sessions", None).await;
+    let mine = mine["sessions"].as_array().unwrap().clone();
+    let current: Vec<_> = mine.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1);
+    let phone_id = portcullis_auth::secret::token_hash(&phone);
+    let (status, _) = hank
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/me/sessions/{phone_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let phone_api = Api {
+        h: &h,
+        cookie: Some(phone),
+        key: None,
+    };
+    assert_eq!(
+        phone_api.call(Method::GET, "/api/v1/me", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Nobody ends someone else's session through self-service.
+    let admin_sessions = admin.call(Method::GET, "/api/v1/me/sessions", None).await.1;
+    let admin_id = admin_sessions["sessions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = hank
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/me/sessions/{admin_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // An admin ends one, then all.
+    let tablet_id = portcullis_auth::secret::token_hash(&tablet);
+    assert_eq!(
+        admin
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/sessions/{tablet_id}"),
+                None
+            )
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let tablet_api = Api {
+        h: &h,
+        cookie: Some(tablet),
+        key: None,
+    };
+    assert_eq!(
+        tablet_api.call(Method::GET, "/api/v1/me", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        admin
+            .call(Method::DELETE, "/api/v1/users/hank/sessions", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        hank.call(Method::GET, "/api/v1/me", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        admin.call(Method::GET, "/api/v1/me", None).await.0,
+        StatusCode::OK,
+        "the admin's own session is untouched"
+    );
+    let (_, after) = admin
+        .call(Method::GET, "/api/v1/users/hank/sessions", None)
+        .await;
+    assert_eq!(after["sessions"], json!([]));
     h.running.shutdown().await;
 }

@@ -160,6 +160,8 @@ pub trait Store: Send + Sync + 'static {
         issuer: &str,
         subject: &str,
     ) -> Result<Option<User>, StoreError>;
+    /// The provider identities linked to a user.
+    async fn identities_of(&self, user_id: &str) -> Result<Vec<LinkedIdentity>, StoreError>;
     /// Links (or refreshes the link of) a provider identity to a user.
     async fn link_identity(
         &self,
@@ -195,6 +197,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_session(&self, session: &Session) -> Result<(), StoreError>;
     async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;
+    /// A user's sessions, newest first.
+    async fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>, StoreError>;
     async fn touch_session(&self, id_hash: &str, last_seen: Timestamp) -> Result<(), StoreError>;
     /// Records refreshed provider tokens for a session.
     async fn update_session_tokens(

@@ -463,6 +463,24 @@ impl Store for SqliteStore {
         Ok(row.as_ref().map(user_from_row).transpose()?.map(|(u, _)| u))
     }
 
+    async fn identities_of(&self, user_id: &str) -> Result<Vec<LinkedIdentity>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM identities WHERE user_id = ? ORDER BY created_at")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LinkedIdentity {
+                    issuer: row.try_get("issuer")?,
+                    subject: row.try_get("subject")?,
+                    user_id: row.try_get("user_id")?,
+                    provider: row.try_get("provider")?,
+                    email: row.try_get("email")?,
+                })
+            })
+            .collect()
+    }
+
     async fn link_identity(&self, i: &LinkedIdentity, now: Timestamp) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO identities (issuer, subject, user_id, provider, email, created_at, last_seen) \
@@ -624,6 +642,14 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at DESC")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(session_from_row).collect()
     }
 
     async fn touch_session(&self, id_hash: &str, last_seen: Timestamp) -> Result<(), StoreError> {

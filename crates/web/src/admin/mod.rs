@@ -54,6 +54,14 @@ pub fn routes() -> Router<AppState> {
             "/.portcullis/admin/users/{username}/keys/{id}/revoke",
             post(users::revoke_key),
         )
+        .route(
+            "/.portcullis/admin/users/{username}/sessions/end-all",
+            post(users::end_all_sessions),
+        )
+        .route(
+            "/.portcullis/admin/users/{username}/sessions/{id}/end",
+            post(users::end_session),
+        )
         .route("/.portcullis/admin/audit", get(audit::list))
 }
 
@@ -136,6 +144,7 @@ pub(crate) fn notice(done: Option<&str>) -> &'static str {
         Some("role") => "Role changed.",
         Some("group") => "Added to the group.",
         Some("revoked") => "Key revoked.",
+        Some("sessions") => "Sessions ended; their streams are closed.",
         _ => "",
     }
 }

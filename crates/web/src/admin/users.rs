@@ -262,8 +262,30 @@ async fn render_detail(
         Ok(keys) => keys,
         Err(e) => return directory_failure(e),
     };
+    let sessions = state.store.sessions_of(&user.id).await.unwrap_or_default();
+    let identities = state
+        .store
+        .identities_of(&user.id)
+        .await
+        .unwrap_or_default();
     let (csrf, set_cookie) = form_token(state, headers);
     let base = user_href(&user.username);
+    let session_rows: String = sessions
+        .iter()
+        .map(|s| session_row(s, &base, &csrf))
+        .collect();
+    let identity_rows: String = identities
+        .iter()
+        .map(|i| {
+            format!(
+                "<tr><td>{}</td><td class=\"code\">{}</td><td class=\"code\">{}</td><td>{}</td></tr>",
+                escape(&i.provider),
+                escape(&i.issuer),
+                escape(&i.subject),
+                escape(i.email.as_deref().unwrap_or("—"))
+            )
+        })
+        .collect();
     let notice = if notice.is_empty() {
         String::new()
     } else {
@@ -307,6 +329,12 @@ async fn render_detail(
              <input type=\"hidden\" name=\"status\" value=\"{toggle_status}\">\
              <button type=\"submit\" class=\"{toggle_class}\">{toggle_label}</button></form>\
          </div></div>\
+         <div class=\"panel\"><h2>Sessions</h2><table><thead><tr><th>Started</th><th>Last seen</th><th>From</th><th>Browser</th><th>Via</th><th></th></tr></thead>\
+           <tbody>{session_rows}</tbody></table>\
+           <form method=\"post\" action=\"{base}/sessions/end-all\" style=\"margin-top:14px\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button type=\"submit\" class=\"secondary\" style=\"width:auto\">End all sessions</button></form></div>\
+         <div class=\"panel\"><h2>Linked identities</h2><table><thead><tr><th>Provider</th><th>Issuer</th><th>Subject</th><th>Email</th></tr></thead>\
+           <tbody>{identity_rows}</tbody></table></div>\
          <div class=\"panel\"><h2>API keys</h2><table><thead><tr><th>Name</th><th>Apps</th><th>Expires</th><th>Last used</th><th>State</th><th></th></tr></thead>\
            <tbody>{key_rows}</tbody></table>\
            <form method=\"post\" action=\"{base}/keys\" class=\"row\" style=\"margin-top:14px\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -337,6 +365,31 @@ async fn render_detail(
 fn when(t: Option<portcullis_core::Timestamp>) -> String {
     t.map(|t| format!("<span class=\"code\">{} UTC</span>", t.utc()))
         .unwrap_or_else(|| "—".to_owned())
+}
+
+fn session_row(s: &portcullis_core::session::Session, base: &str, csrf: &str) -> String {
+    let agent: String = s
+        .user_agent
+        .as_deref()
+        .unwrap_or("—")
+        .chars()
+        .take(60)
+        .collect();
+    format!(
+        "<tr><td>{started}</td><td>{seen}</td><td class=\"code\">{ip}</td><td>{agent}</td><td>{via}</td>\
+         <td><form method=\"post\" action=\"{base}/sessions/{id}/end\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <button type=\"submit\" class=\"secondary\">End</button></form></td></tr>",
+        started = when(Some(s.created_at)),
+        seen = when(Some(s.last_seen)),
+        ip = escape(s.client_ip.as_deref().unwrap_or("—")),
+        agent = escape(&agent),
+        via = escape(
+            s.provider
+                .as_ref()
+                .map_or("password", |p| p.provider.as_str())
+        ),
+        id = escape(&s.id_hash),
+    )
 }
 
 fn key_row(k: &StoredKey, base: &str, csrf: &str) -> String {
@@ -580,4 +633,76 @@ pub async fn revoke_key(
         tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
     }
     response
+}
+
+/// Ends one session, or every session, of the user; audited; back to the user page.
+async fn end_sessions(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    username: &str,
+    csrf: &str,
+    only: Option<&str>,
+) -> Response {
+    let here = user_href(username);
+    let me = match admin(state, method, headers, &here).await {
+        Ok(me) => me,
+        Err(refused) => return refused,
+    };
+    if let Some(refused) = csrf_refusal(headers, csrf) {
+        return refused;
+    }
+    let user = match state.directory.user(username).await {
+        Ok(user) => user,
+        Err(e) => return directory_failure(e),
+    };
+    let outcome = match only {
+        // Only a session of this user: the id comes from a form field.
+        Some(id) => match state.store.session(id).await {
+            Ok(Some(s)) if s.user_id == user.id => state.sessions.end_by_id(id).await.map(|()| 1),
+            Ok(_) => {
+                return respond::failure(
+                    &Failure::new(FailureKind::NotFound, "that session no longer exists"),
+                    true,
+                );
+            }
+            Err(e) => Err(e),
+        },
+        None => state.sessions.end_all_of(&user.id).await,
+    };
+    let ended = match outcome {
+        Ok(n) => n,
+        Err(e) => return respond::failure(&Failure::from(e), true),
+    };
+    let reason = format!("{ended} session(s)");
+    let entry = portcullis_auth::audit::Entry {
+        action: "session_revoked",
+        success: true,
+        actor: Some(&me.user_id),
+        subject: Some(username),
+        reason: Some(&reason),
+        client_ip: None,
+    };
+    state.audit.record(entry).await;
+    location(StatusCode::SEE_OTHER, &format!("{here}?done=sessions"))
+}
+
+pub async fn end_all_sessions(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    end_sessions(&state, &method, &headers, &username, &form.csrf, None).await
+}
+
+pub async fn end_session(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path((username, id)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    end_sessions(&state, &method, &headers, &username, &form.csrf, Some(&id)).await
 }

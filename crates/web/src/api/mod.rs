@@ -8,6 +8,7 @@
 mod caller;
 mod directory;
 mod me;
+mod sessions;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
@@ -37,6 +38,13 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/users/{username}/keys", post(directory::create_key))
         .route("/api/v1/keys/{id}", delete(directory::revoke_key))
+        .route(
+            "/api/v1/users/{username}/sessions",
+            get(sessions::list_for_user).delete(sessions::end_all_for_user),
+        )
+        .route("/api/v1/sessions/{id}", delete(sessions::end_one))
+        .route("/api/v1/me/sessions", get(sessions::mine))
+        .route("/api/v1/me/sessions/{id}", delete(sessions::end_mine))
         .route("/api/v1/audit", get(directory::audit))
         .route("/api/v1/audit.jsonl", get(directory::audit_export))
         .route("/api/v1/me", get(me::me))
