@@ -7,7 +7,7 @@
 //! rebuilt whenever the change feed reports a key or user change.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use portcullis_core::user::UserStatus;
@@ -15,6 +15,7 @@ use portcullis_core::{Clock, Identity, Timestamp};
 use portcullis_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::{Audit, Entry};
 use crate::secret::{looks_like_token, random_token, token_hash};
 
 pub const KEY_PREFIX: &str = "pcs_";
@@ -41,6 +42,8 @@ pub struct LiveKey {
     /// Cancelled when the key stops working, closing streams opened with it.
     pub cancel: CancellationToken,
     last_touched: AtomicI64,
+    /// Never used before: the first use is written to the audit trail.
+    unused: AtomicBool,
 }
 
 impl LiveKey {
@@ -62,12 +65,14 @@ pub enum KeyCheck {
 pub struct KeyRing {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    audit: Audit,
     by_hash: RwLock<HashMap<String, Arc<LiveKey>>>,
 }
 
 impl KeyRing {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         KeyRing {
+            audit: Audit::new(store.clone(), clock.clone()),
             store,
             clock,
             by_hash: RwLock::new(HashMap::new()),
@@ -111,6 +116,10 @@ impl KeyRing {
                 allowed_apps: key.allowed_apps,
                 expires_at: key.expires_at,
                 identity: Arc::new(owner.identity()),
+                unused: AtomicBool::new(
+                    key.last_used_at.is_none()
+                        && kept.is_none_or(|k| k.unused.load(Ordering::Relaxed)),
+                ),
             };
             next.insert(key.hash, Arc::new(live));
         }
@@ -147,8 +156,26 @@ impl KeyRing {
         KeyCheck::Valid(key)
     }
 
-    /// Records use off the request path, at most once a minute per key.
+    /// Records use off the request path: `last_used_at` at most once a minute per key, and the
+    /// first use ever in the audit trail.
     fn touch(&self, key: &Arc<LiveKey>, now: Timestamp) {
+        if key.unused.swap(false, Ordering::Relaxed) {
+            let (audit, store, key) = (self.audit.clone(), self.store.clone(), key.clone());
+            key.last_touched.store(now.0, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let _ = store.touch_key(&key.id, now).await;
+                let entry = Entry {
+                    action: "key_used_first",
+                    success: true,
+                    actor: Some(&key.owner_id),
+                    subject: Some(&key.id),
+                    reason: Some(&key.name),
+                    client_ip: None,
+                };
+                audit.record(entry).await;
+            });
+            return;
+        }
         let last = key.last_touched.load(Ordering::Relaxed);
         if now.0 - last < TOUCH_INTERVAL
             || key

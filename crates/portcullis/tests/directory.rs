@@ -181,6 +181,11 @@ async fn api_keys_reach_their_apps_only_and_stop_when_revoked_or_expired() {
         .into_iter()
         .map(|e| e.action)
         .collect();
+    let first_uses = actions.iter().filter(|a| *a == "key_used_first").count();
+    assert_eq!(
+        first_uses, 2,
+        "each key's first use is audited once, however often it is used"
+    );
     for expected in ["key_created", "key_revoked"] {
         assert!(
             actions.iter().any(|a| a == expected),
