@@ -623,3 +623,117 @@ async fn sessions_are_listed_and_ended_by_admins_and_by_their_owners() {
     assert_eq!(after["sessions"], json!([]));
     h.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_account_page_shows_and_manages_ones_own_sessions_and_keys() {
+    let h = Harness::start("[[apps]]\nname = 'chat'\nupstream = '{upstream}'\n").await;
+    h.setup_admin().await;
+    h.add_user(
+        "ivy",
+        Some("ivy@example.com"),
+        Some("Ivy I"),
+        Role::User,
+        &["staff"],
+    )
+    .await;
+    let old = h.sign_in("ivy", "user-password-1").await.unwrap();
+    let current = h.sign_in("ivy", "user-password-1").await.unwrap();
+    let get = || {
+        h.http
+            .get(h.url("/.portcullis/account"))
+            .header(COOKIE, format!("_portcullis={current}"))
+            .send()
+    };
+    let page = get().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csrf_cookie = common::set_cookie_value(&page, "_portcullis_csrf").unwrap();
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Ivy I") && html.contains("staff") && html.contains("this browser"),
+        "{html}"
+    );
+    assert!(!html.contains(">Users<"), "no admin navigation for a user");
+    let csrf = common::hidden_field(&html, "csrf");
+    let cookies = format!("_portcullis={current}; _portcullis_csrf={csrf_cookie}");
+    let post = |path: String, form: Vec<(&'static str, String)>| {
+        h.http
+            .post(h.url(&path))
+            .header(COOKIE, cookies.clone())
+            .form(&form)
+            .send()
+    };
+
+    // Create a key: shown once on the page.
+    let created = post(
+        "/.portcullis/account/keys".into(),
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "laptop".into()),
+            ("apps", "chat".into()),
+            ("expires_days", "30".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    let html = created.text().await.unwrap();
+    assert!(html.contains("Copy it now") && html.contains("pcs_"));
+    let key = h
+        .running
+        .state
+        .store
+        .keys_of(&common::uuid_like("ivy"))
+        .await
+        .unwrap();
+    assert_eq!(key.len(), 1);
+
+    // End the other session; revoke the key.
+    let old_id = portcullis_auth::secret::token_hash(&old);
+    let ended = post(
+        format!("/.portcullis/account/sessions/{old_id}/end"),
+        vec![("csrf", csrf.clone())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(ended.status(), StatusCode::SEE_OTHER);
+    let old_status = h
+        .http
+        .get(h.url("/x"))
+        .header(COOKIE, format!("_portcullis={old}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old_status.status(), StatusCode::UNAUTHORIZED);
+    let revoked = post(
+        format!("/.portcullis/account/keys/{}/revoke", key[0].id),
+        vec![("csrf", csrf.clone())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    assert!(
+        h.running
+            .state
+            .store
+            .active_keys()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Without the token nothing happens.
+    let forged = h
+        .http
+        .post(h.url(&format!(
+            "/.portcullis/account/sessions/{}/end",
+            portcullis_auth::secret::token_hash(&current)
+        )))
+        .header(COOKIE, format!("_portcullis={current}"))
+        .form(&[("csrf", "guessed")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(get().await.unwrap().status(), StatusCode::OK);
+    h.running.shutdown().await;
+}

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::state::AppState;
-use crate::{admin, api, backchannel, health, oidc, setup, sign_in, sign_out, whoami};
+use crate::{account, admin, api, backchannel, health, oidc, setup, sign_in, sign_out, whoami};
 
 /// Largest request head (request line + headers) accepted; larger ones get 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -61,6 +61,16 @@ pub fn router(state: AppState) -> Router {
         .route("/.portcullis/callback", get(oidc::callback))
         .merge(api::routes())
         .merge(admin::routes())
+        .route("/.portcullis/account", get(account::page))
+        .route("/.portcullis/account/keys", post(account::create_key))
+        .route(
+            "/.portcullis/account/keys/{id}/revoke",
+            post(account::revoke_key),
+        )
+        .route(
+            "/.portcullis/account/sessions/{id}/end",
+            post(account::end_session),
+        )
         .route("/api/v1/{*rest}", axum::routing::any(api::not_found))
         .fallback(proxy)
         .with_state(state)

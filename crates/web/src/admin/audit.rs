@@ -83,6 +83,7 @@ pub async fn list(
         title: "Audit log",
         section: "audit",
         who: &me.identity.username,
+        admin: true,
     }
     .render(StatusCode::OK, &body, None)
 }

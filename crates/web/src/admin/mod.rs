@@ -108,19 +108,26 @@ pub(crate) struct Page<'a> {
     pub title: &'a str,
     pub section: &'a str,
     pub who: &'a str,
+    /// Admins see the admin sections in the navigation.
+    pub admin: bool,
 }
 
 impl Page<'_> {
     pub fn render(&self, status: StatusCode, body: &str, set_cookie: Option<String>) -> Response {
-        let nav = [
-            ("/.portcullis/admin/users", "Users", self.section == "users"),
-            (
+        let mut nav = vec![(
+            "/.portcullis/account",
+            "My account",
+            self.section == "account",
+        )];
+        if self.admin {
+            nav.push(("/.portcullis/admin/users", "Users", self.section == "users"));
+            nav.push((
                 "/.portcullis/admin/audit",
                 "Audit log",
                 self.section == "audit",
-            ),
-            ("/.portcullis/whoami", "Who am I", false),
-        ];
+            ));
+        }
+        nav.push(("/.portcullis/whoami", "Who am I", false));
         let mut response = html_response(status, app_page(self.title, &nav, self.who, body));
         if let Some(cookie) = set_cookie {
             cookies::append(response.headers_mut(), &cookie);

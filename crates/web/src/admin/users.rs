@@ -132,6 +132,7 @@ pub async fn list(
         title: "Users",
         section: "users",
         who: &me.identity.username,
+        admin: true,
     }
     .render(StatusCode::OK, &body, set_cookie)
 }
@@ -358,6 +359,7 @@ async fn render_detail(
         title: &user.username,
         section: "users",
         who,
+        admin: true,
     }
     .render(StatusCode::OK, &body, set_cookie)
 }
