@@ -202,6 +202,30 @@ impl Directory {
         .await
     }
 
+    /// Removes a hand-made membership (provider memberships follow the provider).
+    pub async fn remove_from_group(
+        &self,
+        username: &str,
+        group: &str,
+        actor: &str,
+    ) -> Result<(), DirectoryError> {
+        let user = self.find(username).await?;
+        if !self.store.remove_from_group(&user.id, group).await? {
+            return Err(DirectoryError::Invalid(format!(
+                "{username} has no hand-made membership of {group:?} (provider memberships follow the provider)"
+            )));
+        }
+        self.changed(
+            ChangeKind::User,
+            &user.id,
+            "group_removed",
+            actor,
+            username,
+            Some(group),
+        )
+        .await
+    }
+
     pub async fn create_key(
         &self,
         owner: &str,

@@ -408,6 +408,9 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/sessions/{id}", &["delete"]),
         ("/api/v1/me/sessions", &["get"]),
         ("/api/v1/me/sessions/{id}", &["delete"]),
+        ("/api/v1/groups", &["get"]),
+        ("/api/v1/groups/{name}", &["get"]),
+        ("/api/v1/users/{username}/groups/{group}", &["delete"]),
     ];
     assert_eq!(documented.len(), served.len(), "{documented:?}");
     for (path, methods) in served {
@@ -735,5 +738,90 @@ async fn the_account_page_shows_and_manages_ones_own_sessions_and_keys() {
         .unwrap();
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert_eq!(get().await.unwrap().status(), StatusCode::OK);
+    h.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn groups_list_members_and_remove_hand_made_memberships() {
+    let h = Harness::start("").await;
+    let admin_cookie = h.setup_admin().await;
+    let admin = Api {
+        h: &h,
+        cookie: Some(admin_cookie.clone()),
+        key: None,
+    };
+    h.add_user("jo", None, Some("Jo J"), Role::User, &["ops", "ml"])
+        .await;
+    h.add_user("kim", None, None, Role::User, &["ops"]).await;
+    // A membership synced from a provider, apart from the hand-made ones.
+    let state = &h.running.state;
+    state
+        .store
+        .sync_groups(
+            &common::uuid_like("kim"),
+            "provider:corp",
+            &["ml".into()],
+            state.clock.now(),
+        )
+        .await
+        .unwrap();
+
+    let (_, groups) = admin.call(Method::GET, "/api/v1/groups", None).await;
+    assert_eq!(
+        groups["groups"],
+        json!([{"name": "ml", "members": 2}, {"name": "ops", "members": 2}])
+    );
+    let (_, ml) = admin.call(Method::GET, "/api/v1/groups/ml", None).await;
+    let sources: Vec<(&str, &str)> = ml["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["user"]["username"].as_str().unwrap(),
+                m["source"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sources, [("jo", "local"), ("kim", "provider:corp")]);
+    assert_eq!(
+        admin.call(Method::GET, "/api/v1/groups/nope", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Hand-made memberships can be removed; provider ones follow the provider.
+    assert_eq!(
+        admin
+            .call(Method::DELETE, "/api/v1/users/jo/groups/ml", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, body) = admin
+        .call(Method::DELETE, "/api/v1/users/kim/groups/ml", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("provider memberships follow the provider")
+    );
+
+    // The group page lists members with their source.
+    let page = h
+        .http
+        .get(h.url("/.portcullis/admin/groups/ml"))
+        .header(COOKIE, format!("_portcullis={admin_cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("provider:corp") && page.contains(">kim<") && !page.contains(">jo<"),
+        "{page}"
+    );
     h.running.shutdown().await;
 }

@@ -66,6 +66,13 @@ pub struct StoredKey {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// A group and how many people are in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupSummary {
+    pub name: String,
+    pub members: u64,
+}
+
 /// What changed, for processes that cache directory state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -145,6 +152,14 @@ pub trait Store: Send + Sync + 'static {
         status: UserStatus,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+    /// Every group with its member count, by name.
+    async fn list_groups(&self) -> Result<Vec<GroupSummary>, StoreError>;
+    /// The members of a group, each with where the membership comes from (`local` or
+    /// `provider:<id>`), by username.
+    async fn group_members(&self, group: &str) -> Result<Vec<(User, String)>, StoreError>;
+    /// Removes a hand-made membership; returns whether there was one. Provider memberships are
+    /// left to the provider's sync.
+    async fn remove_from_group(&self, user_id: &str, group: &str) -> Result<bool, StoreError>;
     /// Adds a user to a local group, creating the group if needed. Idempotent.
     async fn add_to_group(
         &self,

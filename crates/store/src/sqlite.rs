@@ -15,7 +15,8 @@ use sqlx::sqlite::{
 };
 
 use crate::{
-    AuditEvent, AuthFlow, Change, ChangeKind, LinkedIdentity, NewUser, Store, StoreError, StoredKey,
+    AuditEvent, AuthFlow, Change, ChangeKind, GroupSummary, LinkedIdentity, NewUser, Store,
+    StoreError, StoredKey,
 };
 
 pub struct SqliteStore {
@@ -420,6 +421,46 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| Ok(r.try_get("id_hash")?)).collect()
+    }
+
+    async fn list_groups(&self) -> Result<Vec<GroupSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT g.name AS name, count(DISTINCT m.user_id) AS members FROM groups g \
+             LEFT JOIN group_members m ON m.group_name = g.name GROUP BY g.name ORDER BY g.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let members: i64 = row.try_get("members")?;
+                Ok(GroupSummary {
+                    name: row.try_get("name")?,
+                    members: u64::try_from(members).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn group_members(&self, group: &str) -> Result<Vec<(User, String)>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS}, m.source AS source FROM users JOIN group_members m ON m.user_id = users.id \
+             WHERE m.group_name = ? ORDER BY users.username, m.source"
+        );
+        let rows = sqlx::query(&sql).bind(group).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| Ok((user_from_row(row)?.0, row.try_get("source")?)))
+            .collect()
+    }
+
+    async fn remove_from_group(&self, user_id: &str, group: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM group_members WHERE user_id = ? AND group_name = ? AND source = 'local'",
+        )
+        .bind(user_id)
+        .bind(group)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn add_to_group(

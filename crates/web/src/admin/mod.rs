@@ -5,6 +5,7 @@
 //! API and the CLI, so they are audited and take effect at once.
 
 mod audit;
+mod groups;
 mod users;
 
 use std::sync::Arc;
@@ -63,6 +64,12 @@ pub fn routes() -> Router<AppState> {
             post(users::end_session),
         )
         .route("/.portcullis/admin/audit", get(audit::list))
+        .route("/.portcullis/admin/groups", get(groups::list))
+        .route("/.portcullis/admin/groups/{name}", get(groups::detail))
+        .route(
+            "/.portcullis/admin/users/{username}/groups/remove",
+            post(groups::remove),
+        )
 }
 
 /// The signed-in admin, or the response that turns everyone else away.
@@ -121,6 +128,11 @@ impl Page<'_> {
         )];
         if self.admin {
             nav.push(("/.portcullis/admin/users", "Users", self.section == "users"));
+            nav.push((
+                "/.portcullis/admin/groups",
+                "Groups",
+                self.section == "groups",
+            ));
             nav.push((
                 "/.portcullis/admin/audit",
                 "Audit log",

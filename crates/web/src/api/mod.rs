@@ -7,6 +7,7 @@
 
 mod caller;
 mod directory;
+mod groups;
 mod me;
 mod sessions;
 
@@ -38,6 +39,12 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/users/{username}/keys", post(directory::create_key))
         .route("/api/v1/keys/{id}", delete(directory::revoke_key))
+        .route(
+            "/api/v1/users/{username}/groups/{group}",
+            delete(groups::remove_member),
+        )
+        .route("/api/v1/groups", get(groups::list))
+        .route("/api/v1/groups/{name}", get(groups::members))
         .route(
             "/api/v1/users/{username}/sessions",
             get(sessions::list_for_user).delete(sessions::end_all_for_user),
