@@ -1,7 +1,5 @@
 //! `/.portcullis/account`: a signed-in person's own profile, sessions and API keys.
 
-use std::time::Duration;
-
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -13,6 +11,7 @@ use portcullis_proxy::respond;
 use serde::Deserialize;
 
 use crate::admin::{Page, csrf_refusal, form_token, location};
+use crate::key_forms::{self, KeyForm};
 use crate::sign_in::current_session;
 use crate::state::AppState;
 
@@ -87,15 +86,7 @@ async fn render(
             )
         })
         .collect();
-    let new_key = new_key
-        .map(|k| {
-            format!(
-                "<div class=\"panel\"><h2>New API key</h2><p>Copy it now: it will not be shown again.</p>\
-                 <div class=\"secret\" id=\"new-key\">{}</div></div>",
-                escape(k)
-            )
-        })
-        .unwrap_or_default();
+    let new_key = key_forms::shown_once(new_key);
     let body = format!(
         "<h1>My account</h1>{new_key}\
          <div class=\"panel\"><table>\
@@ -107,11 +98,8 @@ async fn render(
          <div class=\"panel\"><h2>API keys</h2><p class=\"muted\">For scripts and tools: send as <span class=\"code\">Authorization: Bearer …</span>. \
            Include the app <span class=\"code\">portcullis-api</span> to use the API.</p>\
            <table><thead><tr><th>Name</th><th>Apps</th><th>Expires</th><th></th></tr></thead><tbody>{key_rows}</tbody></table>\
-           <form method=\"post\" action=\"{HERE}/keys\" class=\"row\" style=\"margin-top:14px\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <div><label for=\"key-name\">Key name</label><input id=\"key-name\" name=\"name\" required placeholder=\"laptop-cli\"></div>\
-             <div><label for=\"key-apps\">Apps (comma-separated, empty: all)</label><input id=\"key-apps\" name=\"apps\"></div>\
-             <div><label for=\"key-days\">Expires in days (empty: never)</label><input id=\"key-days\" name=\"expires_days\" inputmode=\"numeric\"></div>\
-             <button type=\"submit\">Create key</button></form></div>",
+           {key_form}</div>",
+        key_form = key_forms::create_form(&format!("{HERE}/keys"), &csrf, "laptop-cli"),
         username = escape(&identity.username),
         name = escape(&identity.display_name),
         email = escape(identity.email.as_deref().unwrap_or("—")),
@@ -131,18 +119,6 @@ async fn render(
     page.render(StatusCode::OK, &body, set_cookie)
 }
 
-#[derive(Deserialize, Default)]
-pub struct KeyForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    apps: String,
-    #[serde(default)]
-    expires_days: String,
-}
-
 pub async fn create_key(
     State(state): State<AppState>,
     method: Method,
@@ -156,23 +132,11 @@ pub async fn create_key(
     if let Some(refused) = csrf_refusal(&headers, &form.csrf) {
         return refused;
     }
-    let lifetime = match form.expires_days.trim().parse::<u64>() {
-        _ if form.expires_days.trim().is_empty() => None,
-        Ok(days) if days > 0 => Some(Duration::from_secs(days * 86_400)),
-        _ => {
-            return respond::failure(
-                &Failure::bad_request("expiry must be a whole number of days"),
-                true,
-            );
-        }
+    let lifetime = match form.lifetime() {
+        Ok(lifetime) => lifetime,
+        Err(problem) => return respond::failure(&Failure::bad_request(problem), true),
     };
-    let apps = form
-        .apps
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let apps = form.apps();
     let created = match state
         .directory
         .create_key(

@@ -11,6 +11,7 @@ mod api;
 mod backchannel;
 mod csrf;
 mod health;
+mod key_forms;
 mod oidc;
 mod pages;
 mod server;

@@ -1,7 +1,5 @@
 //! Users: the searchable, paged list; one user's details and the changes an admin can make.
 
-use std::time::Duration;
-
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -17,6 +15,7 @@ use serde::Deserialize;
 
 use super::{Page, admin, csrf_refusal, form_token, location, notice};
 use crate::api::apply_now;
+use crate::key_forms::{self, KeyForm};
 use crate::state::AppState;
 
 const PAGE_SIZE: u32 = 25;
@@ -292,15 +291,7 @@ async fn render_detail(
     } else {
         format!("<div class=\"notice\" role=\"status\">{notice}</div>")
     };
-    let new_key = new_key
-        .map(|k| {
-            format!(
-                "<div class=\"panel\"><h2>New API key</h2><p>Copy it now: it will not be shown again.</p>\
-                 <div class=\"secret\" id=\"new-key\">{}</div></div>",
-                escape(k)
-            )
-        })
-        .unwrap_or_default();
+    let new_key = key_forms::shown_once(new_key);
     let (toggle_status, toggle_label, toggle_class) = match user.status {
         UserStatus::Active => ("disabled", "Disable user", "danger"),
         _ => ("active", "Enable user", ""),
@@ -338,11 +329,8 @@ async fn render_detail(
            <tbody>{identity_rows}</tbody></table></div>\
          <div class=\"panel\"><h2>API keys</h2><table><thead><tr><th>Name</th><th>Apps</th><th>Expires</th><th>Last used</th><th>State</th><th></th></tr></thead>\
            <tbody>{key_rows}</tbody></table>\
-           <form method=\"post\" action=\"{base}/keys\" class=\"row\" style=\"margin-top:14px\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <div><label for=\"key-name\">Key name</label><input id=\"key-name\" name=\"name\" required placeholder=\"ci-pipeline\"></div>\
-             <div><label for=\"key-apps\">Apps (comma-separated, empty: all)</label><input id=\"key-apps\" name=\"apps\"></div>\
-             <div><label for=\"key-days\">Expires in days (empty: never)</label><input id=\"key-days\" name=\"expires_days\" inputmode=\"numeric\"></div>\
-             <button type=\"submit\">Create key</button></form></div>",
+           {key_form}</div>",
+        key_form = key_forms::create_form(&format!("{base}/keys"), &csrf, "ci-pipeline"),
         username = escape(&user.username),
         name = escape(user.display_name.as_deref().unwrap_or("—")),
         email = escape(user.email.as_deref().unwrap_or("—")),
@@ -539,18 +527,6 @@ pub async fn add_group(
     .await
 }
 
-#[derive(Deserialize, Default)]
-pub struct KeyForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    apps: String,
-    #[serde(default)]
-    expires_days: String,
-}
-
 pub async fn create_key(
     State(state): State<AppState>,
     method: Method,
@@ -565,26 +541,16 @@ pub async fn create_key(
     if let Some(refused) = csrf_refusal(&headers, &form.csrf) {
         return refused;
     }
-    let lifetime = match form.expires_days.trim() {
-        "" => None,
-        days => match days.parse::<u64>() {
-            Ok(days) if days > 0 => Some(Duration::from_secs(days * 86_400)),
-            _ => {
-                return respond::failure(
-                    &Failure::bad_request("expiry must be a whole number of days")
-                        .with_hint("go back and correct it"),
-                    true,
-                );
-            }
-        },
+    let lifetime = match form.lifetime() {
+        Ok(lifetime) => lifetime,
+        Err(problem) => {
+            return respond::failure(
+                &Failure::bad_request(problem).with_hint("go back and correct it"),
+                true,
+            );
+        }
     };
-    let apps: Vec<String> = form
-        .apps
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let apps = form.apps();
     let created = match state
         .directory
         .create_key(&username, &form.name, apps, lifetime, &me.user_id)
