@@ -717,6 +717,17 @@ fn validate_providers(providers: &[ProviderConfig], push: &mut impl FnMut(String
 }
 
 fn validate_headers(cfg: &HeaderProfileConfig, key: &str, push: &mut impl FnMut(String, String)) {
+    for (role, value) in &cfg.role_values {
+        let k = format!("{key}.role_values.{role}");
+        if crate::Role::parse(role).is_none() {
+            push(k, format!("{role:?} is not a role (admin, user, pending)"));
+        } else if value.trim().is_empty() || value.chars().any(char::is_control) {
+            push(
+                k,
+                "must be a non-empty value without control characters".into(),
+            );
+        }
+    }
     let named = cfg
         .custom
         .keys()
@@ -794,7 +805,7 @@ mod tests {
         let found = issues(
             "[[apps]]\nname = 'a'\nupstream = 'ftp://x'\npath_prefix = '/x/../y'\n\
              skip_auth = [{ path = '/public' }, { path = '^(' }]\n\
-             identity_headers = { custom = { Authorization = 'email' } }\n\
+             identity_headers = { custom = { Authorization = 'email' }, role_values = { root = 'Admin' } }\n\
              access = { roles = ['root'] }",
         );
         for key in [
@@ -803,6 +814,7 @@ mod tests {
             "apps[0].skip_auth[0].path",
             "apps[0].skip_auth[1].path",
             "apps[0].identity_headers.custom.Authorization",
+            "apps[0].identity_headers.role_values.root",
             "apps[0].access.roles",
         ] {
             assert!(

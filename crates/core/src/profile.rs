@@ -34,6 +34,10 @@ pub struct HeaderProfileConfig {
     /// `WEBUI_AUTH_TRUSTED_ROLE_HEADER`. Off unless named.
     #[serde(default)]
     pub role_header: Option<String>,
+    /// What the app calls each role, when it differs: `{ admin = "Admin", user = "Viewer" }`
+    /// (Grafana). Roles not listed are sent as Portcullis names them.
+    #[serde(default)]
+    pub role_values: BTreeMap<String, String>,
     /// Extra headers, header name → identity field; with `profile = "custom"`, the only ones.
     #[serde(default)]
     pub custom: BTreeMap<String, IdentityField>,
@@ -49,6 +53,7 @@ impl Default for HeaderProfileConfig {
             profile: ProfileName::default(),
             groups: true,
             role_header: None,
+            role_values: BTreeMap::new(),
             custom: BTreeMap::new(),
         }
     }
@@ -158,6 +163,7 @@ mod tests {
             profile: ProfileName::Openwebui,
             groups: false,
             role_header: Some("X-Forwarded-Role".into()),
+            role_values: BTreeMap::new(),
             custom: BTreeMap::new(),
         };
         assert_eq!(

@@ -350,3 +350,30 @@ async fn skip_auth_cannot_be_stretched_to_other_paths() {
     assert!(response.contains("\"path\":\"/public/x\""), "{response}");
     h.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn roles_reach_each_app_in_its_own_vocabulary() {
+    let config = "[[apps]]\nname = 'grafana'\nupstream = '{upstream}'\n\
+                  identity_headers = { profile = 'custom', role_header = 'X-WEBAUTH-ROLE', \
+                  role_values = { admin = 'Admin', user = 'Viewer' }, custom = { 'X-WEBAUTH-USER' = 'username' } }\n";
+    let h = Harness::start(config).await;
+    let admin = h.setup_admin().await;
+    h.add_user("lee", None, None, Role::User, &[]).await;
+    h.add_user("max", None, None, Role::Pending, &[]).await;
+    let lee = h.sign_in("lee", "user-password-1").await.unwrap();
+    let max = h.sign_in("max", "user-password-1").await.unwrap();
+    assert_eq!(
+        received(&h.echo("/", &admin).await, "x-webauth-role"),
+        ["Admin"]
+    );
+    assert_eq!(
+        received(&h.echo("/", &lee).await, "x-webauth-role"),
+        ["Viewer"]
+    );
+    assert_eq!(
+        received(&h.echo("/", &max).await, "x-webauth-role"),
+        ["pending"],
+        "unmapped roles keep their name"
+    );
+    h.running.shutdown().await;
+}

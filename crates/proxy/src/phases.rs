@@ -164,7 +164,7 @@ pub fn rewrite(ctx: &RequestContext, headers: &mut HeaderMap) {
     if let Some(identity) = &ctx.identity {
         for (name, field) in &app.identity_headers {
             // Never empty, never several values: `field` skips empty values and `insert` replaces.
-            if let Some(value) = identity.field(*field)
+            if let Some(value) = app.header_value(identity, *field)
                 && let Ok(value) = HeaderValue::from_bytes(value.as_bytes())
             {
                 headers.insert(name.clone(), value);

@@ -1,9 +1,11 @@
 //! The route table: which app a request belongs to, compiled once from the configuration.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Method};
+use portcullis_core::Identity;
 use portcullis_core::config::{AppConfig, Config, TimeoutConfig, WHOAMI_UPSTREAM, parse_upstream};
 use portcullis_core::identity::IdentityField;
 use portcullis_core::path::has_prefix;
@@ -35,6 +37,8 @@ pub struct App {
     pub host_header: HeaderValue,
     pub base_path: String,
     pub identity_headers: Vec<(HeaderName, IdentityField)>,
+    /// The app's names for Portcullis's roles, where they differ.
+    role_values: BTreeMap<String, String>,
     pub policy: AccessPolicy,
     pub skip_auth: Vec<SkipAuthRule>,
     pub timeouts: TimeoutConfig,
@@ -47,6 +51,17 @@ pub struct App {
 }
 
 impl App {
+    /// The value of one identity header for this app: the identity's field, with the role in the
+    /// app's own vocabulary. `None` when empty: an identity header is never sent empty.
+    pub fn header_value(&self, identity: &Identity, field: IdentityField) -> Option<String> {
+        if field == IdentityField::Role
+            && let Some(value) = self.role_values.get(identity.role.as_str())
+        {
+            return Some(value.clone());
+        }
+        identity.field(field)
+    }
+
     pub fn skips_auth(&self, method: &Method, canonical_path: &str) -> bool {
         self.skip_auth
             .iter()
@@ -193,6 +208,7 @@ fn compile(
         host_header,
         base_path,
         identity_headers,
+        role_values: cfg.identity_headers.role_values.clone(),
         policy: cfg.access.clone(),
         skip_auth,
         timeouts: cfg.timeouts.clone(),

@@ -88,8 +88,7 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Response {
                 .identity_headers
                 .iter()
                 .filter_map(|(name, field)| {
-                    identity
-                        .field(*field)
+                    app.header_value(identity, *field)
                         .map(|v| (name.as_str().to_owned(), v.into()))
                 })
                 .collect();
