@@ -41,12 +41,14 @@ async fn render(
     new_key: Option<&str>,
 ) -> Response {
     let identity = &me.identity;
-    let sessions = state
-        .store
-        .sessions_of(&me.user_id)
-        .await
-        .unwrap_or_default();
-    let keys = state.store.keys_of(&me.user_id).await.unwrap_or_default();
+    // A directory that cannot be read gets a clear page, not empty lists.
+    let (sessions, keys) = match tokio::try_join!(
+        state.store.sessions_of(&me.user_id),
+        state.store.keys_of(&me.user_id)
+    ) {
+        Ok(found) => found,
+        Err(e) => return respond::failure(&Failure::from(e), true),
+    };
     let (csrf, set_cookie) = form_token(state, headers);
     let session_rows: String = sessions
         .iter()
@@ -177,13 +179,10 @@ pub async fn revoke_key(
     if let Some(refused) = csrf_refusal(&headers, &form.csrf) {
         return refused;
     }
-    let mine = state
-        .store
-        .keys_of(&me.user_id)
-        .await
-        .unwrap_or_default()
-        .iter()
-        .any(|k| k.id == id);
+    let mine = match state.store.keys_of(&me.user_id).await {
+        Ok(keys) => keys.iter().any(|k| k.id == id),
+        Err(e) => return respond::failure(&Failure::from(e), true),
+    };
     if !mine {
         return respond::failure(
             &Failure::new(FailureKind::NotFound, "you have no key with that id"),

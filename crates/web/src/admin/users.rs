@@ -262,12 +262,13 @@ async fn render_detail(
         Ok(keys) => keys,
         Err(e) => return directory_failure(e),
     };
-    let sessions = state.store.sessions_of(&user.id).await.unwrap_or_default();
-    let identities = state
-        .store
-        .identities_of(&user.id)
-        .await
-        .unwrap_or_default();
+    let (sessions, identities) = match tokio::try_join!(
+        state.store.sessions_of(&user.id),
+        state.store.identities_of(&user.id)
+    ) {
+        Ok(found) => found,
+        Err(e) => return respond::failure(&Failure::from(e), true),
+    };
     let (csrf, set_cookie) = form_token(state, headers);
     let base = user_href(&user.username);
     let session_rows: String = sessions
