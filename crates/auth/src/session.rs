@@ -38,6 +38,8 @@ pub struct ActiveSession {
     last_persisted: AtomicI64,
     /// Provider-backed sessions keep their refresh state here (see [`Refresher`]).
     provider: Option<ProviderTokens>,
+    /// This session's stream guard, once looked up (saves the shared map on later requests).
+    guard: std::sync::OnceLock<CancellationToken>,
 }
 
 /// The refresh state of a provider-backed session.
@@ -110,6 +112,7 @@ impl ActiveSession {
             last_seen: AtomicI64::new(session.last_seen.0),
             last_persisted: AtomicI64::new(session.last_seen.0),
             provider,
+            guard: std::sync::OnceLock::new(),
         }
     }
 
@@ -215,12 +218,17 @@ impl SessionManager {
 
     /// A token cancelled when this session ends, for streams opened with it.
     pub fn stream_guard(&self, active: &ActiveSession) -> CancellationToken {
-        let mut guards = self
-            .cache
-            .stream_guards
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        guards.entry(active.id_hash.clone()).or_default().clone()
+        active
+            .guard
+            .get_or_init(|| {
+                let mut guards = self
+                    .cache
+                    .stream_guards
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                guards.entry(active.id_hash.clone()).or_default().clone()
+            })
+            .clone()
     }
 
     /// Applies a change to a user: a user who is no longer active loses every session (and every
