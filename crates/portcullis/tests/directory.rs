@@ -107,6 +107,28 @@ async fn api_keys_reach_their_apps_only_and_stop_when_revoked_or_expired() {
     assert_eq!(received(&echo, "x-forwarded-user"), ["robot-owner"]);
     assert!(received(&echo, "x-api-key").is_empty());
 
+    // The scheme is case-insensitive, and with keys in both headers neither reaches the app.
+    let lowercase = h
+        .http
+        .get(h.url("/v1/models"))
+        .header(AUTHORIZATION, format!("bearer {}", key.secret))
+        .send()
+        .await
+        .unwrap();
+    let echo: serde_json::Value = lowercase.json().await.unwrap();
+    assert_eq!(received(&echo, "x-forwarded-user"), ["robot-owner"]);
+    assert!(received(&echo, "authorization").is_empty());
+    let both = h
+        .http
+        .get(h.url("/v1/models"))
+        .header("x-api-key", &key.secret)
+        .header(AUTHORIZATION, format!("Bearer {}", key.secret))
+        .send()
+        .await
+        .unwrap();
+    let echo: serde_json::Value = both.json().await.unwrap();
+    assert!(received(&echo, "authorization").is_empty() && received(&echo, "x-api-key").is_empty());
+
     // Refused on an app it was not made for.
     assert_eq!(
         status_with(&h, "/tools/x", ("x-api-key", key.secret.clone())).await,

@@ -10,7 +10,7 @@ use http::{Request, Response};
 use std::sync::Arc;
 
 use portcullis_auth::SessionManager;
-use portcullis_auth::keys::{KeyCheck, KeyRing, LiveKey};
+use portcullis_auth::keys::{KEY_PREFIX, KeyCheck, KeyRing, LiveKey};
 use portcullis_core::{Failure, FailureKind};
 
 use crate::context::RequestContext;
@@ -93,15 +93,19 @@ fn api_key(
     ctx: &mut RequestContext,
     headers: &HeaderMap,
 ) -> Result<Option<Arc<LiveKey>>, Stop> {
-    let from_header = headers.get("x-api-key").map(|v| (v, false));
+    let from_header = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
     let from_bearer = headers
         .get_all(header::AUTHORIZATION)
         .iter()
-        .find(|v| v.as_bytes().starts_with(b"Bearer pcs_"))
-        .map(|v| (v, true));
-    for (value, in_authorization) in from_header.into_iter().chain(from_bearer) {
-        let token = value.to_str().unwrap_or("").trim();
-        let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(bearer_token)
+        .find(|token| token.starts_with(KEY_PREFIX));
+    // Our key in `Authorization` never reaches the app, whichever header authenticated.
+    ctx.key_in_authorization = from_bearer.is_some();
+    for token in from_header.into_iter().chain(from_bearer) {
         match keys.check(token) {
             KeyCheck::NotAKey => continue,
             KeyCheck::Refused(reason) => {
@@ -112,13 +116,16 @@ fn api_key(
                 .with_hint("check the key, or create a new one")
                 .into());
             }
-            KeyCheck::Valid(key) => {
-                ctx.key_in_authorization = in_authorization;
-                return Ok(Some(key));
-            }
+            KeyCheck::Valid(key) => return Ok(Some(key)),
         }
     }
     Ok(None)
+}
+
+/// The token of a `Bearer` credential; the scheme is case-insensitive (RFC 9110 §11.1).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Applies the app's access policy to the signed-in identity.

@@ -9,6 +9,7 @@ use http::{HeaderMap, Method, header};
 use portcullis_auth::keys::KeyCheck;
 use portcullis_core::{Failure, FailureKind, Identity, Role};
 use portcullis_proxy::cookies::{self, SESSION_COOKIE};
+use portcullis_proxy::phases::bearer_token;
 use portcullis_proxy::respond;
 use serde::de::DeserializeOwned;
 
@@ -112,13 +113,11 @@ fn same_origin(method: &Method, headers: &HeaderMap) -> bool {
 pub async fn caller(state: &AppState, method: &Method, headers: &HeaderMap) -> ApiResult<Caller> {
     let presented = headers
         .get("x-api-key")
-        .or_else(|| headers.get(header::AUTHORIZATION))
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.trim()
-                .strip_prefix("Bearer ")
-                .unwrap_or(v.trim())
-                .to_owned()
+        .map(|v| v.trim().to_owned())
+        .or_else(|| {
+            let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+            bearer_token(value).map(str::to_owned)
         });
     if let Some(token) = presented {
         match state.gateway.keys.check(&token) {
