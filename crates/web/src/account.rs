@@ -153,9 +153,7 @@ pub async fn create_key(
         Ok(created) => created,
         Err(e) => return respond::failure(&Failure::bad_request(e.to_string()), true),
     };
-    if let Err(e) = state.gateway.keys.reload().await {
-        tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
-    }
+    state.apply_key_change().await;
     render(&state, &headers, &me, Some(&created.secret)).await
 }
 
@@ -192,9 +190,7 @@ pub async fn revoke_key(
     if let Err(e) = state.directory.revoke_key(&id, &me.user_id).await {
         return respond::failure(&Failure::bad_request(e.to_string()), true);
     }
-    if let Err(e) = state.gateway.keys.reload().await {
-        tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
-    }
+    state.apply_key_change().await;
     location(StatusCode::SEE_OTHER, HERE)
 }
 

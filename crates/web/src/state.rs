@@ -44,6 +44,22 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Applies a user change in this process at once; other processes follow the change feed
+    /// within a second, and so would this one if applying here failed.
+    pub async fn apply_user_change(&self, user_id: &str) {
+        if let Err(e) = self.sessions.user_changed(user_id).await {
+            tracing::warn!(error = %e, "could not apply a user change at once; the change feed will");
+        }
+        self.apply_key_change().await;
+    }
+
+    /// Rebuilds the API key ring at once after a key changed (see [`Self::apply_user_change`]).
+    pub async fn apply_key_change(&self) {
+        if let Err(e) = self.gateway.keys.reload().await {
+            tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
+        }
+    }
+
     pub fn trusted(&self) -> &TrustedProxies {
         &self.gateway.trusted
     }

@@ -11,7 +11,6 @@ use portcullis_proxy::respond;
 use serde::Deserialize;
 
 use super::{Page, admin, csrf_refusal, form_token, location};
-use crate::api::apply_now;
 use crate::state::AppState;
 
 fn group_href(name: &str) -> String {
@@ -136,7 +135,7 @@ pub async fn remove(
         return respond::failure(&Failure::bad_request(e.to_string()), true);
     }
     if let Ok(user) = state.directory.user(&username).await {
-        apply_now(&state, &user.id).await;
+        state.apply_user_change(&user.id).await;
     }
     location(StatusCode::SEE_OTHER, &group_href(&form.group))
 }

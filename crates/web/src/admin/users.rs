@@ -14,7 +14,6 @@ use portcullis_store::StoredKey;
 use serde::Deserialize;
 
 use super::{Page, admin, csrf_refusal, form_token, location, notice};
-use crate::api::apply_now;
 use crate::key_forms::{self, KeyForm};
 use crate::state::AppState;
 
@@ -451,7 +450,7 @@ where
         return directory_failure(e);
     }
     if let Ok(user) = state.directory.user(username).await {
-        apply_now(state, &user.id).await;
+        state.apply_user_change(&user.id).await;
     }
     location(StatusCode::SEE_OTHER, &format!("{here}?done={done}"))
 }
@@ -560,9 +559,7 @@ pub async fn create_key(
         Ok(created) => created,
         Err(e) => return directory_failure(e),
     };
-    if let Err(e) = state.gateway.keys.reload().await {
-        tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
-    }
+    state.apply_key_change().await;
     render_detail(
         &state,
         &headers,
@@ -598,9 +595,7 @@ pub async fn revoke_key(
         |actor| async move { dir.revoke_key(&id, &actor).await },
     )
     .await;
-    if let Err(e) = state.gateway.keys.reload().await {
-        tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
-    }
+    state.apply_key_change().await;
     response
 }
 

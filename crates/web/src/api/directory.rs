@@ -217,18 +217,8 @@ pub async fn update_user(
             .await?;
     }
     let user = state.directory.user(&username).await?;
-    apply_now(&state, &user.id).await;
+    state.apply_user_change(&user.id).await;
     Ok(Json(UserView::from(user)).into_response())
-}
-
-/// Applies a change in this process at once (other processes follow through the change feed).
-pub async fn apply_now(state: &AppState, user_id: &str) {
-    if let Err(e) = state.sessions.user_changed(user_id).await {
-        tracing::warn!(error = %e, "could not apply a user change at once; the change feed will");
-    }
-    if let Err(e) = state.gateway.keys.reload().await {
-        tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
-    }
 }
 
 #[derive(Deserialize)]
@@ -252,7 +242,7 @@ pub async fn add_group(
         .add_to_group(&username, &group, &who.actor)
         .await?;
     let user = state.directory.user(&username).await?;
-    apply_now(&state, &user.id).await;
+    state.apply_user_change(&user.id).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -279,9 +269,7 @@ pub async fn issue_key(
         .directory
         .create_key(owner, &new.name, new.apps, lifetime, actor)
         .await?;
-    if let Err(e) = state.gateway.keys.reload().await {
-        tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
-    }
+    state.apply_key_change().await;
     let view = KeyView::from(created.stored);
     Ok((
         StatusCode::CREATED,
@@ -311,9 +299,7 @@ pub async fn revoke_key(
     let who = caller(&state, &method, &headers).await?;
     who.require_admin()?;
     state.directory.revoke_key(&id, &who.actor).await?;
-    if let Err(e) = state.gateway.keys.reload().await {
-        tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
-    }
+    state.apply_key_change().await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -7,7 +7,7 @@ use http::{HeaderMap, Method, StatusCode};
 use portcullis_core::{Failure, FailureKind};
 
 use super::caller::{ApiError, ApiResult, caller};
-use super::directory::{UserView, apply_now};
+use super::directory::UserView;
 use crate::state::AppState;
 
 pub async fn list(
@@ -67,6 +67,6 @@ pub async fn remove_member(
         .remove_from_group(&username, &group, &who.actor)
         .await?;
     let user = state.directory.user(&username).await?;
-    apply_now(&state, &user.id).await;
+    state.apply_user_change(&user.id).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -67,8 +67,6 @@ pub async fn revoke_key(
         )));
     }
     state.directory.revoke_key(&id, &who.actor).await?;
-    if let Err(e) = state.gateway.keys.reload().await {
-        tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
-    }
+    state.apply_key_change().await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -14,7 +14,7 @@ mod sessions;
 use axum::Router;
 use axum::routing::{delete, get, post};
 
-pub use directory::{apply_now, not_found};
+pub use directory::not_found;
 
 use crate::state::AppState;
 
