@@ -114,6 +114,11 @@ pub fn canonicalize(raw: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
+    // Most paths are already canonical (and the server canonicalises before the gateway does
+    // again): one scan proves it without rebuilding the string.
+    if is_plain(raw) {
+        return Ok(raw.to_owned());
+    }
     let escaped = normalise_escapes(raw)?;
     let ends_with_slash = escaped.ends_with('/');
     let mut segments: Vec<&str> = Vec::new();
@@ -142,6 +147,18 @@ pub fn canonicalize(raw: &str) -> Result<String, PathError> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// True when a path has nothing to normalise: only unreserved characters and `/`, `;`, `=`, `,`,
+/// `:`, `@`, `+`, `!`, no escapes, no empty segment, and no segment that starts with a dot.
+fn is_plain(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    bytes.iter().enumerate().all(|(i, &b)| {
+        let allowed =
+            is_unreserved(b) || matches!(b, b'/' | b';' | b'=' | b',' | b':' | b'@' | b'+' | b'!');
+        let after_slash = i > 0 && bytes[i - 1] == b'/';
+        allowed && !(after_slash && (b == b'/' || b == b'.'))
+    })
 }
 
 /// True when `path` is `prefix` itself or lies below it on a segment boundary.
@@ -183,6 +200,37 @@ mod tests {
         assert_eq!(ok("/a/./b/."), "/a/b/");
         assert_eq!(ok("/a/b/.."), "/a/");
         assert_eq!(ok("/a/.."), "/");
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_full_rules() {
+        for raw in [
+            "/",
+            "/a/b",
+            "/a/b/",
+            "/a;b=c/d",
+            "/.well/x",
+            "/a/.b",
+            "/a//b",
+            "/a/./b",
+            "/a/..",
+            "/a%2e",
+            "/~u/v-w_x",
+        ] {
+            let full = canonicalize(raw).unwrap_or_default();
+            assert_eq!(
+                canonicalize(&full),
+                Ok(full.clone()),
+                "canonical form of {raw} is stable"
+            );
+            if is_plain(raw) {
+                assert_eq!(full, raw, "{raw} is plain, so it must already be canonical");
+            }
+        }
+        assert!(is_plain("/api/v1/chat;x=1"));
+        assert!(
+            !is_plain("/a//b") && !is_plain("/a/./b") && !is_plain("/.x") && !is_plain("/a%20")
+        );
     }
 
     #[test]
