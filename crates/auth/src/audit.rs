@@ -11,6 +11,25 @@ pub struct Audit {
     clock: Arc<dyn Clock>,
 }
 
+/// Who made a change, and from where: recorded with every entry they cause.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    /// A user id, `cli`, `setup-link`, or `provider:<id>`; key-authenticated calls add the key.
+    pub id: String,
+    /// The client address as resolved from the socket peer and trusted proxies; `None` for the
+    /// operator CLI, which runs on the host itself.
+    pub client_ip: Option<String>,
+}
+
+impl Actor {
+    pub fn new(id: impl Into<String>, client_ip: Option<String>) -> Self {
+        Actor {
+            id: id.into(),
+            client_ip,
+        }
+    }
+}
+
 /// One thing that happened, before it is stamped with the time.
 pub struct Entry<'a> {
     pub action: &'a str,

@@ -9,7 +9,7 @@ use portcullis_core::user::{User, UserStatus, validate_username};
 use portcullis_core::{Clock, Role};
 use portcullis_store::{ChangeKind, NewUser, Store, StoreError, StoredKey};
 
-use crate::audit::{Audit, Entry};
+use crate::audit::{Actor, Audit, Entry};
 use crate::keys;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +64,7 @@ impl Directory {
         kind: ChangeKind,
         subject: &str,
         action: &str,
-        actor: &str,
+        actor: &Actor,
         target: &str,
         reason: Option<&str>,
     ) -> Result<(), DirectoryError> {
@@ -75,16 +75,16 @@ impl Directory {
             .record(Entry {
                 action,
                 success: true,
-                actor: Some(actor),
+                actor: Some(&actor.id),
                 subject: Some(target),
                 reason,
-                client_ip: None,
+                client_ip: actor.client_ip.clone(),
             })
             .await;
         Ok(())
     }
 
-    pub async fn add_user(&self, new: AddUser, actor: &str) -> Result<User, DirectoryError> {
+    pub async fn add_user(&self, new: AddUser, actor: &Actor) -> Result<User, DirectoryError> {
         validate_username(&new.username).map_err(DirectoryError::Invalid)?;
         let user = self
             .store
@@ -133,7 +133,7 @@ impl Directory {
         &self,
         username: &str,
         status: UserStatus,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), DirectoryError> {
         let user = self.find(username).await?;
         self.store
@@ -155,16 +155,20 @@ impl Directory {
         .await
     }
 
+    /// A demotion also ends the user's sessions; their keys carry the new role at once.
     pub async fn set_role(
         &self,
         username: &str,
         role: Role,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), DirectoryError> {
         let user = self.find(username).await?;
         self.store
             .set_role(&user.id, role, self.clock.now())
             .await?;
+        if user.role.is_demotion_to(role) {
+            self.store.delete_user_sessions(&user.id).await?;
+        }
         self.changed(
             ChangeKind::User,
             &user.id,
@@ -180,7 +184,7 @@ impl Directory {
         &self,
         username: &str,
         group: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), DirectoryError> {
         if group.is_empty() || group.contains(',') || group.chars().any(char::is_control) {
             return Err(DirectoryError::Invalid(
@@ -207,7 +211,7 @@ impl Directory {
         &self,
         username: &str,
         group: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), DirectoryError> {
         let user = self.find(username).await?;
         if !self.store.remove_from_group(&user.id, group).await? {
@@ -232,7 +236,7 @@ impl Directory {
         name: &str,
         allowed_apps: Vec<String>,
         lifetime: Option<Duration>,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<CreatedKey, DirectoryError> {
         if name.trim().is_empty() {
             return Err(DirectoryError::Invalid(
@@ -266,7 +270,7 @@ impl Directory {
         Ok(CreatedKey { secret, stored })
     }
 
-    pub async fn revoke_key(&self, id: &str, actor: &str) -> Result<(), DirectoryError> {
+    pub async fn revoke_key(&self, id: &str, actor: &Actor) -> Result<(), DirectoryError> {
         if !self.store.revoke_key(id, self.clock.now()).await? {
             return Err(DirectoryError::Invalid(format!(
                 "no active key has the id {id:?}"

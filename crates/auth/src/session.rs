@@ -9,7 +9,7 @@
 //! Revocation removes the cache entry in the same call that deletes the row, so a revoked session
 //! is refused on its very next request.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -235,18 +235,23 @@ impl SessionManager {
     /// open stream); otherwise cached sessions reload the user's identity on their next request.
     pub async fn user_changed(&self, user_id: &str) -> Result<(), StoreError> {
         let active = matches!(self.store.user_by_id(user_id).await?, Some(u) if u.status == UserStatus::Active);
-        if active {
-            for id_hash in self.cache.sessions_of(user_id) {
-                self.cache.live.invalidate(&id_hash);
+        let remaining: HashSet<String> = if active {
+            let sessions = self.store.sessions_of(user_id).await?;
+            sessions.into_iter().map(|s| s.id_hash).collect()
+        } else {
+            for id_hash in self.store.delete_user_sessions(user_id).await? {
+                self.cache.forget(&id_hash);
             }
-            return Ok(());
-        }
-        for id_hash in self.store.delete_user_sessions(user_id).await? {
-            self.cache.forget(&id_hash);
-        }
-        // Sessions cached here but already gone from the store (ended elsewhere) go too.
+            HashSet::new()
+        };
+        // Sessions still in the store reload the identity on their next request; those gone
+        // (ended here, elsewhere, or by a demotion) are forgotten, which also closes their streams.
         for id_hash in self.cache.sessions_of(user_id) {
-            self.cache.forget(&id_hash);
+            if remaining.contains(&id_hash) {
+                self.cache.live.invalidate(&id_hash);
+            } else {
+                self.cache.forget(&id_hash);
+            }
         }
         Ok(())
     }

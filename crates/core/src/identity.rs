@@ -12,6 +12,18 @@ pub enum Role {
 }
 
 impl Role {
+    /// Whether going from `self` to `to` takes a privilege away (admin → user, anything →
+    /// pending). Such a change ends the user's sessions: a demoted admin must sign in again
+    /// rather than keep an admin page open.
+    pub fn is_demotion_to(self, to: Role) -> bool {
+        let rank = |r: Role| match r {
+            Role::Admin => 2,
+            Role::User => 1,
+            Role::Pending => 0,
+        };
+        rank(to) < rank(self)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
@@ -69,5 +81,20 @@ impl Identity {
         };
         let trimmed = value.trim();
         (!trimmed.is_empty()).then(|| trimmed.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demotions_take_a_privilege_away() {
+        assert!(Role::Admin.is_demotion_to(Role::User));
+        assert!(Role::User.is_demotion_to(Role::Pending));
+        assert!(Role::Admin.is_demotion_to(Role::Pending));
+        assert!(!Role::User.is_demotion_to(Role::Admin));
+        assert!(!Role::Pending.is_demotion_to(Role::User));
+        assert!(!Role::User.is_demotion_to(Role::User));
     }
 }

@@ -39,6 +39,8 @@ pub struct User {
     pub status: UserStatus,
     pub groups: Vec<String>,
     pub created_at: Timestamp,
+    /// Last activity through any of their sessions; `None` until they first sign in.
+    pub last_seen: Option<Timestamp>,
 }
 
 impl User {
@@ -91,6 +93,7 @@ mod tests {
             status: UserStatus::Active,
             groups: vec![],
             created_at: Timestamp(0),
+            last_seen: None,
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
-use portcullis_auth::audit::Audit;
+use portcullis_auth::audit::{Actor, Audit};
 use portcullis_auth::directory::{AddUser, Directory, DirectoryError};
 use portcullis_auth::password::{check_new_password, hash_blocking};
 use portcullis_core::config::Config;
@@ -99,11 +99,10 @@ pub enum KeyCommand {
     },
 }
 
-fn actor() -> String {
-    format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "operator".into())
-    )
+/// The operator at this machine's shell: the audit trail says "cli" and "local" for where.
+fn actor() -> Actor {
+    let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    Actor::new(format!("cli:{user}"), Some("local".into()))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

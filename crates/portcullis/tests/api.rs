@@ -184,6 +184,27 @@ async fn admin_api_authorisation_validation_and_effects() {
         .call(
             Method::PATCH,
             "/api/v1/users/dave",
+            Some(json!({"role": "user"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = dave.call(Method::GET, "/api/v1/me", None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "taking the admin role away ends the session at once"
+    );
+    let dave = Api {
+        h: &h,
+        cookie: Some(h.sign_in("dave", "dave-password-1").await.unwrap()),
+        key: None,
+    };
+    let (_, me) = dave.call(Method::GET, "/api/v1/me", None).await;
+    assert_eq!(me["identity"]["role"], "user", "signed in again as a user");
+    let (status, _) = admin
+        .call(
+            Method::PATCH,
+            "/api/v1/users/dave",
             Some(json!({"status": "disabled"})),
         )
         .await;
@@ -228,6 +249,15 @@ async fn admin_api_authorisation_validation_and_effects() {
     let (_, details) = admin.call(Method::GET, "/api/v1/users/carol", None).await;
     assert_eq!(details["keys"][0]["name"], "laptop");
     assert!(details["keys"][0].get("key").is_none(), "never shown again");
+    assert!(
+        details["user"]["last_seen_at"].as_i64().unwrap() > 0,
+        "signing in records when carol was last seen: {details}"
+    );
+    let (_, bulk) = admin.call(Method::GET, "/api/v1/users/bulk00", None).await;
+    assert!(
+        bulk["user"]["last_seen_at"].is_null(),
+        "bulk00 has never signed in: {bulk}"
+    );
     let key_id = issued["details"]["id"].as_str().unwrap().to_owned();
     let (status, _) = admin
         .call(Method::DELETE, &format!("/api/v1/keys/{key_id}"), None)
@@ -246,6 +276,10 @@ async fn admin_api_authorisation_validation_and_effects() {
     let (_, first) = admin.call(Method::GET, "/api/v1/audit?limit=5", None).await;
     assert_eq!(first["events"].as_array().unwrap().len(), 5);
     assert_eq!(first["events"][0]["action"], "key_revoked");
+    assert_eq!(
+        first["events"][0]["client_ip"], "127.0.0.1",
+        "admin actions record where they came from"
+    );
     let next = first["next_before"].as_i64().unwrap();
     let (_, second) = admin
         .call(

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{Harness, received};
 use futures_util::StreamExt;
+use portcullis_auth::audit::Actor;
 use portcullis_auth::directory::Directory;
 use portcullis_core::Role;
 use portcullis_core::user::UserStatus;
@@ -70,7 +71,13 @@ async fn api_keys_reach_their_apps_only_and_stop_when_revoked_or_expired() {
     .await;
     let dir = directory(&h);
     let key = dir
-        .create_key("robot-owner", "ci", vec!["chat".into()], None, "test")
+        .create_key(
+            "robot-owner",
+            "ci",
+            vec!["chat".into()],
+            None,
+            &Actor::new("test", None),
+        )
         .await
         .unwrap();
 
@@ -162,7 +169,9 @@ async fn api_keys_reach_their_apps_only_and_stop_when_revoked_or_expired() {
     );
 
     // Revoked: refused within a second.
-    dir.revoke_key(&key.stored.id, "test").await.unwrap();
+    dir.revoke_key(&key.stored.id, &Actor::new("test", None))
+        .await
+        .unwrap();
     let refused = within(Duration::from_secs(1), || async {
         status_with(&h, "/v1/models", ("x-api-key", key.secret.clone())).await
             == StatusCode::UNAUTHORIZED
@@ -178,7 +187,7 @@ async fn api_keys_reach_their_apps_only_and_stop_when_revoked_or_expired() {
             vec![],
             // Timestamps have second precision: 3 s leaves at least 2 s in which the key works.
             Some(Duration::from_secs(3)),
-            "test",
+            &Actor::new("test", None),
         )
         .await
         .unwrap();
@@ -226,7 +235,7 @@ async fn disabling_a_user_ends_sessions_keys_and_open_streams() {
     let session = h.sign_in("mallory", "user-password-1").await.unwrap();
     let dir = directory(&h);
     let key = dir
-        .create_key("mallory", "script", vec![], None, "test")
+        .create_key("mallory", "script", vec![], None, &Actor::new("test", None))
         .await
         .unwrap();
     let key_works = within(Duration::from_secs(1), || async {
@@ -261,7 +270,7 @@ async fn disabling_a_user_ends_sessions_keys_and_open_streams() {
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_request).await.unwrap();
     assert!(ws.next().await.unwrap().is_ok(), "the greeting arrives");
 
-    dir.set_status("mallory", UserStatus::Disabled, "test")
+    dir.set_status("mallory", UserStatus::Disabled, &Actor::new("test", None))
         .await
         .unwrap();
 

@@ -23,7 +23,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-const USER_COLUMNS: &str = "id, username, email, display_name, role, status, created_at, password_hash, \
+const USER_COLUMNS: &str = "id, username, email, display_name, role, status, created_at, last_seen_at, password_hash, \
      (SELECT group_concat(name, char(10)) FROM \
         (SELECT DISTINCT group_name AS name FROM group_members gm WHERE gm.user_id = users.id)) AS groups";
 
@@ -97,6 +97,9 @@ fn user_from_row(row: &SqliteRow) -> Result<(User, Option<String>), StoreError> 
             .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
         groups,
         created_at: Timestamp(row.try_get("created_at")?),
+        last_seen: row
+            .try_get::<Option<i64>, _>("last_seen_at")?
+            .map(Timestamp),
     };
     Ok((user, row.try_get("password_hash")?))
 }
@@ -214,7 +217,20 @@ impl SqliteStore {
             status: user.status,
             groups: Vec::new(),
             created_at: now,
+            last_seen: None,
         })
+    }
+
+    /// Advances a user's last-seen time (never moves it back).
+    async fn user_seen(&self, user_id: &str, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET last_seen_at = max(coalesce(last_seen_at, 0), ?) WHERE id = ?",
+        )
+        .bind(at.0)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 
@@ -674,7 +690,7 @@ impl Store for SqliteStore {
         .bind(p.and_then(|p| p.access_expires_at).map(|t| t.0))
         .execute(&self.pool)
         .await?;
-        Ok(())
+        self.user_seen(&s.user_id, s.last_seen).await
     }
 
     async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
@@ -694,11 +710,21 @@ impl Store for SqliteStore {
     }
 
     async fn touch_session(&self, id_hash: &str, last_seen: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE sessions SET last_seen = max(last_seen, ?) WHERE id_hash = ?")
             .bind(last_seen.0)
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "UPDATE users SET last_seen_at = max(coalesce(last_seen_at, 0), ?) \
+             WHERE id = (SELECT user_id FROM sessions WHERE id_hash = ?)",
+        )
+        .bind(last_seen.0)
+        .bind(id_hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::admin::{Page, csrf_refusal, form_token, location};
 use crate::key_forms::{self, KeyForm};
 use crate::sign_in::current_session;
-use crate::state::AppState;
+use crate::state::{AppState, ClientAddr};
 
 const HERE: &str = "/.portcullis/account";
 
@@ -123,6 +123,7 @@ async fn render(
 
 pub async fn create_key(
     State(state): State<AppState>,
+    from: ClientAddr,
     method: Method,
     headers: HeaderMap,
     Form(form): Form<KeyForm>,
@@ -146,7 +147,7 @@ pub async fn create_key(
             &form.name,
             apps,
             lifetime,
-            &me.user_id,
+            &from.actor(&me.user_id),
         )
         .await
     {
@@ -165,6 +166,7 @@ pub struct CsrfForm {
 
 pub async fn revoke_key(
     State(state): State<AppState>,
+    from: ClientAddr,
     method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -187,7 +189,11 @@ pub async fn revoke_key(
             true,
         );
     }
-    if let Err(e) = state.directory.revoke_key(&id, &me.user_id).await {
+    if let Err(e) = state
+        .directory
+        .revoke_key(&id, &from.actor(&me.user_id))
+        .await
+    {
         return respond::failure(&Failure::bad_request(e.to_string()), true);
     }
     state.apply_key_change().await;

@@ -1,7 +1,10 @@
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::{ConnectInfo, FromRequestParts};
 use http::HeaderMap;
+use http::request::Parts;
 use ipnet::IpNet;
 use portcullis_auth::directory::Directory;
 use portcullis_auth::oidc::{FlowManager, Providers};
@@ -12,7 +15,7 @@ use portcullis_proxy::forwarded::{ClientFacts, TrustedProxies};
 use portcullis_proxy::{Gateway, Metrics};
 use portcullis_store::Store;
 
-use portcullis_auth::audit::Audit;
+use portcullis_auth::audit::{Actor, Audit};
 
 /// Settings the web layer needs from the configuration.
 #[derive(Clone, Debug)]
@@ -66,5 +69,27 @@ impl AppState {
 
     pub fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> ClientFacts {
         self.trusted().client_facts(peer, headers)
+    }
+}
+
+/// The client address of a request, resolved from the socket peer and the trusted proxies; what
+/// the audit trail records as "from where".
+pub struct ClientAddr(pub Option<String>);
+
+impl ClientAddr {
+    /// The audit actor for `user_id` acting from this address.
+    pub fn actor(&self, user_id: &str) -> Actor {
+        Actor::new(user_id, self.0.clone())
+    }
+}
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Ok(ClientAddr(peer.map(|ConnectInfo(peer)| {
+            state.client(*peer, &parts.headers).client_ip.to_string()
+        })))
     }
 }

@@ -10,7 +10,7 @@ use portcullis_proxy::html::escape;
 use portcullis_proxy::respond;
 use serde::Deserialize;
 
-use super::{Page, admin, csrf_refusal, form_token, location};
+use super::{FormPost, Page, admin, admin_post, form_token, location};
 use crate::state::AppState;
 
 fn group_href(name: &str) -> String {
@@ -115,21 +115,17 @@ pub struct RemoveForm {
 
 pub async fn remove(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    post: FormPost,
     Path(username): Path<String>,
     Form(form): Form<RemoveForm>,
 ) -> Response {
-    let me = match admin(&state, &method, &headers, &group_href(&form.group)).await {
-        Ok(me) => me,
+    let actor = match admin_post(&state, &post, &group_href(&form.group), &form.csrf).await {
+        Ok((_, actor)) => actor,
         Err(refused) => return refused,
     };
-    if let Some(refused) = csrf_refusal(&headers, &form.csrf) {
-        return refused;
-    }
     if let Err(e) = state
         .directory
-        .remove_from_group(&username, &form.group, &me.user_id)
+        .remove_from_group(&username, &form.group, &actor)
         .await
     {
         return respond::failure(&Failure::bad_request(e.to_string()), true);

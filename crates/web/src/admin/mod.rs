@@ -8,13 +8,17 @@ mod audit;
 mod groups;
 mod users;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::FromRequestParts;
 use axum::response::Response;
 use axum::routing::{get, post};
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use portcullis_auth::ActiveSession;
+use portcullis_auth::audit::Actor;
 use portcullis_core::{Failure, FailureKind, Role};
 use portcullis_proxy::cookies;
 use portcullis_proxy::html::app_page;
@@ -22,7 +26,7 @@ use portcullis_proxy::respond::{self, html_response};
 
 use crate::csrf;
 use crate::sign_in::current_session;
-use crate::state::AppState;
+use crate::state::{AppState, ClientAddr};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -94,6 +98,42 @@ pub(crate) async fn admin(
         return Err(respond::failure(&failure, true));
     }
     Ok(session)
+}
+
+/// What the admin pages check on a form post: the session (cookie), the CSRF cookie, and the
+/// client address the audit trail records.
+pub(crate) struct FormPost {
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub from: ClientAddr,
+}
+
+impl FromRequestParts<AppState> for FormPost {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        let Ok(from) = ClientAddr::from_request_parts(parts, state).await;
+        Ok(FormPost {
+            method: parts.method.clone(),
+            headers: parts.headers.clone(),
+            from,
+        })
+    }
+}
+
+/// An admin's form post that passed the session and CSRF checks: who posted, as the audit actor.
+pub(crate) async fn admin_post(
+    state: &AppState,
+    post: &FormPost,
+    here: &str,
+    csrf: &str,
+) -> Result<(Arc<ActiveSession>, Actor), Response> {
+    let me = admin(state, &post.method, &post.headers, here).await?;
+    if let Some(refused) = csrf_refusal(&post.headers, csrf) {
+        return Err(refused);
+    }
+    let actor = post.from.actor(&me.user_id);
+    Ok((me, actor))
 }
 
 /// The refusal for a form post whose CSRF token does not match, if it does not.

@@ -4,6 +4,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode};
+use portcullis_auth::audit::Actor;
 use portcullis_auth::directory::{AddUser, DirectoryError};
 use portcullis_auth::password::check_new_password;
 use portcullis_core::user::{User, UserStatus};
@@ -13,7 +14,7 @@ use portcullis_proxy::respond;
 use portcullis_store::StoredKey;
 use serde::Deserialize;
 
-use super::{Page, admin, csrf_refusal, form_token, location, notice};
+use super::{FormPost, Page, admin, admin_post, form_token, location, notice};
 use crate::key_forms::{self, KeyForm};
 use crate::state::AppState;
 
@@ -174,17 +175,13 @@ fn optional(s: &str) -> Option<String> {
 
 pub async fn create(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    post: FormPost,
     Form(form): Form<CreateForm>,
 ) -> Response {
-    let me = match admin(&state, &method, &headers, "/.portcullis/admin/users").await {
-        Ok(me) => me,
+    let actor = match admin_post(&state, &post, "/.portcullis/admin/users", &form.csrf).await {
+        Ok((_, actor)) => actor,
         Err(refused) => return refused,
     };
-    if let Some(refused) = csrf_refusal(&headers, &form.csrf) {
-        return refused;
-    }
     let password_hash = if form.password.is_empty() {
         None
     } else {
@@ -206,7 +203,7 @@ pub async fn create(
         role: Role::parse(&form.role).unwrap_or(Role::User),
         password_hash,
     };
-    match state.directory.add_user(add, &me.user_id).await {
+    match state.directory.add_user(add, &actor).await {
         Ok(user) => location(
             StatusCode::SEE_OTHER,
             &format!("{}?done=created", user_href(&user.username)),
@@ -309,7 +306,8 @@ async fn render_detail(
          <div class=\"panel\"><table>\
            <tr><th>Display name</th><td>{name}</td></tr><tr><th>Email</th><td>{email}</td></tr>\
            <tr><th>Role</th><td>{role}</td></tr><tr><th>Status</th><td>{status}</td></tr>\
-           <tr><th>Groups</th><td>{groups}</td></tr><tr><th>Id</th><td class=\"code\">{id}</td></tr></table></div>\
+           <tr><th>Groups</th><td>{groups}</td></tr><tr><th>Id</th><td class=\"code\">{id}</td></tr>\
+           <tr><th>Created</th><td>{created}</td></tr><tr><th>Last seen</th><td>{last_seen}</td></tr></table></div>\
          <div class=\"panel\"><h2>Access</h2><div class=\"row\">\
            <form method=\"post\" action=\"{base}/role\" class=\"row\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <div><label for=\"role\">Role</label><select id=\"role\" name=\"role\">{role_options}</select></div>\
@@ -335,6 +333,8 @@ async fn render_detail(
         name = escape(user.display_name.as_deref().unwrap_or("—")),
         email = escape(user.email.as_deref().unwrap_or("—")),
         role = user.role.as_str(),
+        created = when(Some(user.created_at)),
+        last_seen = when(user.last_seen),
         status = status_badge(user.status),
         groups = escape(&if user.groups.is_empty() {
             "—".to_owned()
@@ -427,26 +427,22 @@ pub struct ValueForm {
 /// Common steps of a change: admin check, CSRF check, the change, apply it, redirect back.
 async fn change<F, Fut>(
     state: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
+    post: &FormPost,
     username: &str,
     csrf: &str,
     done: &str,
     apply: F,
 ) -> Response
 where
-    F: FnOnce(String) -> Fut,
+    F: FnOnce(Actor) -> Fut,
     Fut: std::future::Future<Output = Result<(), DirectoryError>>,
 {
     let here = user_href(username);
-    let me = match admin(state, method, headers, &here).await {
-        Ok(me) => me,
+    let actor = match admin_post(state, post, &here, csrf).await {
+        Ok((_, actor)) => actor,
         Err(refused) => return refused,
     };
-    if let Some(refused) = csrf_refusal(headers, csrf) {
-        return refused;
-    }
-    if let Err(e) = apply(me.user_id.clone()).await {
+    if let Err(e) = apply(actor).await {
         return directory_failure(e);
     }
     if let Ok(user) = state.directory.user(username).await {
@@ -457,8 +453,7 @@ where
 
 pub async fn set_status(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    post: FormPost,
     Path(username): Path<String>,
     Form(form): Form<ValueForm>,
 ) -> Response {
@@ -470,8 +465,7 @@ pub async fn set_status(
     let (dir, target) = (state.directory.clone(), username.clone());
     change(
         &state,
-        &method,
-        &headers,
+        &post,
         &username,
         &form.csrf,
         "status",
@@ -482,8 +476,7 @@ pub async fn set_status(
 
 pub async fn set_role(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    post: FormPost,
     Path(username): Path<String>,
     Form(form): Form<ValueForm>,
 ) -> Response {
@@ -496,8 +489,7 @@ pub async fn set_role(
     let (dir, target) = (state.directory.clone(), username.clone());
     change(
         &state,
-        &method,
-        &headers,
+        &post,
         &username,
         &form.csrf,
         "role",
@@ -508,8 +500,7 @@ pub async fn set_role(
 
 pub async fn add_group(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    post: FormPost,
     Path(username): Path<String>,
     Form(form): Form<ValueForm>,
 ) -> Response {
@@ -517,8 +508,7 @@ pub async fn add_group(
     let group = form.group.trim().to_owned();
     change(
         &state,
-        &method,
-        &headers,
+        &post,
         &username,
         &form.csrf,
         "group",
@@ -529,18 +519,14 @@ pub async fn add_group(
 
 pub async fn create_key(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    post: FormPost,
     Path(username): Path<String>,
     Form(form): Form<KeyForm>,
 ) -> Response {
-    let me = match admin(&state, &method, &headers, &user_href(&username)).await {
-        Ok(me) => me,
+    let (me, actor) = match admin_post(&state, &post, &user_href(&username), &form.csrf).await {
+        Ok(checked) => checked,
         Err(refused) => return refused,
     };
-    if let Some(refused) = csrf_refusal(&headers, &form.csrf) {
-        return refused;
-    }
     let lifetime = match form.lifetime() {
         Ok(lifetime) => lifetime,
         Err(problem) => {
@@ -553,7 +539,7 @@ pub async fn create_key(
     let apps = form.apps();
     let created = match state
         .directory
-        .create_key(&username, &form.name, apps, lifetime, &me.user_id)
+        .create_key(&username, &form.name, apps, lifetime, &actor)
         .await
     {
         Ok(created) => created,
@@ -562,7 +548,7 @@ pub async fn create_key(
     state.apply_key_change().await;
     render_detail(
         &state,
-        &headers,
+        &post.headers,
         &me.identity.username,
         &username,
         "",
@@ -579,16 +565,14 @@ pub struct CsrfForm {
 
 pub async fn revoke_key(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    post: FormPost,
     Path((username, id)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
     let dir = state.directory.clone();
     let response = change(
         &state,
-        &method,
-        &headers,
+        &post,
         &username,
         &form.csrf,
         "revoked",
@@ -602,20 +586,16 @@ pub async fn revoke_key(
 /// Ends one session, or every session, of the user; audited; back to the user page.
 async fn end_sessions(
     state: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
+    post: &FormPost,
     username: &str,
     csrf: &str,
     only: Option<&str>,
 ) -> Response {
     let here = user_href(username);
-    let me = match admin(state, method, headers, &here).await {
-        Ok(me) => me,
+    let actor = match admin_post(state, post, &here, csrf).await {
+        Ok((_, actor)) => actor,
         Err(refused) => return refused,
     };
-    if let Some(refused) = csrf_refusal(headers, csrf) {
-        return refused;
-    }
     let user = match state.directory.user(username).await {
         Ok(user) => user,
         Err(e) => return directory_failure(e),
@@ -642,10 +622,10 @@ async fn end_sessions(
     let entry = portcullis_auth::audit::Entry {
         action: "session_revoked",
         success: true,
-        actor: Some(&me.user_id),
+        actor: Some(&actor.id),
         subject: Some(username),
         reason: Some(&reason),
-        client_ip: None,
+        client_ip: actor.client_ip.clone(),
     };
     state.audit.record(entry).await;
     location(StatusCode::SEE_OTHER, &format!("{here}?done=sessions"))
@@ -653,20 +633,18 @@ async fn end_sessions(
 
 pub async fn end_all_sessions(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    post: FormPost,
     Path(username): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    end_sessions(&state, &method, &headers, &username, &form.csrf, None).await
+    end_sessions(&state, &post, &username, &form.csrf, None).await
 }
 
 pub async fn end_session(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    post: FormPost,
     Path((username, id)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    end_sessions(&state, &method, &headers, &username, &form.csrf, Some(&id)).await
+    end_sessions(&state, &post, &username, &form.csrf, Some(&id)).await
 }

@@ -3,9 +3,12 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::FromRequestParts;
 use axum::extract::rejection::JsonRejection;
 use axum::response::{IntoResponse, Response};
+use http::request::Parts;
 use http::{HeaderMap, Method, header};
+use portcullis_auth::audit::Actor;
 use portcullis_auth::keys::KeyCheck;
 use portcullis_core::{Failure, FailureKind, Identity, Role};
 use portcullis_proxy::cookies::{self, SESSION_COOKIE};
@@ -14,7 +17,7 @@ use portcullis_proxy::respond;
 use serde::de::DeserializeOwned;
 
 use super::API_SCOPE;
-use crate::state::AppState;
+use crate::state::{AppState, ClientAddr};
 
 /// An API error: a failure rendered as JSON.
 pub struct ApiError(pub Failure);
@@ -60,11 +63,20 @@ pub fn body<T: DeserializeOwned>(parsed: Result<Json<T>, JsonRejection>) -> ApiR
     })
 }
 
-/// The authenticated caller.
+/// The authenticated caller, extracted from the request (API key first, then the session cookie).
 pub struct Caller {
     pub identity: Arc<Identity>,
-    /// Audit actor: the user id, with the key for key-authenticated calls.
-    pub actor: String,
+    /// Audit actor: the user id (with the key for key-authenticated calls) and client address.
+    pub actor: Actor,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let Ok(ClientAddr(client_ip)) = ClientAddr::from_request_parts(parts, state).await;
+        caller(state, &parts.method, &parts.headers, client_ip).await
+    }
 }
 
 impl Caller {
@@ -110,7 +122,12 @@ fn same_origin(method: &Method, headers: &HeaderMap) -> bool {
     }
 }
 
-pub async fn caller(state: &AppState, method: &Method, headers: &HeaderMap) -> ApiResult<Caller> {
+async fn caller(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    client_ip: Option<String>,
+) -> ApiResult<Caller> {
     let presented = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
@@ -124,7 +141,7 @@ pub async fn caller(state: &AppState, method: &Method, headers: &HeaderMap) -> A
             KeyCheck::Valid(key) if key.allowed_apps.iter().any(|a| a == API_SCOPE) => {
                 return Ok(Caller {
                     identity: key.identity.clone(),
-                    actor: format!("{} (key {})", key.owner_id, key.id),
+                    actor: Actor::new(format!("{} (key {})", key.owner_id, key.id), client_ip),
                 });
             }
             KeyCheck::Valid(_) => {
@@ -153,7 +170,7 @@ pub async fn caller(state: &AppState, method: &Method, headers: &HeaderMap) -> A
             }
             return Ok(Caller {
                 identity: session.identity.clone(),
-                actor: session.user_id.clone(),
+                actor: Actor::new(session.user_id.clone(), client_ip),
             });
         }
     }

@@ -7,7 +7,8 @@ use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, Method, StatusCode, header};
+use http::{StatusCode, header};
+use portcullis_auth::audit::Actor;
 use portcullis_auth::directory::AddUser;
 use portcullis_auth::password::check_new_password;
 use portcullis_core::user::{User, UserStatus};
@@ -16,7 +17,7 @@ use portcullis_store::{AuditEvent, StoredKey};
 use serde::{Deserialize, Serialize};
 
 use super::MAX_PAGE;
-use super::caller::{ApiError, ApiResult, body, caller};
+use super::caller::{ApiError, ApiResult, Caller, body};
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -29,6 +30,8 @@ pub struct UserView {
     status: &'static str,
     groups: Vec<String>,
     created_at: i64,
+    /// Unix seconds of the last activity through a session; `null` until the first sign-in.
+    last_seen_at: Option<i64>,
 }
 
 impl From<User> for UserView {
@@ -42,6 +45,7 @@ impl From<User> for UserView {
             display_name: u.display_name,
             groups: u.groups,
             created_at: u.created_at.0,
+            last_seen_at: u.last_seen.map(|t| t.0),
         }
     }
 }
@@ -95,11 +99,10 @@ fn parse_role(role: &str) -> ApiResult<Role> {
 
 pub async fn list_users(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     Query(page): Query<Page>,
 ) -> ApiResult<Response> {
-    caller(&state, &method, &headers).await?.require_admin()?;
+    who.require_admin()?;
     let limit = page.limit.clamp(1, MAX_PAGE);
     let query = page.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let (users, total) = state
@@ -126,11 +129,9 @@ pub struct NewUserBody {
 
 pub async fn create_user(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     parsed: Result<Json<NewUserBody>, JsonRejection>,
 ) -> ApiResult<Response> {
-    let who = caller(&state, &method, &headers).await?;
     who.require_admin()?;
     let new = body(parsed)?;
     let password_hash = match &new.password {
@@ -160,11 +161,10 @@ pub async fn create_user(
 
 pub async fn get_user(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     Path(username): Path<String>,
 ) -> ApiResult<Response> {
-    caller(&state, &method, &headers).await?.require_admin()?;
+    who.require_admin()?;
     let user = state.directory.user(&username).await?;
     let keys: Vec<KeyView> = state
         .directory
@@ -187,12 +187,10 @@ pub struct UserChange {
 
 pub async fn update_user(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     Path(username): Path<String>,
     parsed: Result<Json<UserChange>, JsonRejection>,
 ) -> ApiResult<Response> {
-    let who = caller(&state, &method, &headers).await?;
     who.require_admin()?;
     let change = body(parsed)?;
     if let Some(status) = change.status.as_deref() {
@@ -229,12 +227,10 @@ pub struct GroupBody {
 
 pub async fn add_group(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     Path(username): Path<String>,
     parsed: Result<Json<GroupBody>, JsonRejection>,
 ) -> ApiResult<Response> {
-    let who = caller(&state, &method, &headers).await?;
     who.require_admin()?;
     let group = body(parsed)?.group;
     state
@@ -262,7 +258,7 @@ pub async fn issue_key(
     state: &AppState,
     owner: &str,
     new: NewKeyBody,
-    actor: &str,
+    actor: &Actor,
 ) -> ApiResult<Response> {
     let lifetime = new.expires_in_secs.map(Duration::from_secs);
     let created = state
@@ -280,23 +276,19 @@ pub async fn issue_key(
 
 pub async fn create_key(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     Path(username): Path<String>,
     parsed: Result<Json<NewKeyBody>, JsonRejection>,
 ) -> ApiResult<Response> {
-    let who = caller(&state, &method, &headers).await?;
     who.require_admin()?;
     issue_key(&state, &username, body(parsed)?, &who.actor).await
 }
 
 pub async fn revoke_key(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let who = caller(&state, &method, &headers).await?;
     who.require_admin()?;
     state.directory.revoke_key(&id, &who.actor).await?;
     state.apply_key_change().await;
@@ -320,11 +312,10 @@ fn event_json(id: i64, e: &AuditEvent) -> serde_json::Value {
 
 pub async fn audit(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     Query(page): Query<AuditPage>,
 ) -> ApiResult<Response> {
-    caller(&state, &method, &headers).await?.require_admin()?;
+    who.require_admin()?;
     let limit = page.limit.clamp(1, MAX_PAGE);
     let events = state.store.audit_page(page.before, limit).await?;
     let next = (events.len() == usize::try_from(limit).unwrap_or(usize::MAX))
@@ -335,12 +326,8 @@ pub async fn audit(
 }
 
 /// The whole trail as JSON lines, newest first, streamed page by page.
-pub async fn audit_export(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    caller(&state, &method, &headers).await?.require_admin()?;
+pub async fn audit_export(State(state): State<AppState>, who: Caller) -> ApiResult<Response> {
+    who.require_admin()?;
     let store = state.store.clone();
     let pages = futures_util::stream::unfold(Some(None), move |cursor: Option<Option<i64>>| {
         let store = store.clone();

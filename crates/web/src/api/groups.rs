@@ -3,19 +3,15 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, Method, StatusCode};
+use http::StatusCode;
 use portcullis_core::{Failure, FailureKind};
 
-use super::caller::{ApiError, ApiResult, caller};
+use super::caller::{ApiError, ApiResult, Caller};
 use super::directory::UserView;
 use crate::state::AppState;
 
-pub async fn list(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    caller(&state, &method, &headers).await?.require_admin()?;
+pub async fn list(State(state): State<AppState>, who: Caller) -> ApiResult<Response> {
+    who.require_admin()?;
     let groups: Vec<serde_json::Value> = state
         .store
         .list_groups()
@@ -28,11 +24,10 @@ pub async fn list(
 
 pub async fn members(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    caller(&state, &method, &headers).await?.require_admin()?;
+    who.require_admin()?;
     let members = state.store.group_members(&name).await?;
     if members.is_empty()
         && !state
@@ -56,11 +51,9 @@ pub async fn members(
 
 pub async fn remove_member(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     Path((username, group)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let who = caller(&state, &method, &headers).await?;
     who.require_admin()?;
     state
         .directory

@@ -4,28 +4,18 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, Method, StatusCode};
+use http::StatusCode;
 use portcullis_core::{Failure, FailureKind};
 
-use super::caller::{ApiError, ApiResult, body, caller};
+use super::caller::{ApiError, ApiResult, Caller, body};
 use super::directory::{KeyView, NewKeyBody, issue_key};
 use crate::state::AppState;
 
-pub async fn me(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let who = caller(&state, &method, &headers).await?;
+pub async fn me(who: Caller) -> ApiResult<Response> {
     Ok(Json(serde_json::json!({ "identity": who.identity.as_ref() })).into_response())
 }
 
-pub async fn keys(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let who = caller(&state, &method, &headers).await?;
+pub async fn keys(State(state): State<AppState>, who: Caller) -> ApiResult<Response> {
     let keys: Vec<KeyView> = state
         .directory
         .keys_of(&who.identity.username)
@@ -38,22 +28,18 @@ pub async fn keys(
 
 pub async fn create_key(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     parsed: Result<Json<NewKeyBody>, JsonRejection>,
 ) -> ApiResult<Response> {
-    let who = caller(&state, &method, &headers).await?;
     let username = who.identity.username.clone();
     issue_key(&state, &username, body(parsed)?, &who.actor).await
 }
 
 pub async fn revoke_key(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let who = caller(&state, &method, &headers).await?;
     let mine = state
         .directory
         .keys_of(&who.identity.username)

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, StatusCode};
 use portcullis_auth::audit::Entry;
 use portcullis_auth::secret::token_hash;
 use portcullis_core::session::Session;
@@ -11,7 +11,7 @@ use portcullis_core::{Failure, FailureKind};
 use portcullis_proxy::cookies::{self, SESSION_COOKIE};
 use serde::Serialize;
 
-use super::caller::{ApiError, ApiResult, Caller, caller};
+use super::caller::{ApiError, ApiResult, Caller};
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -53,21 +53,21 @@ async fn record(state: &AppState, who: &Caller, subject: &str, reason: &str) {
     let entry = Entry {
         action: "session_revoked",
         success: true,
-        actor: Some(&who.actor),
+        actor: Some(&who.actor.id),
         subject: Some(subject),
         reason: Some(reason),
-        client_ip: None,
+        client_ip: who.actor.client_ip.clone(),
     };
     state.audit.record(entry).await;
 }
 
 pub async fn list_for_user(
     State(state): State<AppState>,
-    method: Method,
+    who: Caller,
     headers: HeaderMap,
     Path(username): Path<String>,
 ) -> ApiResult<Response> {
-    caller(&state, &method, &headers).await?.require_admin()?;
+    who.require_admin()?;
     let user = state.directory.user(&username).await?;
     let sessions = state.store.sessions_of(&user.id).await?;
     Ok(Json(
@@ -78,11 +78,9 @@ pub async fn list_for_user(
 
 pub async fn end_all_for_user(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     Path(username): Path<String>,
 ) -> ApiResult<Response> {
-    let who = caller(&state, &method, &headers).await?;
     who.require_admin()?;
     let user = state.directory.user(&username).await?;
     let ended = state.sessions.end_all_of(&user.id).await?;
@@ -92,11 +90,9 @@ pub async fn end_all_for_user(
 
 pub async fn end_one(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let who = caller(&state, &method, &headers).await?;
     who.require_admin()?;
     let Some(session) = state.store.session(&id).await? else {
         return Err(ApiError(Failure::new(
@@ -111,10 +107,9 @@ pub async fn end_one(
 
 pub async fn mine(
     State(state): State<AppState>,
-    method: Method,
+    who: Caller,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let who = caller(&state, &method, &headers).await?;
     let sessions = state.store.sessions_of(&who.identity.subject).await?;
     Ok(Json(
         serde_json::json!({ "sessions": views(&state, sessions, current_id(&headers).as_deref()) }),
@@ -124,11 +119,9 @@ pub async fn mine(
 
 pub async fn end_mine(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let who = caller(&state, &method, &headers).await?;
     let owned = state
         .store
         .session(&id)
