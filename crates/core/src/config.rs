@@ -61,8 +61,9 @@ pub struct Config {
     /// Apps behind Portcullis. Without any, everything goes to the built-in `whoami` app.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
-    /// Hosts an absolute `rd=` on sign-out may redirect to, e.g. `auth.example.com` for a Cognito
-    /// logout URL. `.example.com` also allows its subdomains. Local paths are always allowed.
+    /// Hosts an absolute `rd=` after sign-in or sign-out may redirect to, e.g. `auth.example.com`
+    /// for a Cognito logout URL. `.example.com` also allows its subdomains. Local paths, the
+    /// apps' hosts and Portcullis's own host are always allowed.
     #[serde(default)]
     pub allowed_redirect_hosts: Vec<String>,
     /// Identity providers people can sign in through (OpenID Connect, or GitHub's OAuth).
@@ -187,6 +188,10 @@ pub struct CookieConfig {
     /// Set `false` only for plain-http development on a non-loopback address.
     #[serde(default)]
     pub secure: Option<bool>,
+    /// `Domain` of the session cookie, e.g. `example.com` so that forward-auth for
+    /// `chat.example.com` sees a session made on `auth.example.com`. Unset: this host only.
+    #[serde(default)]
+    pub domain: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -481,6 +486,20 @@ impl Config {
         }
     }
 
+    /// Every host a return URL may point at: the configured ones, each app's host, our own.
+    pub fn redirect_hosts(&self) -> Vec<String> {
+        let own = self.public_url();
+        let own_host = own
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or_default().to_owned());
+        self.allowed_redirect_hosts
+            .iter()
+            .cloned()
+            .chain(self.apps.iter().filter_map(|a| a.host.clone()))
+            .chain(own_host)
+            .collect()
+    }
+
     pub fn cookie_secure(&self) -> bool {
         self.cookie.secure.unwrap_or(true)
     }
@@ -508,6 +527,36 @@ impl Config {
                      serve Portcullis over https, or set cookie.secure = false for plain-http development only"
                 ),
             );
+        }
+        if let Some(domain) = &self.cookie.domain {
+            let own_host = public_url
+                .split_once("://")
+                .map(|(_, rest)| {
+                    rest.split(['/', ':'])
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase()
+                })
+                .unwrap_or_default();
+            let domain_lc = domain.trim_start_matches('.').to_ascii_lowercase();
+            let plain = !domain_lc.is_empty()
+                && domain_lc
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            if !plain {
+                push(
+                    "cookie.domain".into(),
+                    format!("{domain:?} is not a domain name such as example.com"),
+                );
+            } else if own_host != domain_lc && !own_host.ends_with(&format!(".{domain_lc}")) {
+                push(
+                    "cookie.domain".into(),
+                    format!(
+                        "public_url's host {own_host} is not inside {domain_lc}, so browsers would refuse the session cookie; \
+                         use a parent domain of {own_host}"
+                    ),
+                );
+            }
         }
         for (i, net) in self.trusted_proxies.iter().enumerate() {
             if net.prefix_len() == 0 {
@@ -877,6 +926,22 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    #[test]
+    fn the_cookie_domain_must_contain_portcullis_itself() {
+        let ok =
+            issues("public_url = 'https://auth.example.com'\n[cookie]\ndomain = 'example.com'");
+        assert!(ok.is_empty(), "{ok:?}");
+        for bad in ["other.org", "example.com; Secure", ""] {
+            let found = issues(&format!(
+                "public_url = 'https://auth.example.com'\n[cookie]\ndomain = '{bad}'"
+            ));
+            assert!(
+                found.iter().any(|i| i.starts_with("cookie.domain")),
+                "{bad}: {found:?}"
+            );
+        }
     }
 
     #[test]

@@ -112,9 +112,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         settings: Arc::new(WebSettings {
             public_url: config.public_url(),
             cookie_secure: config.cookie_secure(),
+            cookie_domain: config.cookie.domain.clone(),
             metrics_allowed: config.metrics_allowed.clone(),
             local_auth_enabled: config.local_auth.enabled,
-            allowed_redirect_hosts: config.allowed_redirect_hosts.clone(),
+            allowed_redirect_hosts: config.redirect_hosts(),
         }),
         store: store.clone(),
         clock: clock.clone(),

@@ -61,6 +61,18 @@ fn valid_host(host: &str) -> bool {
         })
 }
 
+/// The request to decide on: the one we received, or the one a forward-auth caller describes.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub method: Method,
+    /// The path as sent (canonicalised by [`RequestContext::describe`]).
+    pub path: String,
+    pub query: Option<String>,
+    /// `Host` with port, if known.
+    pub host: Option<String>,
+    pub https: bool,
+}
+
 impl RequestContext {
     pub fn new<B>(
         req: &Request<B>,
@@ -69,35 +81,42 @@ impl RequestContext {
     ) -> Result<Self, Failure> {
         let headers = req.headers();
         let client = trusted.client_facts(peer, headers);
-        let raw_path = req.uri().path();
-        let path = canonicalize(raw_path).map_err(|e| {
+        let target = Target {
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+            query: req.uri().query().map(str::to_owned),
+            host: client.host.clone().or_else(|| host_of(headers, req.uri())),
+            https: client.scheme.as_deref() == Some("https"),
+        };
+        Self::describe(target, client, headers)
+    }
+
+    /// Checks and canonicalises a target into a fresh context.
+    pub fn describe(
+        target: Target,
+        client: ClientFacts,
+        headers: &HeaderMap,
+    ) -> Result<Self, Failure> {
+        let path = canonicalize(&target.path).map_err(|e| {
             Failure::bad_request(e.to_string())
                 .with_hint("use a plain path without encoded slashes or '..' above the root")
         })?;
-        let host_with_port = client
-            .host
-            .clone()
-            .or_else(|| host_of(headers, req.uri()))
-            .unwrap_or_default();
+        let host_with_port = target.host.unwrap_or_default();
         if !host_with_port.is_empty() && !valid_host(&host_with_port) {
             return Err(Failure::bad_request(
                 "the Host header is not a valid host name",
             ));
         }
         let host = strip_port(&host_with_port).to_ascii_lowercase();
-        let scheme = match client.scheme.as_deref() {
-            Some("https") => "https",
-            _ => "http",
-        };
         Ok(RequestContext {
-            method: req.method().clone(),
+            method: target.method,
             browser: is_browser_navigation(headers, &path),
             upgrade: crate::hop::requested_upgrade(headers),
-            query: req.uri().query().map(str::to_owned),
+            query: target.query,
             path,
             host,
             host_with_port,
-            scheme,
+            scheme: if target.https { "https" } else { "http" },
             client,
             app: None,
             session: None,

@@ -77,6 +77,15 @@ pub fn clear_cookie(name: &str, secure: bool) -> String {
     set_cookie(name, "", secure, Some(0))
 }
 
+/// Scopes a cookie built by [`set_cookie`] or [`clear_cookie`] to a parent domain, so that apps
+/// on sibling hosts behind forward-auth see the session.
+pub fn with_domain(cookie: String, domain: Option<&str>) -> String {
+    match domain {
+        Some(domain) => format!("{cookie}; Domain={domain}"),
+        None => cookie,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

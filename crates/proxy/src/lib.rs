@@ -10,6 +10,7 @@
 pub mod body;
 pub mod context;
 pub mod cookies;
+pub mod forward_auth;
 pub mod forwarded;
 pub mod gateway;
 pub mod hop;

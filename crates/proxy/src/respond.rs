@@ -146,7 +146,12 @@ pub fn sign_in_location(return_to: &str) -> String {
 /// Browsers are redirected to sign in (302, or 303 after a non-GET so the browser follows with
 /// GET); everyone else gets 401 with JSON that says where to sign in.
 pub fn sign_in_required(method: &Method, return_to: &str, browser: bool) -> Response<Body> {
-    let location = sign_in_location(return_to);
+    sign_in_required_at(method, &sign_in_location(return_to), browser)
+}
+
+/// [`sign_in_required`] with the sign-in URL already built (forward-auth points at Portcullis's
+/// public URL from another host).
+pub fn sign_in_required_at(method: &Method, location: &str, browser: bool) -> Response<Body> {
     if !browser {
         let mut response = json(
             StatusCode::UNAUTHORIZED,
@@ -168,7 +173,7 @@ pub fn sign_in_required(method: &Method, return_to: &str, browser: bool) -> Resp
         } else {
             StatusCode::SEE_OTHER
         },
-        &location,
+        location,
     )
 }
 

@@ -10,6 +10,7 @@ mod admin;
 mod api;
 mod backchannel;
 mod csrf;
+mod forward_auth;
 mod health;
 mod key_forms;
 mod oidc;

@@ -21,7 +21,7 @@ use portcullis_core::claims::map_claims;
 use portcullis_core::session::ProviderSession;
 use portcullis_core::{Failure, FailureKind};
 use portcullis_proxy::cookies;
-use portcullis_proxy::respond::{self, safe_return_path};
+use portcullis_proxy::respond;
 use serde::Deserialize;
 
 use crate::sign_in::{current_session, start_session, user_agent};
@@ -108,7 +108,7 @@ pub async fn oauth2_start(
     match state.providers.all().next().cloned() {
         Some(provider) => begin(&state, provider, &headers, query.rd.as_deref()).await,
         None => {
-            let return_to = safe_return_path(query.rd.as_deref().unwrap_or("/"));
+            let return_to = state.settings.return_target(query.rd.as_deref());
             respond::redirect(StatusCode::FOUND, &respond::sign_in_location(&return_to))
         }
     }
@@ -120,7 +120,7 @@ async fn begin(
     headers: &HeaderMap,
     rd: Option<&str>,
 ) -> Response {
-    let return_to = safe_return_path(rd.unwrap_or("/"));
+    let return_to = state.settings.return_target(rd);
     let existing = cookies::first(headers, FLOW_COOKIE).filter(|b| looks_like_token(b));
     let binding = existing.clone().unwrap_or_else(random_token);
     let flow = match state.flows.start(provider.id(), &return_to, &binding).await {

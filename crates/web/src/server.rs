@@ -24,7 +24,9 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::state::AppState;
-use crate::{account, admin, api, backchannel, health, oidc, setup, sign_in, sign_out, whoami};
+use crate::{
+    account, admin, api, backchannel, forward_auth, health, oidc, setup, sign_in, sign_out, whoami,
+};
 
 /// Largest request head (request line + headers) accepted; larger ones get 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -58,6 +60,19 @@ pub fn router(state: AppState) -> Router {
             post(backchannel::receive),
         )
         .route("/oauth2/callback", get(oidc::callback))
+        .route(
+            "/oauth2/auth",
+            axum::routing::any(forward_auth::oauth2_auth),
+        )
+        .route("/oauth2/userinfo", get(forward_auth::userinfo))
+        .route(
+            "/.portcullis/authz/auth-request",
+            axum::routing::any(forward_auth::auth_request),
+        )
+        .route(
+            "/.portcullis/authz/forward-auth",
+            axum::routing::any(forward_auth::forward_auth),
+        )
         .route("/.portcullis/callback", get(oidc::callback))
         .merge(api::routes())
         .merge(admin::routes())

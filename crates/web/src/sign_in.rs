@@ -11,7 +11,7 @@ use portcullis_auth::session::SessionOrigin;
 use portcullis_core::user::User;
 use portcullis_core::{Failure, FailureKind};
 use portcullis_proxy::cookies::{self, SESSION_COOKIE};
-use portcullis_proxy::respond::{self, html_response, safe_return_path};
+use portcullis_proxy::respond::{self, html_response};
 use serde::Deserialize;
 
 use crate::csrf;
@@ -88,7 +88,10 @@ pub async fn start_session(
             client_ip,
         })
         .await;
-    let cookie = cookies::set_cookie(SESSION_COOKIE, &token, state.settings.cookie_secure, None);
+    let cookie = cookies::with_domain(
+        cookies::set_cookie(SESSION_COOKIE, &token, state.settings.cookie_secure, None),
+        state.settings.cookie_domain.as_deref(),
+    );
     let mut response = respond::redirect(status, return_to);
     cookies::append(response.headers_mut(), &cookie);
     response
@@ -124,7 +127,7 @@ pub async fn form(
     headers: HeaderMap,
     Query(query): Query<SignInQuery>,
 ) -> Response {
-    let return_to = safe_return_path(query.rd.as_deref().unwrap_or("/"));
+    let return_to = state.settings.return_target(query.rd.as_deref());
     if current_session(&state, &headers).await.is_some() {
         return respond::redirect(StatusCode::FOUND, &return_to);
     }
@@ -150,7 +153,7 @@ pub async fn submit(
     headers: HeaderMap,
     Form(body): Form<SignInBody>,
 ) -> Response {
-    let return_to = safe_return_path(body.rd.as_deref().unwrap_or("/"));
+    let return_to = state.settings.return_target(body.rd.as_deref());
     let retry = |status, error| {
         let form = SignInForm {
             providers: &[],

@@ -72,7 +72,10 @@ pub async fn sign_out(
         StatusCode::SEE_OTHER
     };
     let mut response = respond::redirect(status, &target);
-    let clear = cookies::clear_cookie(SESSION_COOKIE, state.settings.cookie_secure);
+    let clear = cookies::with_domain(
+        cookies::clear_cookie(SESSION_COOKIE, state.settings.cookie_secure),
+        state.settings.cookie_domain.as_deref(),
+    );
     cookies::append(response.headers_mut(), &clear);
     response
 }

@@ -12,6 +12,7 @@ use portcullis_auth::seal::Sealer;
 use portcullis_auth::{LocalLogin, SessionManager, SetupToken};
 use portcullis_core::Clock;
 use portcullis_proxy::forwarded::{ClientFacts, TrustedProxies};
+use portcullis_proxy::respond::allowed_redirect;
 use portcullis_proxy::{Gateway, Metrics};
 use portcullis_store::Store;
 
@@ -22,10 +23,21 @@ use portcullis_auth::audit::{Actor, Audit};
 pub struct WebSettings {
     pub public_url: String,
     pub cookie_secure: bool,
+    /// `Domain` of the session cookie (e.g. `example.com`), for forward-auth across subdomains.
+    pub cookie_domain: Option<String>,
     pub metrics_allowed: Vec<IpNet>,
     pub local_auth_enabled: bool,
     /// Hosts an absolute `rd=` on sign-out may point to (e.g. the IdP's logout endpoint).
     pub allowed_redirect_hosts: Vec<String>,
+}
+
+impl WebSettings {
+    /// Where to go after signing in or out: a local path, or an absolute URL on an allowed host
+    /// (configured hosts, the apps' hosts, Portcullis's own); anything else becomes `/`.
+    pub fn return_target(&self, rd: Option<&str>) -> String {
+        rd.and_then(|rd| allowed_redirect(rd, &self.allowed_redirect_hosts))
+            .unwrap_or_else(|| "/".to_owned())
+    }
 }
 
 /// Everything a handler may use, passed explicitly (no globals).

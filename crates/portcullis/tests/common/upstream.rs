@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -27,11 +28,17 @@ struct Shared {
 pub struct Upstream {
     pub addr: SocketAddr,
     sse_tx: mpsc::UnboundedSender<String>,
+    hits: Arc<AtomicUsize>,
 }
 
 impl Upstream {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// How many requests reached the upstream so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
     }
 
     /// Makes the upstream's open SSE response send one event now.
@@ -159,8 +166,16 @@ pub async fn start() -> Upstream {
         .route("/stall", get(stall))
         .fallback(echo)
         .with_state(shared);
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = app.layer(tower::util::MapRequestLayer::new(
+        move |request: Request| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            request
+        },
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Upstream { addr, sse_tx }
+    Upstream { addr, sse_tx, hits }
 }

@@ -1,0 +1,73 @@
+//! Forward-auth endpoints for proxies that serve the app themselves, and oauth2-proxy's
+//! `/oauth2/userinfo`. The decisions are the gateway's (see `portcullis_proxy::forward_auth`).
+//!
+//! - `/oauth2/auth` — oauth2-proxy's answers: 202, 401, 403.
+//! - `/.portcullis/authz/auth-request` — for nginx `auth_request`: 200, 401 + `Location`, 403.
+//! - `/.portcullis/authz/forward-auth` — for Caddy and Traefik: 200, 302 to sign in for a browser,
+//!   401 for an API client.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use portcullis_proxy::forward_auth::{ExtraPolicy, Flavor};
+
+use crate::sign_in::current_session;
+use crate::state::AppState;
+
+async fn check(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    flavor: Flavor,
+    extra: &ExtraPolicy,
+) -> Response {
+    state
+        .gateway
+        .check(headers, peer, flavor, extra, &state.settings.public_url)
+        .await
+}
+
+pub async fn oauth2_auth(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(extra): Query<ExtraPolicy>,
+) -> Response {
+    check(&state, &headers, peer, Flavor::OAuth2Proxy, &extra).await
+}
+
+pub async fn auth_request(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(extra): Query<ExtraPolicy>,
+) -> Response {
+    check(&state, &headers, peer, Flavor::AuthRequest, &extra).await
+}
+
+pub async fn forward_auth(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(extra): Query<ExtraPolicy>,
+) -> Response {
+    check(&state, &headers, peer, Flavor::ForwardAuth, &extra).await
+}
+
+/// oauth2-proxy's `/oauth2/userinfo`: the signed-in user as JSON, or 401.
+pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(session) = current_session(&state, &headers).await else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let identity = &session.identity;
+    Json(serde_json::json!({
+        "user": identity.username,
+        "email": identity.email,
+        "groups": identity.groups,
+        "preferredUsername": identity.username,
+    }))
+    .into_response()
+}
