@@ -33,6 +33,8 @@ pub fn generate() -> (String, String) {
 #[derive(Debug)]
 pub struct LiveKey {
     pub id: String,
+    /// The credential's name in assertions (`key:<id>`).
+    pub sid: String,
     pub name: String,
     pub owner_id: String,
     /// App names the key may reach; empty: every app.
@@ -110,6 +112,7 @@ impl KeyRing {
                     kept.map(|k| k.last_touched.load(Ordering::Relaxed))
                         .unwrap_or(0),
                 ),
+                sid: format!("key:{}", key.id),
                 id: key.id,
                 name: key.name,
                 owner_id: key.owner_id,

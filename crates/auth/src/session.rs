@@ -31,6 +31,9 @@ const NEGATIVE_TTL: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct ActiveSession {
     pub id_hash: String,
+    /// A public name for the session (the `sid` of assertions): derived from the id hash, from
+    /// which neither the cookie nor the id hash can be recovered.
+    pub sid: String,
     pub user_id: String,
     pub identity: Arc<Identity>,
     pub created_at: Timestamp,
@@ -105,6 +108,7 @@ impl ActiveSession {
                 refreshing: AtomicBool::new(false),
             });
         ActiveSession {
+            sid: token_hash(&format!("sid:{}", session.id_hash)),
             id_hash: session.id_hash.clone(),
             user_id: session.user_id.clone(),
             identity: Arc::new(user.identity()),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use portcullis_store::{ChangeKind, Store, StoreError};
 
+use crate::assertion::Assertions;
 use crate::keys::KeyRing;
 use crate::session::SessionManager;
 
@@ -16,6 +17,7 @@ pub struct ChangeWatcher {
     store: Arc<dyn Store>,
     sessions: Arc<SessionManager>,
     keys: Arc<KeyRing>,
+    assertions: Option<Arc<Assertions>>,
     seen: i64,
 }
 
@@ -31,8 +33,15 @@ impl ChangeWatcher {
             store,
             sessions,
             keys,
+            assertions: None,
             seen,
         })
+    }
+
+    /// Also reloads the assertion signing keys when they are rotated anywhere.
+    pub fn with_assertions(mut self, assertions: Option<Arc<Assertions>>) -> Self {
+        self.assertions = assertions;
+        self
     }
 
     /// Applies every change since the last call. Keys are rebuilt before sessions are ended, so
@@ -45,8 +54,16 @@ impl ChangeWatcher {
         // Any user change can affect keys (a disabled owner's keys stop), and every key change does.
         self.keys.reload().await?;
         for change in &changes {
-            if change.kind == ChangeKind::User {
-                self.sessions.user_changed(&change.subject).await?;
+            match change.kind {
+                ChangeKind::User => self.sessions.user_changed(&change.subject).await?,
+                ChangeKind::SigningKey => {
+                    if let Some(assertions) = &self.assertions
+                        && let Err(e) = assertions.reload().await
+                    {
+                        tracing::error!(error = %e, "could not load the rotated signing keys");
+                    }
+                }
+                ChangeKind::Key => {}
             }
             self.seen = change.seq;
         }

@@ -52,6 +52,9 @@ pub struct Config {
     pub session: SessionConfig,
     #[serde(default)]
     pub local_auth: LocalAuthConfig,
+    /// The signed identity assertion (`X-Portcullis-Assertion`) sent with each request.
+    #[serde(default)]
+    pub assertion: AssertionConfig,
     /// How long shutdown waits for in-flight requests (long streams included) before exiting.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -223,6 +226,31 @@ impl SessionConfig {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct AssertionConfig {
+    /// Send an ES256 JWT of the identity in `X-Portcullis-Assertion` to every app (and in
+    /// forward-auth answers). Apps that do not read it are unaffected.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How long an assertion is valid: at least 10 s, at most 5 min.
+    #[serde(default = "default_assertion_lifetime", with = "humantime_serde")]
+    pub lifetime: Duration,
+}
+
+impl Default for AssertionConfig {
+    fn default() -> Self {
+        AssertionConfig {
+            enabled: true,
+            lifetime: default_assertion_lifetime(),
+        }
+    }
+}
+
+fn default_assertion_lifetime() -> Duration {
+    Duration::from_secs(300)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LocalAuthConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -382,6 +410,7 @@ impl Default for Config {
             cookie: CookieConfig::default(),
             session: SessionConfig::default(),
             local_auth: LocalAuthConfig::default(),
+            assertion: AssertionConfig::default(),
             shutdown_grace: default_shutdown_grace(),
             metrics_allowed: default_metrics_allowed(),
             apps: Vec::new(),
@@ -557,6 +586,16 @@ impl Config {
                     ),
                 );
             }
+        }
+        let lifetime = self.assertion.lifetime;
+        if lifetime < Duration::from_secs(10) || lifetime > Duration::from_secs(300) {
+            push(
+                "assertion.lifetime".into(),
+                format!(
+                    "{} s is outside 10s..5m: assertions are short-lived by design (every request carries a fresh one)",
+                    lifetime.as_secs()
+                ),
+            );
         }
         for (i, net) in self.trusted_proxies.iter().enumerate() {
             if net.prefix_len() == 0 {

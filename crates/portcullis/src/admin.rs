@@ -8,13 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
+use portcullis_auth::assertion::Assertions;
+use portcullis_auth::audit::Entry;
 use portcullis_auth::audit::{Actor, Audit};
 use portcullis_auth::directory::{AddUser, Directory, DirectoryError};
 use portcullis_auth::password::{check_new_password, hash_blocking};
 use portcullis_core::config::Config;
 use portcullis_core::user::UserStatus;
 use portcullis_core::{Clock, Role, SystemClock};
-use portcullis_store::{SqliteStore, Store};
+use portcullis_store::{ChangeKind, SqliteStore, Store};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum RoleArg {
@@ -71,6 +73,14 @@ pub enum UserCommand {
         username: String,
         group: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum SigningKeyCommand {
+    /// Start signing assertions with a new key. The old key stays published at
+    /// /.well-known/jwks.json until its last assertion has expired; every running process
+    /// switches within a second.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -272,5 +282,50 @@ async fn run_key(config: &Config, command: KeyCommand) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
+
+pub fn signing_keys(config: &Config, command: SigningKeyCommand) -> ExitCode {
+    finish(runtime().and_then(|rt| rt.block_on(run_signing_keys(config, command))))
+}
+
+async fn run_signing_keys(config: &Config, command: SigningKeyCommand) -> Result<(), String> {
+    let SigningKeyCommand::Rotate = command;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.data_dir)
+            .await
+            .map_err(|e| format!("opening the store in {}: {e}", config.data_dir.display()))?,
+    );
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sealer = crate::serve::token_sealer(config).map_err(|e| format!("{e:#}"))?;
+    let assertions = Assertions::load(
+        store.clone(),
+        Arc::new(sealer),
+        clock.clone(),
+        config.public_url(),
+        config.assertion.lifetime,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let kid = assertions.rotate().await.map_err(|e| e.to_string())?;
+    store
+        .record_change(ChangeKind::SigningKey, &kid, clock.now())
+        .await
+        .map_err(|e| e.to_string())?;
+    let actor = actor();
+    Audit::new(store, clock)
+        .record(Entry {
+            action: "signing_key_rotated",
+            success: true,
+            actor: Some(&actor.id),
+            subject: Some(&kid),
+            reason: None,
+            client_ip: actor.client_ip.clone(),
+        })
+        .await;
+    println!(
+        "assertions are now signed with key {kid}; the previous key stays published for {} more minutes",
+        portcullis_auth::assertion::MAX_LIFETIME.as_secs() / 60 + 1
+    );
     Ok(())
 }

@@ -38,6 +38,9 @@ enum Command {
     /// Manage API keys: create, revoke, list.
     #[command(subcommand)]
     Key(admin::KeyCommand),
+    /// Manage the keys that sign identity assertions: rotate.
+    #[command(subcommand)]
+    Keys(admin::SigningKeyCommand),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,9 @@ fn main() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::User(command) => with_config(cli.config.as_deref(), |c| admin::user(c, command)),
         Command::Key(command) => with_config(cli.config.as_deref(), |c| admin::key(c, command)),
+        Command::Keys(command) => {
+            with_config(cli.config.as_deref(), |c| admin::signing_keys(c, command))
+        }
     }
 }
 

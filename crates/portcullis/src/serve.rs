@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use portcullis_auth::assertion::Assertions;
 use portcullis_auth::directory::Directory;
 use portcullis_auth::keys::KeyRing;
 use portcullis_auth::oidc::refresh::ProviderRefresher;
@@ -90,13 +91,30 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let metrics = Arc::new(Metrics::new());
     let keys = Arc::new(KeyRing::new(store.clone(), clock.clone()));
     keys.reload().await.context("loading API keys")?;
-    let watcher = ChangeWatcher::new(store.clone(), sessions.clone(), keys.clone()).await?;
+    let assertions = if config.assertion.enabled {
+        let assertions = Assertions::load(
+            store.clone(),
+            Arc::new(sealer.clone()),
+            clock.clone(),
+            config.public_url(),
+            config.assertion.lifetime,
+        )
+        .await
+        .context("loading the assertion signing keys")?;
+        Some(Arc::new(assertions))
+    } else {
+        None
+    };
+    let watcher = ChangeWatcher::new(store.clone(), sessions.clone(), keys.clone())
+        .await?
+        .with_assertions(assertions.clone());
     let gateway = Arc::new(Gateway {
         routes,
         sessions: sessions.clone(),
         keys,
         trusted: TrustedProxies::new(config.trusted_proxies.clone()),
         metrics: metrics.clone(),
+        assertions,
     });
     let setup = Arc::new(SetupToken::default());
     let setup_link = if store.count_admins().await? == 0 {
@@ -163,7 +181,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
 
 /// The key that seals provider tokens: from the configuration, or generated once and kept in
 /// `data_dir/token.key` (readable by the owner only).
-fn token_sealer(config: &Config) -> anyhow::Result<Sealer> {
+pub(crate) fn token_sealer(config: &Config) -> anyhow::Result<Sealer> {
     if let Some(key) = &config.token_key {
         return Sealer::from_base64(key).context("token_key");
     }

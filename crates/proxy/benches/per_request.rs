@@ -13,7 +13,9 @@ use axum::body::Body;
 use futures_util::FutureExt;
 use http::Request;
 use portcullis_auth::SessionManager;
+use portcullis_auth::assertion::Assertions;
 use portcullis_auth::keys::KeyRing;
+use portcullis_auth::seal::Sealer;
 use portcullis_auth::session::SessionOrigin;
 use portcullis_core::session::SessionPolicy;
 use portcullis_core::user::{User, UserStatus};
@@ -28,6 +30,7 @@ struct Fixture {
     table: RouteTable,
     sessions: SessionManager,
     keys: KeyRing,
+    assertions: Assertions,
     trusted: TrustedProxies,
     request: Request<()>,
 }
@@ -59,6 +62,17 @@ fn fixture() -> Fixture {
             absolute: Duration::from_secs(7 * 86_400),
         };
         let keys = KeyRing::new(store.clone(), Arc::new(SystemClock));
+        // Assertions are on by default, so the measured path signs (and reuses) one.
+        let sealer = Sealer::from_base64(&Sealer::generate_key()).unwrap();
+        let assertions = Assertions::load(
+            store.clone(),
+            Arc::new(sealer),
+            Arc::new(SystemClock),
+            "https://auth.example.com".into(),
+            std::time::Duration::from_secs(300),
+        )
+        .await
+        .unwrap();
         let sessions = SessionManager::new(store, Arc::new(SystemClock), policy);
         let (token, _) = sessions.create(&user, SessionOrigin::default()).await.unwrap();
         let config: portcullis_core::config::Config = toml::from_str(
@@ -83,6 +97,7 @@ fn fixture() -> Fixture {
             table,
             sessions,
             keys,
+            assertions,
             trusted: TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]),
             request,
         }
@@ -113,7 +128,7 @@ fn authenticated_check(bencher: divan::Bencher) {
                 .expect("a cached session resolves without waiting")
                 .unwrap();
             phases::authorize(&ctx).unwrap();
-            phases::rewrite(&ctx, request.headers_mut());
+            phases::rewrite(&ctx, Some(&f.assertions), request.headers_mut());
             request
         });
 }

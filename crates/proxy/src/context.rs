@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method, Request, header};
 use portcullis_auth::ActiveSession;
+use portcullis_auth::keys::LiveKey;
 use portcullis_core::path::canonicalize;
 use portcullis_core::{Failure, Identity};
 use tokio_util::sync::CancellationToken;
@@ -30,6 +31,8 @@ pub struct RequestContext {
     pub upgrade: Option<http::HeaderValue>,
     pub app: Option<Arc<App>>,
     pub session: Option<Arc<ActiveSession>>,
+    /// The API key that authenticated the request, if one did.
+    pub key: Option<Arc<LiveKey>>,
     /// Who the request is from, once authenticated (by session or API key).
     pub identity: Option<Arc<Identity>>,
     /// Cancelled when the session or key behind the request ends; streams watch it.
@@ -120,6 +123,7 @@ impl RequestContext {
             client,
             app: None,
             session: None,
+            key: None,
             identity: None,
             guard: None,
             key_in_authorization: false,
@@ -132,6 +136,20 @@ impl RequestContext {
             Some(q) => format!("{}?{q}", self.path),
             None => self.path.clone(),
         }
+    }
+
+    /// The credential's public name for assertions: the session's `sid`, or `key:<id>`.
+    pub fn sid(&self) -> Option<&str> {
+        match (&self.session, &self.key) {
+            (Some(session), _) => Some(&session.sid),
+            (None, Some(key)) => Some(&key.sid),
+            (None, None) => None,
+        }
+    }
+
+    /// The origin the client addressed (`https://chat.example.com`): an assertion's audience.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.host_with_port)
     }
 
     pub fn app_name(&self) -> &str {

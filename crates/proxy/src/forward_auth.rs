@@ -186,7 +186,15 @@ impl Gateway {
         };
         let outcome = self.decide(&mut ctx, headers, extra).await;
         match outcome {
-            Ok(()) => allowed(flavor, &ctx),
+            Ok(()) => {
+                let mut response = allowed(flavor, &ctx);
+                if let Some(value) = phases::assertion(&ctx, self.assertions.as_deref()) {
+                    response
+                        .headers_mut()
+                        .insert(phases::ASSERTION_HEADER, value);
+                }
+                response
+            }
             Err(Stop::SignIn) => {
                 let location = sign_in_url(public_url, &ctx);
                 match flavor {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use axum::body::Body;
 use http::{Request, Response};
 use portcullis_auth::SessionManager;
+use portcullis_auth::assertion::Assertions;
 use portcullis_auth::keys::KeyRing;
 
 use crate::context::RequestContext;
@@ -22,6 +23,8 @@ pub struct Gateway {
     pub keys: Arc<KeyRing>,
     pub trusted: TrustedProxies,
     pub metrics: Arc<Metrics>,
+    /// Signs identity assertions; `None` when they are turned off.
+    pub assertions: Option<Arc<Assertions>>,
 }
 
 impl Gateway {
@@ -48,7 +51,7 @@ impl Gateway {
         phases::route(&self.routes, ctx)?;
         phases::authenticate(&self.sessions, &self.keys, ctx, req.headers()).await?;
         phases::authorize(ctx)?;
-        phases::rewrite(ctx, req.headers_mut());
+        phases::rewrite(ctx, self.assertions.as_deref(), req.headers_mut());
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use http::{Request, Response};
 use std::sync::Arc;
 
 use portcullis_auth::SessionManager;
+use portcullis_auth::assertion::Assertions;
 use portcullis_auth::keys::{KEY_PREFIX, KeyCheck, KeyRing, LiveKey};
 use portcullis_core::{Failure, FailureKind};
 
@@ -72,6 +73,7 @@ pub async fn authenticate(
         }
         ctx.identity = Some(key.identity.clone());
         ctx.guard = Some(key.cancel.clone());
+        ctx.key = Some(key);
         return Ok(());
     }
     for value in cookies::values(headers, cookies::SESSION_COOKIE) {
@@ -149,8 +151,9 @@ pub fn authorize(ctx: &RequestContext) -> Result<(), Stop> {
 
 /// Makes the headers safe and truthful for the app: removes hop-by-hop headers, every client copy
 /// of every identity header, Portcullis's cookies and the client's forwarding claims; then sets
-/// the forwarding headers and the app's identity headers from facts we verified.
-pub fn rewrite(ctx: &RequestContext, headers: &mut HeaderMap) {
+/// the forwarding headers, the app's identity headers and the signed assertion from facts we
+/// verified.
+pub fn rewrite(ctx: &RequestContext, assertions: Option<&Assertions>, headers: &mut HeaderMap) {
     let Some(app) = &ctx.app else {
         return;
     };
@@ -177,7 +180,26 @@ pub fn rewrite(ctx: &RequestContext, headers: &mut HeaderMap) {
                 headers.insert(name.clone(), value);
             }
         }
+        if let Some(value) = assertion(ctx, assertions) {
+            headers.insert(ASSERTION_HEADER, value);
+        }
     }
+}
+
+/// The header that carries the signed identity assertion.
+pub const ASSERTION_HEADER: header::HeaderName =
+    header::HeaderName::from_static("x-portcullis-assertion");
+
+/// The signed assertion for the request's identity, app and origin, if assertions are on.
+pub fn assertion(ctx: &RequestContext, assertions: Option<&Assertions>) -> Option<HeaderValue> {
+    let (assertions, identity, app, sid) = (
+        assertions?,
+        ctx.identity.as_ref()?,
+        ctx.app.as_ref()?,
+        ctx.sid()?,
+    );
+    let token = assertions.assertion(identity, sid, &app.name, &ctx.origin())?;
+    HeaderValue::from_str(&token).ok()
 }
 
 fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {

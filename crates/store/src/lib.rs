@@ -80,6 +80,8 @@ pub enum ChangeKind {
     User,
     /// An API key was created or revoked.
     Key,
+    /// The assertion signing keys were rotated.
+    SigningKey,
 }
 
 impl ChangeKind {
@@ -87,6 +89,7 @@ impl ChangeKind {
         match self {
             ChangeKind::User => "user",
             ChangeKind::Key => "key",
+            ChangeKind::SigningKey => "signing_key",
         }
     }
 
@@ -94,9 +97,20 @@ impl ChangeKind {
         match s {
             "user" => Some(ChangeKind::User),
             "key" => Some(ChangeKind::Key),
+            "signing_key" => Some(ChangeKind::SigningKey),
             _ => None,
         }
     }
+}
+
+/// A key that signs identity assertions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    /// The P-256 private scalar, sealed with the token key.
+    pub private_key_enc: String,
+    pub created_at: Timestamp,
+    pub retired_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -259,6 +273,11 @@ pub trait Store: Send + Sync + 'static {
     async fn latest_change(&self) -> Result<i64, StoreError>;
     /// Deletes every session of a user; returns their id hashes.
     async fn delete_user_sessions(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Every signing key, newest first.
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError>;
+    /// Adds a signing key and retires every other active one, at once (in one transaction).
+    async fn rotate_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError>;
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The newest events first.

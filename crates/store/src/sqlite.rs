@@ -16,7 +16,7 @@ use sqlx::sqlite::{
 
 use crate::{
     AuditEvent, AuthFlow, Change, ChangeKind, GroupSummary, LinkedIdentity, NewUser, Store,
-    StoreError, StoredKey,
+    StoreError, StoredKey, StoredSigningKey,
 };
 
 pub struct SqliteStore {
@@ -386,6 +386,40 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredSigningKey {
+                    kid: row.try_get("kid")?,
+                    private_key_enc: row.try_get("private_key_enc")?,
+                    created_at: Timestamp(row.try_get("created_at")?),
+                    retired_at: row.try_get::<Option<i64>, _>("retired_at")?.map(Timestamp),
+                })
+            })
+            .collect()
+    }
+
+    async fn rotate_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
+            .bind(key.created_at.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, private_key_enc, created_at, retired_at) VALUES (?, ?, ?, NULL)",
+        )
+        .bind(&key.kid)
+        .bind(&key.private_key_enc)
+        .bind(key.created_at.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

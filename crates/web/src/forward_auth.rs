@@ -1,5 +1,5 @@
 //! Forward-auth endpoints for proxies that serve the app themselves, and oauth2-proxy's
-//! `/oauth2/userinfo`. The decisions are the gateway's (see `portcullis_proxy::forward_auth`).
+//! `/oauth2/userinfo`, and the keys that verify assertions. The decisions are the gateway's (see `portcullis_proxy::forward_auth`).
 //!
 //! - `/oauth2/auth` — oauth2-proxy's answers: 202, 401, 403.
 //! - `/.portcullis/authz/auth-request` — for nginx `auth_request`: 200, 401 + `Location`, 403.
@@ -70,4 +70,27 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
         "preferredUsername": identity.username,
     }))
     .into_response()
+}
+
+/// The public keys that verify identity assertions.
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    match &state.gateway.assertions {
+        Some(assertions) => {
+            let mut response = Json(assertions.jwks()).into_response();
+            // Short, so that a verifier that misses a rotated key fetches again soon.
+            response.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("public, max-age=60"),
+            );
+            response
+        }
+        None => portcullis_proxy::respond::failure(
+            &portcullis_core::Failure::new(
+                portcullis_core::FailureKind::NotFound,
+                "identity assertions are turned off here",
+            )
+            .with_hint("set assertion.enabled = true in portcullis.toml"),
+            false,
+        ),
+    }
 }

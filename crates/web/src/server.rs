@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::any(forward_auth::oauth2_auth),
         )
         .route("/oauth2/userinfo", get(forward_auth::userinfo))
+        .route("/.well-known/jwks.json", get(forward_auth::jwks))
         .route(
             "/.portcullis/authz/auth-request",
             axum::routing::any(forward_auth::auth_request),
