@@ -7,6 +7,7 @@
 pub mod assertion;
 pub mod audit;
 pub mod directory;
+pub mod external;
 pub mod keys;
 pub mod local;
 pub mod oidc;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use portcullis_store::{ChangeKind, Store, StoreError};
 
 use crate::assertion::Assertions;
+use crate::external::ExternalAuth;
 use crate::keys::KeyRing;
 use crate::session::SessionManager;
 
@@ -18,6 +19,7 @@ pub struct ChangeWatcher {
     sessions: Arc<SessionManager>,
     keys: Arc<KeyRing>,
     assertions: Option<Arc<Assertions>>,
+    external: Option<Arc<ExternalAuth>>,
     seen: i64,
 }
 
@@ -34,8 +36,15 @@ impl ChangeWatcher {
             sessions,
             keys,
             assertions: None,
+            external: None,
             seen,
         })
+    }
+
+    /// Also drops cached external identities of changed users.
+    pub fn with_external(mut self, external: Option<Arc<ExternalAuth>>) -> Self {
+        self.external = external;
+        self
     }
 
     /// Also reloads the assertion signing keys when they are rotated anywhere.
@@ -55,7 +64,12 @@ impl ChangeWatcher {
         self.keys.reload().await?;
         for change in &changes {
             match change.kind {
-                ChangeKind::User => self.sessions.user_changed(&change.subject).await?,
+                ChangeKind::User => {
+                    if let Some(external) = &self.external {
+                        external.user_changed(&change.subject);
+                    }
+                    self.sessions.user_changed(&change.subject).await?;
+                }
                 ChangeKind::SigningKey => {
                     if let Some(assertions) = &self.assertions
                         && let Err(e) = assertions.reload().await

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use portcullis_auth::assertion::Assertions;
 use portcullis_auth::directory::Directory;
+use portcullis_auth::external::ExternalAuth;
 use portcullis_auth::keys::KeyRing;
 use portcullis_auth::oidc::refresh::ProviderRefresher;
 use portcullis_auth::oidc::{FlowManager, Providers};
@@ -105,9 +106,20 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     } else {
         None
     };
+    let external = ExternalAuth::new(
+        &config,
+        store.clone(),
+        clock.clone(),
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .context("building the HTTP client for identity sources")?,
+    );
+    let external = (!external.is_empty()).then(|| Arc::new(external));
     let watcher = ChangeWatcher::new(store.clone(), sessions.clone(), keys.clone())
         .await?
-        .with_assertions(assertions.clone());
+        .with_assertions(assertions.clone())
+        .with_external(external.clone());
     let gateway = Arc::new(Gateway {
         routes,
         sessions: sessions.clone(),
@@ -115,6 +127,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         trusted: TrustedProxies::new(config.trusted_proxies.clone()),
         metrics: metrics.clone(),
         assertions,
+        external,
     });
     let setup = Arc::new(SetupToken::default());
     let setup_link = if store.count_admins().await? == 0 {

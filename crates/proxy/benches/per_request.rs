@@ -123,7 +123,7 @@ fn authenticated_check(bencher: divan::Bencher) {
             let mut ctx = RequestContext::new(&request, peer, &f.trusted).unwrap();
             phases::route(&f.table, &mut ctx).unwrap();
             // Cache hits never wait: the future completes on its first poll.
-            phases::authenticate(&f.sessions, &f.keys, &mut ctx, request.headers())
+            phases::authenticate(&f.sessions, &f.keys, None, &mut ctx, request.headers())
                 .now_or_never()
                 .expect("a cached session resolves without waiting")
                 .unwrap();

@@ -230,7 +230,14 @@ impl Gateway {
         extra: &ExtraPolicy,
     ) -> Result<(), Stop> {
         phases::route(&self.routes, ctx)?;
-        phases::authenticate(&self.sessions, &self.keys, ctx, headers).await?;
+        phases::authenticate(
+            &self.sessions,
+            &self.keys,
+            self.external.as_deref(),
+            ctx,
+            headers,
+        )
+        .await?;
         phases::authorize(ctx)?;
         if let Some(identity) = &ctx.identity {
             extra_allows(extra, identity)?;

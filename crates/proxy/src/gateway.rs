@@ -8,6 +8,7 @@ use axum::body::Body;
 use http::{Request, Response};
 use portcullis_auth::SessionManager;
 use portcullis_auth::assertion::Assertions;
+use portcullis_auth::external::ExternalAuth;
 use portcullis_auth::keys::KeyRing;
 
 use crate::context::RequestContext;
@@ -25,6 +26,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Signs identity assertions; `None` when they are turned off.
     pub assertions: Option<Arc<Assertions>>,
+    /// Identity from proxies in front and other issuers' tokens; `None` when none is configured.
+    pub external: Option<Arc<ExternalAuth>>,
 }
 
 impl Gateway {
@@ -49,7 +52,14 @@ impl Gateway {
     /// Every phase before `forward`.
     async fn run(&self, ctx: &mut RequestContext, req: &mut Request<Body>) -> Result<(), Stop> {
         phases::route(&self.routes, ctx)?;
-        phases::authenticate(&self.sessions, &self.keys, ctx, req.headers()).await?;
+        phases::authenticate(
+            &self.sessions,
+            &self.keys,
+            self.external.as_deref(),
+            ctx,
+            req.headers(),
+        )
+        .await?;
         phases::authorize(ctx)?;
         phases::rewrite(ctx, self.assertions.as_deref(), req.headers_mut());
         Ok(())

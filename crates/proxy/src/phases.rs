@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use portcullis_auth::SessionManager;
 use portcullis_auth::assertion::Assertions;
+use portcullis_auth::external::ExternalAuth;
 use portcullis_auth::keys::{KEY_PREFIX, KeyCheck, KeyRing, LiveKey};
-use portcullis_core::{Failure, FailureKind};
+use portcullis_core::{Failure, FailureKind, Identity};
 
 use crate::context::RequestContext;
 use crate::routes::RouteTable;
@@ -45,11 +46,13 @@ pub fn route(table: &RouteTable, ctx: &mut RequestContext) -> Result<(), Stop> {
     Ok(())
 }
 
-/// Establishes who the request is from — an API key, else the session cookie — unless a
-/// skip-auth rule opens the route.
+/// Establishes who the request is from — an API key, an identity from a trusted proxy in front or
+/// another issuer's bearer token, else the session cookie — unless a skip-auth rule opens the
+/// route.
 pub async fn authenticate(
     sessions: &SessionManager,
     keys: &KeyRing,
+    external: Option<&ExternalAuth>,
     ctx: &mut RequestContext,
     headers: &HeaderMap,
 ) -> Result<(), Stop> {
@@ -76,6 +79,12 @@ pub async fn authenticate(
         ctx.key = Some(key);
         return Ok(());
     }
+    if let Some(external) = external
+        && let Some(identity) = external_identity(external, ctx, headers).await?
+    {
+        ctx.identity = Some(identity);
+        return Ok(());
+    }
     for value in cookies::values(headers, cookies::SESSION_COOKIE) {
         if let Some(session) = sessions.resolve(value).await.map_err(Failure::from)? {
             ctx.identity = Some(session.identity.clone());
@@ -85,6 +94,32 @@ pub async fn authenticate(
         }
     }
     Err(Stop::SignIn)
+}
+
+/// An identity vouched for by a trusted proxy in front, or by another issuer's bearer token. A
+/// bearer token nobody here issued is the app's own and stays where it is.
+async fn external_identity(
+    external: &ExternalAuth,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<Identity>>, Stop> {
+    if let Some(identity) = external
+        .from_outer_proxy(ctx.client.peer_ip, headers)
+        .await
+        .map_err(Failure::from)?
+    {
+        return Ok(Some(identity));
+    }
+    let bearer = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(bearer_token)
+        .find(|token| !token.starts_with(KEY_PREFIX));
+    match bearer {
+        Some(token) => Ok(external.from_bearer(token).await.map_err(Failure::from)?),
+        None => Ok(None),
+    }
 }
 
 /// A Portcullis API key from `X-API-Key` or `Authorization: Bearer`. Any other bearer token is

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Method};
 use portcullis_core::Identity;
-use portcullis_core::config::{AppConfig, Config, TimeoutConfig, WHOAMI_UPSTREAM, parse_upstream};
+use portcullis_core::config::{
+    AppConfig, Config, TimeoutConfig, TrustedIdentityKind, WHOAMI_UPSTREAM, parse_upstream,
+};
 use portcullis_core::identity::IdentityField;
 use portcullis_core::path::has_prefix;
 use portcullis_core::policy::AccessPolicy;
@@ -134,7 +136,10 @@ impl RouteTable {
         let forwarding = FORWARDING_HEADERS
             .iter()
             .map(|n| HeaderName::from_static(n));
-        let request_drop = DropList::hop_by_hop().with(identity).with(forwarding);
+        let request_drop = DropList::hop_by_hop()
+            .with(identity)
+            .with(forwarding)
+            .with(outer_identity_headers(config));
         let mut apps = configured
             .iter()
             .map(|cfg| compile(cfg, whoami_addr, &request_drop).map(Arc::new))
@@ -153,6 +158,49 @@ impl RouteTable {
     pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
         self.apps.iter()
     }
+}
+
+/// The headers proxies in front use to vouch for identity: the app gets Portcullis's own identity
+/// headers instead, and a client's forged copy never reaches it.
+fn outer_identity_headers(config: &Config) -> Vec<HeaderName> {
+    config
+        .trusted_identity
+        .iter()
+        .flat_map(|t| {
+            let own: &[&str] = match t.kind {
+                TrustedIdentityKind::Header => &[],
+                TrustedIdentityKind::AwsAlb => &[
+                    "x-amzn-oidc-data",
+                    "x-amzn-oidc-identity",
+                    "x-amzn-oidc-accesstoken",
+                ],
+                TrustedIdentityKind::CloudflareAccess => &[
+                    "cf-access-jwt-assertion",
+                    "cf-access-authenticated-user-email",
+                ],
+                TrustedIdentityKind::GoogleIap => &[
+                    "x-goog-iap-jwt-assertion",
+                    "x-goog-authenticated-user-email",
+                    "x-goog-authenticated-user-id",
+                ],
+            };
+            own.iter()
+                .map(|n| (*n).to_owned())
+                .chain(
+                    [
+                        &t.user_header,
+                        &t.email_header,
+                        &t.name_header,
+                        &t.groups_header,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+                )
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|name| HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok())
+        .collect()
 }
 
 fn compile(

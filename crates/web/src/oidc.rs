@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use portcullis_auth::oidc::flow::FlowError;
-use portcullis_auth::oidc::login::{LoginRefusal, resolve_user};
+use portcullis_auth::oidc::login::{IdentitySource, LoginRefusal, resolve_user};
 use portcullis_auth::oidc::provider::Tokens;
 use portcullis_auth::oidc::{FlowOutcome, OidcError, Provider};
 use portcullis_auth::secret::{looks_like_token, random_token};
@@ -336,7 +336,7 @@ async fn complete(
     let (user, _) = resolve_user(
         &state.store,
         &state.clock,
-        &provider.config,
+        &IdentitySource::of(&provider.config),
         &issuer,
         &mapped,
     )

@@ -30,6 +30,28 @@ pub enum LoginRefusal {
     Store(#[from] StoreError),
 }
 
+/// Where a verified identity comes from, and the rules for turning it into a user: a provider,
+/// an outer proxy, another issuer's bearer tokens, PocketBase.
+#[derive(Clone, Debug)]
+pub struct IdentitySource<'a> {
+    pub id: &'a str,
+    pub link_by_email: bool,
+    pub trust_unverified_email: bool,
+    /// With groups here, the role follows them at every sign-in.
+    pub admin_groups: &'a [String],
+}
+
+impl<'a> IdentitySource<'a> {
+    pub fn of(provider: &'a ProviderConfig) -> Self {
+        IdentitySource {
+            id: &provider.id,
+            link_by_email: provider.link_by_email,
+            trust_unverified_email: provider.trusts_unverified_email(),
+            admin_groups: &provider.admin_groups,
+        }
+    }
+}
+
 /// How the user was found, for the audit trail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resolution {
@@ -41,7 +63,7 @@ pub enum Resolution {
 pub async fn resolve_user(
     store: &Arc<dyn Store>,
     clock: &Arc<dyn Clock>,
-    provider: &ProviderConfig,
+    source: &IdentitySource<'_>,
     issuer: &str,
     claims: &MappedClaims,
 ) -> Result<(User, Resolution), LoginRefusal> {
@@ -49,17 +71,17 @@ pub async fn resolve_user(
     let email = claims
         .email
         .clone()
-        .filter(|_| claims.email_verified || provider.trusts_unverified_email());
+        .filter(|_| claims.email_verified || source.trust_unverified_email);
     if let (Some(unverified), None) = (&claims.email, &email) {
         return Err(LoginRefusal::UnverifiedEmail(unverified.clone()));
     }
     let (user, resolution) = match store.user_by_identity(issuer, &claims.subject).await? {
         Some(user) => (user, Resolution::Existing),
         None => match existing_by_email(store, email.as_deref()).await? {
-            Some(user) if provider.link_by_email => (user, Resolution::Linked),
+            Some(user) if source.link_by_email => (user, Resolution::Linked),
             Some(_) => return Err(LoginRefusal::EmailTaken(email.unwrap_or_default())),
             None => (
-                create(store, provider, claims, email.clone(), now).await?,
+                create(store, source, claims, email.clone(), now).await?,
                 Resolution::Created,
             ),
         },
@@ -71,11 +93,11 @@ pub async fn resolve_user(
         issuer: issuer.to_owned(),
         subject: claims.subject.clone(),
         user_id: user.id.clone(),
-        provider: provider.id.clone(),
+        provider: source.id.to_owned(),
         email: email.clone(),
     };
     store.link_identity(&link, now).await?;
-    apply_claims(store, clock, provider, &user.id, claims, email.as_deref()).await?;
+    apply_claims(store, clock, source, &user.id, claims, email.as_deref()).await?;
     let fresh = store
         .user_by_id(&user.id)
         .await?
@@ -88,7 +110,7 @@ pub async fn resolve_user(
 pub async fn apply_claims(
     store: &Arc<dyn Store>,
     clock: &Arc<dyn Clock>,
-    provider: &ProviderConfig,
+    source: &IdentitySource<'_>,
     user_id: &str,
     claims: &MappedClaims,
     verified_email: Option<&str>,
@@ -97,15 +119,15 @@ pub async fn apply_claims(
     store
         .update_profile(user_id, verified_email, &claims.display_name, now)
         .await?;
-    let source = format!("provider:{}", provider.id);
+    let origin = format!("provider:{}", source.id);
     store
-        .sync_groups(user_id, &source, &claims.groups, now)
+        .sync_groups(user_id, &origin, &claims.groups, now)
         .await?;
-    if !provider.admin_groups.is_empty() {
+    if !source.admin_groups.is_empty() {
         let admin = claims
             .groups
             .iter()
-            .any(|g| provider.admin_groups.contains(g));
+            .any(|g| source.admin_groups.contains(g));
         store
             .set_role(user_id, if admin { Role::Admin } else { Role::User }, now)
             .await?;
@@ -126,7 +148,7 @@ async fn existing_by_email(
 /// Creates the user; a username taken by someone else gets a numeric suffix.
 async fn create(
     store: &Arc<dyn Store>,
-    provider: &ProviderConfig,
+    source: &IdentitySource<'_>,
     claims: &MappedClaims,
     email: Option<String>,
     now: portcullis_core::Timestamp,
@@ -151,7 +173,7 @@ async fn create(
             Err(StoreError::Conflict(message)) if message.contains("username") => continue,
             other => {
                 if let Ok(user) = &other {
-                    tracing::info!(provider = %provider.id, user = %user.username, "user created at first sign-in");
+                    tracing::info!(source = %source.id, user = %user.username, "user created at first sign-in");
                 }
                 return other;
             }

@@ -9,7 +9,7 @@ use portcullis_core::Clock;
 use portcullis_core::claims::map_claims;
 use portcullis_store::Store;
 
-use super::login::apply_claims;
+use super::login::{IdentitySource, apply_claims};
 use super::{OidcError, Provider, Providers};
 use crate::seal::Sealer;
 use crate::session::{RefreshOutcome, RefreshRequest, Refresher};
@@ -71,7 +71,7 @@ impl ProviderRefresher {
         match apply_claims(
             &self.store,
             &self.clock,
-            &provider.config,
+            &IdentitySource::of(&provider.config),
             request.user_id,
             &mapped,
             email,

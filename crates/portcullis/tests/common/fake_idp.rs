@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 /// A P-256 key made for these tests only (PKCS#8), and its public coordinates.
-const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+pub const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgdlXDD0PX0Wph51Nd
 UQB6ft5jbDpwQ/Tg/prNi1uFCLKhRANCAAQo6NFY4vNBJgapNLcjsa+fbH+AEWkT
 6Towd9ZNUdglv9tZ3d7SWL/lR6/f9OmNIjXM2aPdNc8eTUtq5SMkRx+b

@@ -19,6 +19,9 @@ use crate::policy::AccessPolicy;
 use crate::profile::HeaderProfileConfig;
 use crate::session::SessionPolicy;
 
+mod external;
+pub use external::*;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4180";
 /// The `upstream` value that selects the built-in header-echo app.
 pub const WHOAMI_UPSTREAM: &str = "whoami";
@@ -72,6 +75,16 @@ pub struct Config {
     /// Identity providers people can sign in through (OpenID Connect, or GitHub's OAuth).
     #[serde(default)]
     pub providers: Vec<ProviderConfig>,
+    /// Identity established by a proxy in front of Portcullis (AWS ALB, Cloudflare Access, Google
+    /// IAP, or a plain header from Tailscale or an existing oauth2-proxy).
+    #[serde(default)]
+    pub trusted_identity: Vec<TrustedIdentityConfig>,
+    /// JWTs from other identity systems accepted as `Authorization: Bearer` (verified locally).
+    #[serde(default)]
+    pub bearer_tokens: Vec<BearerIssuerConfig>,
+    /// PocketBase auth tokens accepted as `Authorization: Bearer` (verified by introspection).
+    #[serde(default)]
+    pub pocketbase: Vec<PocketBaseConfig>,
     /// Key (32 bytes, base64url) that encrypts provider tokens kept server-side. Unset: a key is
     /// generated on first start and kept in `data_dir/token.key`.
     #[serde(default)]
@@ -415,6 +428,9 @@ impl Default for Config {
             metrics_allowed: default_metrics_allowed(),
             apps: Vec::new(),
             providers: Vec::new(),
+            trusted_identity: Vec::new(),
+            bearer_tokens: Vec::new(),
+            pocketbase: Vec::new(),
             token_key: None,
             allowed_redirect_hosts: Vec::new(),
         }
@@ -724,12 +740,13 @@ impl Config {
                 push(key("timeouts"), "timeouts must be longer than zero".into());
             }
         }
+        external::validate(self, &mut push);
         issues
     }
 }
 
 /// Plain http is allowed for loopback issuers only (local development and tests).
-fn is_secure_or_local(url: &str) -> bool {
+pub(crate) fn is_secure_or_local(url: &str) -> bool {
     url.starts_with("https://") || (url.starts_with("http://") && is_loopback_url(url))
 }
 
