@@ -33,6 +33,8 @@ pub struct RequestContext {
     pub session: Option<Arc<ActiveSession>>,
     /// The API key that authenticated the request, if one did.
     pub key: Option<Arc<LiveKey>>,
+    /// The credential's name when a proxy in front or another issuer vouched for the request.
+    pub external_sid: Option<String>,
     /// Who the request is from, once authenticated (by session or API key).
     pub identity: Option<Arc<Identity>>,
     /// Cancelled when the session or key behind the request ends; streams watch it.
@@ -124,6 +126,7 @@ impl RequestContext {
             app: None,
             session: None,
             key: None,
+            external_sid: None,
             identity: None,
             guard: None,
             key_in_authorization: false,
@@ -138,12 +141,13 @@ impl RequestContext {
         }
     }
 
-    /// The credential's public name for assertions: the session's `sid`, or `key:<id>`.
+    /// The credential's public name for assertions: the session's `sid`, `key:<id>`, or
+    /// `external:<subject>`.
     pub fn sid(&self) -> Option<&str> {
         match (&self.session, &self.key) {
             (Some(session), _) => Some(&session.sid),
             (None, Some(key)) => Some(&key.sid),
-            (None, None) => None,
+            (None, None) => self.external_sid.as_deref(),
         }
     }
 

@@ -82,6 +82,7 @@ pub async fn authenticate(
     if let Some(external) = external
         && let Some(identity) = external_identity(external, ctx, headers).await?
     {
+        ctx.external_sid = Some(format!("external:{}", identity.subject));
         ctx.identity = Some(identity);
         return Ok(());
     }
