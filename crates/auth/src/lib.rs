@@ -9,6 +9,7 @@ pub mod audit;
 pub mod directory;
 pub mod external;
 pub mod keys;
+pub mod ldap;
 pub mod local;
 pub mod oidc;
 pub mod password;

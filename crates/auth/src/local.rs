@@ -6,6 +6,8 @@ use std::time::Duration;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_store::{Store, StoreError};
 
+use crate::ldap::{LdapError, LdapLogin};
+use crate::oidc::login::LoginRefusal;
 use crate::password::PasswordHasher;
 use crate::throttle::{AttemptKeys, LoginThrottle};
 
@@ -17,6 +19,9 @@ pub enum LoginError {
     Rejected { reason: &'static str },
     #[error("too many attempts; retry in {} s", retry_after.as_secs())]
     Throttled { retry_after: Duration },
+    /// The LDAP directory could not be asked.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -25,6 +30,8 @@ pub struct LocalLogin {
     store: Arc<dyn Store>,
     hasher: PasswordHasher,
     throttle: LoginThrottle,
+    /// Accounts without a local password are checked against the directory, when there is one.
+    ldap: Option<Arc<LdapLogin>>,
 }
 
 impl LocalLogin {
@@ -33,7 +40,15 @@ impl LocalLogin {
             store,
             hasher,
             throttle,
+            ldap: None,
         }
+    }
+
+    /// Also signs in accounts from an LDAP directory (those without a local password), with the
+    /// same form, the same throttling and the same generic error.
+    pub fn with_ldap(mut self, ldap: Option<Arc<LdapLogin>>) -> Self {
+        self.ldap = ldap;
+        self
     }
 
     pub fn hasher(&self) -> &PasswordHasher {
@@ -67,6 +82,22 @@ impl LocalLogin {
         }
         let found = self.store.user_with_password(login).await?;
         let hash = found.as_ref().and_then(|(_, hash)| hash.as_deref());
+        if let (None, Some(ldap)) = (hash, &self.ldap) {
+            return ldap
+                .authenticate(login, password)
+                .await
+                .map_err(|e| match e {
+                    LdapError::Rejected(reason) => LoginError::Rejected { reason },
+                    LdapError::Unavailable(message) => LoginError::Unavailable(message),
+                    LdapError::Refused(LoginRefusal::Store(e)) => LoginError::Store(e),
+                    LdapError::Refused(LoginRefusal::NotActive) => LoginError::Rejected {
+                        reason: "account_not_active",
+                    },
+                    LdapError::Refused(_) => LoginError::Rejected {
+                        reason: "ldap_identity_refused",
+                    },
+                });
+        }
         // Always spend one verification, even for unknown accounts (timing must not tell).
         let password_ok = self.hasher.verify(hash, password).await;
         match found {

@@ -11,6 +11,7 @@ use portcullis_auth::assertion::Assertions;
 use portcullis_auth::directory::Directory;
 use portcullis_auth::external::ExternalAuth;
 use portcullis_auth::keys::KeyRing;
+use portcullis_auth::ldap::LdapLogin;
 use portcullis_auth::oidc::refresh::ProviderRefresher;
 use portcullis_auth::oidc::{FlowManager, Providers};
 use portcullis_auth::seal::Sealer;
@@ -89,6 +90,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         local.base_backoff,
         local.max_backoff,
     );
+    let ldap = match &config.ldap {
+        Some(ldap) => Some(Arc::new(
+            LdapLogin::new(ldap.clone(), store.clone(), clock.clone())
+                .context("setting up LDAP sign-in")?,
+        )),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new());
     let keys = Arc::new(KeyRing::new(store.clone(), clock.clone()));
     keys.reload().await.context("loading API keys")?;
@@ -151,7 +159,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         store: store.clone(),
         clock: clock.clone(),
         sessions: sessions.clone(),
-        local_login: Arc::new(LocalLogin::new(store.clone(), hasher, throttle)),
+        local_login: Arc::new(LocalLogin::new(store.clone(), hasher, throttle).with_ldap(ldap)),
         setup,
         gateway,
         metrics,

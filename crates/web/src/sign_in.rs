@@ -233,6 +233,22 @@ pub async fn submit(
             }
             response
         }
+        Err(LoginError::Unavailable(message)) => {
+            state.metrics.sign_in("failure");
+            state
+                .audit
+                .record(audit_failure("directory_unavailable"))
+                .await;
+            tracing::warn!(error = %message, "LDAP sign-in failed: the directory is unavailable");
+            let failure = Failure::new(
+                FailureKind::UpstreamUnavailable,
+                "The sign-in directory cannot be reached right now.",
+            )
+            .with_hint(
+                "try again in a moment; if it persists, tell the operator (the log says why)",
+            );
+            respond::failure(&failure, true)
+        }
         Err(LoginError::Store(e)) => respond::failure(&Failure::from(e), true).into_response(),
     }
 }

@@ -96,6 +96,67 @@ pub struct PocketBaseConfig {
     pub link_by_email: bool,
 }
 
+/// Sign-in against an LDAP directory (OpenLDAP, Active Directory, FreeIPA…) with the same form as
+/// local accounts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldaps://host:636`, or `ldap://host:389` with `starttls = true`.
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS before sending any password.
+    #[serde(default)]
+    pub starttls: bool,
+    /// A CA certificate (PEM) to trust instead of the system's, for a private directory CA.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The service account that searches for users.
+    pub bind_dn: String,
+    pub bind_password: String,
+    pub user_base: String,
+    /// `{login}` is replaced by the escaped login name.
+    #[serde(default = "default_ldap_user_filter")]
+    pub user_filter: String,
+    #[serde(default = "default_ldap_username")]
+    pub username_attribute: String,
+    #[serde(default = "default_ldap_email")]
+    pub email_attribute: String,
+    #[serde(default = "default_ldap_name")]
+    pub name_attribute: String,
+    /// Search groups under this base (`group_filter`); unset: read the user's `memberOf`.
+    #[serde(default)]
+    pub group_base: Option<String>,
+    /// `{dn}` is replaced by the escaped user DN.
+    #[serde(default = "default_ldap_group_filter")]
+    pub group_filter: String,
+    #[serde(default = "default_ldap_name_attr")]
+    pub group_name_attribute: String,
+    /// Members of these groups get the admin role (checked at every sign-in).
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+    /// Plain `ldap://` without StartTLS sends passwords in the clear: only with this set.
+    #[serde(default)]
+    pub allow_insecure: bool,
+}
+
+fn default_ldap_user_filter() -> String {
+    "(&(objectClass=person)(|(uid={login})(mail={login})))".into()
+}
+fn default_ldap_username() -> String {
+    "uid".into()
+}
+fn default_ldap_email() -> String {
+    "mail".into()
+}
+fn default_ldap_name() -> String {
+    "cn".into()
+}
+fn default_ldap_group_filter() -> String {
+    "(|(member={dn})(uniqueMember={dn}))".into()
+}
+fn default_ldap_name_attr() -> String {
+    "cn".into()
+}
+
 fn default_pocketbase_collection() -> String {
     "users".into()
 }
@@ -198,6 +259,27 @@ pub(super) fn validate(config: &Config, push: &mut impl FnMut(String, String)) {
                     ),
                 );
             }
+        }
+    }
+    if let Some(l) = &config.ldap {
+        let key = |field: &str| format!("ldap.{field}");
+        let secure = l.url.starts_with("ldaps://") || (l.url.starts_with("ldap://") && l.starttls);
+        if !(l.url.starts_with("ldap://") || l.url.starts_with("ldaps://")) {
+            push(
+                key("url"),
+                format!("{:?} must start with ldap:// or ldaps://", l.url),
+            );
+        } else if !secure && !l.allow_insecure {
+            push(
+                key("starttls"),
+                "ldap:// without StartTLS would send passwords in the clear; use ldaps://, set starttls = true, or allow_insecure = true for a local test directory".into(),
+            );
+        }
+        if !l.user_filter.contains("{login}") {
+            push(key("user_filter"), "must contain {login}".into());
+        }
+        if l.group_base.is_some() && !l.group_filter.contains("{dn}") {
+            push(key("group_filter"), "must contain {dn}".into());
         }
     }
     for (i, p) in config.pocketbase.iter().enumerate() {

@@ -85,6 +85,9 @@ pub struct Config {
     /// PocketBase auth tokens accepted as `Authorization: Bearer` (verified by introspection).
     #[serde(default)]
     pub pocketbase: Vec<PocketBaseConfig>,
+    /// Sign-in against an LDAP directory, through the same form as local accounts.
+    #[serde(default)]
+    pub ldap: Option<LdapConfig>,
     /// Key (32 bytes, base64url) that encrypts provider tokens kept server-side. Unset: a key is
     /// generated on first start and kept in `data_dir/token.key`.
     #[serde(default)]
@@ -431,6 +434,7 @@ impl Default for Config {
             trusted_identity: Vec::new(),
             bearer_tokens: Vec::new(),
             pocketbase: Vec::new(),
+            ldap: None,
             token_key: None,
             allowed_redirect_hosts: Vec::new(),
         }

@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod fake_idp;
 pub mod idp;
+pub mod ldap;
 pub mod upstream;
 
 use std::sync::Arc;
