@@ -10,11 +10,19 @@ use common::{Harness, received};
 use reqwest::StatusCode;
 
 fn config(slapd: &ldap::Slapd, bind_password: &str) -> String {
+    config_with(
+        slapd,
+        bind_password,
+        &format!("group_base = 'ou=groups,{BASE}'\n"),
+    )
+}
+
+fn config_with(slapd: &ldap::Slapd, bind_password: &str, groups: &str) -> String {
     format!(
         "[[apps]]\nname = 'chat'\nupstream = '{{upstream}}'\nidentity_headers = {{ profile = 'forwarded' }}\n\
          [ldap]\nurl = '{url}'\nstarttls = true\nca_file = '{ca}'\n\
          bind_dn = '{SERVICE_DN}'\nbind_password = '{bind_password}'\n\
-         user_base = 'ou=people,{BASE}'\ngroup_base = 'ou=groups,{BASE}'\n\
+         user_base = 'ou=people,{BASE}'\n{groups}\
          admin_groups = ['ldap-admins']\n",
         url = slapd.url,
         ca = slapd.ca_file,
@@ -94,5 +102,16 @@ async fn an_unreachable_or_misconfigured_directory_says_so() {
     );
     // Local accounts keep working when the directory does not.
     assert!(h.sign_in("admin", common::ADMIN_PASSWORD).await.is_ok());
+    h.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn groups_can_come_from_member_of() {
+    let slapd = ldap::start().await;
+    let h = Harness::start(&config_with(&slapd, SERVICE_PASSWORD, "")).await;
+    h.setup_admin().await;
+    let cookie = h.sign_in("bob", "bob-ldap-pw").await.unwrap();
+    let echo = h.echo("/models", &cookie).await;
+    assert_eq!(received(&echo, "x-forwarded-groups"), ["ldap-admins,staff"]);
     h.running.shutdown().await;
 }

@@ -51,6 +51,7 @@ cn: Alice Liddell
 sn: Liddell
 mail: alice@example.com
 userPassword: alice-ldap-pw
+memberOf: cn=staff,ou=groups,dc=example,dc=com
 
 dn: uid=bob,ou=people,dc=example,dc=com
 objectClass: inetOrgPerson
@@ -59,6 +60,8 @@ cn: Bob Builder
 sn: Builder
 mail: bob@example.com
 userPassword: bob-ldap-pw
+memberOf: cn=staff,ou=groups,dc=example,dc=com
+memberOf: cn=ldap-admins,ou=groups,dc=example,dc=com
 
 dn: cn=staff,ou=groups,dc=example,dc=com
 objectClass: groupOfNames
@@ -156,13 +159,15 @@ pub async fn start() -> Slapd {
          include /etc/ldap/schema/cosine.schema\n\
          include /etc/ldap/schema/inetorgperson.schema\n\
          pidfile {dir}/slapd.pid\n\
-         modulepath /usr/lib/ldap\nmoduleload back_mdb\n\
+         modulepath /usr/lib/ldap\nmoduleload back_mdb\nmoduleload memberof\n\
          TLSCACertificateFile {dir}/ca.pem\nTLSCertificateFile {dir}/server.pem\n\
          TLSCertificateKeyFile {dir}/server.key\n\
          # Nothing but StartTLS: a plain-text bind would be refused.\n\
          security tls=1\n\
          database mdb\nsuffix \"{BASE}\"\nrootdn \"cn=admin,{BASE}\"\nrootpw admin-secret\n\
          directory {dir}/db\n\
+         # memberOf, as Active Directory and most OpenLDAP setups publish it.\n\
+         overlay memberof\n\
          access to attrs=userPassword by anonymous auth by * none\n\
          access to * by * read\n",
         dir = d.display()
