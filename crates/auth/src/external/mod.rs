@@ -24,7 +24,7 @@ use portcullis_core::claims::{ClaimMapping, Preset, map_claims};
 use portcullis_core::config::{
     BearerIssuerConfig, Config, TrustedIdentityConfig, TrustedIdentityKind,
 };
-use portcullis_core::{Clock, Failure, FailureKind, Identity};
+use portcullis_core::{Clock, Failure, FailureKind, Identity, Timestamp};
 use portcullis_store::Store;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -245,33 +245,7 @@ impl ExternalAuth {
                 return cached.map(Some);
             }
             let now = self.clock.now();
-            let claims = match &source.check {
-                OuterCheck::Header => serde_json::json!({
-                    "sub": value,
-                    "preferred_username": value,
-                    "email": header_text(headers, c.email_header.as_deref().unwrap_or_default()),
-                    "email_verified": true,
-                    "name": header_text(headers, c.name_header.as_deref().unwrap_or_default()),
-                    "groups": header_text(headers, c.groups_header.as_deref().unwrap_or_default())
-                        .map(|g| g.split(',').map(str::trim).filter(|g| !g.is_empty()).collect::<Vec<_>>())
-                        .unwrap_or_default(),
-                }),
-                OuterCheck::Alb(keys) => keys.verify(value, c.signer.as_deref(), now).await?,
-                OuterCheck::Jwt {
-                    keys,
-                    issuer,
-                    audience,
-                    algorithms,
-                } => {
-                    let expect = jwt::Expect {
-                        issuer,
-                        audiences: std::slice::from_ref(audience),
-                        algorithms,
-                        now,
-                    };
-                    jwt::verify(value, keys, &expect).await?
-                }
-            };
+            let claims = source.verified_claims(value, headers, now).await?;
             let identity_source = IdentitySource {
                 id: &c.id,
                 link_by_email: false,
@@ -417,6 +391,47 @@ impl ExternalAuth {
             .map_err(|e| ExternalError::Rejected(format!("the identity cannot be mapped: {e}")))?;
         let (user, _) = resolve_user(&self.store, &self.clock, source, issuer, &mapped).await?;
         Ok((Arc::new(user.identity()), user.id))
+    }
+}
+
+impl Outer {
+    /// The claims this proxy vouches for in `value` (its header), once checked.
+    async fn verified_claims(
+        &self,
+        value: &str,
+        headers: &HeaderMap,
+        now: Timestamp,
+    ) -> Result<Value, ExternalError> {
+        let c = &self.config;
+        let extra =
+            |name: &Option<String>| header_text(headers, name.as_deref().unwrap_or_default());
+        match &self.check {
+            OuterCheck::Header => Ok(serde_json::json!({
+                "sub": value,
+                "preferred_username": value,
+                "email": extra(&c.email_header),
+                "email_verified": true,
+                "name": extra(&c.name_header),
+                "groups": extra(&c.groups_header)
+                    .map(|g| g.split(',').map(str::trim).filter(|g| !g.is_empty()).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            })),
+            OuterCheck::Alb(keys) => keys.verify(value, c.signer.as_deref(), now).await,
+            OuterCheck::Jwt {
+                keys,
+                issuer,
+                audience,
+                algorithms,
+            } => {
+                let expect = jwt::Expect {
+                    issuer,
+                    audiences: std::slice::from_ref(audience),
+                    algorithms,
+                    now,
+                };
+                jwt::verify(value, keys, &expect).await
+            }
+        }
     }
 }
 
