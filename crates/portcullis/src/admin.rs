@@ -76,6 +76,41 @@ pub enum UserCommand {
 }
 
 #[derive(Subcommand)]
+pub enum OutboxCommand {
+    /// Deliveries in a state, oldest first (default: dead letters).
+    List {
+        #[arg(long, default_value = "dead", value_parser = ["dead", "pending", "delivered", "discarded"])]
+        state: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Try dead letters again now: one (`--sink S --seq N`) or all (`--all`).
+    Retry(OutboxTarget),
+    /// Give dead letters up for good: one or all.
+    Discard(OutboxTarget),
+}
+
+#[derive(clap::Args)]
+pub struct OutboxTarget {
+    #[arg(long, requires = "seq", conflicts_with = "all")]
+    sink: Option<String>,
+    #[arg(long, requires = "sink")]
+    seq: Option<i64>,
+    #[arg(long)]
+    all: bool,
+}
+
+impl OutboxTarget {
+    fn which(&self) -> Result<Option<(&str, i64)>, String> {
+        match (&self.sink, self.seq, self.all) {
+            (Some(sink), Some(seq), false) => Ok(Some((sink.as_str(), seq))),
+            (None, None, true) => Ok(None),
+            _ => Err("name one delivery with --sink and --seq, or all with --all".into()),
+        }
+    }
+}
+
+#[derive(Subcommand)]
 pub enum SigningKeyCommand {
     /// Start signing assertions with a new key. The old key stays published at
     /// /.well-known/jwks.json until its last assertion has expired; every running process
@@ -327,5 +362,73 @@ async fn run_signing_keys(config: &Config, command: SigningKeyCommand) -> Result
         "assertions are now signed with key {kid}; the previous key stays published for {} more minutes",
         portcullis_auth::assertion::MAX_LIFETIME.as_secs() / 60 + 1
     );
+    Ok(())
+}
+
+pub fn outbox(config: &Config, command: OutboxCommand) -> ExitCode {
+    finish(runtime().and_then(|rt| rt.block_on(run_outbox(config, command))))
+}
+
+async fn run_outbox(config: &Config, command: OutboxCommand) -> Result<(), String> {
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.data_dir)
+            .await
+            .map_err(|e| format!("opening the store in {}: {e}", config.data_dir.display()))?,
+    );
+    let now = SystemClock.now();
+    let audit = |action: &'static str, what: String| {
+        let store = store.clone();
+        async move {
+            let actor = actor();
+            Audit::new(store, Arc::new(SystemClock))
+                .record(Entry {
+                    action,
+                    success: true,
+                    actor: Some(&actor.id),
+                    subject: Some(&what),
+                    reason: None,
+                    client_ip: actor.client_ip.clone(),
+                })
+                .await;
+        }
+    };
+    match command {
+        OutboxCommand::List { state, limit } => {
+            let rows = store
+                .deliveries_in(&state, limit)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("SINK\tSEQ\tUSER\tEVENT\tATTEMPTS\tLAST ERROR");
+            for d in rows {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    d.sink,
+                    d.seq,
+                    d.user_id,
+                    d.kind,
+                    d.attempts,
+                    d.last_error.unwrap_or_default()
+                );
+            }
+        }
+        OutboxCommand::Retry(target) => {
+            let which = target.which()?;
+            let n = store
+                .retry_dead(which, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            audit("outbox_retried", format!("{n} dead letter(s)")).await;
+            eprintln!("{n} dead letter(s) will be delivered again by the running server");
+        }
+        OutboxCommand::Discard(target) => {
+            let which = target.which()?;
+            let n = store
+                .discard_dead(which, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            audit("outbox_discarded", format!("{n} dead letter(s)")).await;
+            eprintln!("{n} dead letter(s) discarded");
+        }
+    }
     Ok(())
 }

@@ -38,6 +38,9 @@ enum Command {
     /// Manage API keys: create, revoke, list.
     #[command(subcommand)]
     Key(admin::KeyCommand),
+    /// The provisioning outbox: list dead letters, retry or discard them.
+    #[command(subcommand)]
+    Outbox(admin::OutboxCommand),
     /// Manage the keys that sign identity assertions: rotate.
     #[command(subcommand)]
     Keys(admin::SigningKeyCommand),
@@ -51,6 +54,9 @@ fn main() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::User(command) => with_config(cli.config.as_deref(), |c| admin::user(c, command)),
         Command::Key(command) => with_config(cli.config.as_deref(), |c| admin::key(c, command)),
+        Command::Outbox(command) => {
+            with_config(cli.config.as_deref(), |c| admin::outbox(c, command))
+        }
         Command::Keys(command) => {
             with_config(cli.config.as_deref(), |c| admin::signing_keys(c, command))
         }

@@ -19,6 +19,7 @@ use portcullis_auth::watch::ChangeWatcher;
 use portcullis_auth::{LocalLogin, LoginThrottle, PasswordHasher, SessionManager, SetupToken};
 use portcullis_core::Clock;
 use portcullis_core::config::{Config, LogFormat, WHOAMI_UPSTREAM};
+use portcullis_provision::{ProvisionMetrics, Provisioner};
 use portcullis_proxy::forwarded::TrustedProxies;
 use portcullis_proxy::{Gateway, Metrics, RouteTable};
 use portcullis_store::{SqliteStore, Store};
@@ -97,7 +98,23 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         )),
         None => None,
     };
-    let metrics = Arc::new(Metrics::new());
+    let provision_metrics = Arc::new(ProvisionMetrics::default());
+    let mut metrics = Metrics::new();
+    provision_metrics.register(metrics.registry_mut());
+    let metrics = Arc::new(metrics);
+    let provisioner = Arc::new(Provisioner::new(
+        store.clone(),
+        clock.clone(),
+        portcullis_provision::targets(
+            &config,
+            &reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .context("building the HTTP client for provisioning")?,
+        ),
+        config.provisioning.clone(),
+        provision_metrics,
+    ));
     let keys = Arc::new(KeyRing::new(store.clone(), clock.clone()));
     keys.reload().await.context("loading API keys")?;
     let assertions = if config.assertion.enabled {
@@ -183,6 +200,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let serve_state = state.clone();
     let sweeper = tokio::spawn(sweep_sessions(sessions));
     let watching = tokio::spawn(watcher.run());
+    // Delivery runs beside the request path: a sink that is down never slows sign-in.
+    let provisioning = (!provisioner.is_empty()).then(|| tokio::spawn(provisioner.run()));
     let task = tokio::spawn(async move {
         let signal = async {
             let _ = shutdown_rx.await;
@@ -190,6 +209,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         portcullis_web::serve(listener, serve_state, signal, grace).await;
         sweeper.abort();
         watching.abort();
+        if let Some(provisioning) = provisioning {
+            provisioning.abort();
+        }
     });
     Ok(Running {
         addr,

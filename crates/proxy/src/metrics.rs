@@ -85,6 +85,11 @@ impl Metrics {
             .inc();
     }
 
+    /// For other parts (provisioning) to register their metrics before serving starts.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();

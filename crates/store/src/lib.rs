@@ -103,6 +103,31 @@ impl ChangeKind {
     }
 }
 
+/// One delivery of a provisioning event to one sink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub seq: i64,
+    pub sink: String,
+    pub user_id: String,
+    /// `user_created`, `user_updated`, `user_disabled`, `user_enabled`, `role_changed`,
+    /// `groups_changed`, `user_deleted`.
+    pub kind: String,
+    /// `pending`, `delivered`, `dead` or `discarded`.
+    pub state: String,
+    pub attempts: u32,
+    pub created_at: Timestamp,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+}
+
+/// The outbox at a glance, for metrics and `/ready`-independent health.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub pending: u64,
+    pub oldest_pending: Option<Timestamp>,
+    pub dead: u64,
+}
+
 /// A key that signs identity assertions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredSigningKey {
@@ -273,6 +298,51 @@ pub trait Store: Send + Sync + 'static {
     async fn latest_change(&self) -> Result<i64, StoreError>;
     /// Deletes every session of a user; returns their id hashes.
     async fn delete_user_sessions(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Copies new outbox events into `deliveries`, one row per sink; returns how many rows.
+    async fn fan_out(&self, sinks: &[String]) -> Result<u64, StoreError>;
+    /// Pending deliveries that are due, the oldest per (sink, user) only.
+    async fn due_deliveries(&self, now: Timestamp, limit: u32)
+    -> Result<Vec<Delivery>, StoreError>;
+    /// The newest pending delivery of this user to this sink (read before the user's state, so
+    /// that delivering that state covers every event up to it).
+    async fn latest_pending_seq(
+        &self,
+        sink: &str,
+        user_id: &str,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Marks every pending delivery of this user and sink up to `seq` delivered.
+    async fn delivered(
+        &self,
+        sink: &str,
+        user_id: &str,
+        up_to_seq: i64,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Records a failed attempt: a retry at `next_attempt_at`, or dead when `dead`.
+    async fn delivery_failed(
+        &self,
+        sink: &str,
+        seq: i64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> Result<(), StoreError>;
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
+    /// Deliveries in a state (`dead`, `pending`…), oldest first.
+    async fn deliveries_in(&self, state: &str, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+    /// Dead deliveries back to pending, due now (all, or one `(sink, seq)`); returns how many.
+    async fn retry_dead(
+        &self,
+        which: Option<(&str, i64)>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+    /// Dead deliveries given up for good (all, or one); returns how many.
+    async fn discard_dead(
+        &self,
+        which: Option<(&str, i64)>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
 
     /// Every signing key, newest first.
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError>;

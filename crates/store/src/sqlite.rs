@@ -15,8 +15,8 @@ use sqlx::sqlite::{
 };
 
 use crate::{
-    AuditEvent, AuthFlow, Change, ChangeKind, GroupSummary, LinkedIdentity, NewUser, Store,
-    StoreError, StoredKey, StoredSigningKey,
+    AuditEvent, AuthFlow, Change, ChangeKind, Delivery, GroupSummary, LinkedIdentity, NewUser,
+    OutboxStats, Store, StoreError, StoredKey, StoredSigningKey,
 };
 
 pub struct SqliteStore {
@@ -102,6 +102,20 @@ fn user_from_row(row: &SqliteRow) -> Result<(User, Option<String>), StoreError> 
             .map(Timestamp),
     };
     Ok((user, row.try_get("password_hash")?))
+}
+
+fn delivery_from_row(row: &SqliteRow) -> Result<Delivery, StoreError> {
+    Ok(Delivery {
+        seq: row.try_get("seq")?,
+        sink: row.try_get("sink")?,
+        user_id: row.try_get("user_id")?,
+        kind: row.try_get("kind")?,
+        state: row.try_get("state")?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        created_at: Timestamp(row.try_get("created_at")?),
+        next_attempt_at: Timestamp(row.try_get("next_attempt_at")?),
+        last_error: row.try_get("last_error")?,
+    })
 }
 
 fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
@@ -389,6 +403,163 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn fan_out(&self, sinks: &[String]) -> Result<u64, StoreError> {
+        let mut added = 0;
+        for sink in sinks {
+            let result = sqlx::query(
+                "INSERT OR IGNORE INTO deliveries (seq, sink, user_id, kind, created_at, next_attempt_at) \
+                 SELECT seq, ?1, user_id, kind, at, at FROM outbox \
+                 WHERE seq > (SELECT coalesce(max(seq), 0) FROM deliveries WHERE sink = ?1) \
+                 ORDER BY seq LIMIT 10000",
+            )
+            .bind(sink)
+            .execute(&self.pool)
+            .await?;
+            added += result.rows_affected();
+        }
+        Ok(added)
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.* FROM deliveries d WHERE d.state = 'pending' AND d.next_attempt_at <= ? \
+             AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.sink = d.sink AND e.user_id = d.user_id \
+                             AND e.state = 'pending' AND e.seq < d.seq) \
+             ORDER BY d.seq LIMIT ?",
+        )
+        .bind(now.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn latest_pending_seq(
+        &self,
+        sink: &str,
+        user_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT max(seq) FROM deliveries WHERE sink = ? AND user_id = ? AND state = 'pending'",
+        )
+        .bind(sink)
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn delivered(
+        &self,
+        sink: &str,
+        user_id: &str,
+        up_to_seq: i64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET state = 'delivered', finished_at = ?, attempts = attempts + 1 \
+             WHERE sink = ? AND user_id = ? AND state = 'pending' AND seq <= ?",
+        )
+        .bind(now.0)
+        .bind(sink)
+        .bind(user_id)
+        .bind(up_to_seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delivery_failed(
+        &self,
+        sink: &str,
+        seq: i64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        dead: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, \
+             state = CASE WHEN ? THEN 'dead' ELSE state END WHERE sink = ? AND seq = ?",
+        )
+        .bind(error)
+        .bind(next_attempt_at.0)
+        .bind(dead)
+        .bind(sink)
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM deliveries WHERE state = 'pending') AS pending, \
+                    (SELECT min(created_at) FROM deliveries WHERE state = 'pending') AS oldest, \
+                    (SELECT count(*) FROM deliveries WHERE state = 'dead') AS dead",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let count = |name: &str| -> Result<u64, StoreError> {
+            Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
+        };
+        Ok(OutboxStats {
+            pending: count("pending")?,
+            oldest_pending: row.try_get::<Option<i64>, _>("oldest")?.map(Timestamp),
+            dead: count("dead")?,
+        })
+    }
+
+    async fn deliveries_in(&self, state: &str, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM deliveries WHERE state = ? ORDER BY seq LIMIT ?")
+            .bind(state)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn retry_dead(
+        &self,
+        which: Option<(&str, i64)>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let (sink, seq) = which.unzip();
+        let result = sqlx::query(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, attempts = 0, \
+             created_at = ? WHERE state = 'dead' AND (? IS NULL OR (sink = ? AND seq = ?))",
+        )
+        .bind(now.0)
+        .bind(now.0)
+        .bind(sink)
+        .bind(sink)
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn discard_dead(
+        &self,
+        which: Option<(&str, i64)>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let (sink, seq) = which.unzip();
+        let result = sqlx::query(
+            "UPDATE deliveries SET state = 'discarded', finished_at = ? \
+             WHERE state = 'dead' AND (? IS NULL OR (sink = ? AND seq = ?))",
+        )
+        .bind(now.0)
+        .bind(sink)
+        .bind(sink)
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
         let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
             .fetch_all(&self.pool)
@@ -625,11 +796,19 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM group_members WHERE user_id = ? AND source = ?")
-            .bind(user_id)
-            .bind(source)
-            .execute(&mut *tx)
-            .await?;
+        // Only real changes touch rows (and so write provisioning events): memberships that
+        // stay are left alone, new ones are inserted, gone ones deleted.
+        let wanted = serde_json::to_string(groups)
+            .map_err(|e| StoreError::Corrupt(format!("group names: {e}")))?;
+        sqlx::query(
+            "DELETE FROM group_members WHERE user_id = ? AND source = ? \
+             AND group_name NOT IN (SELECT value FROM json_each(?))",
+        )
+        .bind(user_id)
+        .bind(source)
+        .bind(&wanted)
+        .execute(&mut *tx)
+        .await?;
         for group in groups {
             sqlx::query("INSERT OR IGNORE INTO groups (name, created_at) VALUES (?, ?)")
                 .bind(group)

@@ -20,7 +20,9 @@ use crate::profile::HeaderProfileConfig;
 use crate::session::SessionPolicy;
 
 mod external;
+mod provisioning;
 pub use external::*;
+pub use provisioning::*;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4180";
 /// The `upstream` value that selects the built-in header-echo app.
@@ -85,6 +87,11 @@ pub struct Config {
     /// PocketBase auth tokens accepted as `Authorization: Bearer` (verified by introspection).
     #[serde(default)]
     pub pocketbase: Vec<PocketBaseConfig>,
+    /// Where directory changes are delivered (Open WebUI, webhooks).
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+    #[serde(default)]
+    pub provisioning: ProvisioningConfig,
     /// Sign-in against an LDAP directory, through the same form as local accounts.
     #[serde(default)]
     pub ldap: Option<LdapConfig>,
@@ -435,6 +442,8 @@ impl Default for Config {
             bearer_tokens: Vec::new(),
             pocketbase: Vec::new(),
             ldap: None,
+            sinks: Vec::new(),
+            provisioning: ProvisioningConfig::default(),
             token_key: None,
             allowed_redirect_hosts: Vec::new(),
         }
@@ -745,6 +754,7 @@ impl Config {
             }
         }
         external::validate(self, &mut push);
+        provisioning::validate(self, &mut push);
         issues
     }
 }

@@ -75,7 +75,28 @@ impl Harness {
         Self::start_full(upstream, port, &extra).await
     }
 
+    /// Starts with an injected clock (for tests of expiry and give-up ages).
+    pub async fn start_with_clock(extra: &str, clock: Arc<dyn portcullis_core::Clock>) -> Harness {
+        let upstream = upstream::start().await;
+        Self::start_clocked(upstream, 0, extra, clock).await
+    }
+
     async fn start_full(upstream: Upstream, port: u16, extra: &str) -> Harness {
+        Self::start_clocked(
+            upstream,
+            port,
+            extra,
+            Arc::new(portcullis_core::SystemClock),
+        )
+        .await
+    }
+
+    async fn start_clocked(
+        upstream: Upstream,
+        port: u16,
+        extra: &str,
+        clock: Arc<dyn portcullis_core::Clock>,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("portcullis.toml");
         let toml = format!(
@@ -86,9 +107,7 @@ impl Harness {
         std::fs::write(&config_path, toml).unwrap();
         let (config, _) =
             portcullis::config::load(Some(&config_path)).unwrap_or_else(|e| panic!("{e}"));
-        let running = start(config, Arc::new(portcullis_core::SystemClock))
-            .await
-            .unwrap();
+        let running = start(config, clock).await.unwrap();
         let base = format!("http://{}", running.addr);
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -1,0 +1,140 @@
+//! Provisioning: where directory changes are delivered, and how hard delivery tries.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Config;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// JSON events signed the Standard Webhooks way.
+    Webhook,
+    /// Open WebUI's admin API (`POST /api/v1/auths/add`).
+    Openwebui,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Short name, used in metrics, the CLI and the admin UI.
+    pub id: String,
+    pub kind: SinkKind,
+    /// `webhook`: the endpoint; `openwebui`: Open WebUI's base URL.
+    pub url: String,
+    /// `webhook`: the signing secret, `whsec_` + base64 (Standard Webhooks).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// `openwebui`: an admin's API key or token.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// Deliver only users this app's access policy admits (unset: every user).
+    #[serde(default)]
+    pub app: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisioningConfig {
+    /// First retry delay; it doubles (with jitter) up to `retry_max`.
+    #[serde(default = "default_retry_base", with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(default = "default_retry_max", with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// An event still undelivered this long after it happened becomes a dead letter.
+    #[serde(default = "default_give_up", with = "humantime_serde")]
+    pub give_up_after: Duration,
+    /// Deliveries in flight at once (never two for the same user and sink).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for ProvisioningConfig {
+    fn default() -> Self {
+        ProvisioningConfig {
+            retry_base: default_retry_base(),
+            retry_max: default_retry_max(),
+            give_up_after: default_give_up(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+fn default_retry_base() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_retry_max() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_give_up() -> Duration {
+    Duration::from_secs(4 * 24 * 3600)
+}
+fn default_concurrency() -> usize {
+    16
+}
+
+pub(super) fn validate(config: &Config, push: &mut impl FnMut(String, String)) {
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, sink) in config.sinks.iter().enumerate() {
+        let key = |field: &str| format!("sinks[{i}].{field}");
+        if sink.id.is_empty()
+            || !sink
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            push(
+                key("id"),
+                format!("{:?} must be letters, digits, '-' or '_'", sink.id),
+            );
+        } else if !ids.insert(sink.id.clone()) {
+            push(key("id"), format!("{:?} names two sinks", sink.id));
+        }
+        if !(sink.url.starts_with("http://") || sink.url.starts_with("https://")) {
+            push(key("url"), format!("{:?} must be an http(s) URL", sink.url));
+        }
+        match sink.kind {
+            SinkKind::Webhook => {
+                let ok = sink.secret.as_deref().is_some_and(|s| {
+                    s.strip_prefix("whsec_").is_some_and(|b| {
+                        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b)
+                            .is_ok_and(|k| k.len() >= 24)
+                    })
+                });
+                if !ok {
+                    push(
+                        key("secret"),
+                        "a webhook needs a secret: whsec_ followed by at least 24 bytes in base64 (Standard Webhooks)".into(),
+                    );
+                }
+            }
+            SinkKind::Openwebui => {
+                if sink.admin_token.as_deref().is_none_or(str::is_empty) {
+                    push(
+                        key("admin_token"),
+                        "Open WebUI's admin API needs an admin's API key (Settings → Account → API keys)".into(),
+                    );
+                }
+            }
+        }
+        if let Some(app) = &sink.app
+            && !config.apps.iter().any(|a| &a.name == app)
+        {
+            push(key("app"), format!("no app is called {app:?}"));
+        }
+    }
+    let p = &config.provisioning;
+    if p.retry_base.is_zero() || p.retry_max < p.retry_base {
+        push(
+            "provisioning.retry_base".into(),
+            "must be above zero and at most retry_max".into(),
+        );
+    }
+    if p.concurrency == 0 {
+        push(
+            "provisioning.concurrency".into(),
+            "must be at least 1".into(),
+        );
+    }
+}

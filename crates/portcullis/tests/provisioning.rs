@@ -1,0 +1,294 @@
+//! Provisioning never loses a user: a webhook sink that is down during 1,000 sign-ups gets every
+//! one of them once it is back, even though the Portcullis process is killed (SIGKILL) in the
+//! middle of delivering; dead letters after the give-up age (an injected clock, no waiting) are
+//! delivered after `portcullis outbox retry`; signatures verify with the Standard Webhooks
+//! reference library.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use common::Harness;
+use common::idp::free_port;
+use portcullis_core::{ManualClock, Role, Timestamp};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+#[derive(Default)]
+struct Received {
+    up: AtomicBool,
+    delay_ms: AtomicU64,
+    users: Mutex<HashSet<String>>,
+    /// Every delivery as (webhook-id, webhook-timestamp, webhook-signature, body).
+    raw: Mutex<Vec<(String, String, String, String)>>,
+}
+
+/// A webhook receiver that can be down (503) or slow.
+async fn receiver() -> (String, Arc<Received>) {
+    async fn receive(
+        State(r): State<Arc<Received>>,
+        headers: http::HeaderMap,
+        body: String,
+    ) -> http::StatusCode {
+        if !r.up.load(Ordering::SeqCst) {
+            return http::StatusCode::SERVICE_UNAVAILABLE;
+        }
+        tokio::time::sleep(Duration::from_millis(r.delay_ms.load(Ordering::SeqCst))).await;
+        let text = |name: &str| headers[name].to_str().unwrap().to_owned();
+        let event: Value = serde_json::from_str(&body).unwrap();
+        if let Some(name) = event["data"]["user"]["username"].as_str() {
+            r.users.lock().await.insert(name.to_owned());
+        }
+        r.raw.lock().await.push((
+            text("webhook-id"),
+            text("webhook-timestamp"),
+            text("webhook-signature"),
+            body,
+        ));
+        http::StatusCode::NO_CONTENT
+    }
+    let received = Arc::new(Received::default());
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+fn sink_toml(url: &str) -> String {
+    format!(
+        "[[sinks]]\nid = 'hook'\nkind = 'webhook'\nurl = '{url}'\nsecret = '{SECRET}'\n\
+         [provisioning]\nretry_base = '1s'\nretry_max = '2s'\nconcurrency = 8\n"
+    )
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn cli(config: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn serve(config: &Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_until_listening(port: u16) {
+    wait_for(
+        "Portcullis to listen",
+        Duration::from_secs(20),
+        async || {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_outage_and_a_killed_process_lose_no_user() {
+    let (url, received) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = '127.0.0.1:{port}'\ndata_dir = '{}'\n{}",
+            dir.path().join("data").display(),
+            sink_toml(&url)
+        ),
+    )
+    .unwrap();
+    cli(&config, &["user", "add", "operator", "--role", "admin"]);
+    let key = cli(
+        &config,
+        &[
+            "key",
+            "create",
+            "--user",
+            "operator",
+            "--name",
+            "load",
+            "--app",
+            "portcullis-api",
+        ],
+    )
+    .trim()
+    .to_owned();
+
+    let mut server = serve(&config);
+    wait_until_listening(port).await;
+    // 1,000 sign-ups while the sink is down.
+    let http = reqwest::Client::new();
+    let api = format!("http://127.0.0.1:{port}/api/v1/users");
+    let names: Vec<String> = (0..1000).map(|i| format!("signup{i:04}")).collect();
+    for chunk in names.chunks(25) {
+        let calls = chunk.iter().map(|name| {
+            http.post(&api)
+                .header("x-api-key", &key)
+                .json(&json!({"username": name, "email": format!("{name}@example.com")}))
+                .send()
+        });
+        for response in futures_util::future::join_all(calls).await {
+            assert_eq!(response.unwrap().status(), reqwest::StatusCode::CREATED);
+        }
+    }
+    assert!(received.users.lock().await.is_empty(), "the sink was down");
+
+    // The sink comes back, slowly; the process is killed in the middle of delivering.
+    received.delay_ms.store(5, Ordering::SeqCst);
+    received.up.store(true, Ordering::SeqCst);
+    wait_for(
+        "the first deliveries",
+        Duration::from_secs(30),
+        async || received.users.lock().await.len() >= 100,
+    )
+    .await;
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    let at_kill = received.users.lock().await.len();
+    assert!(at_kill < 1001, "killed mid-delivery ({at_kill} delivered)");
+
+    let _server = serve(&config);
+    received.delay_ms.store(0, Ordering::SeqCst);
+    wait_for(
+        "every user at the sink",
+        Duration::from_secs(60),
+        async || received.users.lock().await.len() >= 1001,
+    )
+    .await;
+    let users = received.users.lock().await;
+    for name in &names {
+        assert!(users.contains(name), "{name} was lost");
+    }
+    assert!(users.contains("operator"));
+    drop(users);
+
+    // Retries carry the same idempotency key, so a receiver can drop the duplicates the kill
+    // may have caused.
+    let raw = received.raw.lock().await;
+    let ids: HashSet<&String> = raw.iter().map(|(id, ..)| id).collect();
+    assert!(ids.len() >= 1001);
+    let (id, timestamp, signature, body) = raw[0].clone();
+    drop(raw);
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc-provider/verify-webhook.mjs");
+    let verify = |body: String| {
+        let out = std::process::Command::new("node")
+            .arg(&script)
+            .args([SECRET, &id, &timestamp, &signature, &body])
+            .output()
+            .expect("node (scripts/install-test-deps)");
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let verified = verify(body.clone());
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert!(
+        verified["payload"]["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("user.")
+    );
+    let tampered = verify(body.replace("example.com", "evil.example"));
+    assert_eq!(tampered["ok"], false, "a changed body fails verification");
+}
+
+#[tokio::test]
+async fn dead_letters_after_the_give_up_age_then_retry_from_the_cli() {
+    let (url, received) = receiver().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let clock = ManualClock::at(Timestamp(now));
+    let h = Harness::start_with_clock(&sink_toml(&url), Arc::new(clock.clone())).await;
+    let store = h.running.state.store.clone();
+    h.add_user("zoe", Some("zoe@example.com"), None, Role::User, &["ops"])
+        .await;
+    wait_for("a failed attempt", Duration::from_secs(20), async || {
+        store
+            .deliveries_in("pending", 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.attempts > 0)
+    })
+    .await;
+
+    clock.advance(Duration::from_secs(5 * 24 * 3600));
+    wait_for("a dead letter", Duration::from_secs(20), async || {
+        store.outbox_stats().await.unwrap().dead > 0
+    })
+    .await;
+    let metrics = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("portcullis_provisioning_dead_letters ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    let config = h.dir.path().join("portcullis.toml");
+    let listed = cli(&config, &["outbox", "list"]);
+    assert!(
+        listed.contains("hook") && listed.contains("503"),
+        "{listed}"
+    );
+
+    received.up.store(true, Ordering::SeqCst);
+    cli(&config, &["outbox", "retry", "--all"]);
+    wait_for("zoe at the sink", Duration::from_secs(20), async || {
+        received.users.lock().await.contains("zoe")
+    })
+    .await;
+    wait_for("no dead letters", Duration::from_secs(20), async || {
+        store.outbox_stats().await.unwrap().dead == 0
+    })
+    .await;
+    h.running.shutdown().await;
+}
