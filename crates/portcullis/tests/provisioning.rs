@@ -112,7 +112,7 @@ fn serve(config: &Path) -> tokio::process::Child {
 async fn wait_until_listening(port: u16) {
     wait_for(
         "Portcullis to listen",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         async || {
             tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
@@ -243,7 +243,7 @@ async fn dead_letters_after_the_give_up_age_then_retry_from_the_cli() {
     let store = h.running.state.store.clone();
     h.add_user("zoe", Some("zoe@example.com"), None, Role::User, &["ops"])
         .await;
-    wait_for("a failed attempt", Duration::from_secs(20), async || {
+    wait_for("a failed attempt", Duration::from_secs(60), async || {
         store
             .deliveries_in("pending", 10)
             .await
@@ -254,7 +254,7 @@ async fn dead_letters_after_the_give_up_age_then_retry_from_the_cli() {
     .await;
 
     clock.advance(Duration::from_secs(5 * 24 * 3600));
-    wait_for("a dead letter", Duration::from_secs(20), async || {
+    wait_for("a dead letter", Duration::from_secs(60), async || {
         store.outbox_stats().await.unwrap().dead > 0
     })
     .await;
@@ -282,11 +282,11 @@ async fn dead_letters_after_the_give_up_age_then_retry_from_the_cli() {
 
     received.up.store(true, Ordering::SeqCst);
     cli(&config, &["outbox", "retry", "--all"]);
-    wait_for("zoe at the sink", Duration::from_secs(20), async || {
+    wait_for("zoe at the sink", Duration::from_secs(60), async || {
         received.users.lock().await.contains("zoe")
     })
     .await;
-    wait_for("no dead letters", Duration::from_secs(20), async || {
+    wait_for("no dead letters", Duration::from_secs(60), async || {
         store.outbox_stats().await.unwrap().dead == 0
     })
     .await;

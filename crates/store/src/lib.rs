@@ -304,14 +304,15 @@ pub trait Store: Send + Sync + 'static {
     /// Pending deliveries that are due, the oldest per (sink, user) only.
     async fn due_deliveries(&self, now: Timestamp, limit: u32)
     -> Result<Vec<Delivery>, StoreError>;
-    /// The newest pending delivery of this user to this sink (read before the user's state, so
-    /// that delivering that state covers every event up to it).
+    /// The newest undelivered (pending or dead) delivery of this user to this sink, read before
+    /// the user's state, so that delivering that state covers every event up to it.
     async fn latest_pending_seq(
         &self,
         sink: &str,
         user_id: &str,
     ) -> Result<Option<i64>, StoreError>;
-    /// Marks every pending delivery of this user and sink up to `seq` delivered.
+    /// Marks every pending or dead delivery of this user and sink up to `seq` delivered: the sink
+    /// has the user's state as of then, which supersedes those events.
     async fn delivered(
         &self,
         sink: &str,

@@ -444,7 +444,7 @@ impl Store for SqliteStore {
         user_id: &str,
     ) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT max(seq) FROM deliveries WHERE sink = ? AND user_id = ? AND state = 'pending'",
+            "SELECT max(seq) FROM deliveries WHERE sink = ? AND user_id = ? AND state IN ('pending', 'dead')",
         )
         .bind(sink)
         .bind(user_id)
@@ -461,7 +461,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE deliveries SET state = 'delivered', finished_at = ?, attempts = attempts + 1 \
-             WHERE sink = ? AND user_id = ? AND state = 'pending' AND seq <= ?",
+             WHERE sink = ? AND user_id = ? AND state IN ('pending', 'dead') AND seq <= ?",
         )
         .bind(now.0)
         .bind(sink)
@@ -1085,6 +1085,57 @@ mod tests {
             status: UserStatus::Active,
             password_hash: Some("hash".into()),
         }
+    }
+
+    #[tokio::test]
+    async fn every_change_writes_an_outbox_event_and_deliveries_follow_user_order() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let now = Timestamp(100);
+        store
+            .create_user(new_user("u1", "ann", Role::User), now)
+            .await
+            .unwrap();
+        store
+            .create_user(new_user("u2", "ben", Role::User), now)
+            .await
+            .unwrap();
+        store.add_to_group("u1", "ops", now).await.unwrap();
+        store.set_role("u1", Role::Admin, now).await.unwrap();
+        store.set_role("u1", Role::Admin, now).await.unwrap(); // no change, no event
+        store
+            .sync_groups("u2", "provider:x", &["a".into(), "b".into()], now)
+            .await
+            .unwrap();
+        store
+            .sync_groups("u2", "provider:x", &["a".into(), "b".into()], now)
+            .await
+            .unwrap(); // unchanged memberships write nothing
+        assert_eq!(store.fan_out(&["hook".into()]).await.unwrap(), 6);
+        assert_eq!(
+            store.fan_out(&["hook".into()]).await.unwrap(),
+            0,
+            "once only"
+        );
+        let far = Timestamp(i64::MAX / 2);
+        let due = store.due_deliveries(far, 100).await.unwrap();
+        let firsts: Vec<(&str, &str)> = due
+            .iter()
+            .map(|d| (d.user_id.as_str(), d.kind.as_str()))
+            .collect();
+        assert_eq!(
+            firsts,
+            [("u1", "user_created"), ("u2", "user_created")],
+            "oldest per user only"
+        );
+        let up_to = store
+            .latest_pending_seq("hook", "u1")
+            .await
+            .unwrap()
+            .unwrap();
+        store.delivered("hook", "u1", up_to, now).await.unwrap();
+        let due = store.due_deliveries(far, 100).await.unwrap();
+        assert_eq!(due.len(), 1, "u1's state covered all three of its events");
+        assert_eq!(store.outbox_stats().await.unwrap().pending, 3);
     }
 
     #[tokio::test]
