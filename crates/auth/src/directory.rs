@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use portcullis_core::user::{User, UserStatus, validate_username};
 use portcullis_core::{Clock, Role};
-use portcullis_store::{ChangeKind, NewUser, Store, StoreError, StoredKey};
+use portcullis_store::{ChangeKind, LinkedIdentity, NewUser, Store, StoreError, StoredKey};
 
 use crate::audit::{Actor, Audit, Entry};
 use crate::keys;
@@ -21,6 +21,9 @@ pub enum DirectoryError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// The issuer under which pre-provisioned users' external ids are linked.
+pub const EXTERNAL_ISSUER: &str = "external";
 
 pub struct Directory {
     store: Arc<dyn Store>,
@@ -117,6 +120,44 @@ impl Directory {
         )
         .await?;
         Ok(user)
+    }
+
+    /// Pre-provisioning: the user keyed by `external_id` (e.g. a Cognito `sub`) or by email if
+    /// one exists, else a new one. Calling it again with the same key changes nothing, so a
+    /// sign-up hook that retries cannot create duplicates. Returns the user and whether it is new.
+    pub async fn ensure_user(
+        &self,
+        new: AddUser,
+        external_id: Option<&str>,
+        actor: &Actor,
+    ) -> Result<(User, bool), DirectoryError> {
+        if let Some(external) = external_id
+            && let Some(user) = self
+                .store
+                .user_by_identity(EXTERNAL_ISSUER, external)
+                .await?
+        {
+            return Ok((user, false));
+        }
+        let existing = match &new.email {
+            Some(email) => self.store.user_by_email(email).await?,
+            None => None,
+        };
+        let (user, created) = match existing {
+            Some(user) => (user, false),
+            None => (self.add_user(new, actor).await?, true),
+        };
+        if let Some(external) = external_id {
+            let link = LinkedIdentity {
+                issuer: EXTERNAL_ISSUER.to_owned(),
+                subject: external.to_owned(),
+                user_id: user.id.clone(),
+                provider: "api".to_owned(),
+                email: user.email.clone(),
+            };
+            self.store.link_identity(&link, self.clock.now()).await?;
+        }
+        Ok((user, created))
     }
 
     pub async fn find_users(

@@ -123,6 +123,34 @@ async fn admin_api_authorisation_validation_and_effects() {
             "{bad}: {body}"
         );
     }
+
+    // Pre-provisioning is idempotent: keyed by external id, or by email.
+    let signup =
+        json!({"username": "fay", "email": "fay@example.com", "external_id": "cognito-sub-1"});
+    let (status, first) = admin
+        .call(Method::POST, "/api/v1/users", Some(signup.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, again) = admin
+        .call(Method::POST, "/api/v1/users", Some(signup))
+        .await;
+    assert_eq!(
+        (status, &again["id"]),
+        (StatusCode::OK, &first["id"]),
+        "a retried hook"
+    );
+    let by_email = json!({"username": "fay2", "email": "FAY@example.com"});
+    let (status, same) = admin
+        .call(Method::POST, "/api/v1/users", Some(by_email))
+        .await;
+    assert_eq!(
+        (status, &same["id"]),
+        (StatusCode::OK, &first["id"]),
+        "keyed by email"
+    );
+    let by_id = json!({"username": "other", "external_id": "cognito-sub-1"});
+    let (status, same) = admin.call(Method::POST, "/api/v1/users", Some(by_id)).await;
+    assert_eq!((status, &same["username"]), (StatusCode::OK, &json!("fay")));
     let dave_cookie = h.sign_in("dave", "dave-password-1").await.unwrap();
 
     // Paging and search.
@@ -138,7 +166,10 @@ async fn admin_api_authorisation_validation_and_effects() {
     let (_, page) = admin
         .call(Method::GET, "/api/v1/users?limit=10&offset=10", None)
         .await;
-    assert_eq!(page["total"], 28, "admin, carol, dave and 25 bulk users");
+    assert_eq!(
+        page["total"], 29,
+        "admin, carol, dave, fay and 25 bulk users"
+    );
     assert_eq!(page["users"].as_array().unwrap().len(), 10);
     assert_eq!(page["users"][0]["username"], "bulk09");
     let (_, found) = admin.call(Method::GET, "/api/v1/users?q=CAROL", None).await;
@@ -445,6 +476,9 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/groups", &["get"]),
         ("/api/v1/groups/{name}", &["get"]),
         ("/api/v1/users/{username}/groups/{group}", &["delete"]),
+        ("/api/v1/outbox", &["get"]),
+        ("/api/v1/outbox/retry", &["post"]),
+        ("/api/v1/outbox/discard", &["post"]),
     ];
     assert_eq!(documented.len(), served.len(), "{documented:?}");
     for (path, methods) in served {
@@ -857,5 +891,65 @@ async fn groups_list_members_and_remove_hand_made_memberships() {
         page.contains("provider:corp") && page.contains(">kim<") && !page.contains(">jo<"),
         "{page}"
     );
+    h.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_outbox_is_for_admins() {
+    let h = Harness::start("").await;
+    let admin = Api {
+        h: &h,
+        cookie: Some(h.setup_admin().await),
+        key: None,
+    };
+    h.add_user("lu", None, None, Role::User, &[]).await;
+    let lu = Api {
+        h: &h,
+        cookie: Some(h.sign_in("lu", "user-password-1").await.unwrap()),
+        key: None,
+    };
+    let anonymous = Api {
+        h: &h,
+        cookie: None,
+        key: None,
+    };
+    for (method, path) in [
+        (Method::GET, "/api/v1/outbox"),
+        (Method::POST, "/api/v1/outbox/retry"),
+        (Method::POST, "/api/v1/outbox/discard"),
+    ] {
+        let (status, _) = lu.call(method.clone(), path, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        let (status, _) = anonymous.call(method, path, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let (status, listing) = admin.call(Method::GET, "/api/v1/outbox", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            listing["dead"].as_u64(),
+            listing["deliveries"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0))
+    );
+    let (status, _) = admin
+        .call(Method::GET, "/api/v1/outbox?state=lost", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, retried) = admin
+        .call(Method::POST, "/api/v1/outbox/retry", Some(json!({})))
+        .await;
+    assert_eq!(
+        (status, retried["count"].as_u64()),
+        (StatusCode::OK, Some(0))
+    );
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/api/v1/outbox/discard",
+            Some(json!({"sink": "hook"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     h.running.shutdown().await;
 }

@@ -273,6 +273,27 @@ async fn dead_letters_after_the_give_up_age_then_retry_from_the_cli() {
             .any(|l| l.starts_with("portcullis_provisioning_dead_letters ") && !l.ends_with(" 0")),
         "{metrics}"
     );
+    // The admin UI shows the dead letter, on the provisioning page and on zoe's page.
+    let admin = h.setup_admin().await;
+    for (page, shows) in [
+        ("/.portcullis/admin/outbox", ">zoe<"),
+        ("/.portcullis/admin/users/zoe", ">dead<"),
+    ] {
+        let html = h
+            .http
+            .get(h.url(page))
+            .header("cookie", format!("_portcullis={admin}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains("503") && html.contains(shows),
+            "{page}: {html}"
+        );
+    }
     let config = h.dir.path().join("portcullis.toml");
     let listed = cli(&config, &["outbox", "list"]);
     assert!(

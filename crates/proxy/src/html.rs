@@ -68,6 +68,7 @@ select{font:inherit;padding:9px 10px;border:1px solid var(--line);border-radius:
 .badge{display:inline-block;padding:1px 8px;border-radius:999px;font-size:.8rem;border:1px solid var(--line);white-space:nowrap}
 .badge.bad{color:var(--bad);border-color:var(--bad)}
 .badge.ok{color:var(--ok);border-color:var(--ok)}
+.badge.warn{color:#8a5a00;border-color:#8a5a00}
 .pager{display:flex;justify-content:space-between;align-items:center;margin-top:14px;color:var(--muted);font-size:.9rem}
 .notice{border:1px solid var(--ok);color:var(--ok);border-radius:8px;padding:10px 12px;margin-bottom:16px}
 .secret{font:14px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;background:var(--bg);border:1px solid var(--line);padding:10px;border-radius:8px;word-break:break-all;color:var(--ink)}

@@ -330,6 +330,8 @@ pub trait Store: Send + Sync + 'static {
         dead: bool,
     ) -> Result<(), StoreError>;
     async fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
+    /// The newest delivery of this user to each sink (their provisioning status).
+    async fn deliveries_of_user(&self, user_id: &str) -> Result<Vec<Delivery>, StoreError>;
     /// Deliveries in a state (`dead`, `pending`…), oldest first.
     async fn deliveries_in(&self, state: &str, limit: u32) -> Result<Vec<Delivery>, StoreError>;
     /// Dead deliveries back to pending, due now (all, or one `(sink, seq)`); returns how many.

@@ -512,6 +512,18 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn deliveries_of_user(&self, user_id: &str) -> Result<Vec<Delivery>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.* FROM deliveries d WHERE d.user_id = ? \
+             AND d.seq = (SELECT max(seq) FROM deliveries e WHERE e.user_id = d.user_id AND e.sink = d.sink) \
+             ORDER BY d.sink",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
     async fn deliveries_in(&self, state: &str, limit: u32) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query("SELECT * FROM deliveries WHERE state = ? ORDER BY seq LIMIT ?")
             .bind(state)

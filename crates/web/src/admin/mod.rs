@@ -6,6 +6,7 @@
 
 mod audit;
 mod groups;
+mod outbox;
 mod users;
 
 use std::convert::Infallible;
@@ -68,6 +69,9 @@ pub fn routes() -> Router<AppState> {
             post(users::end_session),
         )
         .route("/.portcullis/admin/audit", get(audit::list))
+        .route("/.portcullis/admin/outbox", get(outbox::page))
+        .route("/.portcullis/admin/outbox/retry", post(outbox::retry))
+        .route("/.portcullis/admin/outbox/discard", post(outbox::discard))
         .route("/.portcullis/admin/groups", get(groups::list))
         .route("/.portcullis/admin/groups/{name}", get(groups::detail))
         .route(
@@ -177,6 +181,11 @@ impl Page<'_> {
                 "/.portcullis/admin/audit",
                 "Audit log",
                 self.section == "audit",
+            ));
+            nav.push((
+                "/.portcullis/admin/outbox",
+                "Provisioning",
+                self.section == "outbox",
             ));
         }
         nav.push(("/.portcullis/whoami", "Who am I", false));

@@ -258,9 +258,10 @@ async fn render_detail(
         Ok(keys) => keys,
         Err(e) => return directory_failure(e),
     };
-    let (sessions, identities) = match tokio::try_join!(
+    let (sessions, identities, deliveries) = match tokio::try_join!(
         state.store.sessions_of(&user.id),
-        state.store.identities_of(&user.id)
+        state.store.identities_of(&user.id),
+        state.store.deliveries_of_user(&user.id)
     ) {
         Ok(found) => found,
         Err(e) => return respond::failure(&Failure::from(e), true),
@@ -301,6 +302,11 @@ async fn render_detail(
         })
         .collect();
     let key_rows: String = keys.iter().map(|k| key_row(k, &base, &csrf)).collect();
+    let provisioning_rows: String = if deliveries.is_empty() {
+        "<tr><td colspan=\"5\" class=\"muted\">No sink configured, or nothing to deliver yet.</td></tr>".into()
+    } else {
+        deliveries.iter().map(provisioning_row).collect()
+    };
     let body = format!(
         "<p><a href=\"/.portcullis/admin/users\">← All users</a></p><h1>{username}</h1>{notice}{new_key}\
          <div class=\"panel\"><table>\
@@ -325,6 +331,8 @@ async fn render_detail(
              <button type=\"submit\" class=\"secondary\" style=\"width:auto\">End all sessions</button></form></div>\
          <div class=\"panel\"><h2>Linked identities</h2><table><thead><tr><th>Provider</th><th>Issuer</th><th>Subject</th><th>Email</th></tr></thead>\
            <tbody>{identity_rows}</tbody></table></div>\
+         <div class=\"panel\"><h2>Provisioning</h2><table><thead><tr><th>Sink</th><th>Last event</th><th>State</th><th>Attempts</th><th>Last error</th></tr></thead>\
+           <tbody>{provisioning_rows}</tbody></table></div>\
          <div class=\"panel\"><h2>API keys</h2><table><thead><tr><th>Name</th><th>Apps</th><th>Expires</th><th>Last used</th><th>State</th><th></th></tr></thead>\
            <tbody>{key_rows}</tbody></table>\
            {key_form}</div>",
@@ -350,6 +358,22 @@ async fn render_detail(
         admin: true,
     }
     .render(StatusCode::OK, &body, set_cookie)
+}
+
+fn provisioning_row(d: &portcullis_store::Delivery) -> String {
+    let badge = match d.state.as_str() {
+        "delivered" => "ok",
+        "pending" => "warn",
+        _ => "bad",
+    };
+    format!(
+        "<tr><td>{sink}</td><td>{event}</td><td><span class=\"badge {badge}\">{state}</span></td><td>{attempts}</td><td class=\"code\">{error}</td></tr>",
+        sink = escape(&d.sink),
+        event = escape(&d.kind),
+        state = escape(&d.state),
+        attempts = d.attempts,
+        error = escape(d.last_error.as_deref().unwrap_or("")),
+    )
 }
 
 fn when(t: Option<portcullis_core::Timestamp>) -> String {

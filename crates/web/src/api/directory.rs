@@ -125,8 +125,13 @@ pub struct NewUserBody {
     role: Option<String>,
     #[serde(default)]
     password: Option<String>,
+    /// The user's id in the system that signs them up (a Cognito `sub`…): the idempotency key.
+    #[serde(default)]
+    external_id: Option<String>,
 }
 
+/// Creates a user, idempotently: an existing user with the same `external_id` or email is
+/// returned as it is (200) instead of a second one being made (201).
 pub async fn create_user(
     State(state): State<AppState>,
     who: Caller,
@@ -155,8 +160,21 @@ pub async fn create_user(
         role,
         password_hash,
     };
-    let user = state.directory.add_user(add, &who.actor).await?;
-    Ok((StatusCode::CREATED, Json(UserView::from(user))).into_response())
+    let external_id = new
+        .external_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    let (user, created) = state
+        .directory
+        .ensure_user(add, external_id, &who.actor)
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(UserView::from(user))).into_response())
 }
 
 pub async fn get_user(

@@ -9,6 +9,7 @@ mod caller;
 mod directory;
 mod groups;
 mod me;
+pub(crate) mod outbox;
 mod sessions;
 
 use axum::Router;
@@ -57,6 +58,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/me", get(me::me))
         .route("/api/v1/me/keys", get(me::keys).post(me::create_key))
         .route("/api/v1/me/keys/{id}", delete(me::revoke_key))
+        .route("/api/v1/outbox", get(outbox::list))
+        .route("/api/v1/outbox/retry", post(outbox::retry))
+        .route("/api/v1/outbox/discard", post(outbox::discard))
         .route("/api/v1/openapi.json", get(openapi))
 }
 
