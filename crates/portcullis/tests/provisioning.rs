@@ -313,3 +313,115 @@ async fn dead_letters_after_the_give_up_age_then_retry_from_the_cli() {
     .await;
     h.running.shutdown().await;
 }
+
+/// A stand-in for Open WebUI's `POST /api/v1/auths/add` (the real one needs ~7 GB: see
+/// scripts/interop-openwebui): an admin token, 400 for an email it already has.
+async fn openwebui_stand_in() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let created = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let store = created.clone();
+    let app = Router::new().route(
+        "/api/v1/auths/add",
+        post(
+            move |headers: http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+                let store = store.clone();
+                async move {
+                    if headers.get("authorization").and_then(|v| v.to_str().ok())
+                        != Some("Bearer owui-admin-key")
+                    {
+                        return (
+                            http::StatusCode::UNAUTHORIZED,
+                            "{\"detail\":\"Not authenticated\"}".to_owned(),
+                        );
+                    }
+                    let mut users = store.lock().await;
+                    if users.iter().any(|u| u["email"] == body["email"]) {
+                        return (
+                            http::StatusCode::BAD_REQUEST,
+                            "{\"detail\":\"Uh-oh! This email is already registered.\"}".to_owned(),
+                        );
+                    }
+                    users.push(body);
+                    (
+                        http::StatusCode::OK,
+                        "{\"token\":\"secret-token-of-the-new-user\"}".to_owned(),
+                    )
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, created)
+}
+
+#[tokio::test]
+async fn the_openwebui_sink_creates_users_with_their_role() {
+    let (url, created) = openwebui_stand_in().await;
+    let h = Harness::start(&format!(
+        "[[apps]]\nname = 'chat'\nupstream = '{{upstream}}'\naccess = {{ groups = ['staff'] }}\n\
+         [[sinks]]\nid = 'owui'\nkind = 'openwebui'\nurl = '{url}'\nadmin_token = 'owui-admin-key'\napp = 'chat'\n"
+    ))
+    .await;
+    // Already in Open WebUI: "already registered" counts as delivered.
+    created
+        .lock()
+        .await
+        .push(json!({"email": "old@example.com"}));
+    h.add_user(
+        "ann",
+        Some("ann@example.com"),
+        Some("Ann A"),
+        Role::Admin,
+        &["staff"],
+    )
+    .await;
+    h.add_user("old", Some("old@example.com"), None, Role::User, &["staff"])
+        .await;
+    h.add_user(
+        "pat",
+        Some("pat@example.com"),
+        None,
+        Role::Pending,
+        &["staff"],
+    )
+    .await;
+    h.add_user("out", Some("out@example.com"), None, Role::User, &["other"])
+        .await;
+    let store = h.running.state.store.clone();
+    wait_for(
+        "every user's delivery settled",
+        Duration::from_secs(60),
+        async || {
+            for name in ["ann", "old", "pat", "out"] {
+                let status = store
+                    .deliveries_of_user(&common::uuid_like(name))
+                    .await
+                    .unwrap();
+                if status.is_empty() || status.iter().any(|d| d.state != "delivered") {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    let users = created.lock().await;
+    let emails: Vec<&str> = users.iter().filter_map(|u| u["email"].as_str()).collect();
+    assert_eq!(
+        emails,
+        ["old@example.com", "ann@example.com"],
+        "pending and not-admitted users are not created"
+    );
+    let ann = &users[1];
+    assert_eq!(
+        (ann["name"].as_str(), ann["role"].as_str()),
+        (Some("Ann A"), Some("admin"))
+    );
+    assert!(
+        ann["password"].as_str().unwrap().len() >= 32,
+        "a random password nobody knows"
+    );
+    drop(users);
+    h.running.shutdown().await;
+}
