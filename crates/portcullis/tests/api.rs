@@ -67,33 +67,46 @@ async fn admin_api_authorisation_validation_and_effects() {
     };
 
     // Authorisation: no session 401, non-admin 403, admin 200 — all JSON with a stable code.
-    let (status, body) = nobody.call(Method::GET, "/api/v1/users", None).await;
+    let (status, body) = nobody
+        .call(Method::GET, "/.portcullis/api/v1/users", None)
+        .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("unauthenticated"))
     );
-    let (status, body) = carol.call(Method::GET, "/api/v1/users", None).await;
+    let (status, body) = carol
+        .call(Method::GET, "/.portcullis/api/v1/users", None)
+        .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::FORBIDDEN, Some("forbidden"))
     );
     for (method, path) in [
-        (Method::POST, "/api/v1/users"),
-        (Method::PATCH, "/api/v1/users/carol"),
-        (Method::GET, "/api/v1/audit"),
+        (Method::POST, "/.portcullis/api/v1/users"),
+        (Method::PATCH, "/.portcullis/api/v1/users/carol"),
+        (Method::GET, "/.portcullis/api/v1/audit"),
     ] {
         let (status, _) = carol.call(method, path, Some(json!({}))).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
     }
-    let (status, body) = admin.call(Method::GET, "/api/v1/nope", None).await;
+    let (status, body) = admin
+        .call(Method::GET, "/.portcullis/api/v1/nope", None)
+        .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
 
+    // With an app at /, /api/v1 is the app's (Open WebUI and n8n have their own); Portcullis's
+    // API stays at /.portcullis/api/v1.
+    let echo = h
+        .echo("/api/v1/chats", admin.cookie.as_deref().unwrap())
+        .await;
+    assert_eq!(echo["path"], "/api/v1/chats", "the app's own API: {echo}");
+
     // Create, with validation errors that say what is wrong.
     let (status, created) = admin
-        .call(Method::POST, "/api/v1/users", Some(json!({"username": "dave", "email": "dave@example.com", "password": "dave-password-1"})))
+        .call(Method::POST, "/.portcullis/api/v1/users", Some(json!({"username": "dave", "email": "dave@example.com", "password": "dave-password-1"})))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(
@@ -115,7 +128,7 @@ async fn admin_api_authorisation_validation_and_effects() {
         ),
     ] {
         let (status, body) = admin
-            .call(Method::POST, "/api/v1/users", Some(bad.clone()))
+            .call(Method::POST, "/.portcullis/api/v1/users", Some(bad.clone()))
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert!(
@@ -128,11 +141,15 @@ async fn admin_api_authorisation_validation_and_effects() {
     let signup =
         json!({"username": "fay", "email": "fay@example.com", "external_id": "cognito-sub-1"});
     let (status, first) = admin
-        .call(Method::POST, "/api/v1/users", Some(signup.clone()))
+        .call(
+            Method::POST,
+            "/.portcullis/api/v1/users",
+            Some(signup.clone()),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
     let (status, again) = admin
-        .call(Method::POST, "/api/v1/users", Some(signup))
+        .call(Method::POST, "/.portcullis/api/v1/users", Some(signup))
         .await;
     assert_eq!(
         (status, &again["id"]),
@@ -141,7 +158,7 @@ async fn admin_api_authorisation_validation_and_effects() {
     );
     let by_email = json!({"username": "fay2", "email": "FAY@example.com"});
     let (status, same) = admin
-        .call(Method::POST, "/api/v1/users", Some(by_email))
+        .call(Method::POST, "/.portcullis/api/v1/users", Some(by_email))
         .await;
     assert_eq!(
         (status, &same["id"]),
@@ -149,7 +166,9 @@ async fn admin_api_authorisation_validation_and_effects() {
         "keyed by email"
     );
     let by_id = json!({"username": "other", "external_id": "cognito-sub-1"});
-    let (status, same) = admin.call(Method::POST, "/api/v1/users", Some(by_id)).await;
+    let (status, same) = admin
+        .call(Method::POST, "/.portcullis/api/v1/users", Some(by_id))
+        .await;
     assert_eq!((status, &same["username"]), (StatusCode::OK, &json!("fay")));
     let dave_cookie = h.sign_in("dave", "dave-password-1").await.unwrap();
 
@@ -158,13 +177,17 @@ async fn admin_api_authorisation_validation_and_effects() {
         admin
             .call(
                 Method::POST,
-                "/api/v1/users",
+                "/.portcullis/api/v1/users",
                 Some(json!({"username": format!("bulk{i:02}")})),
             )
             .await;
     }
     let (_, page) = admin
-        .call(Method::GET, "/api/v1/users?limit=10&offset=10", None)
+        .call(
+            Method::GET,
+            "/.portcullis/api/v1/users?limit=10&offset=10",
+            None,
+        )
         .await;
     assert_eq!(
         page["total"], 29,
@@ -172,11 +195,13 @@ async fn admin_api_authorisation_validation_and_effects() {
     );
     assert_eq!(page["users"].as_array().unwrap().len(), 10);
     assert_eq!(page["users"][0]["username"], "bulk09");
-    let (_, found) = admin.call(Method::GET, "/api/v1/users?q=CAROL", None).await;
+    let (_, found) = admin
+        .call(Method::GET, "/.portcullis/api/v1/users?q=CAROL", None)
+        .await;
     assert_eq!(found["total"], 1);
     assert_eq!(found["users"][0]["display_name"], "Carol C");
     let (_, none) = admin
-        .call(Method::GET, "/api/v1/users?q=bulk%25", None)
+        .call(Method::GET, "/.portcullis/api/v1/users?q=bulk%25", None)
         .await;
     assert_eq!(none["total"], 0, "% is a literal character in searches");
 
@@ -184,7 +209,7 @@ async fn admin_api_authorisation_validation_and_effects() {
     let (status, _) = admin
         .call(
             Method::POST,
-            "/api/v1/users/dave/groups",
+            "/.portcullis/api/v1/users/dave/groups",
             Some(json!({"group": "ops"})),
         )
         .await;
@@ -192,7 +217,7 @@ async fn admin_api_authorisation_validation_and_effects() {
     let (status, updated) = admin
         .call(
             Method::PATCH,
-            "/api/v1/users/dave",
+            "/.portcullis/api/v1/users/dave",
             Some(json!({"role": "admin"})),
         )
         .await;
@@ -205,7 +230,7 @@ async fn admin_api_authorisation_validation_and_effects() {
         cookie: Some(dave_cookie.clone()),
         key: None,
     };
-    let (_, me) = dave.call(Method::GET, "/api/v1/me", None).await;
+    let (_, me) = dave.call(Method::GET, "/.portcullis/api/v1/me", None).await;
     assert_eq!(
         me["identity"]["role"], "admin",
         "the running session sees the new role"
@@ -214,12 +239,12 @@ async fn admin_api_authorisation_validation_and_effects() {
     let (status, _) = admin
         .call(
             Method::PATCH,
-            "/api/v1/users/dave",
+            "/.portcullis/api/v1/users/dave",
             Some(json!({"role": "user"})),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = dave.call(Method::GET, "/api/v1/me", None).await;
+    let (status, _) = dave.call(Method::GET, "/.portcullis/api/v1/me", None).await;
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
@@ -230,17 +255,17 @@ async fn admin_api_authorisation_validation_and_effects() {
         cookie: Some(h.sign_in("dave", "dave-password-1").await.unwrap()),
         key: None,
     };
-    let (_, me) = dave.call(Method::GET, "/api/v1/me", None).await;
+    let (_, me) = dave.call(Method::GET, "/.portcullis/api/v1/me", None).await;
     assert_eq!(me["identity"]["role"], "user", "signed in again as a user");
     let (status, _) = admin
         .call(
             Method::PATCH,
-            "/api/v1/users/dave",
+            "/.portcullis/api/v1/users/dave",
             Some(json!({"status": "disabled"})),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = dave.call(Method::GET, "/api/v1/me", None).await;
+    let (status, _) = dave.call(Method::GET, "/.portcullis/api/v1/me", None).await;
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
@@ -249,7 +274,7 @@ async fn admin_api_authorisation_validation_and_effects() {
     let (status, _) = admin
         .call(
             Method::PATCH,
-            "/api/v1/users/nobody",
+            "/.portcullis/api/v1/users/nobody",
             Some(json!({"status": "disabled"})),
         )
         .await;
@@ -259,7 +284,7 @@ async fn admin_api_authorisation_validation_and_effects() {
     let (status, issued) = admin
         .call(
             Method::POST,
-            "/api/v1/users/carol/keys",
+            "/.portcullis/api/v1/users/carol/keys",
             Some(json!({"name": "laptop", "apps": ["chat"]})),
         )
         .await;
@@ -277,21 +302,29 @@ async fn admin_api_authorisation_validation_and_effects() {
         StatusCode::OK,
         "an API-created key works at once"
     );
-    let (_, details) = admin.call(Method::GET, "/api/v1/users/carol", None).await;
+    let (_, details) = admin
+        .call(Method::GET, "/.portcullis/api/v1/users/carol", None)
+        .await;
     assert_eq!(details["keys"][0]["name"], "laptop");
     assert!(details["keys"][0].get("key").is_none(), "never shown again");
     assert!(
         details["user"]["last_seen_at"].as_i64().unwrap() > 0,
         "signing in records when carol was last seen: {details}"
     );
-    let (_, bulk) = admin.call(Method::GET, "/api/v1/users/bulk00", None).await;
+    let (_, bulk) = admin
+        .call(Method::GET, "/.portcullis/api/v1/users/bulk00", None)
+        .await;
     assert!(
         bulk["user"]["last_seen_at"].is_null(),
         "bulk00 has never signed in: {bulk}"
     );
     let key_id = issued["details"]["id"].as_str().unwrap().to_owned();
     let (status, _) = admin
-        .call(Method::DELETE, &format!("/api/v1/keys/{key_id}"), None)
+        .call(
+            Method::DELETE,
+            &format!("/.portcullis/api/v1/keys/{key_id}"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let refused = h
@@ -304,7 +337,9 @@ async fn admin_api_authorisation_validation_and_effects() {
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 
     // Audit: pages and the JSON-lines export.
-    let (_, first) = admin.call(Method::GET, "/api/v1/audit?limit=5", None).await;
+    let (_, first) = admin
+        .call(Method::GET, "/.portcullis/api/v1/audit?limit=5", None)
+        .await;
     assert_eq!(first["events"].as_array().unwrap().len(), 5);
     assert_eq!(first["events"][0]["action"], "key_revoked");
     assert_eq!(
@@ -315,14 +350,14 @@ async fn admin_api_authorisation_validation_and_effects() {
     let (_, second) = admin
         .call(
             Method::GET,
-            &format!("/api/v1/audit?limit=5&before={next}"),
+            &format!("/.portcullis/api/v1/audit?limit=5&before={next}"),
             None,
         )
         .await;
     assert!(second["events"][0]["id"].as_i64().unwrap() < next);
     let export = h
         .http
-        .get(h.url("/api/v1/audit.jsonl"))
+        .get(h.url("/.portcullis/api/v1/audit.jsonl"))
         .header(
             COOKIE,
             format!("_portcullis={}", admin.cookie.as_deref().unwrap()),
@@ -371,7 +406,7 @@ async fn self_service_keys_and_csrf() {
     let (status, issued) = erin
         .call(
             Method::POST,
-            "/api/v1/me/keys",
+            "/.portcullis/api/v1/me/keys",
             Some(json!({"name": "cli", "apps": ["portcullis-api", "chat"]})),
         )
         .await;
@@ -381,12 +416,16 @@ async fn self_service_keys_and_csrf() {
         cookie: None,
         key: issued["key"].as_str().map(str::to_owned),
     };
-    let (status, me) = by_key.call(Method::GET, "/api/v1/me", None).await;
+    let (status, me) = by_key
+        .call(Method::GET, "/.portcullis/api/v1/me", None)
+        .await;
     assert_eq!(
         (status, me["identity"]["username"].as_str()),
         (StatusCode::OK, Some("erin"))
     );
-    let (status, _) = by_key.call(Method::GET, "/api/v1/users", None).await;
+    let (status, _) = by_key
+        .call(Method::GET, "/.portcullis/api/v1/users", None)
+        .await;
     assert_eq!(
         status,
         StatusCode::FORBIDDEN,
@@ -396,7 +435,7 @@ async fn self_service_keys_and_csrf() {
     let (_, app_only) = erin
         .call(
             Method::POST,
-            "/api/v1/me/keys",
+            "/.portcullis/api/v1/me/keys",
             Some(json!({"name": "chat only", "apps": ["chat"]})),
         )
         .await;
@@ -405,22 +444,26 @@ async fn self_service_keys_and_csrf() {
         cookie: None,
         key: app_only["key"].as_str().map(str::to_owned),
     };
-    let (status, body) = not_scoped.call(Method::GET, "/api/v1/me", None).await;
+    let (status, body) = not_scoped
+        .call(Method::GET, "/.portcullis/api/v1/me", None)
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body["message"].as_str().unwrap().contains("portcullis-api"));
 
-    let (_, listed) = erin.call(Method::GET, "/api/v1/me/keys", None).await;
+    let (_, listed) = erin
+        .call(Method::GET, "/.portcullis/api/v1/me/keys", None)
+        .await;
     assert_eq!(listed["keys"].as_array().unwrap().len(), 2);
     let id = listed["keys"][0]["id"].as_str().unwrap().to_owned();
     let (status, _) = erin
-        .call(Method::DELETE, "/api/v1/me/keys/not-mine", None)
+        .call(Method::DELETE, "/.portcullis/api/v1/me/keys/not-mine", None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // A cross-site page cannot use Erin's cookie to change anything.
     let forged = h
         .http
-        .delete(h.url(&format!("/api/v1/me/keys/{id}")))
+        .delete(h.url(&format!("/.portcullis/api/v1/me/keys/{id}")))
         .header(COOKIE, format!("_portcullis={cookie}"))
         .header("origin", "https://evil.example")
         .send()
@@ -428,7 +471,11 @@ async fn self_service_keys_and_csrf() {
         .unwrap();
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     let (status, _) = erin
-        .call(Method::DELETE, &format!("/api/v1/me/keys/{id}"), None)
+        .call(
+            Method::DELETE,
+            &format!("/.portcullis/api/v1/me/keys/{id}"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     h.running.shutdown().await;
@@ -606,13 +653,15 @@ async fn sessions_are_listed_and_ended_by_admins_and_by_their_owners() {
     };
 
     let (status, listed) = admin
-        .call(Method::GET, "/api/v1/users/hank/sessions", None)
+        .call(Method::GET, "/.portcullis/api/v1/users/hank/sessions", None)
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listed["sessions"].as_array().unwrap().len(), 3);
 
     // The owner sees their sessions, the current one marked, and ends another one.
-    let (_, mine) = hank.call(Method::GET, "/api/v1/me/sessions", None).await;
+    let (_, mine) = hank
+        .call(Method::GET, "/.portcullis/api/v1/me/sessions", None)
+        .await;
     let mine = mine["sessions"].as_array().unwrap().clone();
     let current: Vec<_> = mine.iter().filter(|s| s["current"] == true).collect();
     assert_eq!(current.len(), 1);
@@ -620,7 +669,7 @@ async fn sessions_are_listed_and_ended_by_admins_and_by_their_owners() {
     let (status, _) = hank
         .call(
             Method::DELETE,
-            &format!("/api/v1/me/sessions/{phone_id}"),
+            &format!("/.portcullis/api/v1/me/sessions/{phone_id}"),
             None,
         )
         .await;
@@ -631,12 +680,18 @@ async fn sessions_are_listed_and_ended_by_admins_and_by_their_owners() {
         key: None,
     };
     assert_eq!(
-        phone_api.call(Method::GET, "/api/v1/me", None).await.0,
+        phone_api
+            .call(Method::GET, "/.portcullis/api/v1/me", None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
 
     // Nobody ends someone else's session through self-service.
-    let admin_sessions = admin.call(Method::GET, "/api/v1/me/sessions", None).await.1;
+    let admin_sessions = admin
+        .call(Method::GET, "/.portcullis/api/v1/me/sessions", None)
+        .await
+        .1;
     let admin_id = admin_sessions["sessions"][0]["id"]
         .as_str()
         .unwrap()
@@ -644,7 +699,7 @@ async fn sessions_are_listed_and_ended_by_admins_and_by_their_owners() {
     let (status, _) = hank
         .call(
             Method::DELETE,
-            &format!("/api/v1/me/sessions/{admin_id}"),
+            &format!("/.portcullis/api/v1/me/sessions/{admin_id}"),
             None,
         )
         .await;
@@ -656,7 +711,7 @@ async fn sessions_are_listed_and_ended_by_admins_and_by_their_owners() {
         admin
             .call(
                 Method::DELETE,
-                &format!("/api/v1/sessions/{tablet_id}"),
+                &format!("/.portcullis/api/v1/sessions/{tablet_id}"),
                 None
             )
             .await
@@ -669,27 +724,39 @@ async fn sessions_are_listed_and_ended_by_admins_and_by_their_owners() {
         key: None,
     };
     assert_eq!(
-        tablet_api.call(Method::GET, "/api/v1/me", None).await.0,
+        tablet_api
+            .call(Method::GET, "/.portcullis/api/v1/me", None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
         admin
-            .call(Method::DELETE, "/api/v1/users/hank/sessions", None)
+            .call(
+                Method::DELETE,
+                "/.portcullis/api/v1/users/hank/sessions",
+                None
+            )
             .await
             .0,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        hank.call(Method::GET, "/api/v1/me", None).await.0,
+        hank.call(Method::GET, "/.portcullis/api/v1/me", None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        admin.call(Method::GET, "/api/v1/me", None).await.0,
+        admin
+            .call(Method::GET, "/.portcullis/api/v1/me", None)
+            .await
+            .0,
         StatusCode::OK,
         "the admin's own session is untouched"
     );
     let (_, after) = admin
-        .call(Method::GET, "/api/v1/users/hank/sessions", None)
+        .call(Method::GET, "/.portcullis/api/v1/users/hank/sessions", None)
         .await;
     assert_eq!(after["sessions"], json!([]));
     h.running.shutdown().await;

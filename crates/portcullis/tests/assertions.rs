@@ -27,7 +27,7 @@ async fn jose(h: &Harness, audience: &str, token: &str, at: Option<u64>) -> Valu
     let mut command = tokio::process::Command::new("node");
     command
         .arg(script)
-        .arg(h.url("/.well-known/jwks.json"))
+        .arg(h.url("/.portcullis/jwks.json"))
         .arg(&h.base)
         .arg(audience)
         .arg(token);

@@ -44,7 +44,7 @@ async fn ldap_users_sign_in_with_their_directory_password() {
     let bob = h.sign_in("bob@example.com", "bob-ldap-pw").await.unwrap();
     let me: serde_json::Value = h
         .http
-        .get(h.url("/api/v1/me"))
+        .get(h.url("/.portcullis/api/v1/me"))
         .header("cookie", format!("_portcullis={bob}"))
         .send()
         .await

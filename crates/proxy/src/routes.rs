@@ -33,6 +33,9 @@ impl SkipAuthRule {
 /// One app behind the gateway, ready to serve.
 pub struct App {
     pub name: String,
+    /// The built-in whoami app that stands in when no app is configured: it never claims the
+    /// paths Portcullis shares with apps.
+    pub implicit: bool,
     host: Option<String>,
     prefix: String,
     pub authority: String,
@@ -140,9 +143,15 @@ impl RouteTable {
             .with(identity)
             .with(forwarding)
             .with(outer_identity_headers(config));
+        let implicit = config.apps.is_empty();
         let mut apps = configured
             .iter()
-            .map(|cfg| compile(cfg, whoami_addr, &request_drop).map(Arc::new))
+            .map(|cfg| {
+                compile(cfg, whoami_addr, &request_drop).map(|mut app| {
+                    app.implicit = implicit;
+                    Arc::new(app)
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         apps.sort_by_key(|app| (app.host.is_none(), std::cmp::Reverse(app.prefix.len())));
         Ok(RouteTable { apps })
@@ -153,6 +162,12 @@ impl RouteTable {
             .iter()
             .find(|app| app.matches(host, canonical_path))
             .cloned()
+    }
+
+    /// Whether a configured app (not the implicit whoami stand-in) serves this host and path.
+    pub fn claims(&self, host: &str, canonical_path: &str) -> bool {
+        self.route(host, canonical_path)
+            .is_some_and(|app| !app.implicit)
     }
 
     pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
@@ -249,6 +264,7 @@ fn compile(
         })
         .collect::<Result<Vec<_>, RouteError>>()?;
     Ok(App {
+        implicit: false,
         name: cfg.name.clone(),
         host: cfg.host.as_ref().map(|h| h.to_ascii_lowercase()),
         prefix: cfg.path_prefix.clone(),

@@ -17,9 +17,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use portcullis_core::Failure;
-use portcullis_core::config::RESERVED_PREFIXES;
+use portcullis_core::config::{RESERVED_PREFIXES, SHARED_PREFIXES};
 use portcullis_core::path::{canonicalize, has_prefix};
-use portcullis_proxy::respond;
+use portcullis_proxy::{RouteTable, respond};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/oauth2/userinfo", get(forward_auth::userinfo))
         .route("/.well-known/jwks.json", get(forward_auth::jwks))
+        .route("/.portcullis/jwks.json", get(forward_auth::jwks))
         .route(
             "/.portcullis/authz/auth-request",
             axum::routing::any(forward_auth::auth_request),
@@ -76,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/.portcullis/callback", get(oidc::callback))
         .merge(api::routes())
+        // Always reachable, even where an app behind Portcullis has its own /api/v1.
+        .nest("/.portcullis", api::routes())
         .merge(admin::routes())
         .route("/.portcullis/account", get(account::page))
         .route("/.portcullis/account/keys", post(account::create_key))
@@ -88,6 +91,10 @@ pub fn router(state: AppState) -> Router {
             post(account::end_session),
         )
         .route("/api/v1/{*rest}", axum::routing::any(api::not_found))
+        .route(
+            "/.portcullis/api/v1/{*rest}",
+            axum::routing::any(api::not_found),
+        )
         .fallback(proxy)
         .with_state(state)
 }
@@ -118,12 +125,32 @@ fn canonical_uri(uri: &Uri) -> Result<Option<Uri>, Failure> {
         .map_err(|_| Failure::bad_request("the request URL is not valid"))
 }
 
-/// Whether Portcullis answers this (canonical) path itself; everything else goes to an app.
-fn is_own_path(path: &str) -> bool {
-    matches!(path, "/ping" | "/ready" | "/metrics")
+/// Whether Portcullis answers this (canonical) path itself; everything else goes to an app. The
+/// shared prefixes (`/api/v1`, …) are Portcullis's unless a configured app matches the request.
+fn is_own_path(routes: &RouteTable, headers: &http::HeaderMap, path: &str) -> bool {
+    if matches!(path, "/ping" | "/ready" | "/metrics")
         || RESERVED_PREFIXES
             .iter()
             .any(|prefix| has_prefix(path, prefix))
+    {
+        return true;
+    }
+    if !SHARED_PREFIXES
+        .iter()
+        .any(|prefix| has_prefix(path, prefix))
+    {
+        return false;
+    }
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|h| {
+            h.rsplit_once(':')
+                .map_or(h, |(host, _)| host)
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    !routes.claims(&host, path)
 }
 
 /// Serves Portcullis on `listener` until `shutdown` resolves, then lets in-flight requests finish
@@ -169,7 +196,7 @@ pub async fn serve(
                     Ok(None) => {}
                     Err(failure) => return Ok::<_, Infallible>(respond::failure(&failure, false)),
                 }
-                if !is_own_path(request.uri().path()) {
+                if !is_own_path(&gateway.routes, request.headers(), request.uri().path()) {
                     return Ok(gateway.handle(request.map(Body::new), peer).await);
                 }
                 request.extensions_mut().insert(ConnectInfo(peer));

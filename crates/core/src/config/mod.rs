@@ -27,14 +27,12 @@ pub use provisioning::*;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4180";
 /// The `upstream` value that selects the built-in header-echo app.
 pub const WHOAMI_UPSTREAM: &str = "whoami";
-/// Paths Portcullis serves itself; apps cannot claim them.
-pub const RESERVED_PREFIXES: &[&str] = &[
-    "/.portcullis",
-    "/oauth2",
-    "/api/v1",
-    "/scim/v2",
-    "/.well-known",
-];
+/// Paths Portcullis always serves itself; apps cannot claim them.
+pub const RESERVED_PREFIXES: &[&str] = &["/.portcullis", "/oauth2"];
+
+/// Paths Portcullis serves unless a configured app matches the request: apps such as Open WebUI
+/// and n8n have their own `/api/v1`. Portcullis's API is always at `/.portcullis/api/v1` too.
+pub const SHARED_PREFIXES: &[&str] = &["/api/v1", "/scim/v2", "/.well-known"];
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -75,7 +75,7 @@ pub async fn list(
     };
     let body = format!(
         "<h1>Audit log</h1><p class=\"muted\">Every sign-in, sign-out and directory change, newest first. \
-         <a href=\"/api/v1/audit.jsonl\">Export as JSON lines</a>.</p>\
+         <a href=\"/.portcullis/api/v1/audit.jsonl\">Export as JSON lines</a>.</p>\
          <div class=\"panel\"><table><thead><tr><th>Time (UTC)</th><th>Action</th><th>Outcome</th><th>Actor</th><th>Subject</th><th>Detail</th><th>From</th></tr></thead>\
          <tbody>{rows}</tbody></table><div class=\"pager\"><span>{newest}</span><span></span><span>{next}</span></div></div>"
     );
