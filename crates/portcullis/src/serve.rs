@@ -169,6 +169,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             public_url: config.public_url(),
             cookie_secure: config.cookie_secure(),
             cookie_domain: config.cookie.domain.clone(),
+            scim_token: config.scim.as_ref().map(|s| s.token.trim().to_owned()),
             metrics_allowed: config.metrics_allowed.clone(),
             local_auth_enabled: config.local_auth.enabled,
             allowed_redirect_hosts: config.redirect_hosts(),

@@ -71,6 +71,9 @@ pub struct StoredKey {
 pub struct GroupSummary {
     pub name: String,
     pub members: u64,
+    /// The id SCIM knows the group by (assigned at its first SCIM use; survives renames).
+    pub scim_id: Option<String>,
+    pub external_id: Option<String>,
 }
 
 /// What changed, for processes that cache directory state.
@@ -298,6 +301,40 @@ pub trait Store: Send + Sync + 'static {
     async fn latest_change(&self) -> Result<i64, StoreError>;
     /// Deletes every session of a user; returns their id hashes.
     async fn delete_user_sessions(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Changes a user's username, email and display name at once (SCIM replaces).
+    async fn update_user(
+        &self,
+        user_id: &str,
+        username: &str,
+        email: Option<&str>,
+        display_name: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Removes the user's linked identity of this issuer, if any.
+    async fn unlink_identity(&self, user_id: &str, issuer: &str) -> Result<(), StoreError>;
+    /// Deletes a user with their sessions, memberships, identities and keys.
+    async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError>;
+    /// Creates a group; `false` when it already existed.
+    async fn create_group(&self, name: &str, now: Timestamp) -> Result<bool, StoreError>;
+    async fn delete_group(&self, name: &str) -> Result<bool, StoreError>;
+    async fn rename_group(&self, from: &str, to: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// Sets a group's SCIM id (only if it has none) and external id.
+    async fn set_group_scim(
+        &self,
+        name: &str,
+        scim_id: &str,
+        external_id: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Adds or removes one membership of the given source (`local`, `scim`, `provider:<id>`).
+    async fn set_membership(
+        &self,
+        user_id: &str,
+        group: &str,
+        source: &str,
+        member: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Copies new outbox events into `deliveries`, one row per sink; returns how many rows.
     async fn fan_out(&self, sinks: &[String]) -> Result<u64, StoreError>;

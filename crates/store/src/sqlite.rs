@@ -403,6 +403,165 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn update_user(
+        &self,
+        user_id: &str,
+        username: &str,
+        email: Option<&str>,
+        display_name: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET username = ?, email = ?, display_name = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(username)
+        .bind(email)
+        .bind(display_name)
+        .bind(now.0)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn unlink_identity(&self, user_id: &str, issuer: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM identities WHERE user_id = ? AND issuer = ?")
+            .bind(user_id)
+            .bind(issuer)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn create_group(&self, name: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let r = sqlx::query("INSERT OR IGNORE INTO groups (name, created_at) VALUES (?, ?)")
+            .bind(name)
+            .bind(now.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_group(&self, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Row by row, so that the outbox triggers see every membership that goes.
+        sqlx::query("DELETE FROM group_members WHERE group_name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM groups WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn rename_group(&self, from: &str, to: &str, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The new row takes over the old one's ids (released first: they are unique).
+        let ids: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT scim_id, external_id FROM groups WHERE name = ?")
+                .bind(from)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (scim_id, external_id) = ids.unwrap_or_default();
+        sqlx::query("UPDATE groups SET scim_id = NULL WHERE name = ?")
+            .bind(from)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO groups (name, created_at, scim_id, external_id) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET scim_id = excluded.scim_id, external_id = excluded.external_id",
+        )
+        .bind(to)
+        .bind(now.0)
+        .bind(scim_id)
+        .bind(external_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO group_members (group_name, user_id, source) \
+             SELECT ?, user_id, source FROM group_members WHERE group_name = ?",
+        )
+        .bind(to)
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM group_members WHERE group_name = ?")
+            .bind(from)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM groups WHERE name = ?")
+            .bind(from)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_group_scim(
+        &self,
+        name: &str,
+        scim_id: &str,
+        external_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE groups SET scim_id = coalesce(scim_id, ?), external_id = ? WHERE name = ?",
+        )
+        .bind(scim_id)
+        .bind(external_id)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_membership(
+        &self,
+        user_id: &str,
+        group: &str,
+        source: &str,
+        member: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if member {
+            sqlx::query("INSERT OR IGNORE INTO groups (name, created_at) VALUES (?, ?)")
+                .bind(group)
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO group_members (group_name, user_id, source) VALUES (?, ?, ?)",
+            )
+            .bind(group)
+            .bind(user_id)
+            .bind(source)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query(
+                "DELETE FROM group_members WHERE group_name = ? AND user_id = ? AND source = ?",
+            )
+            .bind(group)
+            .bind(user_id)
+            .bind(source)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn fan_out(&self, sinks: &[String]) -> Result<u64, StoreError> {
         let mut added = 0;
         for sink in sinks {
@@ -658,7 +817,8 @@ impl Store for SqliteStore {
 
     async fn list_groups(&self) -> Result<Vec<GroupSummary>, StoreError> {
         let rows = sqlx::query(
-            "SELECT g.name AS name, count(DISTINCT m.user_id) AS members FROM groups g \
+            "SELECT g.name AS name, g.scim_id AS scim_id, g.external_id AS external_id, \
+             count(DISTINCT m.user_id) AS members FROM groups g \
              LEFT JOIN group_members m ON m.group_name = g.name GROUP BY g.name ORDER BY g.name",
         )
         .fetch_all(&self.pool)
@@ -669,6 +829,8 @@ impl Store for SqliteStore {
                 Ok(GroupSummary {
                     name: row.try_get("name")?,
                     members: u64::try_from(members).unwrap_or(0),
+                    scim_id: row.try_get("scim_id")?,
+                    external_id: row.try_get("external_id")?,
                 })
             })
             .collect()

@@ -15,6 +15,7 @@ mod health;
 mod key_forms;
 mod oidc;
 mod pages;
+mod scim;
 mod server;
 mod setup;
 mod sign_in;

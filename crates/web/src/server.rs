@@ -25,7 +25,8 @@ use tower::ServiceExt;
 
 use crate::state::AppState;
 use crate::{
-    account, admin, api, backchannel, forward_auth, health, oidc, setup, sign_in, sign_out, whoami,
+    account, admin, api, backchannel, forward_auth, health, oidc, scim, setup, sign_in, sign_out,
+    whoami,
 };
 
 /// Largest request head (request line + headers) accepted; larger ones get 431.
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/.portcullis/callback", get(oidc::callback))
         .merge(api::routes())
+        .merge(scim::routes())
         // Always reachable, even where an app behind Portcullis has its own /api/v1.
         .nest("/.portcullis", api::routes())
         .merge(admin::routes())

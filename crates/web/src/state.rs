@@ -23,6 +23,8 @@ use portcullis_auth::audit::{Actor, Audit};
 pub struct WebSettings {
     pub public_url: String,
     pub cookie_secure: bool,
+    /// The SCIM bearer token; `None`: SCIM is off.
+    pub scim_token: Option<String>,
     /// `Domain` of the session cookie (e.g. `example.com`), for forward-auth across subdomains.
     pub cookie_domain: Option<String>,
     pub metrics_allowed: Vec<IpNet>,

@@ -90,6 +90,9 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     #[serde(default)]
     pub provisioning: ProvisioningConfig,
+    /// The SCIM server for Entra ID and Okta; off unless a token is set.
+    #[serde(default)]
+    pub scim: Option<ScimConfig>,
     /// Sign-in against an LDAP directory, through the same form as local accounts.
     #[serde(default)]
     pub ldap: Option<LdapConfig>,
@@ -442,6 +445,7 @@ impl Default for Config {
             ldap: None,
             sinks: Vec::new(),
             provisioning: ProvisioningConfig::default(),
+            scim: None,
             token_key: None,
             allowed_redirect_hosts: Vec::new(),
         }

@@ -34,6 +34,14 @@ pub struct SinkConfig {
     pub app: Option<String>,
 }
 
+/// The SCIM 2.0 server (`/scim/v2`) that Entra ID and Okta push users and groups into.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimConfig {
+    /// The bearer token the identity provider sends (its "Secret Token"); at least 32 characters.
+    pub token: String,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProvisioningConfig {
@@ -123,6 +131,14 @@ pub(super) fn validate(config: &Config, push: &mut impl FnMut(String, String)) {
         {
             push(key("app"), format!("no app is called {app:?}"));
         }
+    }
+    if let Some(scim) = &config.scim
+        && scim.token.trim().len() < 32
+    {
+        push(
+            "scim.token".into(),
+            "must be at least 32 characters: it lets the identity provider create and delete users (openssl rand -base64 32)".into(),
+        );
     }
     let p = &config.provisioning;
     if p.retry_base.is_zero() || p.retry_max < p.retry_base {

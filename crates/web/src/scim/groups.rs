@@ -1,0 +1,352 @@
+//! SCIM Groups: directory groups. A group's SCIM id is assigned at its first SCIM use and
+//! survives renames; members written through SCIM are kept under the source `scim`, so SCIM never
+//! removes a hand-made or provider-synced membership.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::Value;
+
+use super::patch::{self, PatchBody};
+use super::{
+    GROUP_SCHEMA, ListQuery, SCIM_SOURCE, ScimCaller, ScimError, ScimResult, filter, list_response,
+    location, scim_json,
+};
+use crate::state::AppState;
+
+/// A group as SCIM knows it.
+struct Known {
+    name: String,
+    id: String,
+    external_id: Option<String>,
+}
+
+/// Every group, each with its SCIM id (given one at first sight: ids survive renames).
+async fn known(state: &AppState) -> ScimResult<Vec<Known>> {
+    let mut all = Vec::new();
+    for group in state.store.list_groups().await? {
+        let id = match group.scim_id {
+            Some(id) => id,
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                state
+                    .store
+                    .set_group_scim(&group.name, &id, group.external_id.as_deref())
+                    .await?;
+                id
+            }
+        };
+        all.push(Known {
+            name: group.name,
+            id,
+            external_id: group.external_id,
+        });
+    }
+    Ok(all)
+}
+
+async fn find(state: &AppState, id: &str) -> ScimResult<Known> {
+    known(state)
+        .await?
+        .into_iter()
+        .find(|g| g.id == id)
+        .ok_or_else(|| ScimError::not_found("group"))
+}
+
+async fn to_json(state: &AppState, group: &Known, with_members: bool) -> ScimResult<Value> {
+    let name = &group.name;
+    let mut body = serde_json::json!({
+        "schemas": [GROUP_SCHEMA],
+        "id": group.id,
+        "displayName": name,
+        "meta": { "resourceType": "Group", "location": location(state, "Groups", &group.id) },
+    });
+    if let Some(external) = &group.external_id {
+        body["externalId"] = external.clone().into();
+    }
+    if with_members {
+        let mut members: Vec<Value> = Vec::new();
+        for (user, _source) in state.store.group_members(name).await? {
+            let member = serde_json::json!({
+                "value": user.id,
+                "$ref": location(state, "Users", &user.id),
+            });
+            if !members.contains(&member) {
+                members.push(member);
+            }
+        }
+        body["members"] = members.into();
+    }
+    Ok(body)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    _who: ScimCaller,
+    Query(query): Query<ListQuery>,
+) -> ScimResult<Response> {
+    Ok(list_response(matching(&state, &query).await?, &query))
+}
+
+/// The groups that match the query's filter, projected as it asks.
+pub async fn matching(state: &AppState, query: &ListQuery) -> ScimResult<Vec<Value>> {
+    let terms = match query.filter.as_deref() {
+        Some(f) => filter::parse(f).map_err(|m| ScimError::invalid("invalidFilter", m))?,
+        None => Vec::new(),
+    };
+    let with_members = !query.excludes("members");
+    let mut resources = Vec::new();
+    for group in known(state).await? {
+        let matched = terms.iter().all(|t| match t.attribute.as_str() {
+            "displayname" => group.name.eq_ignore_ascii_case(&t.value),
+            "id" => group.id == t.value,
+            "externalid" => group.external_id.as_deref() == Some(t.value.as_str()),
+            _ => false,
+        });
+        if matched {
+            resources.push(super::project(
+                to_json(state, &group, with_members).await?,
+                query,
+            ));
+        }
+    }
+    Ok(resources)
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    _who: ScimCaller,
+    Path(id): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ScimResult<Response> {
+    let group = find(&state, &id).await?;
+    let body = to_json(&state, &group, !query.excludes("members")).await?;
+    Ok(scim_json(StatusCode::OK, &super::project(body, &query)))
+}
+
+/// `POST /Groups/.search`: a list query in the body.
+pub async fn search(
+    state: State<AppState>,
+    who: ScimCaller,
+    parsed: Result<Json<ListQuery>, JsonRejection>,
+) -> ScimResult<Response> {
+    let query = parsed.map(|Json(q)| q).map_err(|e| {
+        ScimError::invalid(
+            "invalidSyntax",
+            format!("not a SearchRequest: {}", e.body_text()),
+        )
+    })?;
+    list(state, who, Query(query)).await
+}
+
+struct Fields {
+    display_name: String,
+    external_id: Option<String>,
+    members: Vec<String>,
+}
+
+fn fields(body: &Value) -> ScimResult<Fields> {
+    let object = body.as_object();
+    let get = |name: &str| {
+        object.and_then(|o| {
+            o.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        })
+    };
+    let display_name = get("displayName")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && !n.contains(','))
+        .ok_or_else(|| {
+            ScimError::invalid(
+                "invalidValue",
+                "displayName is required (and has no commas)",
+            )
+        })?
+        .to_owned();
+    let members = get("members")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|m| m.get("value").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let external_id = get("externalId")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned);
+    Ok(Fields {
+        display_name,
+        external_id,
+        members,
+    })
+}
+
+fn parse_body(parsed: Result<Json<Value>, JsonRejection>) -> ScimResult<Value> {
+    parsed.map(|Json(v)| v).map_err(|e| {
+        ScimError::invalid(
+            "invalidSyntax",
+            format!("the body is not valid JSON: {}", e.body_text()),
+        )
+    })
+}
+
+/// Makes the group's name, external id and SCIM memberships those of `fields`; returns it.
+async fn save(state: &AppState, current: Option<&Known>, fields: &Fields) -> ScimResult<Known> {
+    let now = state.clock.now();
+    let id = match current {
+        Some(group) => {
+            if group.name != fields.display_name {
+                state
+                    .store
+                    .rename_group(&group.name, &fields.display_name, now)
+                    .await?;
+            }
+            group.id.clone()
+        }
+        None => {
+            state.store.create_group(&fields.display_name, now).await?;
+            uuid::Uuid::new_v4().to_string()
+        }
+    };
+    let name = &fields.display_name;
+    state
+        .store
+        .set_group_scim(name, &id, fields.external_id.as_deref())
+        .await?;
+    let existing: Vec<String> = state
+        .store
+        .group_members(name)
+        .await?
+        .into_iter()
+        .filter(|(_, source)| source == SCIM_SOURCE)
+        .map(|(u, _)| u.id)
+        .collect();
+    let mut changed = Vec::new();
+    for id in &fields.members {
+        if !existing.contains(id) {
+            if state.store.user_by_id(id).await?.is_none() {
+                // A member that is not a user here cannot be one; the rest still apply.
+                tracing::warn!(group = %name, member = %id, "SCIM: ignoring a member that is not a user");
+                continue;
+            }
+            state
+                .store
+                .set_membership(id, name, SCIM_SOURCE, true, now)
+                .await?;
+            changed.push(id.clone());
+        }
+    }
+    for id in existing.iter().filter(|id| !fields.members.contains(id)) {
+        state
+            .store
+            .set_membership(id, name, SCIM_SOURCE, false, now)
+            .await?;
+        changed.push(id.clone());
+    }
+    for id in changed {
+        state.apply_user_change(&id).await;
+    }
+    Ok(Known {
+        name: name.clone(),
+        id,
+        external_id: fields.external_id.clone(),
+    })
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    _who: ScimCaller,
+    parsed: Result<Json<Value>, JsonRejection>,
+) -> ScimResult<Response> {
+    let fields = fields(&parse_body(parsed)?)?;
+    if known(&state)
+        .await?
+        .iter()
+        .any(|g| g.name == fields.display_name)
+    {
+        return Err(ScimError::new(
+            StatusCode::CONFLICT,
+            Some("uniqueness"),
+            format!("a group is already called {:?}", fields.display_name),
+        ));
+    }
+    let group = save(&state, None, &fields).await?;
+    Ok(scim_json(
+        StatusCode::CREATED,
+        &to_json(&state, &group, true).await?,
+    ))
+}
+
+pub async fn replace(
+    State(state): State<AppState>,
+    _who: ScimCaller,
+    Path(id): Path<String>,
+    parsed: Result<Json<Value>, JsonRejection>,
+) -> ScimResult<Response> {
+    let current = find(&state, &id).await?;
+    let fields = fields(&parse_body(parsed)?)?;
+    let group = save(&state, Some(&current), &fields).await?;
+    Ok(scim_json(
+        StatusCode::OK,
+        &to_json(&state, &group, true).await?,
+    ))
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    _who: ScimCaller,
+    Path(id): Path<String>,
+    parsed: Result<Json<PatchBody>, JsonRejection>,
+) -> ScimResult<Response> {
+    let body = parsed.map(|Json(b)| b).map_err(|e| {
+        ScimError::invalid("invalidSyntax", format!("not a PatchOp: {}", e.body_text()))
+    })?;
+    let current = find(&state, &id).await?;
+    let mut resource = to_json(&state, &current, true).await?;
+    // Only SCIM's own memberships are SCIM's to change.
+    let scim_members: Vec<String> = state
+        .store
+        .group_members(&current.name)
+        .await?
+        .into_iter()
+        .filter(|(_, s)| s == SCIM_SOURCE)
+        .map(|(u, _)| u.id)
+        .collect();
+    resource["members"] = scim_members
+        .iter()
+        .map(|id| serde_json::json!({ "value": id }))
+        .collect();
+    patch::apply(&mut resource, body)?;
+    let fields = fields(&resource)?;
+    let group = save(&state, Some(&current), &fields).await?;
+    Ok(scim_json(
+        StatusCode::OK,
+        &to_json(&state, &group, true).await?,
+    ))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    _who: ScimCaller,
+    Path(id): Path<String>,
+) -> ScimResult<Response> {
+    let name = find(&state, &id).await?.name;
+    let members: Vec<String> = state
+        .store
+        .group_members(&name)
+        .await?
+        .into_iter()
+        .map(|(u, _)| u.id)
+        .collect();
+    state.store.delete_group(&name).await?;
+    for id in members {
+        state.apply_user_change(&id).await;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
