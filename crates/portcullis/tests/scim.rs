@@ -326,3 +326,78 @@ async fn entra_and_okta_provisioning_sequences() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     h.running.shutdown().await;
 }
+
+/// The `scim` sink pushes users and memberships into another SCIM server — here a second, real
+/// Portcullis playing the downstream app.
+#[tokio::test]
+async fn the_scim_sink_keeps_a_downstream_scim_app_in_step() {
+    let downstream = Harness::start(&config()).await;
+    let h = Harness::start(&format!(
+        "[[sinks]]\nid = 'app'\nkind = 'scim'\nurl = '{}'\ntoken = '{TOKEN}'\n",
+        downstream.url("/scim/v2")
+    ))
+    .await;
+    h.add_user(
+        "sam",
+        Some("sam@example.com"),
+        Some("Sam S"),
+        Role::User,
+        &["ops"],
+    )
+    .await;
+    let sam = common::uuid_like("sam");
+    let scim = Scim { h: &downstream };
+    let remote = async || {
+        let (_, found) = scim
+            .call(
+                reqwest::Method::GET,
+                &format!("/Users?filter=externalId%20eq%20%22{sam}%22"),
+                None,
+            )
+            .await;
+        found["Resources"][0].clone()
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let user = remote().await;
+        if user["groups"][0]["display"] == "ops" {
+            assert_eq!(user["userName"], "sam");
+            assert_eq!(user["displayName"], "Sam S");
+            assert_eq!(user["emails"][0]["value"], "sam@example.com");
+            assert_eq!(user["active"], true);
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "sam never arrived: {user}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Disabled here: deactivated there; out of the group here: out of it there.
+    let actor = portcullis_auth::audit::Actor::new("test", None);
+    let dir = &h.running.state.directory;
+    dir.set_status("sam", portcullis_core::user::UserStatus::Disabled, &actor)
+        .await
+        .unwrap();
+    h.running
+        .state
+        .store
+        .set_membership(&sam, "ops", "local", false, h.running.state.clock.now())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let user = remote().await;
+        if user["active"] == false && user.get("groups").is_none() {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "sam was not updated: {user}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    h.running.shutdown().await;
+    downstream.running.shutdown().await;
+}

@@ -12,6 +12,7 @@
 
 pub mod metrics;
 pub mod openwebui;
+pub mod scim;
 pub mod sink;
 pub mod webhook;
 
@@ -71,6 +72,12 @@ fn sink_for(s: &SinkConfig, http: &reqwest::Client) -> Arc<dyn Sink> {
             &s.id,
             &s.url,
             s.secret.as_deref().unwrap_or_default(),
+            http.clone(),
+        )),
+        SinkKind::Scim => Arc::new(scim::ScimSink::new(
+            &s.id,
+            &s.url,
+            s.token.as_deref().unwrap_or_default(),
             http.clone(),
         )),
         SinkKind::Openwebui => Arc::new(openwebui::OpenWebUi::new(

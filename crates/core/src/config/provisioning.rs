@@ -13,6 +13,8 @@ pub enum SinkKind {
     Webhook,
     /// Open WebUI's admin API (`POST /api/v1/auths/add`).
     Openwebui,
+    /// Any app that accepts SCIM 2.0: users and their group memberships.
+    Scim,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -21,7 +23,8 @@ pub struct SinkConfig {
     /// Short name, used in metrics, the CLI and the admin UI.
     pub id: String,
     pub kind: SinkKind,
-    /// `webhook`: the endpoint; `openwebui`: Open WebUI's base URL.
+    /// `webhook`: the endpoint; `openwebui`: Open WebUI's base URL; `scim`: the SCIM base URL
+    /// (ending in `/scim/v2` or wherever the app serves it).
     pub url: String,
     /// `webhook`: the signing secret, `whsec_` + base64 (Standard Webhooks).
     #[serde(default)]
@@ -29,6 +32,9 @@ pub struct SinkConfig {
     /// `openwebui`: an admin's API key or token.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// `scim`: the bearer token the app expects.
+    #[serde(default)]
+    pub token: Option<String>,
     /// Deliver only users this app's access policy admits (unset: every user).
     #[serde(default)]
     pub app: Option<String>,
@@ -114,6 +120,14 @@ pub(super) fn validate(config: &Config, push: &mut impl FnMut(String, String)) {
                     push(
                         key("secret"),
                         "a webhook needs a secret: whsec_ followed by at least 24 bytes in base64 (Standard Webhooks)".into(),
+                    );
+                }
+            }
+            SinkKind::Scim => {
+                if sink.token.as_deref().is_none_or(str::is_empty) {
+                    push(
+                        key("token"),
+                        "a SCIM sink needs the app's bearer token".into(),
                     );
                 }
             }
