@@ -253,6 +253,11 @@ async fn dead_letters_after_the_give_up_age_then_retry_from_the_cli() {
     })
     .await;
 
+    // A sink that is down touches neither readiness nor sign-in.
+    let ready = h.http.get(h.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
+    assert!(h.sign_in("zoe", "user-password-1").await.is_ok());
+
     clock.advance(Duration::from_secs(5 * 24 * 3600));
     wait_for("a dead letter", Duration::from_secs(60), async || {
         store.outbox_stats().await.unwrap().dead > 0
