@@ -319,41 +319,104 @@ async fn dead_letters_after_the_give_up_age_then_retry_from_the_cli() {
     h.running.shutdown().await;
 }
 
-/// A stand-in for Open WebUI's `POST /api/v1/auths/add` (the real one needs ~7 GB: see
-/// scripts/interop-openwebui): an admin token, 400 for an email it already has.
+/// A stand-in for Open WebUI's admin API as 0.12.4 has it (the real one needs ~7 GB: see
+/// scripts/interop-openwebui and docs/apps/open-webui.md): `auths/add` (400 for an email it
+/// already has), `users/?query=`, `users/{id}/update`, `users/{id}/sessions/revoke`.
 async fn openwebui_stand_in() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let created = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let store = created.clone();
-    let app = Router::new().route(
-        "/api/v1/auths/add",
-        post(
-            move |headers: http::HeaderMap, axum::Json(body): axum::Json<Value>| {
-                let store = store.clone();
-                async move {
-                    if headers.get("authorization").and_then(|v| v.to_str().ok())
-                        != Some("Bearer owui-admin-key")
-                    {
-                        return (
-                            http::StatusCode::UNAUTHORIZED,
-                            "{\"detail\":\"Not authenticated\"}".to_owned(),
-                        );
-                    }
-                    let mut users = store.lock().await;
-                    if users.iter().any(|u| u["email"] == body["email"]) {
-                        return (
-                            http::StatusCode::BAD_REQUEST,
-                            "{\"detail\":\"Uh-oh! This email is already registered.\"}".to_owned(),
-                        );
-                    }
-                    users.push(body);
-                    (
-                        http::StatusCode::OK,
-                        "{\"token\":\"secret-token-of-the-new-user\"}".to_owned(),
+    type Users = Arc<Mutex<Vec<Value>>>;
+    const ADMIN: &str = "Bearer owui-admin-key";
+    fn authorised(headers: &http::HeaderMap) -> bool {
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(ADMIN)
+    }
+    async fn add(
+        State(users): State<Users>,
+        headers: http::HeaderMap,
+        axum::Json(body): axum::Json<Value>,
+    ) -> (http::StatusCode, String) {
+        if !authorised(&headers) {
+            return (http::StatusCode::UNAUTHORIZED, "{}".into());
+        }
+        let mut users = users.lock().await;
+        if users.iter().any(|u| u["email"] == body["email"]) {
+            return (
+                http::StatusCode::BAD_REQUEST,
+                "{\"detail\":\"Uh-oh! This email is already registered.\"}".into(),
+            );
+        }
+        let mut user = body;
+        user["id"] = json!(format!("owui-{}", users.len()));
+        users.push(user);
+        (
+            http::StatusCode::OK,
+            "{\"token\":\"secret-token-of-the-new-user\"}".into(),
+        )
+    }
+    async fn search(
+        State(users): State<Users>,
+        headers: http::HeaderMap,
+        axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    ) -> (http::StatusCode, axum::Json<Value>) {
+        if !authorised(&headers) {
+            return (http::StatusCode::UNAUTHORIZED, axum::Json(json!({})));
+        }
+        let query = q.get("query").cloned().unwrap_or_default();
+        let found: Vec<Value> = users
+            .lock()
+            .await
+            .iter()
+            .filter(|u| u["email"].as_str().is_some_and(|e| e.contains(&query)))
+            .cloned()
+            .collect();
+        (
+            http::StatusCode::OK,
+            axum::Json(json!({"users": found, "total": found.len()})),
+        )
+    }
+    async fn update(
+        State(users): State<Users>,
+        headers: http::HeaderMap,
+        axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
+        body: String,
+    ) -> http::StatusCode {
+        if !authorised(&headers) {
+            return http::StatusCode::UNAUTHORIZED;
+        }
+        let mut users = users.lock().await;
+        let Some(user) = users.iter_mut().find(|u| u["id"] == id.as_str()) else {
+            return http::StatusCode::NOT_FOUND;
+        };
+        match action.as_str() {
+            "update" => {
+                let change: Value = serde_json::from_str(&body).unwrap();
+                user["role"] = change["role"].clone();
+            }
+            "revoke" => user["sessions_revoked"] = json!(true),
+            _ => return http::StatusCode::NOT_FOUND,
+        }
+        http::StatusCode::OK
+    }
+    let created: Users = Arc::new(Mutex::new(Vec::new()));
+    let app = Router::new()
+        .route("/api/v1/auths/add", post(add))
+        .route("/api/v1/users/", axum::routing::get(search))
+        .route("/api/v1/users/{id}/{action}", post(update))
+        .route(
+            "/api/v1/users/{id}/sessions/revoke",
+            post(
+                |s: State<Users>,
+                 h: http::HeaderMap,
+                 axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    update(
+                        s,
+                        h,
+                        axum::extract::Path((id, "revoke".to_owned())),
+                        String::new(),
                     )
-                }
-            },
-        ),
-    );
+                    .await
+                },
+            ),
+        )
+        .with_state(created.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -368,11 +431,11 @@ async fn the_openwebui_sink_creates_users_with_their_role() {
          [[sinks]]\nid = 'owui'\nkind = 'openwebui'\nurl = '{url}'\nadmin_token = 'owui-admin-key'\napp = 'chat'\n"
     ))
     .await;
-    // Already in Open WebUI: "already registered" counts as delivered.
+    // Already in Open WebUI (as a user): "already registered" updates the role instead.
     created
         .lock()
         .await
-        .push(json!({"email": "old@example.com"}));
+        .push(json!({"id": "owui-old", "email": "old@example.com", "role": "user"}));
     h.add_user(
         "ann",
         Some("ann@example.com"),
@@ -381,8 +444,14 @@ async fn the_openwebui_sink_creates_users_with_their_role() {
         &["staff"],
     )
     .await;
-    h.add_user("old", Some("old@example.com"), None, Role::User, &["staff"])
-        .await;
+    h.add_user(
+        "old",
+        Some("old@example.com"),
+        None,
+        Role::Admin,
+        &["staff"],
+    )
+    .await;
     h.add_user(
         "pat",
         Some("pat@example.com"),
@@ -394,39 +463,83 @@ async fn the_openwebui_sink_creates_users_with_their_role() {
     h.add_user("out", Some("out@example.com"), None, Role::User, &["other"])
         .await;
     let store = h.running.state.store.clone();
+    let settled = async |names: &[&str]| {
+        wait_for(
+            "every user's delivery settled",
+            Duration::from_secs(60),
+            async || {
+                for name in names {
+                    let status = store
+                        .deliveries_of_user(&common::uuid_like(name))
+                        .await
+                        .unwrap();
+                    if status.is_empty() || status.iter().any(|d| d.state != "delivered") {
+                        return false;
+                    }
+                }
+                true
+            },
+        )
+        .await;
+    };
+    settled(&["ann", "old", "pat", "out"]).await;
+    let role_of = async |email: &str| {
+        created
+            .lock()
+            .await
+            .iter()
+            .find(|u| u["email"] == email)
+            .map(|u| u["role"].as_str().unwrap_or("").to_owned())
+    };
+    {
+        let users = created.lock().await;
+        let emails: Vec<&str> = users.iter().filter_map(|u| u["email"].as_str()).collect();
+        assert_eq!(
+            emails,
+            ["old@example.com", "ann@example.com"],
+            "pending and not-admitted users are not created"
+        );
+        let ann = &users[1];
+        assert_eq!(
+            (ann["name"].as_str(), ann["role"].as_str()),
+            (Some("Ann A"), Some("admin"))
+        );
+        assert!(
+            ann["password"].as_str().unwrap().len() >= 32,
+            "a random password nobody knows"
+        );
+    }
+    assert_eq!(
+        role_of("old@example.com").await.as_deref(),
+        Some("admin"),
+        "the role follows"
+    );
+
+    // Disabled here: pending there, with their Open WebUI sessions revoked.
+    let actor = portcullis_auth::audit::Actor::new("test", None);
+    h.running
+        .state
+        .directory
+        .set_status("ann", portcullis_core::user::UserStatus::Disabled, &actor)
+        .await
+        .unwrap();
     wait_for(
-        "every user's delivery settled",
+        "ann pending in Open WebUI",
+        Duration::from_secs(60),
+        async || role_of("ann@example.com").await.as_deref() == Some("pending"),
+    )
+    .await;
+    wait_for(
+        "ann's Open WebUI sessions revoked",
         Duration::from_secs(60),
         async || {
-            for name in ["ann", "old", "pat", "out"] {
-                let status = store
-                    .deliveries_of_user(&common::uuid_like(name))
-                    .await
-                    .unwrap();
-                if status.is_empty() || status.iter().any(|d| d.state != "delivered") {
-                    return false;
-                }
-            }
-            true
+            created
+                .lock()
+                .await
+                .iter()
+                .any(|u| u["email"] == "ann@example.com" && u["sessions_revoked"] == true)
         },
     )
     .await;
-    let users = created.lock().await;
-    let emails: Vec<&str> = users.iter().filter_map(|u| u["email"].as_str()).collect();
-    assert_eq!(
-        emails,
-        ["old@example.com", "ann@example.com"],
-        "pending and not-admitted users are not created"
-    );
-    let ann = &users[1];
-    assert_eq!(
-        (ann["name"].as_str(), ann["role"].as_str()),
-        (Some("Ann A"), Some("admin"))
-    );
-    assert!(
-        ann["password"].as_str().unwrap().len() >= 32,
-        "a random password nobody knows"
-    );
-    drop(users);
     h.running.shutdown().await;
 }
