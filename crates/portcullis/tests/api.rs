@@ -1020,3 +1020,30 @@ async fn the_outbox_is_for_admins() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     h.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn shared_paths_follow_the_host_routing_resolves() {
+    // An app on its own host (seen through a trusted proxy's X-Forwarded-Host) gets its /api/v1.
+    let h = Harness::start(
+        "trusted_proxies = ['127.0.0.1/32']\n[[apps]]\nname = 'n8n'\nhost = 'n8n.example.com'\n\
+         upstream = '{upstream}'\nskip_auth = [{ path = '^/api/v1/' }]\n",
+    )
+    .await;
+    let theirs = h
+        .http
+        .get(h.url("/api/v1/workflows"))
+        .header("x-forwarded-host", "n8n.example.com")
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), StatusCode::OK);
+    let echo: Value = theirs.json().await.unwrap();
+    assert_eq!(echo["path"], "/api/v1/workflows");
+    // Portcullis's own host: Portcullis's API.
+    let ours = h.http.get(h.url("/api/v1/me")).send().await.unwrap();
+    assert_eq!(ours.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = ours.json().await.unwrap();
+    assert_eq!(body["error"], "unauthenticated");
+    h.running.shutdown().await;
+}

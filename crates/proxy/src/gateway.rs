@@ -49,6 +49,14 @@ impl Gateway {
         self.log(&ctx, response, started)
     }
 
+    /// Whether a configured app serves this request, with the host resolved exactly as routing
+    /// resolves it (trusted `X-Forwarded-Host` included). Decides the paths Portcullis shares
+    /// with apps (`/api/v1`, …).
+    pub fn app_claims<B>(&self, req: &Request<B>, peer: SocketAddr) -> bool {
+        RequestContext::new(req, peer, &self.trusted)
+            .is_ok_and(|ctx| self.routes.claims(&ctx.host, &ctx.path))
+    }
+
     /// Every phase before `forward`.
     async fn run(&self, ctx: &mut RequestContext, req: &mut Request<Body>) -> Result<(), Stop> {
         phases::route(&self.routes, ctx)?;

@@ -19,7 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use portcullis_core::Failure;
 use portcullis_core::config::{RESERVED_PREFIXES, SHARED_PREFIXES};
 use portcullis_core::path::{canonicalize, has_prefix};
-use portcullis_proxy::{RouteTable, respond};
+use portcullis_proxy::respond;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -127,32 +127,19 @@ fn canonical_uri(uri: &Uri) -> Result<Option<Uri>, Failure> {
         .map_err(|_| Failure::bad_request("the request URL is not valid"))
 }
 
-/// Whether Portcullis answers this (canonical) path itself; everything else goes to an app. The
-/// shared prefixes (`/api/v1`, …) are Portcullis's unless a configured app matches the request.
-fn is_own_path(routes: &RouteTable, headers: &http::HeaderMap, path: &str) -> bool {
-    if matches!(path, "/ping" | "/ready" | "/metrics")
+/// Whether Portcullis answers this (canonical) path itself; everything else goes to an app.
+fn is_own_path(path: &str) -> bool {
+    matches!(path, "/ping" | "/ready" | "/metrics")
         || RESERVED_PREFIXES
             .iter()
             .any(|prefix| has_prefix(path, prefix))
-    {
-        return true;
-    }
-    if !SHARED_PREFIXES
+}
+
+/// The paths Portcullis shares with apps (`/api/v1`, …): its own unless a configured app matches.
+fn is_shared_path(path: &str) -> bool {
+    SHARED_PREFIXES
         .iter()
         .any(|prefix| has_prefix(path, prefix))
-    {
-        return false;
-    }
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(|h| {
-            h.rsplit_once(':')
-                .map_or(h, |(host, _)| host)
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
-    !routes.claims(&host, path)
 }
 
 /// Serves Portcullis on `listener` until `shutdown` resolves, then lets in-flight requests finish
@@ -198,7 +185,10 @@ pub async fn serve(
                     Ok(None) => {}
                     Err(failure) => return Ok::<_, Infallible>(respond::failure(&failure, false)),
                 }
-                if !is_own_path(&gateway.routes, request.headers(), request.uri().path()) {
+                let path = request.uri().path();
+                let own = is_own_path(path)
+                    || (is_shared_path(path) && !gateway.app_claims(&request, peer));
+                if !own {
                     return Ok(gateway.handle(request.map(Body::new), peer).await);
                 }
                 request.extensions_mut().insert(ConnectInfo(peer));
