@@ -5,4 +5,5 @@
 
 pub mod admin;
 pub mod config;
+pub mod doctor;
 pub mod serve;

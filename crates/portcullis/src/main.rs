@@ -41,6 +41,9 @@ enum Command {
     /// The provisioning outbox: list dead letters, retry or discard them.
     #[command(subcommand)]
     Outbox(admin::OutboxCommand),
+    /// Check this configuration and the apps' and proxies' (env files, ECS task definitions,
+    /// oauth2-proxy flags) for the traps that break sign-in; exits 1 on an error.
+    Doctor(portcullis::doctor::DoctorArgs),
     /// Manage the keys that sign identity assertions: rotate.
     #[command(subcommand)]
     Keys(admin::SigningKeyCommand),
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::User(command) => with_config(cli.config.as_deref(), |c| admin::user(c, command)),
         Command::Key(command) => with_config(cli.config.as_deref(), |c| admin::key(c, command)),
+        Command::Doctor(args) => portcullis::doctor::run(cli.config.as_deref(), args),
         Command::Outbox(command) => {
             with_config(cli.config.as_deref(), |c| admin::outbox(c, command))
         }

@@ -1,0 +1,81 @@
+//! `portcullis doctor`: Portcullis's own configuration plus the foreign ones given (Open WebUI and
+//! oauth2-proxy env files, ECS task definitions, oauth2-proxy flags), checked against the catalog
+//! in `portcullis_doctor`. Exits 1 when an error is found, so CI can run it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use portcullis_doctor::{Finding, Settings, Severity};
+
+#[derive(clap::Args)]
+pub struct DoctorArgs {
+    /// An env file (Open WebUI and/or oauth2-proxy variables). Repeatable.
+    #[arg(long = "env")]
+    env: Vec<PathBuf>,
+    /// An AWS ECS task definition (JSON): every container's environment. Repeatable.
+    #[arg(long = "ecs")]
+    ecs: Vec<PathBuf>,
+    /// oauth2-proxy's command-line flags, as one string.
+    #[arg(long = "oauth2-proxy-args")]
+    oauth2_proxy_args: Option<String>,
+    /// human (default) or json.
+    #[arg(long, default_value = "human", value_parser = ["human", "json"])]
+    format: String,
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+/// Portcullis's own configuration: every problem check-config knows, as findings.
+fn own_config(path: Option<&Path>) -> Vec<Finding> {
+    match crate::config::load(path) {
+        Ok(_) => Vec::new(),
+        Err(errors) => vec![Finding {
+            rule: "PORTCULLIS-CONFIG",
+            severity: Severity::Error,
+            symptom: "Portcullis will not start with this configuration".into(),
+            why: errors.to_string().trim().to_owned(),
+            fix: "correct the keys named above (portcullis check-config shows the same)".into(),
+            source: path.map(|p| p.display().to_string()),
+        }],
+    }
+}
+
+pub fn run(config: Option<&Path>, args: DoctorArgs) -> ExitCode {
+    let mut settings = Settings::default();
+    let mut problems = Vec::new();
+    for path in &args.env {
+        match read(path) {
+            Ok(text) => settings.read_env(&text, &path.display().to_string()),
+            Err(e) => problems.push(e),
+        }
+    }
+    for path in &args.ecs {
+        match read(path).and_then(|text| settings.read_ecs(&text, &path.display().to_string())) {
+            Ok(()) => {}
+            Err(e) => problems.push(e),
+        }
+    }
+    if let Some(flags) = &args.oauth2_proxy_args {
+        settings.read_oauth2_proxy_flags(flags, "--oauth2-proxy-args");
+    }
+    if !problems.is_empty() {
+        for p in problems {
+            eprintln!("portcullis doctor: {p}");
+        }
+        return ExitCode::from(2);
+    }
+    let mut findings = own_config(config);
+    findings.extend(portcullis_doctor::check(&settings));
+    if args.format == "json" {
+        println!("{}", portcullis_doctor::json(&findings));
+    } else {
+        print!("{}", portcullis_doctor::human(&findings));
+    }
+    if portcullis_doctor::has_errors(&findings) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,56 @@
+//! `portcullis doctor` as operators and CI run it: findings, JSON, exit codes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+use std::process::Command;
+
+fn doctor(args: &[&str], dir: &std::path::Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("doctor")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn doctor_reports_findings_with_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../doctor/tests/fixtures/seed-working-task.json");
+    let (code, json) = doctor(
+        &["--ecs", fixture.to_str().unwrap(), "--format", "json"],
+        dir.path(),
+    );
+    assert_eq!(code, 1, "errors found: exit 1");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rules: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"O2P-PREFER-EMAIL-TO-USER"), "{rules:?}");
+    assert_eq!(
+        report["findings"][0]["severity"], "error",
+        "most severe first"
+    );
+
+    let good = dir.path().join("good.env");
+    std::fs::write(
+        &good,
+        "WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Forwarded-Email\nWEBUI_AUTH_TRUSTED_NAME_HEADER=X-Forwarded-User\n\
+         WEBUI_AUTH_SIGNOUT_REDIRECT_URL=https://chat.example.com/.portcullis/sign_out\nDEFAULT_USER_ROLE=user\n\
+         ENABLE_PERSISTENT_CONFIG=false\n",
+    )
+    .unwrap();
+    let (code, text) = doctor(&["--env", good.to_str().unwrap()], dir.path());
+    assert_eq!((code, text.trim()), (0, "doctor: no known problem found"));
+
+    let (code, _) = doctor(&["--env", "/no/such/file"], dir.path());
+    assert_eq!(code, 2, "an unreadable input is a usage error");
+}
