@@ -15,6 +15,8 @@ pub struct Setting {
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     vars: BTreeMap<String, Setting>,
+    /// The identity headers Portcullis's own configuration sends to apps (lower case).
+    gateway_headers: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -30,6 +32,20 @@ impl Settings {
     pub fn truthy(&self, name: &str) -> bool {
         self.value(name)
             .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+    }
+
+    /// Portcullis is the proxy in front, sending these identity headers.
+    pub fn set_gateway_headers(&mut self, headers: Vec<String>) {
+        self.gateway_headers = Some(
+            headers
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        );
+    }
+
+    pub fn gateway_headers(&self) -> Option<&[String]> {
+        self.gateway_headers.as_deref()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -112,6 +128,73 @@ impl Settings {
         Ok(())
     }
 
+    /// A docker-compose file: every service's `environment` (a map or a `KEY=value` list), and
+    /// the flags of a service that runs oauth2-proxy.
+    pub fn read_compose(&mut self, text: &str, file: &str) -> Result<(), String> {
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| format!("{file} is not YAML: {e}"))?;
+        let services = doc
+            .get("services")
+            .and_then(|s| s.as_mapping())
+            .ok_or_else(|| format!("{file} has no services: is it a docker-compose file?"))?;
+        for (name, service) in services {
+            let name = name.as_str().unwrap_or("?");
+            let origin = format!("{file}: service {name}");
+            match service.get("environment") {
+                Some(serde_yaml::Value::Mapping(map)) => {
+                    for (key, value) in map {
+                        let value = match value {
+                            serde_yaml::Value::String(s) => s.clone(),
+                            serde_yaml::Value::Bool(b) => b.to_string(),
+                            serde_yaml::Value::Number(n) => n.to_string(),
+                            _ => String::new(),
+                        };
+                        if let Some(key) = key.as_str() {
+                            self.set(key, &value, origin.clone());
+                        }
+                    }
+                }
+                Some(serde_yaml::Value::Sequence(list)) => {
+                    for item in list.iter().filter_map(|i| i.as_str()) {
+                        if let Some((key, value)) = item.split_once('=') {
+                            self.set(key, value, origin.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+            let image = service.get("image").and_then(|i| i.as_str()).unwrap_or("");
+            if image.contains("oauth2-proxy") {
+                let command = match service.get("command") {
+                    Some(serde_yaml::Value::String(s)) => s.clone(),
+                    Some(serde_yaml::Value::Sequence(list)) => list
+                        .iter()
+                        .filter_map(|i| i.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    _ => String::new(),
+                };
+                self.read_oauth2_proxy_flags(&command, &origin);
+            }
+        }
+        Ok(())
+    }
+
+    /// An oauth2-proxy cfg file (`key = "value"`, TOML-like), kept under the env names.
+    pub fn read_oauth2_proxy_cfg(&mut self, text: &str, file: &str) {
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some((key, value)) = line.split_once('=') {
+                let value = value.trim().trim_matches('"');
+                let env = format!("OAUTH2_PROXY_{}", key.trim().to_ascii_uppercase());
+                self.set(&env, value, format!("{file}:{}", n + 1));
+            }
+        }
+    }
+
     /// oauth2-proxy command-line flags (`--prefer-email-to-user`, `--user-id-claim=oid`), kept
     /// under their environment names (`OAUTH2_PROXY_PREFER_EMAIL_TO_USER`).
     pub fn read_oauth2_proxy_flags(&mut self, args: &str, file: &str) {
@@ -152,6 +235,20 @@ mod tests {
         .unwrap();
         assert_eq!(s.value("DEFAULT_USER_ROLE"), Some("pending"));
         assert!(s.read_ecs("{}", "bad.json").is_err());
+        s.read_compose(
+            "services:\n  webui:\n    image: ghcr.io/open-webui/open-webui\n    environment:\n      ENABLE_SCIM: true\n  \
+             proxy:\n    image: quay.io/oauth2-proxy/oauth2-proxy\n    environment:\n      - OAUTH2_PROXY_REVERSE_PROXY=true\n    \
+             command: [\"--set-xauthrequest\", \"--upstream-timeout=5m\"]\n",
+            "compose.yml",
+        )
+        .unwrap();
+        assert!(s.truthy("ENABLE_SCIM"));
+        assert!(s.truthy("OAUTH2_PROXY_REVERSE_PROXY"));
+        assert!(s.truthy("OAUTH2_PROXY_SET_XAUTHREQUEST"));
+        assert_eq!(s.value("OAUTH2_PROXY_UPSTREAM_TIMEOUT"), Some("5m"));
+        assert!(s.read_compose("a: 1", "x.yml").is_err());
+        s.read_oauth2_proxy_cfg("# cfg\nskip_auth_routes = \"GET=/x\"\n", "o2p.cfg");
+        assert_eq!(s.value("OAUTH2_PROXY_SKIP_AUTH_ROUTES"), Some("GET=/x"));
         s.read_oauth2_proxy_flags("--prefer-email-to-user --user-id-claim=oid", "args");
         assert!(s.truthy("OAUTH2_PROXY_PREFER_EMAIL_TO_USER"));
         assert_eq!(s.value("OAUTH2_PROXY_USER_ID_CLAIM"), Some("oid"));

@@ -59,10 +59,13 @@ fn trusted_headers(s: &Settings) -> bool {
     s.get("WEBUI_AUTH_TRUSTED_EMAIL_HEADER").is_some()
 }
 
-/// The identity headers the proxy in front sends to the app, when doctor can tell.
-fn proxy_sends(s: &Settings) -> Option<Vec<&'static str>> {
+/// The identity headers the proxy in front sends to the app, when doctor can tell: oauth2-proxy's
+/// from its settings, else Portcullis's from its own configuration.
+fn proxy_sends(s: &Settings) -> Option<Vec<&str>> {
     if !s.has_oauth2_proxy() {
-        return None;
+        return s
+            .gateway_headers()
+            .map(|headers| headers.iter().map(String::as_str).collect());
     }
     let pass_user_headers = s
         .value("OAUTH2_PROXY_PASS_USER_HEADERS")
@@ -397,6 +400,16 @@ mod tests {
                 "{rule} should not fire on:\n{passing}"
             );
         }
+    }
+
+    #[test]
+    fn portcullis_headers_are_checked_against_the_app() {
+        let mut s = settings("WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Auth-Request-Email\n");
+        s.set_gateway_headers(vec!["X-Forwarded-Email".into(), "X-Forwarded-User".into()]);
+        assert!(check(&s).iter().any(|f| f.rule == "OWUI-HEADER-MISMATCH"));
+        let mut s = settings("WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Forwarded-Email\n");
+        s.set_gateway_headers(vec!["X-Forwarded-Email".into()]);
+        assert!(!check(&s).iter().any(|f| f.rule == "OWUI-HEADER-MISMATCH"));
     }
 
     #[test]

@@ -15,6 +15,12 @@ pub struct DoctorArgs {
     /// An AWS ECS task definition (JSON): every container's environment. Repeatable.
     #[arg(long = "ecs")]
     ecs: Vec<PathBuf>,
+    /// A docker-compose file: every service's environment, oauth2-proxy's command. Repeatable.
+    #[arg(long = "compose")]
+    compose: Vec<PathBuf>,
+    /// An oauth2-proxy cfg file.
+    #[arg(long = "oauth2-proxy-cfg")]
+    oauth2_proxy_cfg: Vec<PathBuf>,
     /// oauth2-proxy's command-line flags, as one string.
     #[arg(long = "oauth2-proxy-args")]
     oauth2_proxy_args: Option<String>,
@@ -27,10 +33,22 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
 }
 
-/// Portcullis's own configuration: every problem check-config knows, as findings.
-fn own_config(path: Option<&Path>) -> Vec<Finding> {
+/// Portcullis's own configuration: every problem check-config knows, as findings; and the identity
+/// headers its apps receive, for the rules that compare them with the app's settings.
+fn own_config(path: Option<&Path>, settings: &mut Settings) -> Vec<Finding> {
     match crate::config::load(path) {
-        Ok(_) => Vec::new(),
+        Ok((config, _)) => {
+            if !config.apps.is_empty() {
+                let headers = config
+                    .apps
+                    .iter()
+                    .flat_map(|a| a.identity_headers.mappings())
+                    .map(|(name, _)| name)
+                    .collect();
+                settings.set_gateway_headers(headers);
+            }
+            Vec::new()
+        }
         Err(errors) => vec![Finding {
             rule: "PORTCULLIS-CONFIG",
             severity: Severity::Error,
@@ -57,6 +75,19 @@ pub fn run(config: Option<&Path>, args: DoctorArgs) -> ExitCode {
             Err(e) => problems.push(e),
         }
     }
+    for path in &args.compose {
+        match read(path).and_then(|text| settings.read_compose(&text, &path.display().to_string()))
+        {
+            Ok(()) => {}
+            Err(e) => problems.push(e),
+        }
+    }
+    for path in &args.oauth2_proxy_cfg {
+        match read(path) {
+            Ok(text) => settings.read_oauth2_proxy_cfg(&text, &path.display().to_string()),
+            Err(e) => problems.push(e),
+        }
+    }
     if let Some(flags) = &args.oauth2_proxy_args {
         settings.read_oauth2_proxy_flags(flags, "--oauth2-proxy-args");
     }
@@ -66,7 +97,7 @@ pub fn run(config: Option<&Path>, args: DoctorArgs) -> ExitCode {
         }
         return ExitCode::from(2);
     }
-    let mut findings = own_config(config);
+    let mut findings = own_config(config, &mut settings);
     findings.extend(portcullis_doctor::check(&settings));
     if args.format == "json" {
         println!("{}", portcullis_doctor::json(&findings));

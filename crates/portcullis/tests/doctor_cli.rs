@@ -51,6 +51,23 @@ fn doctor_reports_findings_with_exit_codes() {
     let (code, text) = doctor(&["--env", good.to_str().unwrap()], dir.path());
     assert_eq!((code, text.trim()), (0, "doctor: no known problem found"));
 
+    // Portcullis's own configuration is compared with the app's: Open WebUI waits for a header
+    // the openwebui profile does not send.
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        "[[apps]]\nname = 'chat'\nupstream = 'http://127.0.0.1:8080'\nidentity_headers = { profile = 'openwebui' }\n",
+    )
+    .unwrap();
+    let app = dir.path().join("app.env");
+    std::fs::write(
+        &app,
+        "WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Auth-Request-Email\n",
+    )
+    .unwrap();
+    let (code, text) = doctor(&["--env", app.to_str().unwrap()], dir.path());
+    assert_eq!(code, 1);
+    assert!(text.contains("OWUI-HEADER-MISMATCH"), "{text}");
+
     let (code, _) = doctor(&["--env", "/no/such/file"], dir.path());
     assert_eq!(code, 2, "an unreadable input is a usage error");
 }
