@@ -6,4 +6,5 @@
 pub mod admin;
 pub mod config;
 pub mod doctor;
+pub mod explain;
 pub mod serve;

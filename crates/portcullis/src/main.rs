@@ -38,6 +38,8 @@ enum Command {
     /// Manage API keys: create, revoke, list.
     #[command(subcommand)]
     Key(admin::KeyCommand),
+    /// Show what an app would receive for a token's claims, and where each field comes from.
+    Explain(portcullis::explain::ExplainArgs),
     /// The provisioning outbox: list dead letters, retry or discard them.
     #[command(subcommand)]
     Outbox(admin::OutboxCommand),
@@ -58,6 +60,9 @@ fn main() -> ExitCode {
         Command::User(command) => with_config(cli.config.as_deref(), |c| admin::user(c, command)),
         Command::Key(command) => with_config(cli.config.as_deref(), |c| admin::key(c, command)),
         Command::Doctor(args) => portcullis::doctor::run(cli.config.as_deref(), args),
+        Command::Explain(args) => {
+            with_config(cli.config.as_deref(), |c| portcullis::explain::run(c, args))
+        }
         Command::Outbox(command) => {
             with_config(cli.config.as_deref(), |c| admin::outbox(c, command))
         }

@@ -71,3 +71,74 @@ fn doctor_reports_findings_with_exit_codes() {
     let (code, _) = doctor(&["--env", "/no/such/file"], dir.path());
     assert_eq!(code, 2, "an unreadable input is a usage error");
 }
+
+#[test]
+fn explain_shows_the_guid_case_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        "[[apps]]\nname = 'chat'\nupstream = 'http://127.0.0.1:8080'\nidentity_headers = { profile = 'openwebui' }\n\
+         [[providers]]\nid = 'cognito'\npreset = 'cognito'\nclient_id = 'abc'\nclient_secret = 'def'\n\
+         issuer = 'https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123'\n\
+         [[providers]]\nid = 'mapped-badly'\npreset = 'cognito'\nclient_id = 'abc'\nclient_secret = 'def'\n\
+         issuer = 'https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123'\n\
+         claims = { name = 'cognito:username' }\n",
+    )
+    .unwrap();
+    let explain = |provider: &str, claims: &str| {
+        std::fs::write(dir.path().join("claims.json"), claims).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args([
+                "explain",
+                "--app",
+                "chat",
+                "--claims",
+                "claims.json",
+                "--provider",
+                provider,
+            ])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Cognito's username is the same UUID as the subject. Mapped as the name, it is the GUID case.
+    let guid = "6f1c1f1e-8d3a-4c59-9f39-0a2f5e9a7c11";
+    let claims = format!(
+        r#"{{"sub": "{guid}", "cognito:username": "{guid}", "email": "ada@example.com", "email_verified": true}}"#
+    );
+    let report = explain("mapped-badly", &claims);
+    assert!(report.contains("looks like an opaque id"), "{report}");
+    assert!(
+        report.contains(&format!("x-forwarded-user: {guid}")),
+        "{report}"
+    );
+    // The preset never uses an opaque username as a name: it falls back to the email.
+    let report = explain("cognito", &claims);
+    assert!(
+        report.contains("x-forwarded-user: ada@example.com"),
+        "{report}"
+    );
+    assert!(!report.contains("looks like an opaque id"), "{report}");
+    // With a name claim, the name is the name, and the subject stays out of the headers.
+    let report = explain(
+        "cognito",
+        &format!(
+            r#"{{"sub": "{guid}", "cognito:username": "{guid}", "name": "Ada Lovelace", "email": "ada@example.com", "email_verified": true}}"#
+        ),
+    );
+    assert!(
+        report.contains("x-forwarded-user: Ada Lovelace"),
+        "{report}"
+    );
+    assert!(
+        report.contains("name      ← name"),
+        "where the name came from: {report}"
+    );
+    assert!(!report.contains("looks like an opaque id"), "{report}");
+}
