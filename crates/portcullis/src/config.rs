@@ -36,11 +36,12 @@ pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigErro
                     p.display()
                 )]));
             }
-            figment = figment.merge(Toml::file_exact(p));
+            figment = figment.merge(Toml::string(&read_expanded(p)?));
             Some(p.to_path_buf())
         }
         None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
-            figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            let p = Path::new(DEFAULT_CONFIG_FILE);
+            figment = figment.merge(Toml::string(&read_expanded(p)?));
             Some(PathBuf::from(DEFAULT_CONFIG_FILE))
         }
         None => None,
@@ -59,6 +60,68 @@ pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigErro
     Ok((config, used))
 }
 
+/// The file with every `${NAME}` replaced by that environment variable, so secrets (client
+/// secrets, tokens) can stay out of the file — also for entries of lists such as `[[providers]]`,
+/// which `PORTCULLIS_…` variables cannot address. `$${` writes a literal `${`.
+fn read_expanded(path: &Path) -> Result<String, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors(vec![format!("reading {}: {e}", path.display())]))?;
+    expand(&text, |name| std::env::var(name).ok()).map_err(|missing| {
+        ConfigErrors(
+            missing
+                .into_iter()
+                .map(|name| {
+                    format!(
+                        "{}: ${{{name}}} is used but the environment variable {name} is not set",
+                        path.display()
+                    )
+                })
+                .collect(),
+        )
+    })
+}
+
+fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Vec<String>> {
+    let mut out = String::with_capacity(text.len());
+    let mut missing = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        if rest[..at].ends_with('$') {
+            out.push_str(&rest[..at - 1]);
+            out.push_str("${");
+            rest = &rest[at + 2..];
+            continue;
+        }
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        match after.find('}') {
+            Some(end)
+                if after[..end]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    && end > 0 =>
+            {
+                let name = &after[..end];
+                match lookup(name) {
+                    Some(value) => out.push_str(&value),
+                    None => missing.push(name.to_owned()),
+                }
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push_str("${");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing)
+    }
+}
+
 /// Figment's message plus the key path and where the value came from.
 fn describe(e: figment::Error) -> String {
     let key = e.path.join(".");
@@ -74,5 +137,24 @@ fn describe(e: figment::Error) -> String {
         format!("{}{source}", e.kind)
     } else {
         format!("{key}: {}{source}", e.kind)
+    }
+}
+
+#[cfg(test)]
+mod expand_tests {
+    use super::expand;
+
+    #[test]
+    fn variables_are_expanded_and_missing_ones_named() {
+        let env = |name: &str| (name == "SECRET").then(|| "s3cr3t".to_owned());
+        assert_eq!(expand("a = \"${SECRET}\"", env).unwrap(), "a = \"s3cr3t\"");
+        assert_eq!(
+            expand("literal $${SECRET} and ${ not a var", env).unwrap(),
+            "literal ${SECRET} and ${ not a var"
+        );
+        assert_eq!(
+            expand("${NOPE} ${ALSO_NOPE}", env).unwrap_err(),
+            vec!["NOPE", "ALSO_NOPE"]
+        );
     }
 }

@@ -110,3 +110,70 @@ pub fn run(config: Option<&Path>, args: DoctorArgs) -> ExitCode {
         ExitCode::SUCCESS
     }
 }
+
+#[derive(clap::Subcommand)]
+pub enum ImportCommand {
+    /// Write the portcullis.toml equivalent to an oauth2-proxy configuration, and list what
+    /// changes meaning.
+    #[command(name = "oauth2-proxy")]
+    OAuth2Proxy {
+        /// An env file with OAUTH2_PROXY_* variables.
+        #[arg(long = "env")]
+        env: Vec<PathBuf>,
+        /// oauth2-proxy's cfg file.
+        #[arg(long = "config-file")]
+        config_file: Vec<PathBuf>,
+        /// oauth2-proxy's command-line flags, as one string.
+        #[arg(long = "args")]
+        args: Option<String>,
+        /// Where to write the configuration (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+pub fn import(command: ImportCommand) -> ExitCode {
+    let ImportCommand::OAuth2Proxy {
+        env,
+        config_file,
+        args,
+        output,
+    } = command;
+    let mut settings = Settings::default();
+    for path in &env {
+        match read(path) {
+            Ok(text) => settings.read_env(&text, &path.display().to_string()),
+            Err(e) => return usage(&e),
+        }
+    }
+    for path in &config_file {
+        match read(path) {
+            Ok(text) => settings.read_oauth2_proxy_cfg(&text, &path.display().to_string()),
+            Err(e) => return usage(&e),
+        }
+    }
+    if let Some(flags) = &args {
+        settings.read_oauth2_proxy_flags(flags, "--args");
+    }
+    let imported = match portcullis_doctor::import::oauth2_proxy(&settings) {
+        Ok(imported) => imported,
+        Err(e) => return usage(&e),
+    };
+    match &output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &imported.toml) {
+                return usage(&format!("writing {}: {e}", path.display()));
+            }
+        }
+        None => print!("{}", imported.toml),
+    }
+    for note in &imported.notes {
+        eprintln!("note: {note}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("portcullis import: {message}");
+    ExitCode::from(2)
+}

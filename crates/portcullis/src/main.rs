@@ -38,6 +38,9 @@ enum Command {
     /// Manage API keys: create, revoke, list.
     #[command(subcommand)]
     Key(admin::KeyCommand),
+    /// Turn another gateway's configuration into portcullis.toml: oauth2-proxy.
+    #[command(subcommand)]
+    Import(portcullis::doctor::ImportCommand),
     /// Show what an app would receive for a token's claims, and where each field comes from.
     Explain(portcullis::explain::ExplainArgs),
     /// The provisioning outbox: list dead letters, retry or discard them.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::User(command) => with_config(cli.config.as_deref(), |c| admin::user(c, command)),
         Command::Key(command) => with_config(cli.config.as_deref(), |c| admin::key(c, command)),
         Command::Doctor(args) => portcullis::doctor::run(cli.config.as_deref(), args),
+        Command::Import(command) => portcullis::doctor::import(command),
         Command::Explain(args) => {
             with_config(cli.config.as_deref(), |c| portcullis::explain::run(c, args))
         }

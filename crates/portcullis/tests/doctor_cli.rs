@@ -142,3 +142,67 @@ fn explain_shows_the_guid_case_plainly() {
     );
     assert!(!report.contains("looks like an opaque id"), "{report}");
 }
+
+#[test]
+fn import_oauth2_proxy_round_trips_through_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("oauth2-proxy.env");
+    std::fs::write(
+        &env,
+        "OAUTH2_PROXY_PROVIDER=oidc\n\
+         OAUTH2_PROXY_OIDC_ISSUER_URL=https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123\n\
+         OAUTH2_PROXY_CLIENT_ID=77n2g266last0jim5h1c0qjckn\n\
+         OAUTH2_PROXY_CLIENT_SECRET=never-copied\n\
+         OAUTH2_PROXY_REDIRECT_URL=https://chat.example.com/oauth2/callback\n\
+         OAUTH2_PROXY_UPSTREAMS=http://127.0.0.1:8080/\n\
+         OAUTH2_PROXY_EMAIL_DOMAINS=*\n\
+         OAUTH2_PROXY_HTTP_ADDRESS=0.0.0.0:4180\n\
+         OAUTH2_PROXY_TRUSTED_PROXY_IPS=10.0.0.0/16\n\
+         OAUTH2_PROXY_SKIP_AUTH_ROUTES=GET=/health,POST=/api/webhook\n\
+         OAUTH2_PROXY_PREFER_EMAIL_TO_USER=true\n\
+         OAUTH2_PROXY_USER_ID_CLAIM=email\n\
+         OAUTH2_PROXY_UPSTREAM_TIMEOUT=30s\n\
+         OAUTH2_PROXY_WHITELIST_DOMAINS=auth.example.com\n",
+    )
+    .unwrap();
+    let out = dir.path().join("portcullis.toml");
+    let imported = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["import", "oauth2-proxy", "--env"])
+        .arg(&env)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let notes = String::from_utf8(imported.stderr).unwrap();
+    for changed in [
+        "prefer-email-to-user",
+        "user-id-claim",
+        "client secret is not copied",
+        "anchored",
+        "upstream-timeout",
+    ] {
+        assert!(notes.contains(changed), "no note about {changed}: {notes}");
+    }
+    let toml = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        !toml.contains("never-copied"),
+        "secrets are never written: {toml}"
+    );
+    assert!(toml.contains("path = \"^/health\""), "{toml}");
+    let checked = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check-config", "--config"])
+        .arg(&out)
+        .env("OAUTH2_PROXY_CLIENT_SECRET", "from-the-environment")
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "the generated configuration is valid: {}\n{toml}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
