@@ -180,7 +180,8 @@ impl Settings {
         Ok(())
     }
 
-    /// An oauth2-proxy cfg file (`key = "value"`, TOML-like), kept under the env names.
+    /// An oauth2-proxy cfg file (`key = "value"` or `key = ["a", "b"]`, TOML), kept under the
+    /// env names.
     pub fn read_oauth2_proxy_cfg(&mut self, text: &str, file: &str) {
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -188,28 +189,58 @@ impl Settings {
                 continue;
             }
             if let Some((key, value)) = line.split_once('=') {
-                let value = value.trim().trim_matches('"');
-                let env = format!("OAUTH2_PROXY_{}", key.trim().to_ascii_uppercase());
-                self.set(&env, value, format!("{file}:{}", n + 1));
+                let value = value.trim();
+                let value = match value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+                    Some(items) => items
+                        .split(',')
+                        .map(|i| i.trim().trim_matches('"'))
+                        .filter(|i| !i.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    None => value.trim_matches('"').to_owned(),
+                };
+                self.set(&oauth2_proxy_env(key), &value, format!("{file}:{}", n + 1));
             }
         }
     }
 
     /// oauth2-proxy command-line flags (`--prefer-email-to-user`, `--user-id-claim=oid`), kept
-    /// under their environment names (`OAUTH2_PROXY_PREFER_EMAIL_TO_USER`).
+    /// under their environment names (`OAUTH2_PROXY_PREFER_EMAIL_TO_USER`); a repeated flag
+    /// (`--upstream a --upstream b`) becomes a comma-separated list, as in the environment.
     pub fn read_oauth2_proxy_flags(&mut self, args: &str, file: &str) {
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
         for arg in args.split_whitespace() {
             let Some(flag) = arg.strip_prefix("--") else {
                 continue;
             };
             let (name, value) = flag.split_once('=').unwrap_or((flag, "true"));
-            let env = format!(
-                "OAUTH2_PROXY_{}",
-                name.replace('-', "_").to_ascii_uppercase()
-            );
-            self.set(&env, value.trim_matches('"'), format!("{file}: --{name}"));
+            let env = oauth2_proxy_env(name);
+            let value = value.trim_matches('"');
+            let joined = match seen.get(&env) {
+                Some(earlier) => format!("{earlier},{value}"),
+                None => value.to_owned(),
+            };
+            seen.insert(env.clone(), joined.clone());
+            self.set(&env, &joined, format!("{file}: --{name}"));
         }
     }
+}
+
+/// oauth2-proxy's environment name for a flag or cfg key: list options are singular as flags
+/// (`--upstream`) and plural in the environment (`OAUTH2_PROXY_UPSTREAMS`).
+fn oauth2_proxy_env(option: &str) -> String {
+    let upper = option.trim().replace('-', "_").to_ascii_uppercase();
+    let name = match upper.as_str() {
+        "UPSTREAM" => "UPSTREAMS",
+        "EMAIL_DOMAIN" => "EMAIL_DOMAINS",
+        "SKIP_AUTH_ROUTE" => "SKIP_AUTH_ROUTES",
+        "WHITELIST_DOMAIN" => "WHITELIST_DOMAINS",
+        "ALLOWED_GROUP" => "ALLOWED_GROUPS",
+        "TRUSTED_PROXY_IP" => "TRUSTED_PROXY_IPS",
+        "COOKIE_DOMAIN" => "COOKIE_DOMAINS",
+        other => other,
+    };
+    format!("OAUTH2_PROXY_{name}")
 }
 
 #[cfg(test)]
@@ -247,8 +278,24 @@ mod tests {
         assert!(s.truthy("OAUTH2_PROXY_SET_XAUTHREQUEST"));
         assert_eq!(s.value("OAUTH2_PROXY_UPSTREAM_TIMEOUT"), Some("5m"));
         assert!(s.read_compose("a: 1", "x.yml").is_err());
-        s.read_oauth2_proxy_cfg("# cfg\nskip_auth_routes = \"GET=/x\"\n", "o2p.cfg");
+        s.read_oauth2_proxy_cfg(
+            "# cfg\nskip_auth_routes = \"GET=/x\"\nupstreams = [ \"http://a:1/\", \"http://b:2/b\" ]\n",
+            "o2p.cfg",
+        );
         assert_eq!(s.value("OAUTH2_PROXY_SKIP_AUTH_ROUTES"), Some("GET=/x"));
+        assert_eq!(
+            s.value("OAUTH2_PROXY_UPSTREAMS"),
+            Some("http://a:1/,http://b:2/b")
+        );
+        s.read_oauth2_proxy_flags(
+            "--upstream=http://c:3/ --upstream=http://d:4/ --email-domain=*",
+            "args",
+        );
+        assert_eq!(
+            s.value("OAUTH2_PROXY_UPSTREAMS"),
+            Some("http://c:3/,http://d:4/")
+        );
+        assert_eq!(s.value("OAUTH2_PROXY_EMAIL_DOMAINS"), Some("*"));
         s.read_oauth2_proxy_flags("--prefer-email-to-user --user-id-claim=oid", "args");
         assert!(s.truthy("OAUTH2_PROXY_PREFER_EMAIL_TO_USER"));
         assert_eq!(s.value("OAUTH2_PROXY_USER_ID_CLAIM"), Some("oid"));
