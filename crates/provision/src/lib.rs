@@ -143,7 +143,7 @@ impl Provisioner {
             .iter()
             .map(|t| t.sink.id().to_owned())
             .collect();
-        self.store.fan_out(&sinks).await?;
+        self.store.fan_out(&sinks, self.clock.now()).await?;
         let due = self.store.due_deliveries(self.clock.now(), BATCH).await?;
         let attempted = due.len();
         let mut running = JoinSet::new();

@@ -336,8 +336,9 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// Copies new outbox events into `deliveries`, one row per sink; returns how many rows.
-    async fn fan_out(&self, sinks: &[String]) -> Result<u64, StoreError>;
+    /// Copies new outbox events into `deliveries`, one row per sink, due at `now` (the worker's
+    /// clock, not the database's); returns how many rows.
+    async fn fan_out(&self, sinks: &[String], now: Timestamp) -> Result<u64, StoreError>;
     /// Pending deliveries that are due, the oldest per (sink, user) only.
     async fn due_deliveries(&self, now: Timestamp, limit: u32)
     -> Result<Vec<Delivery>, StoreError>;

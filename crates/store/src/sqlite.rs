@@ -562,16 +562,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn fan_out(&self, sinks: &[String]) -> Result<u64, StoreError> {
+    async fn fan_out(&self, sinks: &[String], now: Timestamp) -> Result<u64, StoreError> {
         let mut added = 0;
         for sink in sinks {
             let result = sqlx::query(
                 "INSERT OR IGNORE INTO deliveries (seq, sink, user_id, kind, created_at, next_attempt_at) \
-                 SELECT seq, ?1, user_id, kind, at, at FROM outbox \
+                 SELECT seq, ?1, user_id, kind, at, ?2 FROM outbox \
                  WHERE seq > (SELECT coalesce(max(seq), 0) FROM deliveries WHERE sink = ?1) \
                  ORDER BY seq LIMIT 10000",
             )
             .bind(sink)
+            .bind(now.0)
             .execute(&self.pool)
             .await?;
             added += result.rows_affected();
@@ -1284,9 +1285,9 @@ mod tests {
             .sync_groups("u2", "provider:x", &["a".into(), "b".into()], now)
             .await
             .unwrap(); // unchanged memberships write nothing
-        assert_eq!(store.fan_out(&["hook".into()]).await.unwrap(), 6);
+        assert_eq!(store.fan_out(&["hook".into()], now).await.unwrap(), 6);
         assert_eq!(
-            store.fan_out(&["hook".into()]).await.unwrap(),
+            store.fan_out(&["hook".into()], now).await.unwrap(),
             0,
             "once only"
         );
