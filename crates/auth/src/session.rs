@@ -238,6 +238,10 @@ impl SessionManager {
     /// Applies a change to a user: a user who is no longer active loses every session (and every
     /// open stream); otherwise cached sessions reload the user's identity on their next request.
     pub async fn user_changed(&self, user_id: &str) -> Result<(), StoreError> {
+        // The cached sessions are taken before the store is read: a session created meanwhile
+        // (the user signing in again) is then either in the store's answer or not in this list,
+        // and is never forgotten by mistake.
+        let cached = self.cache.sessions_of(user_id);
         let active = matches!(self.store.user_by_id(user_id).await?, Some(u) if u.status == UserStatus::Active);
         let remaining: HashSet<String> = if active {
             let sessions = self.store.sessions_of(user_id).await?;
@@ -250,7 +254,7 @@ impl SessionManager {
         };
         // Sessions still in the store reload the identity on their next request; those gone
         // (ended here, elsewhere, or by a demotion) are forgotten, which also closes their streams.
-        for id_hash in self.cache.sessions_of(user_id) {
+        for id_hash in cached {
             if remaining.contains(&id_hash) {
                 self.cache.live.invalidate(&id_hash);
             } else {
