@@ -101,18 +101,36 @@ async fn act(state: &AppState, who: &Caller, action: &'static str, count: u64) -
     Json(serde_json::json!({ "count": count })).into_response()
 }
 
+/// Retries (or discards) one dead letter or all of them, audited.
+async fn settle(
+    state: &AppState,
+    who: &Caller,
+    parsed: Result<Json<Which>, JsonRejection>,
+    retry: bool,
+) -> ApiResult<Response> {
+    who.require_admin()?;
+    let which = body(parsed)?;
+    let now = state.clock.now();
+    let (count, action) = if retry {
+        (
+            state.store.retry_dead(which.pick()?, now).await?,
+            "outbox_retried",
+        )
+    } else {
+        (
+            state.store.discard_dead(which.pick()?, now).await?,
+            "outbox_discarded",
+        )
+    };
+    Ok(act(state, who, action, count).await)
+}
+
 pub async fn retry(
     State(state): State<AppState>,
     who: Caller,
     parsed: Result<Json<Which>, JsonRejection>,
 ) -> ApiResult<Response> {
-    who.require_admin()?;
-    let which = body(parsed)?;
-    let count = state
-        .store
-        .retry_dead(which.pick()?, state.clock.now())
-        .await?;
-    Ok(act(&state, &who, "outbox_retried", count).await)
+    settle(&state, &who, parsed, true).await
 }
 
 pub async fn discard(
@@ -120,11 +138,5 @@ pub async fn discard(
     who: Caller,
     parsed: Result<Json<Which>, JsonRejection>,
 ) -> ApiResult<Response> {
-    who.require_admin()?;
-    let which = body(parsed)?;
-    let count = state
-        .store
-        .discard_dead(which.pick()?, state.clock.now())
-        .await?;
-    Ok(act(&state, &who, "outbox_discarded", count).await)
+    settle(&state, &who, parsed, false).await
 }

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::patch::{self, PatchBody};
 use super::{
-    GROUP_SCHEMA, ListQuery, SCIM_SOURCE, ScimCaller, ScimError, ScimResult, filter, list_response,
-    location, scim_json,
+    GROUP_SCHEMA, ListQuery, SCIM_SOURCE, ScimCaller, ScimError, ScimResult, filter, json_body,
+    list_response, location, scim_json,
 };
 use crate::state::AppState;
 
@@ -132,12 +132,7 @@ pub async fn search(
     who: ScimCaller,
     parsed: Result<Json<ListQuery>, JsonRejection>,
 ) -> ScimResult<Response> {
-    let query = parsed.map(|Json(q)| q).map_err(|e| {
-        ScimError::invalid(
-            "invalidSyntax",
-            format!("not a SearchRequest: {}", e.body_text()),
-        )
-    })?;
+    let query = json_body(parsed, "a SearchRequest")?;
     list(state, who, Query(query)).await
 }
 
@@ -184,15 +179,6 @@ fn fields(body: &Value) -> ScimResult<Fields> {
         display_name,
         external_id,
         members,
-    })
-}
-
-fn parse_body(parsed: Result<Json<Value>, JsonRejection>) -> ScimResult<Value> {
-    parsed.map(|Json(v)| v).map_err(|e| {
-        ScimError::invalid(
-            "invalidSyntax",
-            format!("the body is not valid JSON: {}", e.body_text()),
-        )
     })
 }
 
@@ -264,7 +250,7 @@ pub async fn create(
     _who: ScimCaller,
     parsed: Result<Json<Value>, JsonRejection>,
 ) -> ScimResult<Response> {
-    let fields = fields(&parse_body(parsed)?)?;
+    let fields = fields(&json_body(parsed, "valid JSON")?)?;
     if known(&state)
         .await?
         .iter()
@@ -290,7 +276,7 @@ pub async fn replace(
     parsed: Result<Json<Value>, JsonRejection>,
 ) -> ScimResult<Response> {
     let current = find(&state, &id).await?;
-    let fields = fields(&parse_body(parsed)?)?;
+    let fields = fields(&json_body(parsed, "valid JSON")?)?;
     let group = save(&state, Some(&current), &fields).await?;
     Ok(scim_json(
         StatusCode::OK,
@@ -304,9 +290,7 @@ pub async fn patch(
     Path(id): Path<String>,
     parsed: Result<Json<PatchBody>, JsonRejection>,
 ) -> ScimResult<Response> {
-    let body = parsed.map(|Json(b)| b).map_err(|e| {
-        ScimError::invalid("invalidSyntax", format!("not a PatchOp: {}", e.body_text()))
-    })?;
+    let body = json_body(parsed, "a PatchOp")?;
     let current = find(&state, &id).await?;
     let mut resource = to_json(&state, &current, true).await?;
     // Only SCIM's own memberships are SCIM's to change.

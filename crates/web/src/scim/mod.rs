@@ -76,12 +76,7 @@ async fn search_all(
     _who: ScimCaller,
     parsed: Result<axum::Json<ListQuery>, axum::extract::rejection::JsonRejection>,
 ) -> ScimResult<Response> {
-    let query = parsed.map(|axum::Json(q)| q).map_err(|e| {
-        ScimError::invalid(
-            "invalidSyntax",
-            format!("not a SearchRequest: {}", e.body_text()),
-        )
-    })?;
+    let query = json_body(parsed, "a SearchRequest")?;
     let mut all = users::matching(&state, &query).await?;
     all.extend(groups::matching(&state, &query).await?);
     Ok(list_response(all, &query))
@@ -168,6 +163,20 @@ impl From<portcullis_auth::directory::DirectoryError> for ScimError {
 }
 
 pub type ScimResult<T> = Result<T, ScimError>;
+
+/// A JSON body, or the SCIM `invalidSyntax` error that says why it is not one (`what` names the
+/// expected message: "JSON", "a PatchOp", "a SearchRequest").
+pub fn json_body<T>(
+    parsed: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>,
+    what: &str,
+) -> ScimResult<T> {
+    parsed.map(|axum::Json(v)| v).map_err(|e| {
+        ScimError::invalid(
+            "invalidSyntax",
+            format!("the body is not {what}: {}", e.body_text()),
+        )
+    })
+}
 
 pub fn scim_json(status: StatusCode, body: &serde_json::Value) -> Response {
     let mut response = (status, body.to_string()).into_response();

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::patch::{self, PatchBody};
 use super::{
     ListQuery, SCIM_ISSUER, ScimCaller, ScimError, ScimResult, USER_SCHEMA, boolean, filter,
-    list_response, location, project, scim_json, timestamp,
+    json_body, list_response, location, project, scim_json, timestamp,
 };
 use crate::state::AppState;
 
@@ -139,15 +139,6 @@ async fn find(state: &AppState, id: &str) -> ScimResult<User> {
         .ok_or_else(|| ScimError::not_found("user"))
 }
 
-fn parse_body(parsed: Result<Json<Value>, JsonRejection>) -> ScimResult<Value> {
-    parsed.map(|Json(v)| v).map_err(|e| {
-        ScimError::invalid(
-            "invalidSyntax",
-            format!("the body is not valid JSON: {}", e.body_text()),
-        )
-    })
-}
-
 pub async fn list(
     State(state): State<AppState>,
     _who: ScimCaller,
@@ -208,12 +199,7 @@ pub async fn search(
     who: ScimCaller,
     parsed: Result<Json<ListQuery>, JsonRejection>,
 ) -> ScimResult<Response> {
-    let query = parsed.map(|Json(q)| q).map_err(|e| {
-        ScimError::invalid(
-            "invalidSyntax",
-            format!("not a SearchRequest: {}", e.body_text()),
-        )
-    })?;
+    let query = json_body(parsed, "a SearchRequest")?;
     list(state, who, Query(query)).await
 }
 
@@ -222,7 +208,7 @@ pub async fn create(
     who: ScimCaller,
     parsed: Result<Json<Value>, JsonRejection>,
 ) -> ScimResult<Response> {
-    let fields = fields(&parse_body(parsed)?)?;
+    let fields = fields(&json_body(parsed, "valid JSON")?)?;
     if state
         .store
         .user_by_username(&fields.user_name)
@@ -313,7 +299,7 @@ pub async fn replace(
     parsed: Result<Json<Value>, JsonRejection>,
 ) -> ScimResult<Response> {
     let user = find(&state, &id).await?;
-    let fields = fields(&parse_body(parsed)?)?;
+    let fields = fields(&json_body(parsed, "valid JSON")?)?;
     let user = save(&state, &who, &user, &fields).await?;
     Ok(scim_json(StatusCode::OK, &to_json(&state, &user).await?))
 }
@@ -324,9 +310,7 @@ pub async fn patch(
     Path(id): Path<String>,
     parsed: Result<Json<PatchBody>, JsonRejection>,
 ) -> ScimResult<Response> {
-    let body = parsed.map(|Json(b)| b).map_err(|e| {
-        ScimError::invalid("invalidSyntax", format!("not a PatchOp: {}", e.body_text()))
-    })?;
+    let body = json_body(parsed, "a PatchOp")?;
     let user = find(&state, &id).await?;
     let mut resource = to_json(&state, &user).await?;
     patch::apply(&mut resource, body)?;
