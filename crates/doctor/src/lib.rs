@@ -6,6 +6,7 @@
 
 pub mod import;
 pub mod inputs;
+pub mod own;
 pub mod rules;
 
 pub use inputs::Settings;

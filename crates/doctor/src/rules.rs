@@ -89,6 +89,14 @@ fn proxy_sends(s: &Settings) -> Option<Vec<&str>> {
     Some(sent)
 }
 
+/// Variables found in deployments (the seeds among them) that Open WebUI never reads.
+const FOLKLORE_SETTINGS: &[&str] = &[
+    "WEBUI_AUTH_TYPE",
+    "WEBUI_AUTH_TRUSTED_HEADER",
+    "ENABLE_TRUSTED_HEADER_AUTH",
+    "WEBUI_AUTH_TRUSTED_USERNAME_HEADER",
+];
+
 pub const RULES: &[Rule] = &[
     Rule {
         id: "OWUI-DEFAULT-ROLE-PENDING",
@@ -133,6 +141,42 @@ pub const RULES: &[Rule] = &[
                     "oauth2-proxy's X-Forwarded-User is always the token's sub (a UUID for Cognito and Entra), whatever --user-id-claim says; Open WebUI takes the name only when it creates the user",
                     "send a real name: Portcullis's openwebui profile puts the display name in X-Forwarded-User; already-created users must be renamed in Open WebUI",
                     source(s, "WEBUI_AUTH_TRUSTED_NAME_HEADER"),
+                ))
+                .flatten()
+        },
+    },
+    Rule {
+        id: "OWUI-NAME-IS-EMAIL",
+        check: |s| {
+            let name = s.value("WEBUI_AUTH_TRUSTED_NAME_HEADER")?;
+            let email = s.value("WEBUI_AUTH_TRUSTED_EMAIL_HEADER")?;
+            name.eq_ignore_ascii_case(email)
+                .then(|| finding(
+                    "OWUI-NAME-IS-EMAIL",
+                    Severity::Info,
+                    "people see their email address as their name",
+                    "the name header is the email header (the usual workaround for oauth2-proxy sending the subject); Open WebUI keeps the first name it sees",
+                    "behind Portcullis point WEBUI_AUTH_TRUSTED_NAME_HEADER at X-Forwarded-User, which carries the display name; rename existing users in Open WebUI",
+                    source(s, "WEBUI_AUTH_TRUSTED_NAME_HEADER"),
+                ))
+                .flatten()
+        },
+    },
+    Rule {
+        id: "OWUI-UNREAD-SETTING",
+        check: |s| {
+            let unread: Vec<String> = FOLKLORE_SETTINGS
+                .iter()
+                .filter_map(|name| s.get(name).map(|v| format!("{name} ({})", v.source)))
+                .collect();
+            (!unread.is_empty())
+                .then(|| finding(
+                    "OWUI-UNREAD-SETTING",
+                    Severity::Info,
+                    "changing these settings changes nothing",
+                    "Open WebUI does not read them (checked against 0.12.4); trusted-header sign-in is on whenever WEBUI_AUTH_TRUSTED_EMAIL_HEADER is set",
+                    "remove them, so nobody debugs them again",
+                    Some(unread.join(", ")),
                 ))
                 .flatten()
         },
@@ -204,14 +248,20 @@ pub const RULES: &[Rule] = &[
     Rule {
         id: "OWUI-SCIM-WITH-TRUSTED-HEADERS",
         check: |s| {
-            (trusted_headers(s) && s.truthy("ENABLE_SCIM"))
+            // Open WebUI reads ENABLE_SCIM, falling back to SCIM_ENABLED when it is unset.
+            let name = if s.get("ENABLE_SCIM").is_some() {
+                "ENABLE_SCIM"
+            } else {
+                "SCIM_ENABLED"
+            };
+            (trusted_headers(s) && s.truthy(name))
                 .then(|| finding(
                     "OWUI-SCIM-WITH-TRUSTED-HEADERS",
                     Severity::Warning,
                     "users provisioned by SCIM get 400 when they sign in",
                     "Open WebUI's SCIM creates users without an auth row, which the trusted-header sign-in needs",
                     "provision with Portcullis's openwebui sink (POST /api/v1/auths/add) instead of Open WebUI's SCIM",
-                    source(s, "ENABLE_SCIM"),
+                    source(s, name),
                 ))
                 .flatten()
         },
@@ -379,6 +429,12 @@ mod tests {
                 "WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Auth-Request-Email\nOAUTH2_PROXY_PASS_USER_HEADERS=true\n".into(),
                 "WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Forwarded-Email\nOAUTH2_PROXY_PASS_USER_HEADERS=true\n".into(),
             ),
+            (
+                "OWUI-NAME-IS-EMAIL",
+                "WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Forwarded-Email\nWEBUI_AUTH_TRUSTED_NAME_HEADER=x-forwarded-email\n".into(),
+                "WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Forwarded-Email\nWEBUI_AUTH_TRUSTED_NAME_HEADER=X-Forwarded-User\n".into(),
+            ),
+            ("OWUI-UNREAD-SETTING", format!("{TRUSTED}WEBUI_AUTH_TYPE=trusted-header\n"), TRUSTED.into()),
             ("OWUI-PASSWORD-AUTH-OFF", format!("{TRUSTED}ENABLE_PASSWORD_AUTH=false\n"), format!("{TRUSTED}ENABLE_PASSWORD_AUTH=true\n")),
             ("OWUI-EMPTY-SECRET", "WEBUI_AUTH=false\n".into(), "WEBUI_AUTH=false\nWEBUI_SECRET_KEY=long-random\n".into()),
             ("OWUI-SIGNOUT-LOOP", "WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Forwarded-Email\n".into(), TRUSTED.into()),

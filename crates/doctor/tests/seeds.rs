@@ -61,3 +61,43 @@ fn the_working_task_definition_still_has_traps() {
         .unwrap();
     assert!(where_.contains("container oauth2-proxy"), "{where_}");
 }
+
+/// The final workaround: X-Forwarded-Email for both headers. Names stop being GUIDs (they become
+/// emails); what is left is reported as it really behaves (integrations.md): DEFAULT_USER_ROLE
+/// unset means pending for every new user, SCIM_ENABLED turns on Open WebUI's SCIM (the fallback
+/// name), and two of the variables are read by nothing.
+#[test]
+fn the_final_task_definition_with_the_email_header_for_both() {
+    let mut settings = Settings::default();
+    settings.read_env(include_str!("fixtures/seed-final-task.env"), "td81.env");
+    let findings = check(&settings);
+    let found = rules(&findings);
+    for expected in [
+        "OWUI-NAME-IS-EMAIL",
+        "OWUI-DEFAULT-ROLE-PENDING",
+        "OWUI-SCIM-WITH-TRUSTED-HEADERS",
+        "OWUI-UNREAD-SETTING",
+        "O2P-USER-ID-CLAIM-IGNORED",
+    ] {
+        assert!(found.contains(&expected), "{expected} missing: {found:?}");
+    }
+    for absent in [
+        "OWUI-NAME-IS-SUBJECT",
+        "OWUI-HEADER-MISMATCH",
+        "OWUI-EMPTY-SECRET",
+    ] {
+        assert!(
+            !found.contains(&absent),
+            "{absent} flagged wrongly: {found:?}"
+        );
+    }
+    let unread = findings
+        .iter()
+        .find(|f| f.rule == "OWUI-UNREAD-SETTING")
+        .and_then(|f| f.source.clone())
+        .unwrap();
+    assert!(
+        unread.contains("WEBUI_AUTH_TYPE") && unread.contains("WEBUI_AUTH_TRUSTED_HEADER"),
+        "{unread}"
+    );
+}

@@ -47,7 +47,7 @@ fn own_config(path: Option<&Path>, settings: &mut Settings) -> Vec<Finding> {
                     .collect();
                 settings.set_gateway_headers(headers);
             }
-            Vec::new()
+            portcullis_doctor::own::check(&config, settings)
         }
         Err(errors) => vec![Finding {
             rule: "PORTCULLIS-CONFIG",

@@ -226,13 +226,7 @@ pub fn allowed_redirect(candidate: &str, allowed_hosts: &[String]) -> Option<Str
         .map(|(h, _)| h)
         .unwrap_or(authority)
         .to_ascii_lowercase();
-    let allowed = allowed_hosts.iter().any(|entry| {
-        let entry = entry.to_ascii_lowercase();
-        match entry.strip_prefix('.') {
-            Some(suffix) => host == suffix || host.ends_with(&format!(".{suffix}")),
-            None => host == entry,
-        }
-    });
+    let allowed = portcullis_core::config::host_allowed(&host, allowed_hosts);
     allowed.then(|| candidate.to_owned())
 }
 

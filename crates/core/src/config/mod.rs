@@ -761,6 +761,18 @@ impl Config {
     }
 }
 
+/// Whether `host` (lower case) is one of `allowed`: an exact name, or `.example.com` for that
+/// domain and its subdomains (the semantics of `allowed_redirect_hosts`).
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    allowed.iter().any(|entry| {
+        let entry = entry.to_ascii_lowercase();
+        match entry.strip_prefix('.') {
+            Some(suffix) => host == suffix || host.ends_with(&format!(".{suffix}")),
+            None => host == entry,
+        }
+    })
+}
+
 /// Plain http is allowed for loopback issuers only (local development and tests).
 pub(crate) fn is_secure_or_local(url: &str) -> bool {
     url.starts_with("https://") || (url.starts_with("http://") && is_loopback_url(url))
