@@ -10,7 +10,7 @@ pub mod own;
 pub mod rules;
 
 pub use inputs::Settings;
-pub use rules::{Finding, Severity, check};
+pub use rules::{Finding, Severity, check, most_severe_first};
 
 /// Findings as people read them.
 pub fn human(findings: &[Finding]) -> String {

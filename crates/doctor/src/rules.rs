@@ -390,10 +390,15 @@ pub const RULES: &[Rule] = &[
     },
 ];
 
+/// The order reports use: errors first, then by rule id.
+pub fn most_severe_first(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.rule.cmp(b.rule)));
+}
+
 /// Every finding for these settings, the most severe first.
 pub fn check(settings: &Settings) -> Vec<Finding> {
     let mut findings: Vec<Finding> = RULES.iter().filter_map(|r| (r.check)(settings)).collect();
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.rule.cmp(b.rule)));
+    most_severe_first(&mut findings);
     findings
 }
 

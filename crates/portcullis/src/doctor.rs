@@ -99,6 +99,7 @@ pub fn run(config: Option<&Path>, args: DoctorArgs) -> ExitCode {
     }
     let mut findings = own_config(config, &mut settings);
     findings.extend(portcullis_doctor::check(&settings));
+    portcullis_doctor::most_severe_first(&mut findings);
     if args.format == "json" {
         println!("{}", portcullis_doctor::json(&findings));
     } else {
