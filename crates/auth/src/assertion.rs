@@ -247,17 +247,16 @@ impl Assertions {
         Some(token)
     }
 
-    fn sign(
+    /// The claims an assertion carries (what whoami shows, unsigned).
+    pub fn claims(
         &self,
-        key: &Key,
         identity: &Identity,
         sid: &str,
         audience: &str,
         iat: i64,
         exp: i64,
-    ) -> String {
-        let header = serde_json::json!({ "alg": "ES256", "typ": "JWT", "kid": key.kid });
-        let claims = serde_json::json!({
+    ) -> serde_json::Value {
+        serde_json::json!({
             "iss": self.issuer,
             "aud": audience,
             "sub": identity.subject,
@@ -270,7 +269,25 @@ impl Assertions {
             "iat": iat,
             "nbf": iat,
             "exp": exp,
-        });
+        })
+    }
+
+    /// How long each assertion is valid.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    fn sign(
+        &self,
+        key: &Key,
+        identity: &Identity,
+        sid: &str,
+        audience: &str,
+        iat: i64,
+        exp: i64,
+    ) -> String {
+        let header = serde_json::json!({ "alg": "ES256", "typ": "JWT", "kid": key.kid });
+        let claims = self.claims(identity, sid, audience, iat, exp);
         let signing_input = format!(
             "{}.{}",
             B64.encode(header.to_string()),

@@ -67,7 +67,19 @@ pub enum IdentityField {
     Role,
 }
 
+/// Whether a value looks like an opaque id (a GUID, a hex or base64 key) rather than something a
+/// person would recognise as a name.
+pub fn looks_opaque(text: &str) -> bool {
+    let hex = text.chars().filter(char::is_ascii_hexdigit).count();
+    text.len() >= 20 && !text.contains(' ') && !text.contains('@') && hex * 10 >= text.len() * 8
+}
+
 impl Identity {
+    /// The "names show as GUIDs" case: the display name is the subject or looks like an id.
+    pub fn name_looks_opaque(&self) -> bool {
+        self.display_name == self.subject || looks_opaque(&self.display_name)
+    }
+
     /// The value of one field as a header would carry it, or `None` when it would be empty:
     /// an identity header is never sent empty.
     pub fn field(&self, field: IdentityField) -> Option<String> {

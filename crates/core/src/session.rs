@@ -39,6 +39,8 @@ pub struct ProviderSession {
     /// The refresh token, encrypted, and when the access token expires.
     pub refresh_token_enc: Option<String>,
     pub access_expires_at: Option<Timestamp>,
+    /// Where each identity field came from at sign-in (`("name", "given_name + family_name")`).
+    pub claim_sources: Vec<(String, String)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use base64::Engine;
 use portcullis_core::claims::{Preset, map_claims};
 use portcullis_core::config::Config;
+use portcullis_core::identity::looks_opaque;
 use portcullis_core::{Identity, Role};
 use portcullis_proxy::RouteTable;
 use serde_json::Value;
@@ -42,11 +43,6 @@ fn read_claims(text: &str) -> Result<Value, String> {
         .decode(payload.trim_end_matches('='))
         .map_err(|e| format!("the token's payload is not base64url: {e}"))?;
     serde_json::from_slice(&bytes).map_err(|e| format!("the token's payload is not JSON: {e}"))
-}
-
-fn looks_opaque(text: &str) -> bool {
-    let hex = text.chars().filter(char::is_ascii_hexdigit).count();
-    text.len() >= 20 && !text.contains(' ') && !text.contains('@') && hex * 10 >= text.len() * 8
 }
 
 pub fn run(config: &Config, args: ExplainArgs) -> ExitCode {
@@ -88,8 +84,10 @@ fn explain(config: &Config, args: &ExplainArgs) -> Result<String, String> {
         .apps()
         .find(|a| a.name == args.app)
         .ok_or_else(|| format!("no app is called {:?}", args.app))?;
+    // Offline there is no directory: the subject apps receive is the id of the user the
+    // provider's subject gets linked to.
     let identity = Identity {
-        subject: mapped.subject.clone(),
+        subject: "<directory user id>".to_owned(),
         username: mapped.username.clone(),
         email: mapped.email.clone(),
         display_name: mapped.display_name.clone(),
@@ -108,7 +106,7 @@ fn explain(config: &Config, args: &ExplainArgs) -> Result<String, String> {
         provider.map_or_else(|| "generic".to_owned(), |p| format!("provider {}", p.id))
     );
     for (field, value) in [
-        ("subject", identity.subject.clone()),
+        ("subject", mapped.subject.clone()),
         ("username", identity.username.clone()),
         (
             "email",
@@ -119,12 +117,16 @@ fn explain(config: &Config, args: &ExplainArgs) -> Result<String, String> {
         out.push_str(&format!("  {field:9} ← {:18} = {value}\n", source(field)));
     }
     out.push_str(&format!("  groups    = {}\n", identity.groups.join(", ")));
-    if looks_opaque(&identity.display_name) || identity.display_name == identity.subject {
+    out.push_str(
+        "  (the subject links the provider's account to a directory user; headers and assertions\n   \
+         carry that user's own id)\n",
+    );
+    if identity.display_name == mapped.subject || looks_opaque(&identity.display_name) {
         out.push_str(
             "\n! The display name looks like an opaque id: people would see it as their name.\n  \
              Map a real name claim (claims.name) for this provider.\n",
         );
-    } else if looks_opaque(&identity.subject) {
+    } else if looks_opaque(&mapped.subject) {
         out.push_str("\nThe subject is opaque (as it should be); it is never used as a name.\n");
     }
     out.push_str(&format!("\nHeaders the app {:?} receives\n", app.name));

@@ -50,6 +50,12 @@ async fn chromium_signs_in_through_the_provider_and_reaches_the_app() {
     let page = browser.wait_for_text("Alice Anders").await;
     assert!(page.contains("alice@example.com"), "{page}");
 
+    // whoami: each field with the real provider's claim it came from.
+    browser.goto(&format!("{base}/.portcullis/whoami")).await;
+    let page = browser.wait_for_text("Where each field came from").await;
+    assert!(page.contains("claim email"), "{page}");
+    browser.screenshot("whoami").await;
+
     // A page that refuses: the provider's callback without a flow.
     browser
         .goto(&format!("{base}/oauth2/callback?code=x&state=forged"))

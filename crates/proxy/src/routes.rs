@@ -56,6 +56,11 @@ pub struct App {
 }
 
 impl App {
+    /// The host this app is matched on, if any.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
     /// The value of one identity header for this app: the identity's field, with the role in the
     /// app's own vocabulary. `None` when empty: an identity header is never sent empty.
     pub fn header_value(&self, identity: &Identity, field: IdentityField) -> Option<String> {

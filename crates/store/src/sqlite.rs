@@ -136,6 +136,11 @@ fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
                 access_expires_at: row
                     .try_get::<Option<i64>, _>("access_expires_at")?
                     .map(Timestamp),
+                // Written by us as JSON; anything unreadable only loses the whoami detail.
+                claim_sources: row
+                    .try_get::<Option<String>, _>("claim_sources")?
+                    .and_then(|json| serde_json::from_str(&json).ok())
+                    .unwrap_or_default(),
             }),
             None => None,
         },
@@ -1061,8 +1066,8 @@ impl Store for SqliteStore {
         let p = s.provider.as_ref();
         sqlx::query(
             "INSERT INTO sessions (id_hash, user_id, created_at, last_seen, client_ip, user_agent, provider, id_token_enc, \
-             provider_subject, provider_sid, refresh_token_enc, access_expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             provider_subject, provider_sid, refresh_token_enc, access_expires_at, claim_sources) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.id_hash)
         .bind(&s.user_id)
@@ -1076,6 +1081,7 @@ impl Store for SqliteStore {
         .bind(p.and_then(|p| p.sid.as_ref()))
         .bind(p.and_then(|p| p.refresh_token_enc.as_ref()))
         .bind(p.and_then(|p| p.access_expires_at).map(|t| t.0))
+        .bind(p.map(|p| serde_json::to_string(&p.claim_sources).unwrap_or_default()))
         .execute(&self.pool)
         .await?;
         self.user_seen(&s.user_id, s.last_seen).await
@@ -1387,6 +1393,7 @@ mod tests {
                 id_token_enc: None,
                 refresh_token_enc: Some("sealed".into()),
                 access_expires_at: Some(Timestamp(99)),
+                claim_sources: vec![("name".into(), "given_name + family_name".into())],
             }),
         };
         store.insert_session(&s).await.unwrap();

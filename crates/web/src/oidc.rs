@@ -248,6 +248,7 @@ pub async fn callback(
                     access_expires_at: tokens
                         .expires_in
                         .map(|secs| state.clock.now().plus(std::time::Duration::from_secs(secs))),
+                    claim_sources: done.claim_sources.clone(),
                 }),
             };
             let method = format!("oidc:{}", provider.id());
@@ -299,6 +300,8 @@ struct Completed {
     /// The raw `sub` and `sid` claims, which back-channel logout tokens refer to.
     provider_subject: Option<String>,
     provider_sid: Option<String>,
+    /// Where each identity field came from, for whoami.
+    claim_sources: Vec<(String, String)>,
 }
 
 /// Exchanges the code, verifies the claims, and finds or creates the user.
@@ -348,5 +351,10 @@ async fn complete(
         tokens,
         provider_subject: claim("sub"),
         provider_sid: claim("sid"),
+        claim_sources: mapped
+            .sources
+            .iter()
+            .map(|(field, claim)| ((*field).to_owned(), claim.clone()))
+            .collect(),
     })
 }

@@ -3,7 +3,7 @@
 //! - The built-in `whoami` app: an upstream that shows exactly which headers it received through
 //!   the gateway, so anyone can see what an app behind Portcullis gets. It listens on loopback.
 //! - `/.portcullis/whoami`: the signed-in user's resolved identity and, for every app, the identity
-//!   headers that app receives.
+//!   headers and assertion claims that app receives, with where each field came from.
 
 use std::net::SocketAddr;
 
@@ -14,6 +14,10 @@ use http::{HeaderMap, StatusCode, header};
 use portcullis_proxy::html::{escape, page_with_width};
 use portcullis_proxy::respond::{self, html_response, is_browser_navigation};
 use tokio::net::TcpListener;
+
+use portcullis_auth::session::ActiveSession;
+use portcullis_core::Identity;
+use portcullis_core::session::Session;
 
 use crate::sign_in::current_session;
 use crate::state::AppState;
@@ -72,13 +76,55 @@ pub async fn spawn_upstream() -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// `/.portcullis/whoami` for the signed-in user.
-pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let browser = is_browser_navigation(&headers, "/.portcullis/whoami");
-    let Some(session) = current_session(&state, &headers).await else {
-        return respond::sign_in_required(&http::Method::GET, "/.portcullis/whoami", browser);
+/// Where each identity field came from: the provider's claims at sign-in, or the local account.
+fn field_sources(identity: &Identity, record: Option<&Session>) -> Vec<serde_json::Value> {
+    let provider = record.and_then(|r| r.provider.as_ref());
+    let claim_of = |field: &str| match provider {
+        Some(p) => {
+            let claim = p
+                .claim_sources
+                .iter()
+                .find(|(f, _)| f == field)
+                .map(|(_, c)| c.as_str());
+            match (field, claim) {
+                // The subject apps see is the directory's own id; the provider's is linked to it.
+                ("subject", Some(claim)) => {
+                    format!("directory user id (linked to the provider's claim {claim})")
+                }
+                ("subject", None) => "directory user id".to_owned(),
+                (_, Some(claim)) => format!("claim {claim}"),
+                (_, None) => "(not in the token)".to_owned(),
+            }
+        }
+        None => "local account".to_owned(),
     };
+    [
+        ("subject", Some(identity.subject.clone())),
+        ("username", Some(identity.username.clone())),
+        ("email", identity.email.clone()),
+        ("name", Some(identity.display_name.clone())),
+    ]
+    .into_iter()
+    .map(|(field, value)| serde_json::json!({ "field": field, "from": claim_of(field), "value": value }))
+    .collect()
+}
+
+/// The origin an app is reached at: its own host, or Portcullis's public URL.
+fn app_origin(public_url: &str, host: Option<&str>) -> String {
+    let (scheme, rest) = public_url
+        .split_once("://")
+        .unwrap_or(("https", public_url));
+    let authority = rest.split('/').next().unwrap_or_default();
+    format!("{scheme}://{}", host.unwrap_or(authority))
+}
+
+/// What `/.portcullis/whoami` reports: identity with sources, session, and per app the headers
+/// and assertion claims. Nothing secret is in it (the assertion is shown unsigned).
+async fn report(state: &AppState, session: &ActiveSession) -> serde_json::Value {
     let identity = &session.identity;
+    // Only this diagnostic page reads the session record; the request path never does.
+    let record = state.store.session(&session.id_hash).await.ok().flatten();
+    let now = state.clock.now().0;
     let apps: Vec<serde_json::Value> = state
         .gateway
         .routes
@@ -92,21 +138,112 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Response {
                         .map(|v| (name.as_str().to_owned(), v.into()))
                 })
                 .collect();
-            let allowed = app.policy.evaluate(identity).err().map(|d| d.reason);
-            serde_json::json!({ "app": app.name, "headers": sent, "denied": allowed })
+            let denied = app.policy.evaluate(identity).err().map(|d| d.reason);
+            let assertion = state.gateway.assertions.as_ref().map(|a| {
+                let exp = now + i64::try_from(a.lifetime().as_secs()).unwrap_or(60);
+                let audience = app_origin(&state.settings.public_url, app.host());
+                a.claims(identity, &session.sid, &audience, now, exp)
+            });
+            serde_json::json!({ "app": app.name, "headers": sent, "denied": denied, "assertion_claims": assertion })
         })
         .collect();
-    let expires_at = session.expires_at(state.sessions.policy()).0;
-    let body = serde_json::json!({ "identity": identity.as_ref(), "session_expires_at": expires_at, "apps": apps });
+    let signed_in_with = record
+        .as_ref()
+        .and_then(|r| r.provider.as_ref())
+        .map_or_else(
+            || "local account".to_owned(),
+            |p| format!("provider {}", p.provider),
+        );
+    let warning = identity.name_looks_opaque().then_some(
+        "the display name looks like an opaque id (the subject): people would see it as their name; map a real name claim for this provider",
+    );
+    serde_json::json!({
+        "identity": identity.as_ref(),
+        "signed_in_with": signed_in_with,
+        "sources": field_sources(identity, record.as_ref()),
+        "name_warning": warning,
+        "session_expires_at": session.expires_at(state.sessions.policy()).0,
+        "apps": apps,
+    })
+}
+
+fn text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "—".into(),
+        other => other.to_string(),
+    }
+}
+
+fn rows<'a>(pairs: impl Iterator<Item = (String, &'a serde_json::Value)>) -> String {
+    pairs
+        .map(|(k, v)| {
+            format!(
+                "<tr><th>{}</th><td>{}</td></tr>",
+                escape(&k),
+                escape(&text(v))
+            )
+        })
+        .collect()
+}
+
+fn html(identity: &Identity, body: &serde_json::Value) -> String {
+    let empty = Vec::new();
+    let list = |key: &str| body[key].as_array().unwrap_or(&empty).clone();
+    let sources: String = list("sources")
+        .iter()
+        .map(|s| {
+            format!(
+                "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
+                escape(&text(&s["field"])),
+                escape(&text(&s["from"])),
+                escape(&text(&s["value"]))
+            )
+        })
+        .collect();
+    let warning = body["name_warning"]
+        .as_str()
+        .map(|w| format!("<p class=\"error\">Warning: {}</p>", escape(w)))
+        .unwrap_or_default();
+    let apps: String = list("apps")
+        .iter()
+        .map(|app| {
+            let headers = rows(app["headers"].as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v)));
+            let claims = rows(app["assertion_claims"].as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v)));
+            let denied = app["denied"]
+                .as_str()
+                .map(|d| format!("<p class=\"error\">Access denied: {}</p>", escape(d)))
+                .unwrap_or_default();
+            let claims = if claims.is_empty() {
+                String::new()
+            } else {
+                format!("<h3>X-Portcullis-Assertion claims (signed per request)</h3><table>{claims}</table>")
+            };
+            format!("<h2>App {}</h2>{denied}<h3>Headers</h3><table>{headers}</table>{claims}", escape(&text(&app["app"])))
+        })
+        .collect();
+    format!(
+        "<h1>Signed in as {}</h1><p>Through {}; groups: {}; role: {}; this session ends at the latest at {} UTC.</p>\
+         {warning}<h2>Where each field came from</h2><table><tr><th>field</th><th>from</th><th>value</th></tr>{sources}</table>\
+         {apps}<p><a href=\"/.portcullis/sign_out\">Sign out</a></p>",
+        escape(&identity.display_name),
+        escape(&text(&body["signed_in_with"])),
+        escape(&identity.groups.join(", ")),
+        escape(identity.role.as_str()),
+        portcullis_core::Timestamp(body["session_expires_at"].as_i64().unwrap_or_default()).utc(),
+    )
+}
+
+/// `/.portcullis/whoami` for the signed-in user.
+pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let browser = is_browser_navigation(&headers, "/.portcullis/whoami");
+    let Some(session) = current_session(&state, &headers).await else {
+        return respond::sign_in_required(&http::Method::GET, "/.portcullis/whoami", browser);
+    };
+    let body = report(&state, &session).await;
     if !browser {
         return axum::Json(body).into_response();
     }
-    let pretty = serde_json::to_string_pretty(&body).unwrap_or_default();
-    let html = format!(
-        "<h1>Signed in as {}</h1><p>Your identity and the headers each app receives.</p>\
-         <pre class=\"code\">{}</pre><p><a href=\"/.portcullis/sign_out\">Sign out</a></p>",
-        escape(&identity.display_name),
-        escape(&pretty)
-    );
-    html_response(StatusCode::OK, page_with_width("Who am I", &html, true))
+    let page = html(&session.identity, &body);
+    html_response(StatusCode::OK, page_with_width("Who am I", &page, true))
 }
