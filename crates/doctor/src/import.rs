@@ -138,6 +138,10 @@ pub fn oauth2_proxy(s: &Settings) -> Result<Imported, String> {
     // The secret is never copied into a file: it comes from the same environment variable.
     out.push_str("client_secret = \"${OAUTH2_PROXY_CLIENT_SECRET}\"\n");
     notes.push("the client secret is not copied: the file reads it from OAUTH2_PROXY_CLIENT_SECRET in Portcullis's environment".into());
+    let scopes = split(get("SCOPE"));
+    if !scopes.is_empty() {
+        out.push_str(&format!("scopes = {}\n", list(&scopes)));
+    }
     if let Some(claim) = get("OIDC_EMAIL_CLAIM") {
         out.push_str(&format!("claims = {{ email = {} }}\n", toml_string(claim)));
     }

@@ -28,9 +28,18 @@ async fn setup(idp_env: &[(&str, &str)], provider_extra: &str) -> Setup {
 
 /// Starts a sign-in in "the browser" (flow cookie kept in `flow_cookie`), returns the provider URL.
 async fn start(h: &Harness, rd: &str, flow_cookie: &mut Option<String>) -> String {
+    start_with(h, "idp", rd, flow_cookie).await
+}
+
+async fn start_with(
+    h: &Harness,
+    provider: &str,
+    rd: &str,
+    flow_cookie: &mut Option<String>,
+) -> String {
     let mut request = h
         .http
-        .get(h.url(&format!("/.portcullis/start/idp?rd={rd}")));
+        .get(h.url(&format!("/.portcullis/start/{provider}?rd={rd}")));
     if let Some(cookie) = flow_cookie.as_ref() {
         request = request.header(COOKIE, format!("_portcullis_flow={cookie}"));
     }
@@ -620,5 +629,95 @@ async fn group_changes_at_the_provider_apply_at_the_next_refresh() {
         applied,
         "the refresh re-reads userinfo and the app sees the new groups"
     );
+    h.running.shutdown().await;
+}
+
+/// What oauth2-proxy (v7, `pass_user_headers`, its legacy header options) sends upstream for a
+/// user's claims: X-Forwarded-User is the `user` of its session, which is the `sub` whatever
+/// `user_id_claim` says (issue #3165); email, preferred username and groups from their claims.
+fn oauth2_proxy_sends(claims: &serde_json::Value) -> Vec<(&'static str, String)> {
+    let text = |k: &str| claims[k].as_str().map(str::to_owned);
+    let groups: Vec<&str> = claims["groups"]
+        .as_array()
+        .map(|g| g.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    [
+        ("x-forwarded-user", text("sub")),
+        ("x-forwarded-email", text("email")),
+        ("x-forwarded-preferred-username", text("preferred_username")),
+        (
+            "x-forwarded-groups",
+            Some(groups.join(",")).filter(|g| !g.is_empty()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|v| (name, v)))
+    .collect()
+}
+
+/// `portcullis import oauth2-proxy` on a real oauth2-proxy configuration, run against the real
+/// provider: the same person gets the same headers as oauth2-proxy sent — except where
+/// oauth2-proxy's bug put the subject in X-Forwarded-User, which the import reported.
+#[tokio::test]
+async fn an_imported_oauth2_proxy_configuration_sends_the_same_identity() {
+    let port = free_port();
+    let idp = Idp::start(&format!("http://127.0.0.1:{port}"), &[]);
+    let env = format!(
+        "OAUTH2_PROXY_PROVIDER=oidc\nOAUTH2_PROXY_OIDC_ISSUER_URL={}\nOAUTH2_PROXY_CLIENT_ID=portcullis\n\
+         OAUTH2_PROXY_CLIENT_SECRET=portcullis-test-secret\nOAUTH2_PROXY_UPSTREAMS={{upstream}}\n\
+         OAUTH2_PROXY_EMAIL_DOMAINS=*\nOAUTH2_PROXY_PASS_USER_HEADERS=true\nOAUTH2_PROXY_USER_ID_CLAIM=email\n\
+         OAUTH2_PROXY_SCOPE=openid email profile groups\n",
+        idp.issuer
+    );
+    let mut settings = portcullis_doctor::Settings::default();
+    settings.read_env(&env, "oauth2-proxy.env");
+    let imported = portcullis_doctor::import::oauth2_proxy(&settings).unwrap();
+    assert!(
+        imported.notes.iter().any(|n| n.contains("user-id-claim")),
+        "the bug is reported: {:?}",
+        imported.notes
+    );
+    // The secret comes from the environment in real use; the test writes it in.
+    let toml = imported
+        .toml
+        .replace("${OAUTH2_PROXY_CLIENT_SECRET}", "portcullis-test-secret");
+    let h = Harness::start_at(port, &toml).await;
+
+    for (login, claims) in [
+        (
+            "alice",
+            serde_json::json!({"sub": "alice", "email": "alice@example.com", "preferred_username": "alice", "groups": ["staff", "ml"]}),
+        ),
+        (
+            "8c1d5f7a-52a1-4c5e-9d2e-2f4b6a7c9e01",
+            serde_json::json!({"sub": "8c1d5f7a-52a1-4c5e-9d2e-2f4b6a7c9e01", "email": "maria@example.com"}),
+        ),
+    ] {
+        let mut flow = None;
+        let authorize = start_with(&h, "oidc", "/", &mut flow).await;
+        let back = Person::default()
+            .sign_in_at_provider(&authorize, login)
+            .await;
+        let response = callback(&h, &back, flow.as_deref(), None).await;
+        let session = set_cookie_value(&response, "_portcullis").unwrap();
+        let echo = h.echo("/", &session).await;
+        for (name, theirs) in oauth2_proxy_sends(&claims) {
+            let ours = received(&echo, name);
+            if name == "x-forwarded-user" && theirs == claims["sub"] && login != "alice" {
+                // oauth2-proxy's bug: the subject (a GUID) where a user name belongs.
+                assert_eq!(ours, ["maria@example.com"], "{login}: never the GUID");
+                continue;
+            }
+            if name == "x-forwarded-groups" {
+                let mut ours: Vec<String> = ours[0].split(',').map(str::to_owned).collect();
+                let mut theirs: Vec<String> = theirs.split(',').map(str::to_owned).collect();
+                ours.sort();
+                theirs.sort();
+                assert_eq!(ours, theirs, "{login}: {name}");
+                continue;
+            }
+            assert_eq!(ours, [theirs], "{login}: {name}");
+        }
+    }
     h.running.shutdown().await;
 }

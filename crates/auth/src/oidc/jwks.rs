@@ -54,6 +54,20 @@ impl JwksCache {
         found.ok_or_else(|| OidcError::Rejected(format!("the provider publishes no key {kid:?}")))
     }
 
+    /// Fetches the key set now (for `doctor --live`) and returns how many keys it has.
+    pub async fn probe(&self) -> Result<usize, OidcError> {
+        let set = self.fetch().await?;
+        let count = set.keys.len();
+        let mut state = self.state.lock().await;
+        state.keys = Some(set);
+        state.fetched_at = Some(Instant::now());
+        Ok(count)
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
     async fn fetch(&self) -> Result<JwkSet, OidcError> {
         let response =
             self.http.get(&self.uri).send().await.map_err(|e| {

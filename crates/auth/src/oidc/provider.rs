@@ -114,6 +114,36 @@ impl Provider {
         Ok(found)
     }
 
+    /// Checks, now, that the provider answers: discovery (issuer included) and, when it has one,
+    /// the key set. Returns what was checked, for `doctor --live`.
+    pub async fn probe(&self) -> Result<Vec<String>, OidcError> {
+        if self.is_github() {
+            return Ok(vec![
+                "GitHub has no discovery document or key set (OAuth only)".into(),
+            ]);
+        }
+        let found = self.discovered().await?;
+        let mut checked = vec![format!("discovery: issuer {}", found.metadata.issuer)];
+        match &found.jwks {
+            Some(jwks) => match jwks.probe().await? {
+                0 => {
+                    return Err(OidcError::Rejected(format!(
+                        "{} publishes no keys, so no ID token can be verified",
+                        jwks.uri()
+                    )));
+                }
+                n => checked.push(format!("{}: {n} key(s)", jwks.uri())),
+            },
+            None => {
+                return Err(OidcError::Rejected(
+                    "the discovery document names no jwks_uri, so ID tokens cannot be verified"
+                        .into(),
+                ));
+            }
+        }
+        Ok(checked)
+    }
+
     pub async fn metadata(&self) -> Result<Metadata, OidcError> {
         Ok(self.discovered().await?.metadata.clone())
     }

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use portcullis_doctor::{Finding, Settings, Severity};
 
+mod live;
+
 #[derive(clap::Args)]
 pub struct DoctorArgs {
     /// An env file (Open WebUI and/or oauth2-proxy variables). Repeatable.
@@ -24,6 +26,14 @@ pub struct DoctorArgs {
     /// oauth2-proxy's command-line flags, as one string.
     #[arg(long = "oauth2-proxy-args")]
     oauth2_proxy_args: Option<String>,
+    /// Also probe over the network: providers' discovery and keys, the public URL, upstreams,
+    /// apps reachable around Portcullis.
+    #[arg(long)]
+    live: bool,
+    /// With --live: sign a new canary user in to this Open WebUI app through the headers
+    /// Portcullis would send, and report the role it got (the user stays in Open WebUI).
+    #[arg(long, requires = "live")]
+    canary: Option<String>,
     /// human (default) or json.
     #[arg(long, default_value = "human", value_parser = ["human", "json"])]
     format: String,
@@ -35,9 +45,13 @@ fn read(path: &Path) -> Result<String, String> {
 
 /// Portcullis's own configuration: every problem check-config knows, as findings; and the identity
 /// headers its apps receive, for the rules that compare them with the app's settings.
-fn own_config(path: Option<&Path>, settings: &mut Settings) -> Vec<Finding> {
-    match crate::config::load(path) {
-        Ok((config, _)) => {
+fn own_config(
+    loaded: &Result<portcullis_core::config::Config, String>,
+    path: Option<&Path>,
+    settings: &mut Settings,
+) -> Vec<Finding> {
+    match loaded {
+        Ok(config) => {
             if !config.apps.is_empty() {
                 let headers = config
                     .apps
@@ -47,13 +61,13 @@ fn own_config(path: Option<&Path>, settings: &mut Settings) -> Vec<Finding> {
                     .collect();
                 settings.set_gateway_headers(headers);
             }
-            portcullis_doctor::own::check(&config, settings)
+            portcullis_doctor::own::check(config, settings)
         }
         Err(errors) => vec![Finding {
             rule: "PORTCULLIS-CONFIG",
             severity: Severity::Error,
             symptom: "Portcullis will not start with this configuration".into(),
-            why: errors.to_string().trim().to_owned(),
+            why: errors.trim().to_owned(),
             fix: "correct the keys named above (portcullis check-config shows the same)".into(),
             source: path.map(|p| p.display().to_string()),
         }],
@@ -97,12 +111,43 @@ pub fn run(config: Option<&Path>, args: DoctorArgs) -> ExitCode {
         }
         return ExitCode::from(2);
     }
-    let mut findings = own_config(config, &mut settings);
+    let loaded = crate::config::load(config)
+        .map(|(c, _)| c)
+        .map_err(|e| e.to_string());
+    let mut findings = own_config(&loaded, config, &mut settings);
     findings.extend(portcullis_doctor::check(&settings));
+    let mut passed = Vec::new();
+    if args.live {
+        match &loaded {
+            Ok(config) => match live_probes(config, args.canary.as_deref()) {
+                Ok(report) => {
+                    passed = report.passed;
+                    findings.extend(report.findings);
+                }
+                Err(e) => {
+                    eprintln!("portcullis doctor: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            Err(_) => eprintln!(
+                "portcullis doctor: --live needs a valid configuration (see PORTCULLIS-CONFIG); skipped"
+            ),
+        }
+    }
     portcullis_doctor::most_severe_first(&mut findings);
     if args.format == "json" {
-        println!("{}", portcullis_doctor::json(&findings));
+        let report = serde_json::json!({ "findings": findings, "live_checks_passed": passed });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
+        for check in &passed {
+            println!("ok {check}");
+        }
+        if !passed.is_empty() {
+            println!();
+        }
         print!("{}", portcullis_doctor::human(&findings));
     }
     if portcullis_doctor::has_errors(&findings) {
@@ -110,6 +155,17 @@ pub fn run(config: Option<&Path>, args: DoctorArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn live_probes(
+    config: &portcullis_core::config::Config,
+    canary: Option<&str>,
+) -> Result<live::LiveReport, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("could not start the async runtime: {e}"))?;
+    Ok(runtime.block_on(live::probe(config, canary)))
 }
 
 #[derive(clap::Subcommand)]

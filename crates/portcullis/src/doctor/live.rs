@@ -1,0 +1,383 @@
+//! `portcullis doctor --live`: what only the network can tell. Each identity provider's discovery
+//! document and key set, that the public URL (where providers send people back) answers as
+//! Portcullis, that every upstream answers, whether an app on loopback can also be reached on this
+//! machine's network address (then anyone who can reach it can forge identity headers), and on
+//! request a canary sign-in into an Open WebUI app through the headers Portcullis would send.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_auth::oidc::Providers;
+use portcullis_core::config::{Config, WHOAMI_UPSTREAM, parse_upstream};
+use portcullis_core::profile::ProfileName;
+use portcullis_core::{Identity, Role, SystemClock};
+use portcullis_doctor::{Finding, Severity};
+use portcullis_proxy::RouteTable;
+
+/// How long any one probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the probes found: the checks that passed (shown as such) and the problems.
+#[derive(Default)]
+pub struct LiveReport {
+    pub passed: Vec<String>,
+    pub findings: Vec<Finding>,
+}
+
+impl LiveReport {
+    fn problem(
+        &mut self,
+        rule: &'static str,
+        severity: Severity,
+        symptom: String,
+        why: String,
+        fix: String,
+        source: String,
+    ) {
+        self.findings.push(Finding {
+            rule,
+            severity,
+            symptom,
+            why,
+            fix,
+            source: Some(source),
+        });
+    }
+}
+
+pub async fn probe(config: &Config, canary: Option<&str>) -> LiveReport {
+    let mut report = LiveReport::default();
+    let http = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(PROBE_TIMEOUT)
+        .user_agent("portcullis-doctor")
+        .build()
+    {
+        Ok(http) => http,
+        Err(e) => {
+            report.problem(
+                "LIVE-PROBE",
+                Severity::Error,
+                "doctor could not probe anything".into(),
+                e.to_string(),
+                "report this as a bug".into(),
+                "--live".into(),
+            );
+            return report;
+        }
+    };
+    providers(config, &mut report).await;
+    public_url(config, &http, &mut report).await;
+    upstreams(config, &http, &mut report).await;
+    if let Some(app) = canary {
+        canary_sign_in(config, &http, app, &mut report).await;
+    }
+    report
+}
+
+async fn providers(config: &Config, report: &mut LiveReport) {
+    let providers = match Providers::new(&config.providers, Arc::new(SystemClock)) {
+        Ok(p) => p,
+        Err(e) => {
+            report.problem(
+                "LIVE-PROVIDER",
+                Severity::Error,
+                "sign-in through providers cannot work".into(),
+                e.to_string(),
+                "check the [[providers]] entries".into(),
+                "providers".into(),
+            );
+            return;
+        }
+    };
+    for provider in providers.all() {
+        let source = format!(
+            "provider {:?} (issuer {})",
+            provider.id(),
+            provider.config.issuer.as_deref().unwrap_or("-")
+        );
+        match tokio::time::timeout(PROBE_TIMEOUT, provider.probe()).await {
+            Ok(Ok(checked)) => report.passed.extend(checked.into_iter().map(|c| format!("provider {}: {c}", provider.id()))),
+            Ok(Err(e)) => report.problem(
+                "LIVE-PROVIDER",
+                Severity::Error,
+                format!("\"Continue with {}\" fails: the identity provider is unavailable", provider.id()),
+                e.to_string(),
+                "check issuer (it must be exactly the iss of the provider's tokens, without /.well-known/…) and that this host can reach it (DNS, egress firewall, HTTPS proxy)".into(),
+                source,
+            ),
+            Err(_) => report.problem(
+                "LIVE-PROVIDER",
+                Severity::Error,
+                format!("\"Continue with {}\" hangs, then fails", provider.id()),
+                format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+                "check that this host can reach the issuer (egress firewall, HTTPS proxy)".into(),
+                source,
+            ),
+        }
+    }
+}
+
+/// Providers send people back to `{public_url}/oauth2/callback`: the public URL must reach this
+/// Portcullis. Its sign-in page names it, which nothing else in front is likely to.
+async fn public_url(config: &Config, http: &reqwest::Client, report: &mut LiveReport) {
+    let base = config.public_url();
+    let url = format!("{}/.portcullis/sign_in", base.trim_end_matches('/'));
+    let callback = format!("{}/oauth2/callback", base.trim_end_matches('/'));
+    match http.get(&url).send().await {
+        Ok(response) => {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            if status.is_success() && body.contains("Portcullis") {
+                report.passed.push(format!("public URL: {url} answers as Portcullis (callback {callback})"));
+            } else {
+                report.problem(
+                    "LIVE-CALLBACK",
+                    Severity::Error,
+                    "after signing in at the provider, people land on something that is not Portcullis".into(),
+                    format!("{url} answered {status} with a page that is not Portcullis's sign-in"),
+                    "point public_url at the address people use for Portcullis, and the load balancer or DNS at Portcullis".into(),
+                    "public_url".into(),
+                );
+            }
+        }
+        Err(e) => report.problem(
+            "LIVE-CALLBACK",
+            Severity::Warning,
+            "after signing in at the provider, people may land on an error page".into(),
+            format!("{url} does not answer from here ({}); expected while Portcullis is not running yet", chain(&e)),
+            format!("start Portcullis and run doctor --live again; if it still fails, check DNS, the load balancer's listener and target for {callback}"),
+            "public_url".into(),
+        ),
+    }
+}
+
+/// An error with its causes (reqwest's own message leaves out why a connection failed).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// This machine's address on its default route (a UDP "connect" sends nothing).
+fn network_address() -> Option<IpAddr> {
+    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+fn host_and_port(authority: &str) -> (String, u16) {
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => (
+            host.trim_matches(['[', ']']).to_owned(),
+            port.parse().unwrap_or(80),
+        ),
+        _ => (authority.to_owned(), 80),
+    }
+}
+
+async fn upstreams(config: &Config, http: &reqwest::Client, report: &mut LiveReport) {
+    let network = network_address();
+    for (i, app) in config.apps.iter().enumerate() {
+        if app.upstream == WHOAMI_UPSTREAM {
+            continue;
+        }
+        let Ok(upstream) = parse_upstream(&app.upstream) else {
+            continue;
+        };
+        let source = format!("apps[{i}] ({}).upstream = {}", app.name, app.upstream);
+        match http
+            .get(&app.upstream)
+            .timeout(app.timeouts.connect.max(Duration::from_secs(1)) + PROBE_TIMEOUT)
+            .send()
+            .await
+        {
+            Ok(response) => report.passed.push(format!(
+                "app {}: {} answered {}",
+                app.name,
+                app.upstream,
+                response.status()
+            )),
+            Err(e) => {
+                report.problem(
+                "LIVE-UPSTREAM",
+                Severity::Error,
+                format!("people get 502 \"upstream unavailable\" on app {}", app.name),
+                format!("{} does not answer from here: {}", app.upstream, chain(&e)),
+                "start the app, or correct the upstream URL (from Portcullis's point of view: in a container, not localhost of the host)".into(),
+                source.clone(),
+                );
+                // Whether it is exposed can only be told while it listens.
+                continue;
+            }
+        }
+        let (host, port) = host_and_port(&upstream.authority);
+        if !is_loopback_host(&host) {
+            report.problem(
+                "LIVE-APP-ON-NETWORK",
+                Severity::Info,
+                format!("if anything but Portcullis can reach {}, it can send forged identity headers", upstream.authority),
+                format!("app {} is reached over the network, not loopback; doctor cannot see your firewall or security groups", app.name),
+                "allow only Portcullis to reach the app's port (security group, firewall, an internal docker network without a published port)".into(),
+                source,
+            );
+            continue;
+        }
+        let Some(ip) = network else {
+            report.passed.push(format!(
+                "app {}: no network address on this machine to test exposure from",
+                app.name
+            ));
+            continue;
+        };
+        let around = SocketAddr::new(ip, port);
+        let exposed = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(around),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if exposed {
+            report.problem(
+                "LIVE-APP-EXPOSED",
+                Severity::Warning,
+                format!("anyone who can reach {around} can sign in to app {} as anyone, by sending the identity headers themselves", app.name),
+                format!("the upstream is configured on loopback, but the app also accepts connections on this machine's address {ip}: it listens on all interfaces"),
+                "bind the app to 127.0.0.1 (Open WebUI: --host 127.0.0.1; docker: publish as 127.0.0.1:PORT:PORT), or firewall the port".into(),
+                source,
+            );
+        } else {
+            report.passed.push(format!(
+                "app {}: not reachable on {around}, only through Portcullis",
+                app.name
+            ));
+        }
+    }
+}
+
+/// Signs a new, clearly named canary user in to an Open WebUI app the way Portcullis would (the
+/// app's identity headers, the JSON body its sign-in needs) and reports the role it got.
+async fn canary_sign_in(
+    config: &Config,
+    http: &reqwest::Client,
+    name: &str,
+    report: &mut LiveReport,
+) {
+    let source = format!("--canary {name}");
+    let Some(cfg) = config.apps.iter().find(|a| a.name == name) else {
+        report.problem(
+            "LIVE-CANARY",
+            Severity::Error,
+            "no canary sign-in was tried".into(),
+            format!("no app is called {name:?}"),
+            "name an app from portcullis.toml".into(),
+            source,
+        );
+        return;
+    };
+    if cfg.identity_headers.profile != ProfileName::Openwebui {
+        report.problem("LIVE-CANARY", Severity::Error, "no canary sign-in was tried".into(), format!("app {name:?} does not use the openwebui profile; the canary speaks Open WebUI's trusted-header sign-in"), "use --canary with an Open WebUI app".into(), source);
+        return;
+    }
+    let table = match RouteTable::build(config, Some(SocketAddr::from(([127, 0, 0, 1], 9)))) {
+        Ok(t) => t,
+        Err(e) => {
+            report.problem(
+                "LIVE-CANARY",
+                Severity::Error,
+                "no canary sign-in was tried".into(),
+                e.to_string(),
+                "fix the configuration first".into(),
+                source,
+            );
+            return;
+        }
+    };
+    let Some(app) = table.apps().find(|a| a.name == name) else {
+        return;
+    };
+    // A new address every run (nanoseconds: two runs in one second must not share a user, or the
+    // second would report the first one's role).
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let email = format!("portcullis-canary-{stamp}@canary.invalid");
+    let identity = Identity {
+        subject: format!("canary-{stamp}"),
+        username: email.clone(),
+        email: Some(email.clone()),
+        display_name: "Portcullis canary".into(),
+        groups: Vec::new(),
+        role: Role::User,
+    };
+    let mut request = http
+        .post(format!(
+            "{}/api/v1/auths/signin",
+            cfg.upstream.trim_end_matches('/')
+        ))
+        .json(&serde_json::json!({ "email": "", "password": "" }));
+    for (header, field) in &app.identity_headers {
+        if let Some(value) = app.header_value(&identity, *field) {
+            request = request.header(header.clone(), value);
+        }
+    }
+    let (status, body) = match request.send().await {
+        Ok(r) => (
+            r.status(),
+            r.json::<serde_json::Value>().await.unwrap_or_default(),
+        ),
+        Err(e) => {
+            report.problem(
+                "LIVE-CANARY",
+                Severity::Error,
+                format!("sign-in to {name} fails"),
+                format!("the sign-in request did not get an answer: {}", chain(&e)),
+                "start the app (see LIVE-UPSTREAM)".into(),
+                source,
+            );
+            return;
+        }
+    };
+    let detail = body["detail"].as_str().unwrap_or_default().to_owned();
+    if !status.is_success() {
+        report.problem(
+            "LIVE-CANARY",
+            Severity::Error,
+            format!("people cannot sign in to {name}: Open WebUI answers {status} \"{detail}\""),
+            "Open WebUI refused a trusted-header sign-in with exactly the headers Portcullis sends".into(),
+            match status.as_u16() {
+                400 => "make WEBUI_AUTH_TRUSTED_EMAIL_HEADER name X-Forwarded-Email (doctor --env with Open WebUI's settings shows the mismatch)".into(),
+                403 => "set ENABLE_PASSWORD_AUTH=true: Open WebUI blocks trusted-header sign-in without it".into(),
+                _ => "run doctor --env with Open WebUI's settings to find the setting".into(),
+            },
+            source,
+        );
+        return;
+    }
+    let role = body["role"].as_str().unwrap_or("unknown").to_owned();
+    let cleanup = format!("delete {email} in Open WebUI's admin panel (Users)");
+    if role == "pending" {
+        report.problem(
+            "LIVE-CANARY",
+            Severity::Error,
+            "new users see 'You do not have permission to access this resource' until an admin approves them".into(),
+            format!("the canary {email} signed in to {name} and got the role pending"),
+            format!("send the role: identity_headers.role_header = \"X-Forwarded-Role\" with WEBUI_AUTH_TRUSTED_ROLE_HEADER=X-Forwarded-Role, or set DEFAULT_USER_ROLE=user; then {cleanup}"),
+            source,
+        );
+    } else {
+        report.passed.push(format!("app {name}: canary {email} signed in through the headers and got the role {role}; {cleanup}"));
+    }
+}
