@@ -79,7 +79,12 @@ fn proxy_sends(s: &Settings) -> Option<Vec<&str>> {
             sent.push("x-forwarded-email");
         }
     }
-    if s.truthy("OAUTH2_PROXY_SET_XAUTHREQUEST") {
+    // X-Auth-Request-* are response headers for nginx's auth_request; in front of an upstream
+    // (oauth2-proxy as the reverse proxy) the app never sees them.
+    let reverse_proxy = s
+        .value("OAUTH2_PROXY_UPSTREAMS")
+        .is_some_and(|u| u.split(',').any(|u| u.trim().starts_with("http")));
+    if s.truthy("OAUTH2_PROXY_SET_XAUTHREQUEST") && !reverse_proxy {
         sent.extend([
             "x-auth-request-user",
             "x-auth-request-email",
@@ -343,6 +348,62 @@ pub const RULES: &[Rule] = &[
         },
     },
     Rule {
+        id: "O2P-SKIP-AUTH-SIGNUP",
+        check: |s| {
+            let routes = s.value("OAUTH2_PROXY_SKIP_AUTH_ROUTES")?;
+            let opens_signup = routes.split(',').any(|r| {
+                let regex = r.split_once('=').map_or(r, |(_, re)| re).trim();
+                regex::Regex::new(regex).is_ok_and(|re| re.is_match("/api/v1/auths/signup"))
+            });
+            (opens_signup && s.truthy("ENABLE_SIGNUP"))
+                .then(|| finding(
+                    "O2P-SKIP-AUTH-SIGNUP",
+                    Severity::Error,
+                    "anyone on the internet can create an account in the app",
+                    "a skip-auth route lets /api/v1/auths/signup through without signing in, and ENABLE_SIGNUP=true accepts it",
+                    "set ENABLE_SIGNUP=false (users come from the identity provider) and narrow the skip-auth routes",
+                    source(s, "OAUTH2_PROXY_SKIP_AUTH_ROUTES"),
+                ))
+                .flatten()
+        },
+    },
+    Rule {
+        id: "O2P-COOKIE-SPLIT",
+        check: |s| {
+            let cookie_sessions = s
+                .value("OAUTH2_PROXY_SESSION_STORE_TYPE")
+                .is_none_or(|t| t.eq_ignore_ascii_case("cookie"));
+            let big = [
+                "OAUTH2_PROXY_PASS_ACCESS_TOKEN",
+                "OAUTH2_PROXY_SET_AUTHORIZATION_HEADER",
+                "OAUTH2_PROXY_PASS_AUTHORIZATION_HEADER",
+            ]
+            .iter()
+            .find(|name| s.truthy(name))
+            .copied()
+            .or_else(|| {
+                s.value("OAUTH2_PROXY_PROVIDER")
+                    .is_some_and(|p| {
+                        matches!(
+                            p.to_ascii_lowercase().as_str(),
+                            "azure" | "entra-id" | "keycloak-oidc" | "adfs"
+                        )
+                    })
+                    .then_some("OAUTH2_PROXY_PROVIDER")
+            })?;
+            (s.has_oauth2_proxy() && cookie_sessions)
+                .then(|| finding(
+                    "O2P-COOKIE-SPLIT",
+                    Severity::Warning,
+                    "sign-in loops or 431 Request Header Fields Too Large for some users (those in many groups)",
+                    "the whole session (tokens included) lives in the cookie; past 4 KB it is split into _oauth2_proxy_0, _1…, nginx auth_request passes only the first Set-Cookie, and large headers are refused",
+                    "keep sessions server-side: Portcullis's cookie carries only an opaque id (or SESSION_STORE_TYPE=redis)",
+                    source(s, big),
+                ))
+                .flatten()
+        },
+    },
+    Rule {
         id: "O2P-UPSTREAM-TIMEOUT",
         check: |s| {
             (s.has_oauth2_proxy() && s.get("OAUTH2_PROXY_UPSTREAM_TIMEOUT").is_none())
@@ -431,7 +492,8 @@ mod tests {
             ),
             (
                 "OWUI-HEADER-MISMATCH",
-                "WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Auth-Request-Email\nOAUTH2_PROXY_PASS_USER_HEADERS=true\n".into(),
+                // X-Auth-Request-* go to nginx, never to oauth2-proxy's own upstream (pitfall 15).
+                "WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Auth-Request-Email\nOAUTH2_PROXY_SET_XAUTHREQUEST=true\nOAUTH2_PROXY_UPSTREAMS=http://owui:8080\n".into(),
                 "WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Forwarded-Email\nOAUTH2_PROXY_PASS_USER_HEADERS=true\n".into(),
             ),
             (
@@ -449,6 +511,16 @@ mod tests {
             ("O2P-USER-ID-CLAIM-IGNORED", "OAUTH2_PROXY_USER_ID_CLAIM=email\n".into(), "OAUTH2_PROXY_EMAIL_DOMAINS=*\n".into()),
             ("O2P-AUTHORIZATION-CLOBBERED", "OAUTH2_PROXY_SET_AUTHORIZATION_HEADER=true\n".into(), "OAUTH2_PROXY_SET_AUTHORIZATION_HEADER=false\n".into()),
             ("O2P-SKIP-AUTH-UNANCHORED", "OAUTH2_PROXY_SKIP_AUTH_ROUTES=GET=/public\n".into(), "OAUTH2_PROXY_SKIP_AUTH_ROUTES=GET=^/public/\n".into()),
+            (
+                "O2P-SKIP-AUTH-SIGNUP",
+                "OAUTH2_PROXY_SKIP_AUTH_ROUTES=POST=^/api/v1/auths/\nENABLE_SIGNUP=true\n".into(),
+                "OAUTH2_PROXY_SKIP_AUTH_ROUTES=POST=^/api/v1/auths/\nENABLE_SIGNUP=false\n".into(),
+            ),
+            (
+                "O2P-COOKIE-SPLIT",
+                "OAUTH2_PROXY_PROVIDER=entra-id\n".into(),
+                "OAUTH2_PROXY_PROVIDER=entra-id\nOAUTH2_PROXY_SESSION_STORE_TYPE=redis\n".into(),
+            ),
             ("O2P-UPSTREAM-TIMEOUT", "OAUTH2_PROXY_EMAIL_DOMAINS=*\n".into(), "OAUTH2_PROXY_UPSTREAM_TIMEOUT=10m\n".into()),
             ("O2P-REVERSE-PROXY-TRUSTS-ALL", "OAUTH2_PROXY_REVERSE_PROXY=true\n".into(), "OAUTH2_PROXY_REVERSE_PROXY=true\nOAUTH2_PROXY_TRUSTED_PROXY_IPS=10.0.0.0/8\n".into()),
             ("O2P-SIGN-OUT-WITHOUT-IDP", "WEBUI_AUTH_SIGNOUT_REDIRECT_URL=/oauth2/sign_out\n".into(), "WEBUI_AUTH_SIGNOUT_REDIRECT_URL=/oauth2/sign_out?rd=https%3A%2F%2Fidp%2Flogout\n".into()),
@@ -471,6 +543,16 @@ mod tests {
         let mut s = settings("WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Forwarded-Email\n");
         s.set_gateway_headers(vec!["X-Forwarded-Email".into()]);
         assert!(!check(&s).iter().any(|f| f.rule == "OWUI-HEADER-MISMATCH"));
+    }
+
+    /// Pitfall 15: in nginx auth_request mode (no upstreams) the X-Auth-Request-* family can reach
+    /// the app through auth_request_set; in front of an upstream it cannot.
+    #[test]
+    fn x_auth_request_headers_reach_the_app_only_through_nginx() {
+        let nginx = "WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Auth-Request-Email\nOAUTH2_PROXY_SET_XAUTHREQUEST=true\nOAUTH2_PROXY_UPSTREAMS=static://202\n";
+        assert!(!fires("OWUI-HEADER-MISMATCH", nginx));
+        let upstream = nginx.replace("static://202", "http://127.0.0.1:8080");
+        assert!(fires("OWUI-HEADER-MISMATCH", &upstream));
     }
 
     #[test]
