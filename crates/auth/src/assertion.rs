@@ -304,7 +304,7 @@ mod tests {
     use p256::ecdsa::VerifyingKey;
     use p256::ecdsa::signature::Verifier;
     use portcullis_core::{ManualClock, Role};
-    use portcullis_store::SqliteStore;
+    use portcullis_store::SqlStore;
 
     fn identity(groups: &[&str]) -> Arc<Identity> {
         Arc::new(Identity {
@@ -318,7 +318,7 @@ mod tests {
     }
 
     async fn assertions(clock: Arc<ManualClock>) -> Assertions {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::throwaway().await.unwrap());
         Assertions::load(
             store,
             Arc::new(Sealer::from_base64(&Sealer::generate_key()).unwrap()),

@@ -201,11 +201,11 @@ impl KeyRing {
 mod tests {
     use super::*;
     use portcullis_core::{ManualClock, Role};
-    use portcullis_store::{NewUser, SqliteStore, StoredKey};
+    use portcullis_store::{NewUser, SqlStore, StoredKey};
 
     #[tokio::test]
     async fn keys_work_until_revoked_expired_or_their_owner_is_disabled() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::throwaway().await.unwrap());
         let clock = ManualClock::at(Timestamp(1000));
         let owner = NewUser {
             id: "u".into(),

@@ -122,11 +122,11 @@ impl LocalLogin {
 mod tests {
     use super::*;
     use portcullis_core::{Clock, ManualClock, Role, Timestamp};
-    use portcullis_store::{NewUser, SqliteStore};
+    use portcullis_store::{NewUser, SqlStore};
 
     #[tokio::test]
     async fn generic_rejections_and_throttling() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::throwaway().await.unwrap());
         let hasher = PasswordHasher::new(2).unwrap();
         let clock = ManualClock::at(Timestamp(0));
         for (id, status) in [

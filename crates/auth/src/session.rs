@@ -571,10 +571,10 @@ fn secs(d: Duration) -> i64 {
 mod tests {
     use super::*;
     use portcullis_core::{ManualClock, Role};
-    use portcullis_store::{NewUser, SqliteStore};
+    use portcullis_store::{NewUser, SqlStore};
 
     async fn setup() -> (SessionManager, Arc<dyn Store>, ManualClock, User) {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::throwaway().await.unwrap());
         let clock = ManualClock::at(Timestamp(1_000_000));
         let user = store
             .create_user(

@@ -16,7 +16,7 @@ use portcullis_auth::password::{check_new_password, hash_blocking};
 use portcullis_core::config::Config;
 use portcullis_core::user::UserStatus;
 use portcullis_core::{Clock, Role, SystemClock};
-use portcullis_store::{ChangeKind, SqliteStore, Store};
+use portcullis_store::ChangeKind;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum RoleArg {
@@ -158,11 +158,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 async fn directory(config: &Config) -> Result<Directory, String> {
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&config.data_dir)
-            .await
-            .map_err(|e| format!("opening the store in {}: {e}", config.data_dir.display()))?,
-    );
+    let store = crate::config::open_store(config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Ok(Directory::new(
         store.clone(),
@@ -326,11 +322,7 @@ pub fn signing_keys(config: &Config, command: SigningKeyCommand) -> ExitCode {
 
 async fn run_signing_keys(config: &Config, command: SigningKeyCommand) -> Result<(), String> {
     let SigningKeyCommand::Rotate = command;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&config.data_dir)
-            .await
-            .map_err(|e| format!("opening the store in {}: {e}", config.data_dir.display()))?,
-    );
+    let store = crate::config::open_store(config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let sealer = crate::serve::token_sealer(config).map_err(|e| format!("{e:#}"))?;
     let assertions = Assertions::load(
@@ -370,11 +362,7 @@ pub fn outbox(config: &Config, command: OutboxCommand) -> ExitCode {
 }
 
 async fn run_outbox(config: &Config, command: OutboxCommand) -> Result<(), String> {
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&config.data_dir)
-            .await
-            .map_err(|e| format!("opening the store in {}: {e}", config.data_dir.display()))?,
-    );
+    let store = crate::config::open_store(config).await?;
     let now = SystemClock.now();
     let audit = |action: &'static str, what: String| {
         let store = store.clone();

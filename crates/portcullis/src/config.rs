@@ -140,6 +140,22 @@ fn describe(e: figment::Error) -> String {
     }
 }
 
+/// The store the configuration names (PostgreSQL or SQLite in `data_dir`), migrated.
+pub async fn open_store(
+    config: &portcullis_core::config::Config,
+) -> Result<std::sync::Arc<dyn portcullis_store::Store>, String> {
+    let store = portcullis_store::SqlStore::configured(&config.store, &config.data_dir)
+        .await
+        .map_err(|e| {
+            let place = match config.store.postgres_url() {
+                Some(_) => config.store.redacted_url(),
+                None => config.data_dir.display().to_string(),
+            };
+            format!("opening the store ({place}): {e}")
+        })?;
+    Ok(std::sync::Arc::new(store))
+}
+
 #[cfg(test)]
 mod expand_tests {
     use super::expand;

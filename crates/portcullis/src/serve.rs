@@ -22,7 +22,6 @@ use portcullis_core::config::{Config, LogFormat, WHOAMI_UPSTREAM};
 use portcullis_provision::{ProvisionMetrics, Provisioner};
 use portcullis_proxy::forwarded::TrustedProxies;
 use portcullis_proxy::{Gateway, Metrics, RouteTable};
-use portcullis_store::{SqliteStore, Store};
 use portcullis_web::{AppState, Audit, WebSettings};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -56,11 +55,9 @@ fn needs_whoami(config: &Config) -> bool {
 
 /// Builds everything from a validated configuration and starts serving on `config.listen`.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&config.data_dir)
-            .await
-            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
-    );
+    let store = crate::config::open_store(&config)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let whoami = if needs_whoami(&config) {
         Some(
             portcullis_web::whoami::spawn_upstream()

@@ -14,7 +14,7 @@ use portcullis_core::user::UserStatus;
 use portcullis_core::{Clock, Role, SystemClock};
 use portcullis_provision::webhook::Webhook;
 use portcullis_provision::{ProvisionMetrics, Provisioner, Target};
-use portcullis_store::{NewUser, SqliteStore, Store};
+use portcullis_store::{NewUser, SqlStore, Store};
 
 const USERS: usize = 5_000;
 
@@ -38,7 +38,7 @@ fn main() {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open(dir.path()).await.unwrap());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         for i in 0..USERS {
             let user = NewUser {

@@ -24,7 +24,7 @@ use portcullis_proxy::context::RequestContext;
 use portcullis_proxy::forwarded::TrustedProxies;
 use portcullis_proxy::phases;
 use portcullis_proxy::routes::RouteTable;
-use portcullis_store::{NewUser, SqliteStore, Store};
+use portcullis_store::{NewUser, SqlStore, Store};
 
 struct Fixture {
     table: RouteTable,
@@ -41,7 +41,7 @@ fn fixture() -> Fixture {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::in_memory().await.unwrap());
         let user: User = store
             .create_user(
                 NewUser {

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use portcullis_core::Role;
 use portcullis_core::Timestamp;
 use portcullis_core::user::UserStatus;
-use portcullis_store::{AuditEvent, NewUser, SqliteStore, Store};
+use portcullis_store::{AuditEvent, NewUser, SqlStore, Store};
 use tokio::runtime::Runtime;
 
 const USERS: usize = 10_000;
@@ -18,7 +18,7 @@ const AUDIT: usize = 100_000;
 
 struct Fixture {
     runtime: Runtime,
-    store: SqliteStore,
+    store: SqlStore,
     _dir: tempfile::TempDir,
 }
 
@@ -31,7 +31,7 @@ fn fixture() -> &'static Fixture {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = runtime.block_on(async {
-            let store = SqliteStore::open(dir.path()).await.unwrap();
+            let store = SqlStore::open(dir.path()).await.unwrap();
             for i in 0..USERS {
                 let user = NewUser {
                     id: format!("id-{i:05}"),

@@ -5,16 +5,18 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod dialect;
 mod error;
-mod sqlite;
+mod sql;
 
 use async_trait::async_trait;
 use portcullis_core::session::Session;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Role, Timestamp};
 
+pub use dialect::Dialect;
 pub use error::StoreError;
-pub use sqlite::SqliteStore;
+pub use sql::{PoolSettings, SqlStore, TEST_DATABASE_VAR};
 
 /// A user to create. The id is chosen by the caller.
 #[derive(Clone, Debug)]

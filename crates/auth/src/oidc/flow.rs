@@ -146,7 +146,7 @@ impl FlowManager {
 mod tests {
     use super::*;
     use portcullis_core::ManualClock;
-    use portcullis_store::SqliteStore;
+    use portcullis_store::SqlStore;
 
     #[test]
     fn pkce_matches_rfc7636_appendix_b() {
@@ -158,7 +158,7 @@ mod tests {
 
     #[tokio::test]
     async fn flows_complete_once_in_the_browser_that_started_them() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::throwaway().await.unwrap());
         let clock = ManualClock::at(Timestamp(1_000_000));
         let flows = FlowManager::new(store, Arc::new(clock.clone()));
         let a = flows.start("idp", "/a", "browser-1").await.unwrap();
@@ -195,7 +195,7 @@ mod tests {
 
     #[tokio::test]
     async fn open_flows_per_browser_are_bounded() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::throwaway().await.unwrap());
         let flows = FlowManager::new(store, Arc::new(ManualClock::at(Timestamp(1_000_000))));
         for _ in 0..MAX_OPEN_PER_BROWSER {
             flows.start("idp", "/", "b").await.unwrap();

@@ -21,8 +21,10 @@ use crate::session::SessionPolicy;
 
 mod external;
 mod provisioning;
+mod store;
 pub use external::*;
 pub use provisioning::*;
+pub use store::*;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4180";
 /// The `upstream` value that selects the built-in header-echo app.
@@ -96,6 +98,9 @@ pub struct Config {
     /// Sign-in against an LDAP directory, through the same form as local accounts.
     #[serde(default)]
     pub ldap: Option<LdapConfig>,
+    /// Where the directory lives: SQLite in `data_dir` (default) or PostgreSQL.
+    #[serde(default)]
+    pub store: StoreConfig,
     /// Key (32 bytes, base64url) that encrypts provider tokens kept server-side. Unset: a key is
     /// generated on first start and kept in `data_dir/token.key`.
     #[serde(default)]
@@ -448,6 +453,7 @@ impl Default for Config {
             scim: None,
             token_key: None,
             allowed_redirect_hosts: Vec::new(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -757,6 +763,7 @@ impl Config {
         }
         external::validate(self, &mut push);
         provisioning::validate(self, &mut push);
+        store::validate(self, &mut push);
         issues
     }
 }

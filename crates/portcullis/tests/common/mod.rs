@@ -56,6 +56,31 @@ pub fn hidden_field(html: &str, name: &str) -> String {
     html[start..end].to_owned()
 }
 
+/// With `PORTCULLIS_TEST_DATABASE_URL` set (the PostgreSQL pass of scripts/test), every
+/// Portcullis a test starts gets a new database in that cluster; otherwise SQLite in its data_dir.
+fn test_database() -> Option<String> {
+    std::env::var(portcullis_store::TEST_DATABASE_VAR)
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// The configuration that puts a test's Portcullis on its own PostgreSQL database in the
+/// PostgreSQL pass: top-level keys (the token key replicas share) and the `[store]` table.
+async fn store_config() -> (String, String) {
+    match test_database() {
+        Some(admin) => {
+            let url = portcullis_store::SqlStore::fresh_postgres_database(&admin)
+                .await
+                .unwrap();
+            (
+                "token_key = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\"\n".into(),
+                format!("\n[store]\nurl = \"{url}\"\n"),
+            )
+        }
+        None => (String::new(), String::new()),
+    }
+}
+
 impl Harness {
     /// Starts Portcullis with `extra` TOML appended; `{upstream}` in it becomes the upstream URL.
     pub async fn start(extra: &str) -> Harness {
@@ -99,10 +124,11 @@ impl Harness {
     ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("portcullis.toml");
+        let (store_keys, store_table) = store_config().await;
         let toml = format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nshutdown_grace = \"2s\"\n{}",
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nshutdown_grace = \"2s\"\n{store_keys}{}{store_table}",
             dir.path().join("data").display(),
-            extra.replace("{upstream}", &upstream.url())
+            extra.replace("{upstream}", &upstream.url()),
         );
         std::fs::write(&config_path, toml).unwrap();
         let (config, _) =

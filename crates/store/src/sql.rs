@@ -1,33 +1,55 @@
 //! The embedded SQLite store (WAL mode, one file under `data_dir`).
 
+use std::borrow::Cow;
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use portcullis_core::config::StoreConfig;
 use portcullis_core::session::{ProviderSession, Session};
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Role, Timestamp};
+use sqlx::AnyPool;
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
 
+use crate::dialect::Dialect;
 use crate::{
     AuditEvent, AuthFlow, Change, ChangeKind, Delivery, GroupSummary, LinkedIdentity, NewUser,
     OutboxStats, Store, StoreError, StoredKey, StoredSigningKey,
 };
 
-pub struct SqliteStore {
-    pool: SqlitePool,
+/// The PostgreSQL cluster tests create their databases in (see [`SqlStore::throwaway`]).
+pub const TEST_DATABASE_VAR: &str = "PORTCULLIS_TEST_DATABASE_URL";
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The store on SQL: embedded SQLite (one file under `data_dir`, WAL mode) or PostgreSQL, through
+/// sqlx's `Any` driver. The queries are shared; [`Dialect`] holds the differences.
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
 }
 
-const USER_COLUMNS: &str = "id, username, email, display_name, role, status, created_at, last_seen_at, password_hash, \
-     (SELECT group_concat(name, char(10)) FROM \
-        (SELECT DISTINCT group_name AS name FROM group_members gm WHERE gm.user_id = users.id)) AS groups";
+/// How many connections, and how long to wait for one: a database that does not answer fails a
+/// request in seconds rather than holding it.
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
 
-impl SqliteStore {
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SqlStore {
     /// Opens (creating if needed) `portcullis.db` in `data_dir` and applies migrations.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
@@ -36,49 +58,160 @@ impl SqliteStore {
                 data_dir.display()
             ))
         })?;
-        let options = SqliteConnectOptions::new()
-            .filename(data_dir.join("portcullis.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        Self::connect(options).await
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("portcullis.db").display()
+        );
+        Self::connect(&url, Dialect::Sqlite, &PoolSettings::default(), true).await
     }
 
-    /// A private in-memory database, for tests.
+    /// The store a configuration names: PostgreSQL at `store.url`, else SQLite in `data_dir`.
+    /// Pending migrations run first.
+    pub async fn configured(store: &StoreConfig, data_dir: &Path) -> Result<Self, StoreError> {
+        match store.postgres_url() {
+            Some(url) => {
+                let settings = PoolSettings {
+                    max_connections: store.max_connections,
+                    ..PoolSettings::default()
+                };
+                Self::postgres(url, &settings, true).await
+            }
+            None => Self::open(data_dir).await,
+        }
+    }
+
+    /// An empty store for tests. With `PORTCULLIS_TEST_DATABASE_URL` set (scripts/test sets it
+    /// for its PostgreSQL pass) it is a new database in that cluster, else SQLite in memory — so
+    /// the same tests exercise both backends.
+    pub async fn throwaway() -> Result<Self, StoreError> {
+        match std::env::var(TEST_DATABASE_VAR) {
+            Ok(admin_url) if !admin_url.is_empty() => {
+                let url = Self::fresh_postgres_database(&admin_url).await?;
+                Self::postgres(&url, &PoolSettings::default(), true).await
+            }
+            _ => Self::in_memory().await,
+        }
+    }
+
+    /// Creates an empty database beside the one `admin_url` names and returns its URL.
+    pub async fn fresh_postgres_database(admin_url: &str) -> Result<String, StoreError> {
+        use sqlx::Connection;
+        use std::hash::{BuildHasher, Hasher};
+        sqlx::any::install_default_drivers();
+        let name = format!(
+            "pcs_{:016x}",
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        );
+        let mut admin = sqlx::AnyConnection::connect(admin_url).await?;
+        sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str()).await?;
+        admin.close().await?;
+        let (base, query) = match admin_url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (admin_url, String::new()),
+        };
+        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+        Ok(format!("{server}/{name}{query}"))
+    }
+
+    /// A private in-memory SQLite database, for tests.
     pub async fn in_memory() -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
-        Self::connect(options).await
+        let settings = PoolSettings {
+            // An in-memory database exists per connection: keep exactly one.
+            max_connections: 1,
+            ..PoolSettings::default()
+        };
+        Self::connect("sqlite::memory:", Dialect::Sqlite, &settings, true).await
     }
 
-    async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
-        let in_memory = options.get_filename() == Path::new(":memory:");
-        let pool = SqlitePoolOptions::new()
-            // An in-memory database exists per connection: keep exactly one.
-            .max_connections(if in_memory { 1 } else { 8 })
-            .min_connections(if in_memory { 1 } else { 0 })
-            .idle_timeout(if in_memory {
-                None
-            } else {
-                Some(Duration::from_secs(600))
-            })
-            .max_lifetime(if in_memory {
-                None
-            } else {
-                Some(Duration::from_secs(3600))
+    /// PostgreSQL at `url` (`postgres://user:password@host/db`). With `migrate`, pending
+    /// migrations run first, under PostgreSQL's advisory lock, so replicas starting together
+    /// take turns.
+    pub async fn postgres(
+        url: &str,
+        settings: &PoolSettings,
+        migrate: bool,
+    ) -> Result<Self, StoreError> {
+        Self::connect(url, Dialect::Postgres, settings, migrate).await
+    }
+
+    async fn connect(
+        url: &str,
+        dialect: Dialect,
+        settings: &PoolSettings,
+        migrate: bool,
+    ) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let options: AnyConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("the store URL is not valid: {e}")))?;
+        let in_memory = url.contains(":memory:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .min_connections(u32::from(in_memory))
+            .acquire_timeout(settings.acquire_timeout)
+            .idle_timeout((!in_memory).then_some(Duration::from_secs(600)))
+            .max_lifetime((!in_memory).then_some(Duration::from_secs(3600)))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    for statement in dialect.session_setup() {
+                        sqlx::Executor::execute(&mut *conn, *statement).await?;
+                    }
+                    Ok(())
+                })
             })
             .connect_with(options)
             .await?;
-        sqlx::migrate!("migrations/sqlite")
-            .run(&pool)
+        let store = SqlStore { pool, dialect };
+        if migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.migrator()
+            .run(&self.pool)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
-        Ok(SqliteStore { pool })
+            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+    }
+
+    /// The migrations not applied yet (version and description), for `portcullis migrate
+    /// --dry-run`.
+    pub async fn pending_migrations(&self) -> Result<Vec<(i64, String)>, StoreError> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .unwrap_or_default();
+        Ok(self
+            .migrator()
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| (m.version, m.description.to_string()))
+            .collect())
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// A statement in this store's dialect.
+    fn q<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        self.dialect.sql(text)
     }
 }
 
-fn user_from_row(row: &SqliteRow) -> Result<(User, Option<String>), StoreError> {
+fn user_from_row(row: &AnyRow) -> Result<(User, Option<String>), StoreError> {
     let role: String = row.try_get("role")?;
     let status: String = row.try_get("status")?;
     let groups: Option<String> = row.try_get("groups")?;
@@ -104,7 +237,7 @@ fn user_from_row(row: &SqliteRow) -> Result<(User, Option<String>), StoreError> 
     Ok((user, row.try_get("password_hash")?))
 }
 
-fn delivery_from_row(row: &SqliteRow) -> Result<Delivery, StoreError> {
+fn delivery_from_row(row: &AnyRow) -> Result<Delivery, StoreError> {
     Ok(Delivery {
         seq: row.try_get("seq")?,
         sink: row.try_get("sink")?,
@@ -118,7 +251,7 @@ fn delivery_from_row(row: &SqliteRow) -> Result<Delivery, StoreError> {
     })
 }
 
-fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
+fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
     Ok(Session {
         id_hash: row.try_get("id_hash")?,
         user_id: row.try_get("user_id")?,
@@ -147,7 +280,7 @@ fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
     })
 }
 
-fn key_from_row(row: &SqliteRow) -> Result<StoredKey, StoreError> {
+fn key_from_row(row: &AnyRow) -> Result<StoredKey, StoreError> {
     let apps: String = row.try_get("allowed_apps")?;
     Ok(StoredKey {
         id: row.try_get("id")?,
@@ -168,7 +301,7 @@ fn key_from_row(row: &SqliteRow) -> Result<StoredKey, StoreError> {
     })
 }
 
-fn flow_from_row(row: &SqliteRow) -> Result<AuthFlow, StoreError> {
+fn flow_from_row(row: &AnyRow) -> Result<AuthFlow, StoreError> {
     Ok(AuthFlow {
         state_hash: row.try_get("state_hash")?,
         provider: row.try_get("provider")?,
@@ -183,14 +316,23 @@ fn flow_from_row(row: &SqliteRow) -> Result<AuthFlow, StoreError> {
     })
 }
 
-impl SqliteStore {
+impl SqlStore {
+    /// The user whose `column` equals `value`; names (username, email) compare without case.
     async fn user_where(
         &self,
-        condition: &'static str,
+        column: &'static str,
         value: &str,
     ) -> Result<Option<(User, Option<String>)>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE {condition}");
-        let row = sqlx::query(&sql)
+        let param = if column == "id" {
+            "?".to_owned()
+        } else {
+            self.dialect.nocase_param("?")
+        };
+        let sql = format!(
+            "SELECT {} FROM users WHERE {column} = {param}",
+            self.dialect.user_columns()
+        );
+        let row = sqlx::query(&self.q(&sql))
             .bind(value)
             .fetch_optional(&self.pool)
             .await?;
@@ -212,7 +354,7 @@ impl SqliteStore {
             "INSERT INTO users (id, username, email, display_name, role, status, password_hash, created_at, updated_at) \
              SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? {guard}"
         );
-        let result = sqlx::query(&sql)
+        let result = sqlx::query(&self.q(&sql))
             .bind(&user.id)
             .bind(&user.username)
             .bind(&user.email)
@@ -242,9 +384,10 @@ impl SqliteStore {
 
     /// Advances a user's last-seen time (never moves it back).
     async fn user_seen(&self, user_id: &str, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE users SET last_seen_at = max(coalesce(last_seen_at, 0), ?) WHERE id = ?",
-        )
+        sqlx::query(&self.q(&format!(
+            "UPDATE users SET last_seen_at = {}(coalesce(last_seen_at, 0), ?) WHERE id = ?",
+            self.dialect.greatest()
+        )))
         .bind(at.0)
         .bind(user_id)
         .execute(&self.pool)
@@ -254,9 +397,9 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query(&self.q("SELECT 1")).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -269,7 +412,7 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
-        Ok(self.user_where("id = ?", id).await?.map(|(u, _)| u))
+        Ok(self.user_where("id", id).await?.map(|(u, _)| u))
     }
 
     async fn user_with_password(
@@ -277,25 +420,22 @@ impl Store for SqliteStore {
         login: &str,
     ) -> Result<Option<(User, Option<String>)>, StoreError> {
         if login.contains('@')
-            && let Some(found) = self.user_where("email = ?", login).await?
+            && let Some(found) = self.user_where("email", login).await?
         {
             return Ok(Some(found));
         }
-        self.user_where("username = ?", login).await
+        self.user_where("username", login).await
     }
 
     async fn count_admins(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = 'admin'")
+        let n: i64 = sqlx::query_scalar(&self.q("SELECT count(*) FROM users WHERE role = 'admin'"))
             .fetch_one(&self.pool)
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        Ok(self
-            .user_where("username = ?", username)
-            .await?
-            .map(|(u, _)| u))
+        Ok(self.user_where("username", username).await?.map(|(u, _)| u))
     }
 
     async fn find_users(
@@ -312,12 +452,16 @@ impl Store for SqliteStore {
                 .replace('_', "\\_");
             format!("%{escaped}%")
         });
-        let filter = "(?1 IS NULL OR username LIKE ?1 ESCAPE '\\' OR email LIKE ?1 ESCAPE '\\' \
-                      OR display_name LIKE ?1 ESCAPE '\\')";
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY username LIMIT ?2 OFFSET ?3"
+        let p = self.dialect.nocase_param("?1");
+        let filter = format!(
+            "(?1 IS NULL OR username LIKE {p} ESCAPE '\\' OR email LIKE {p} ESCAPE '\\' \
+             OR display_name LIKE {p} ESCAPE '\\')"
         );
-        let rows = sqlx::query(&sql)
+        let columns = self.dialect.user_columns();
+        let sql = format!(
+            "SELECT {columns} FROM users WHERE {filter} ORDER BY username LIMIT ?2 OFFSET ?3"
+        );
+        let rows = sqlx::query(&self.q(&sql))
             .bind(&pattern)
             .bind(i64::from(limit))
             .bind(i64::from(offset))
@@ -329,13 +473,13 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         let total: i64 = match &pattern {
             Some(_) => {
-                sqlx::query_scalar(&format!("SELECT count(*) FROM users WHERE {filter}"))
+                sqlx::query_scalar(&self.q(&format!("SELECT count(*) FROM users WHERE {filter}")))
                     .bind(&pattern)
                     .fetch_one(&self.pool)
                     .await?
             }
             None => {
-                sqlx::query_scalar("SELECT count(*) FROM users")
+                sqlx::query_scalar(&self.q("SELECT count(*) FROM users"))
                     .fetch_one(&self.pool)
                     .await?
             }
@@ -349,7 +493,7 @@ impl Store for SqliteStore {
         status: UserStatus,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET status = ?, updated_at = ? WHERE id = ?")
+        sqlx::query(&self.q("UPDATE users SET status = ?, updated_at = ? WHERE id = ?"))
             .bind(status.as_str())
             .bind(now.0)
             .bind(user_id)
@@ -359,9 +503,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_key(&self, k: &StoredKey) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, hash, name, owner_id, allowed_apps, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
+        sqlx::query(&self.q("INSERT INTO api_keys (id, hash, name, owner_id, allowed_apps, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"))
         .bind(&k.id)
         .bind(&k.hash)
         .bind(&k.name)
@@ -375,32 +517,34 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_key(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let r =
-            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(now.0)
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+        let r = sqlx::query(
+            &self.q("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
+        )
+        .bind(now.0)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn active_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM api_keys WHERE revoked_at IS NULL")
+        let rows = sqlx::query(&self.q("SELECT * FROM api_keys WHERE revoked_at IS NULL"))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(key_from_row).collect()
     }
 
     async fn keys_of(&self, owner_id: &str) -> Result<Vec<StoredKey>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM api_keys WHERE owner_id = ? ORDER BY created_at")
-            .bind(owner_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query(&self.q("SELECT * FROM api_keys WHERE owner_id = ? ORDER BY created_at"))
+                .bind(owner_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(key_from_row).collect()
     }
 
     async fn touch_key(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+        sqlx::query(&self.q("UPDATE api_keys SET last_used_at = ? WHERE id = ?"))
             .bind(now.0)
             .bind(id)
             .execute(&self.pool)
@@ -416,9 +560,7 @@ impl Store for SqliteStore {
         display_name: Option<&str>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE users SET username = ?, email = ?, display_name = ?, updated_at = ? WHERE id = ?",
-        )
+        sqlx::query(&self.q("UPDATE users SET username = ?, email = ?, display_name = ?, updated_at = ? WHERE id = ?"))
         .bind(username)
         .bind(email)
         .bind(display_name)
@@ -430,7 +572,7 @@ impl Store for SqliteStore {
     }
 
     async fn unlink_identity(&self, user_id: &str, issuer: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM identities WHERE user_id = ? AND issuer = ?")
+        sqlx::query(&self.q("DELETE FROM identities WHERE user_id = ? AND issuer = ?"))
             .bind(user_id)
             .bind(issuer)
             .execute(&self.pool)
@@ -439,7 +581,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM users WHERE id = ?")
+        let r = sqlx::query(&self.q("DELETE FROM users WHERE id = ?"))
             .bind(user_id)
             .execute(&self.pool)
             .await?;
@@ -447,22 +589,24 @@ impl Store for SqliteStore {
     }
 
     async fn create_group(&self, name: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let r = sqlx::query("INSERT OR IGNORE INTO groups (name, created_at) VALUES (?, ?)")
-            .bind(name)
-            .bind(now.0)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            &self.q("INSERT INTO groups (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING"),
+        )
+        .bind(name)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() > 0)
     }
 
     async fn delete_group(&self, name: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Row by row, so that the outbox triggers see every membership that goes.
-        sqlx::query("DELETE FROM group_members WHERE group_name = ?")
+        sqlx::query(&self.q("DELETE FROM group_members WHERE group_name = ?"))
             .bind(name)
             .execute(&mut *tx)
             .await?;
-        let r = sqlx::query("DELETE FROM groups WHERE name = ?")
+        let r = sqlx::query(&self.q("DELETE FROM groups WHERE name = ?"))
             .bind(name)
             .execute(&mut *tx)
             .await?;
@@ -474,38 +618,34 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         // The new row takes over the old one's ids (released first: they are unique).
         let ids: Option<(Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT scim_id, external_id FROM groups WHERE name = ?")
+            sqlx::query_as(&self.q("SELECT scim_id, external_id FROM groups WHERE name = ?"))
                 .bind(from)
                 .fetch_optional(&mut *tx)
                 .await?;
         let (scim_id, external_id) = ids.unwrap_or_default();
-        sqlx::query("UPDATE groups SET scim_id = NULL WHERE name = ?")
+        sqlx::query(&self.q("UPDATE groups SET scim_id = NULL WHERE name = ?"))
             .bind(from)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO groups (name, created_at, scim_id, external_id) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (name) DO UPDATE SET scim_id = excluded.scim_id, external_id = excluded.external_id",
-        )
+        sqlx::query(&self.q("INSERT INTO groups (name, created_at, scim_id, external_id) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET scim_id = excluded.scim_id, external_id = excluded.external_id"))
         .bind(to)
         .bind(now.0)
         .bind(scim_id)
         .bind(external_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT OR IGNORE INTO group_members (group_name, user_id, source) \
-             SELECT ?, user_id, source FROM group_members WHERE group_name = ?",
-        )
+        sqlx::query(&self.q("INSERT INTO group_members (group_name, user_id, source) \
+             SELECT ?, user_id, source FROM group_members WHERE group_name = ? ON CONFLICT DO NOTHING"))
         .bind(to)
         .bind(from)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM group_members WHERE group_name = ?")
+        sqlx::query(&self.q("DELETE FROM group_members WHERE group_name = ?"))
             .bind(from)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM groups WHERE name = ?")
+        sqlx::query(&self.q("DELETE FROM groups WHERE name = ?"))
             .bind(from)
             .execute(&mut *tx)
             .await?;
@@ -520,7 +660,9 @@ impl Store for SqliteStore {
         external_id: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE groups SET scim_id = coalesce(scim_id, ?), external_id = ? WHERE name = ?",
+            &self.q(
+                "UPDATE groups SET scim_id = coalesce(scim_id, ?), external_id = ? WHERE name = ?",
+            ),
         )
         .bind(scim_id)
         .bind(external_id)
@@ -540,23 +682,25 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if member {
-            sqlx::query("INSERT OR IGNORE INTO groups (name, created_at) VALUES (?, ?)")
-                .bind(group)
-                .bind(now.0)
-                .execute(&mut *tx)
-                .await?;
             sqlx::query(
-                "INSERT OR IGNORE INTO group_members (group_name, user_id, source) VALUES (?, ?, ?)",
+                &self.q(
+                    "INSERT INTO groups (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                ),
             )
+            .bind(group)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(&self.q("INSERT INTO group_members (group_name, user_id, source) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"))
             .bind(group)
             .bind(user_id)
             .bind(source)
             .execute(&mut *tx)
             .await?;
         } else {
-            sqlx::query(
+            sqlx::query(&self.q(
                 "DELETE FROM group_members WHERE group_name = ? AND user_id = ? AND source = ?",
-            )
+            ))
             .bind(group)
             .bind(user_id)
             .bind(source)
@@ -570,12 +714,12 @@ impl Store for SqliteStore {
     async fn fan_out(&self, sinks: &[String], now: Timestamp) -> Result<u64, StoreError> {
         let mut added = 0;
         for sink in sinks {
-            let result = sqlx::query(
-                "INSERT OR IGNORE INTO deliveries (seq, sink, user_id, kind, created_at, next_attempt_at) \
+            let result = sqlx::query(&self.q(
+                "INSERT INTO deliveries (seq, sink, user_id, kind, created_at, next_attempt_at) \
                  SELECT seq, ?1, user_id, kind, at, ?2 FROM outbox \
                  WHERE seq > (SELECT coalesce(max(seq), 0) FROM deliveries WHERE sink = ?1) \
-                 ORDER BY seq LIMIT 10000",
-            )
+                 ORDER BY seq LIMIT 10000 ON CONFLICT DO NOTHING",
+            ))
             .bind(sink)
             .bind(now.0)
             .execute(&self.pool)
@@ -590,14 +734,12 @@ impl Store for SqliteStore {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT d.* FROM deliveries d WHERE d.state = 'pending' AND d.next_attempt_at <= ? \
+        let rows = sqlx::query(&self.q("SELECT d.* FROM deliveries d WHERE d.state = 'pending' AND d.next_attempt_at <= ? \
              AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.sink = d.sink AND e.user_id = d.user_id \
                              AND e.state = 'pending' AND e.seq < d.seq) \
-             ORDER BY d.seq LIMIT ?",
-        )
+             ORDER BY d.seq LIMIT ?"))
         .bind(now.0)
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(delivery_from_row).collect()
@@ -608,9 +750,7 @@ impl Store for SqliteStore {
         sink: &str,
         user_id: &str,
     ) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT max(seq) FROM deliveries WHERE sink = ? AND user_id = ? AND state IN ('pending', 'dead')",
-        )
+        Ok(sqlx::query_scalar(&self.q("SELECT max(seq) FROM deliveries WHERE sink = ? AND user_id = ? AND state IN ('pending', 'dead')"))
         .bind(sink)
         .bind(user_id)
         .fetch_one(&self.pool)
@@ -624,10 +764,10 @@ impl Store for SqliteStore {
         up_to_seq: i64,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        sqlx::query(&self.q(
             "UPDATE deliveries SET state = 'delivered', finished_at = ?, attempts = attempts + 1 \
              WHERE sink = ? AND user_id = ? AND state IN ('pending', 'dead') AND seq <= ?",
-        )
+        ))
         .bind(now.0)
         .bind(sink)
         .bind(user_id)
@@ -645,10 +785,10 @@ impl Store for SqliteStore {
         next_attempt_at: Timestamp,
         dead: bool,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        sqlx::query(&self.q(
             "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, \
              state = CASE WHEN ? THEN 'dead' ELSE state END WHERE sink = ? AND seq = ?",
-        )
+        ))
         .bind(error)
         .bind(next_attempt_at.0)
         .bind(dead)
@@ -660,11 +800,11 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query(&self.q(
             "SELECT (SELECT count(*) FROM deliveries WHERE state = 'pending') AS pending, \
                     (SELECT min(created_at) FROM deliveries WHERE state = 'pending') AS oldest, \
                     (SELECT count(*) FROM deliveries WHERE state = 'dead') AS dead",
-        )
+        ))
         .fetch_one(&self.pool)
         .await?;
         let count = |name: &str| -> Result<u64, StoreError> {
@@ -678,11 +818,9 @@ impl Store for SqliteStore {
     }
 
     async fn deliveries_of_user(&self, user_id: &str) -> Result<Vec<Delivery>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT d.* FROM deliveries d WHERE d.user_id = ? \
+        let rows = sqlx::query(&self.q("SELECT d.* FROM deliveries d WHERE d.user_id = ? \
              AND d.seq = (SELECT max(seq) FROM deliveries e WHERE e.user_id = d.user_id AND e.sink = d.sink) \
-             ORDER BY d.sink",
-        )
+             ORDER BY d.sink"))
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
@@ -690,11 +828,12 @@ impl Store for SqliteStore {
     }
 
     async fn deliveries_in(&self, state: &str, limit: u32) -> Result<Vec<Delivery>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM deliveries WHERE state = ? ORDER BY seq LIMIT ?")
-            .bind(state)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query(&self.q("SELECT * FROM deliveries WHERE state = ? ORDER BY seq LIMIT ?"))
+                .bind(state)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(delivery_from_row).collect()
     }
 
@@ -704,10 +843,10 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         let (sink, seq) = which.unzip();
-        let result = sqlx::query(
+        let result = sqlx::query(&self.q(
             "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, attempts = 0, \
              created_at = ? WHERE state = 'dead' AND (? IS NULL OR (sink = ? AND seq = ?))",
-        )
+        ))
         .bind(now.0)
         .bind(now.0)
         .bind(sink)
@@ -724,10 +863,10 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         let (sink, seq) = which.unzip();
-        let result = sqlx::query(
+        let result = sqlx::query(&self.q(
             "UPDATE deliveries SET state = 'discarded', finished_at = ? \
              WHERE state = 'dead' AND (? IS NULL OR (sink = ? AND seq = ?))",
-        )
+        ))
         .bind(now.0)
         .bind(sink)
         .bind(sink)
@@ -738,7 +877,7 @@ impl Store for SqliteStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
+        let rows = sqlx::query(&self.q("SELECT * FROM signing_keys ORDER BY created_at DESC, kid"))
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -755,13 +894,11 @@ impl Store for SqliteStore {
 
     async fn rotate_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
+        sqlx::query(&self.q("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL"))
             .bind(key.created_at.0)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, private_key_enc, created_at, retired_at) VALUES (?, ?, ?, NULL)",
-        )
+        sqlx::query(&self.q("INSERT INTO signing_keys (kid, private_key_enc, created_at, retired_at) VALUES (?, ?, ?, NULL)"))
         .bind(&key.kid)
         .bind(&key.private_key_enc)
         .bind(key.created_at.0)
@@ -777,7 +914,7 @@ impl Store for SqliteStore {
         subject: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO changes (kind, subject, at) VALUES (?, ?, ?)")
+        sqlx::query(&self.q("INSERT INTO changes (kind, subject, at) VALUES (?, ?, ?)"))
             .bind(kind.as_str())
             .bind(subject)
             .bind(now.0)
@@ -788,7 +925,7 @@ impl Store for SqliteStore {
 
     async fn changes_since(&self, seq: i64) -> Result<Vec<Change>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, kind, subject FROM changes WHERE seq > ? ORDER BY seq LIMIT 1000",
+            &self.q("SELECT seq, kind, subject FROM changes WHERE seq > ? ORDER BY seq LIMIT 1000"),
         )
         .bind(seq)
         .fetch_all(&self.pool)
@@ -807,14 +944,14 @@ impl Store for SqliteStore {
     }
 
     async fn latest_change(&self) -> Result<i64, StoreError> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM changes")
+        let seq: Option<i64> = sqlx::query_scalar(&self.q("SELECT max(seq) FROM changes"))
             .fetch_one(&self.pool)
             .await?;
         Ok(seq.unwrap_or(0))
     }
 
     async fn delete_user_sessions(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("DELETE FROM sessions WHERE user_id = ? RETURNING id_hash")
+        let rows = sqlx::query(&self.q("DELETE FROM sessions WHERE user_id = ? RETURNING id_hash"))
             .bind(user_id)
             .fetch_all(&self.pool)
             .await?;
@@ -822,11 +959,11 @@ impl Store for SqliteStore {
     }
 
     async fn list_groups(&self) -> Result<Vec<GroupSummary>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&self.q(
             "SELECT g.name AS name, g.scim_id AS scim_id, g.external_id AS external_id, \
              count(DISTINCT m.user_id) AS members FROM groups g \
              LEFT JOIN group_members m ON m.group_name = g.name GROUP BY g.name ORDER BY g.name",
-        )
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -843,20 +980,24 @@ impl Store for SqliteStore {
     }
 
     async fn group_members(&self, group: &str) -> Result<Vec<(User, String)>, StoreError> {
+        let columns = self.dialect.user_columns();
         let sql = format!(
-            "SELECT {USER_COLUMNS}, m.source AS source FROM users JOIN group_members m ON m.user_id = users.id \
+            "SELECT {columns}, m.source AS source FROM users JOIN group_members m ON m.user_id = users.id \
              WHERE m.group_name = ? ORDER BY users.username, m.source"
         );
-        let rows = sqlx::query(&sql).bind(group).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&self.q(&sql))
+            .bind(group)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| Ok((user_from_row(row)?.0, row.try_get("source")?)))
             .collect()
     }
 
     async fn remove_from_group(&self, user_id: &str, group: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query(
+        let r = sqlx::query(&self.q(
             "DELETE FROM group_members WHERE user_id = ? AND group_name = ? AND source = 'local'",
-        )
+        ))
         .bind(user_id)
         .bind(group)
         .execute(&self.pool)
@@ -871,12 +1012,14 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT OR IGNORE INTO groups (name, created_at) VALUES (?, ?)")
-            .bind(group)
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT OR IGNORE INTO group_members (group_name, user_id, source) VALUES (?, ?, 'local')")
+        sqlx::query(
+            &self.q("INSERT INTO groups (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING"),
+        )
+        .bind(group)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&self.q("INSERT INTO group_members (group_name, user_id, source) VALUES (?, ?, 'local') ON CONFLICT DO NOTHING"))
             .bind(group)
             .bind(user_id)
             .execute(&mut *tx)
@@ -886,7 +1029,7 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        Ok(self.user_where("email = ?", email).await?.map(|(u, _)| u))
+        Ok(self.user_where("email", email).await?.map(|(u, _)| u))
     }
 
     async fn user_by_identity(
@@ -894,10 +1037,11 @@ impl Store for SqliteStore {
         issuer: &str,
         subject: &str,
     ) -> Result<Option<User>, StoreError> {
+        let columns = self.dialect.user_columns();
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE id = (SELECT user_id FROM identities WHERE issuer = ? AND subject = ?)"
+            "SELECT {columns} FROM users WHERE id = (SELECT user_id FROM identities WHERE issuer = ? AND subject = ?)"
         );
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(&self.q(&sql))
             .bind(issuer)
             .bind(subject)
             .fetch_optional(&self.pool)
@@ -906,10 +1050,11 @@ impl Store for SqliteStore {
     }
 
     async fn identities_of(&self, user_id: &str) -> Result<Vec<LinkedIdentity>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM identities WHERE user_id = ? ORDER BY created_at")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query(&self.q("SELECT * FROM identities WHERE user_id = ? ORDER BY created_at"))
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|row| {
                 Ok(LinkedIdentity {
@@ -924,11 +1069,9 @@ impl Store for SqliteStore {
     }
 
     async fn link_identity(&self, i: &LinkedIdentity, now: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO identities (issuer, subject, user_id, provider, email, created_at, last_seen) \
+        sqlx::query(&self.q("INSERT INTO identities (issuer, subject, user_id, provider, email, created_at, last_seen) \
              VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (issuer, subject) DO UPDATE SET email = excluded.email, last_seen = excluded.last_seen",
-        )
+             ON CONFLICT (issuer, subject) DO UPDATE SET email = excluded.email, last_seen = excluded.last_seen"))
         .bind(&i.issuer)
         .bind(&i.subject)
         .bind(&i.user_id)
@@ -948,7 +1091,7 @@ impl Store for SqliteStore {
         display_name: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET email = coalesce(?, email), display_name = ?, updated_at = ? WHERE id = ?")
+        sqlx::query(&self.q("UPDATE users SET email = coalesce(?, email), display_name = ?, updated_at = ? WHERE id = ?"))
             .bind(email)
             .bind(display_name)
             .bind(now.0)
@@ -959,7 +1102,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_role(&self, user_id: &str, role: Role, now: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET role = ?, updated_at = ? WHERE id = ?")
+        sqlx::query(&self.q("UPDATE users SET role = ?, updated_at = ? WHERE id = ?"))
             .bind(role.as_str())
             .bind(now.0)
             .bind(user_id)
@@ -980,22 +1123,26 @@ impl Store for SqliteStore {
         // stay are left alone, new ones are inserted, gone ones deleted.
         let wanted = serde_json::to_string(groups)
             .map_err(|e| StoreError::Corrupt(format!("group names: {e}")))?;
-        sqlx::query(
-            "DELETE FROM group_members WHERE user_id = ? AND source = ? \
-             AND group_name NOT IN (SELECT value FROM json_each(?))",
-        )
+        sqlx::query(&self.q(&format!(
+            "DELETE FROM group_members WHERE user_id = ? AND source = ? AND group_name NOT IN ({})",
+            self.dialect.json_strings("?")
+        )))
         .bind(user_id)
         .bind(source)
         .bind(&wanted)
         .execute(&mut *tx)
         .await?;
         for group in groups {
-            sqlx::query("INSERT OR IGNORE INTO groups (name, created_at) VALUES (?, ?)")
-                .bind(group)
-                .bind(now.0)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT OR IGNORE INTO group_members (group_name, user_id, source) VALUES (?, ?, ?)")
+            sqlx::query(
+                &self.q(
+                    "INSERT INTO groups (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                ),
+            )
+            .bind(group)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(&self.q("INSERT INTO group_members (group_name, user_id, source) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"))
                 .bind(group)
                 .bind(user_id)
                 .bind(source)
@@ -1007,10 +1154,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_flow(&self, f: &AuthFlow) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO auth_flows (state_hash, provider, binding_hash, nonce, verifier, return_to, created_at, completed_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
+        sqlx::query(&self.q("INSERT INTO auth_flows (state_hash, provider, binding_hash, nonce, verifier, return_to, created_at, completed_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)"))
         .bind(&f.state_hash)
         .bind(&f.provider)
         .bind(&f.binding_hash)
@@ -1025,7 +1170,7 @@ impl Store for SqliteStore {
     }
 
     async fn flow(&self, state_hash: &str) -> Result<Option<AuthFlow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM auth_flows WHERE state_hash = ?")
+        let row = sqlx::query(&self.q("SELECT * FROM auth_flows WHERE state_hash = ?"))
             .bind(state_hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -1033,9 +1178,9 @@ impl Store for SqliteStore {
     }
 
     async fn complete_flow(&self, state_hash: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let r = sqlx::query(
+        let r = sqlx::query(&self.q(
             "UPDATE auth_flows SET completed_at = ? WHERE state_hash = ? AND completed_at IS NULL",
-        )
+        ))
         .bind(now.0)
         .bind(state_hash)
         .execute(&self.pool)
@@ -1044,9 +1189,7 @@ impl Store for SqliteStore {
     }
 
     async fn count_flows(&self, binding_hash: &str, since: Timestamp) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM auth_flows WHERE binding_hash = ? AND created_at >= ? AND completed_at IS NULL",
-        )
+        let n: i64 = sqlx::query_scalar(&self.q("SELECT count(*) FROM auth_flows WHERE binding_hash = ? AND created_at >= ? AND completed_at IS NULL"))
         .bind(binding_hash)
         .bind(since.0)
         .fetch_one(&self.pool)
@@ -1055,7 +1198,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_flows_before(&self, before: Timestamp) -> Result<u64, StoreError> {
-        let r = sqlx::query("DELETE FROM auth_flows WHERE created_at < ?")
+        let r = sqlx::query(&self.q("DELETE FROM auth_flows WHERE created_at < ?"))
             .bind(before.0)
             .execute(&self.pool)
             .await?;
@@ -1064,11 +1207,9 @@ impl Store for SqliteStore {
 
     async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
         let p = s.provider.as_ref();
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, user_id, created_at, last_seen, client_ip, user_agent, provider, id_token_enc, \
+        sqlx::query(&self.q("INSERT INTO sessions (id_hash, user_id, created_at, last_seen, client_ip, user_agent, provider, id_token_enc, \
              provider_subject, provider_sid, refresh_token_enc, access_expires_at, claim_sources) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
         .bind(&s.id_hash)
         .bind(&s.user_id)
         .bind(s.created_at.0)
@@ -1088,7 +1229,7 @@ impl Store for SqliteStore {
     }
 
     async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = ?")
+        let row = sqlx::query(&self.q("SELECT * FROM sessions WHERE id_hash = ?"))
             .bind(id_hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -1096,24 +1237,30 @@ impl Store for SqliteStore {
     }
 
     async fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at DESC")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            &self.q("SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at DESC"),
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(session_from_row).collect()
     }
 
     async fn touch_session(&self, id_hash: &str, last_seen: Timestamp) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE sessions SET last_seen = max(last_seen, ?) WHERE id_hash = ?")
-            .bind(last_seen.0)
-            .bind(id_hash)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE users SET last_seen_at = max(coalesce(last_seen_at, 0), ?) \
+        sqlx::query(&self.q(&format!(
+            "UPDATE sessions SET last_seen = {}(last_seen, ?) WHERE id_hash = ?",
+            self.dialect.greatest()
+        )))
+        .bind(last_seen.0)
+        .bind(id_hash)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&self.q(&format!(
+            "UPDATE users SET last_seen_at = {}(coalesce(last_seen_at, 0), ?) \
              WHERE id = (SELECT user_id FROM sessions WHERE id_hash = ?)",
-        )
+            self.dialect.greatest()
+        )))
         .bind(last_seen.0)
         .bind(id_hash)
         .execute(&mut *tx)
@@ -1129,9 +1276,7 @@ impl Store for SqliteStore {
         access_expires_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
         // A provider that does not rotate refresh tokens sends none: keep the old one.
-        sqlx::query(
-            "UPDATE sessions SET refresh_token_enc = coalesce(?, refresh_token_enc), access_expires_at = ? WHERE id_hash = ?",
-        )
+        sqlx::query(&self.q("UPDATE sessions SET refresh_token_enc = coalesce(?, refresh_token_enc), access_expires_at = ? WHERE id_hash = ?"))
         .bind(refresh_token_enc)
         .bind(access_expires_at.map(|t| t.0))
         .bind(id_hash)
@@ -1141,7 +1286,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+        let r = sqlx::query(&self.q("DELETE FROM sessions WHERE id_hash = ?"))
             .bind(id_hash)
             .execute(&self.pool)
             .await?;
@@ -1157,14 +1302,14 @@ impl Store for SqliteStore {
         // `sid` names one sign-in; without it, every session of the subject at that provider ends.
         let rows = match (sid, subject) {
             (Some(sid), _) => {
-                sqlx::query("DELETE FROM sessions WHERE provider = ? AND provider_sid = ? RETURNING id_hash")
+                sqlx::query(&self.q("DELETE FROM sessions WHERE provider = ? AND provider_sid = ? RETURNING id_hash"))
                     .bind(provider)
                     .bind(sid)
                     .fetch_all(&self.pool)
                     .await?
             }
             (None, Some(subject)) => {
-                sqlx::query("DELETE FROM sessions WHERE provider = ? AND provider_subject = ? RETURNING id_hash")
+                sqlx::query(&self.q("DELETE FROM sessions WHERE provider = ? AND provider_subject = ? RETURNING id_hash"))
                     .bind(provider)
                     .bind(subject)
                     .fetch_all(&self.pool)
@@ -1180,7 +1325,7 @@ impl Store for SqliteStore {
         created_before: Timestamp,
         idle_before: Timestamp,
     ) -> Result<u64, StoreError> {
-        let r = sqlx::query("DELETE FROM sessions WHERE created_at < ? OR last_seen < ?")
+        let r = sqlx::query(&self.q("DELETE FROM sessions WHERE created_at < ? OR last_seen < ?"))
             .bind(created_before.0)
             .bind(idle_before.0)
             .execute(&self.pool)
@@ -1189,16 +1334,14 @@ impl Store for SqliteStore {
     }
 
     async fn count_sessions(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+        let n: i64 = sqlx::query_scalar(&self.q("SELECT count(*) FROM sessions"))
             .fetch_one(&self.pool)
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit (at, action, outcome, actor, subject, reason, client_ip) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
+        sqlx::query(&self.q("INSERT INTO audit (at, action, outcome, actor, subject, reason, client_ip) VALUES (?, ?, ?, ?, ?, ?, ?)"))
         .bind(e.at.0)
         .bind(&e.action)
         .bind(&e.outcome)
@@ -1227,12 +1370,13 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(i64, AuditEvent)>, StoreError> {
         // Two spellings rather than `(? IS NULL OR id < ?)`, which keeps SQLite off the
         // primary-key index (measured: 3.7 ms instead of 0.2 ms for a deep page of 100k).
+        let (sql_before, sql_first) = (
+            self.q("SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?"),
+            self.q("SELECT * FROM audit ORDER BY id DESC LIMIT ?"),
+        );
         let query = match before {
-            Some(before) => {
-                sqlx::query("SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?")
-                    .bind(before)
-            }
-            None => sqlx::query("SELECT * FROM audit ORDER BY id DESC LIMIT ?"),
+            Some(before) => sqlx::query(&sql_before).bind(before),
+            None => sqlx::query(&sql_first),
         };
         let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter()
@@ -1270,7 +1414,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_change_writes_an_outbox_event_and_deliveries_follow_user_order() {
-        let store = SqliteStore::in_memory().await.unwrap();
+        let store = SqlStore::throwaway().await.unwrap();
         let now = Timestamp(100);
         store
             .create_user(new_user("u1", "ann", Role::User), now)
@@ -1321,7 +1465,7 @@ mod tests {
 
     #[tokio::test]
     async fn users_are_found_by_username_or_email_case_insensitively() {
-        let store = SqliteStore::in_memory().await.unwrap();
+        let store = SqlStore::throwaway().await.unwrap();
         store
             .create_user(new_user("1", "Alice", Role::User), Timestamp(5))
             .await
@@ -1360,7 +1504,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_one_first_admin() {
-        let store = SqliteStore::in_memory().await.unwrap();
+        let store = SqlStore::throwaway().await.unwrap();
         store
             .create_first_admin(new_user("1", "root", Role::Admin), Timestamp(1))
             .await
@@ -1374,7 +1518,7 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_round_trip_and_expire() {
-        let store = SqliteStore::in_memory().await.unwrap();
+        let store = SqlStore::throwaway().await.unwrap();
         store
             .create_user(new_user("u", "u", Role::User), Timestamp(1))
             .await
@@ -1443,7 +1587,7 @@ mod tests {
 
     #[tokio::test]
     async fn provider_groups_never_touch_local_ones() {
-        let store = SqliteStore::in_memory().await.unwrap();
+        let store = SqlStore::throwaway().await.unwrap();
         store
             .create_user(new_user("u", "u", Role::User), Timestamp(1))
             .await
@@ -1477,7 +1621,7 @@ mod tests {
 
     #[tokio::test]
     async fn identities_and_flows() {
-        let store = SqliteStore::in_memory().await.unwrap();
+        let store = SqlStore::throwaway().await.unwrap();
         store
             .create_user(new_user("u", "u", Role::User), Timestamp(1))
             .await
@@ -1533,7 +1677,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_and_the_change_feed() {
-        let store = SqliteStore::in_memory().await.unwrap();
+        let store = SqlStore::throwaway().await.unwrap();
         store
             .create_user(new_user("u", "u", Role::User), Timestamp(1))
             .await
@@ -1580,7 +1724,7 @@ mod tests {
 
     #[tokio::test]
     async fn audit_is_newest_first() {
-        let store = SqliteStore::in_memory().await.unwrap();
+        let store = SqlStore::throwaway().await.unwrap();
         for (i, action) in ["sign_in", "sign_out"].iter().enumerate() {
             let event = AuditEvent {
                 at: Timestamp(i64::try_from(i).unwrap()),

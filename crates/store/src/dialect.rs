@@ -1,0 +1,128 @@
+//! The few places where SQLite's and PostgreSQL's SQL differ, in one spot. Queries are written once
+//! with `?` (or `?N`) placeholders and portable SQL; the dialect rewrites placeholders for
+//! PostgreSQL and supplies the fragments that have no common spelling.
+
+use std::borrow::Cow;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The statement in this dialect: PostgreSQL numbers its placeholders (`$1`), SQLite takes
+    /// `?` and `?N` as written. The queries contain no `?` inside string literals.
+    pub fn sql<'a>(self, text: &'a str) -> Cow<'a, str> {
+        if self == Dialect::Sqlite || !text.contains('?') {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len() + 16);
+        let mut next = 0;
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '?' {
+                out.push(c);
+                continue;
+            }
+            let mut digits = String::new();
+            while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                digits.push(d);
+                chars.next();
+            }
+            if digits.is_empty() {
+                next += 1;
+                digits = next.to_string();
+            }
+            out.push('$');
+            out.push_str(&digits);
+        }
+        Cow::Owned(out)
+    }
+
+    /// A user row's columns, with their groups as one newline-separated text.
+    pub fn user_columns(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => {
+                "id, username, email, display_name, role, status, created_at, last_seen_at, password_hash, \
+                 (SELECT group_concat(name, char(10)) FROM \
+                    (SELECT DISTINCT group_name AS name FROM group_members gm WHERE gm.user_id = users.id)) AS groups"
+            }
+            Dialect::Postgres => {
+                // citext compares without case; read back as text (sqlx's Any driver knows no citext).
+                "id, username::text AS username, email::text AS email, display_name::text AS display_name, \
+                 role, status, created_at, last_seen_at, password_hash, \
+                 (SELECT string_agg(name, chr(10)) FROM \
+                    (SELECT DISTINCT group_name AS name FROM group_members gm WHERE gm.user_id = users.id) AS g) AS groups"
+            }
+        }
+    }
+
+    /// A text parameter compared without regard to case: SQLite's columns are NOCASE already;
+    /// PostgreSQL's are citext, which compares case-insensitively only with another citext.
+    pub fn nocase_param(self, param: &str) -> String {
+        match self {
+            Dialect::Sqlite => param.to_owned(),
+            Dialect::Postgres => format!("CAST({param} AS citext)"),
+        }
+    }
+
+    /// The larger of two values (SQLite's scalar `max`, PostgreSQL's `greatest`).
+    pub fn greatest(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "max",
+            Dialect::Postgres => "greatest",
+        }
+    }
+
+    /// A subquery of the strings in a JSON array bound at `param` (`?` or `?N`).
+    pub fn json_strings(self, param: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("SELECT value FROM json_each({param})"),
+            Dialect::Postgres => {
+                format!("SELECT jsonb_array_elements_text(CAST({param} AS jsonb))")
+            }
+        }
+    }
+
+    /// Run on every new connection.
+    pub fn session_setup(self) -> &'static [&'static str] {
+        match self {
+            // WAL lets readers run beside the writer; foreign keys are off unless asked for.
+            Dialect::Sqlite => &[
+                "PRAGMA journal_mode = WAL",
+                "PRAGMA synchronous = NORMAL",
+                "PRAGMA busy_timeout = 5000",
+                "PRAGMA foreign_keys = ON",
+            ],
+            Dialect::Postgres => &[],
+        }
+    }
+
+    /// Appended to a `SELECT` that claims rows, so that concurrent workers skip rows another one
+    /// holds. SQLite serialises writers, so it needs nothing.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        assert_eq!(
+            Dialect::Postgres.sql("SELECT ? WHERE a = ? AND b = ?"),
+            "SELECT $1 WHERE a = $2 AND b = $3"
+        );
+        assert_eq!(
+            Dialect::Postgres.sql("WHERE ?1 IS NULL OR x LIKE ?1 LIMIT ?2"),
+            "WHERE $1 IS NULL OR x LIKE $1 LIMIT $2"
+        );
+        assert_eq!(Dialect::Sqlite.sql("a = ?"), "a = ?");
+    }
+}
