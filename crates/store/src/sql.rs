@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// The PostgreSQL cluster tests create their databases in (see [`SqlStore::throwaway`]).
-pub const TEST_DATABASE_VAR: &str = "PORTCULLIS_TEST_DATABASE_URL";
+pub const TEST_DATABASE_VAR: &str = "PCS_TEST_POSTGRES_URL";
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -80,7 +80,7 @@ impl SqlStore {
         }
     }
 
-    /// An empty store for tests. With `PORTCULLIS_TEST_DATABASE_URL` set (scripts/test sets it
+    /// An empty store for tests. With `PCS_TEST_POSTGRES_URL` set (scripts/test sets it
     /// for its PostgreSQL pass) it is a new database in that cluster, else SQLite in memory — so
     /// the same tests exercise both backends.
     pub async fn throwaway() -> Result<Self, StoreError> {

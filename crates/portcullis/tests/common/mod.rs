@@ -56,7 +56,7 @@ pub fn hidden_field(html: &str, name: &str) -> String {
     html[start..end].to_owned()
 }
 
-/// With `PORTCULLIS_TEST_DATABASE_URL` set (the PostgreSQL pass of scripts/test), every
+/// With `PCS_TEST_POSTGRES_URL` set (the PostgreSQL pass of scripts/test), every
 /// Portcullis a test starts gets a new database in that cluster; otherwise SQLite in its data_dir.
 fn test_database() -> Option<String> {
     std::env::var(portcullis_store::TEST_DATABASE_VAR)
