@@ -17,7 +17,7 @@ use std::time::Duration;
 use portcullis_core::session::{Expiry, ProviderSession, Session, SessionPolicy};
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Clock, Identity, Timestamp};
-use portcullis_store::{Store, StoreError};
+use portcullis_store::{ChangeKind, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::secret::{looks_like_token, random_token, token_hash};
@@ -419,6 +419,7 @@ impl SessionManager {
         for id_hash in &ended {
             self.cache.forget(id_hash);
         }
+        self.announce_ended(&ended).await?;
         Ok(ended.len())
     }
 
@@ -441,7 +442,24 @@ impl SessionManager {
         // refuses the cookie from now on.
         self.cache.forget(id_hash);
         self.store.delete_session(id_hash).await?;
+        self.announce_ended(std::slice::from_ref(&id_hash.to_owned()))
+            .await
+    }
+
+    /// Tells the other processes (replicas, through the change feed) that sessions ended, so
+    /// they drop them from their caches too.
+    async fn announce_ended(&self, id_hashes: &[String]) -> Result<(), StoreError> {
+        for id_hash in id_hashes {
+            self.store
+                .record_change(ChangeKind::Session, id_hash, self.clock.now())
+                .await?;
+        }
         Ok(())
+    }
+
+    /// A session ended in another process: refuse it here too, and close its streams.
+    pub fn ended_elsewhere(&self, id_hash: &str) {
+        self.cache.forget(id_hash);
     }
 
     /// Ends the sessions a provider's back-channel logout names. Returns how many ended.
@@ -458,6 +476,7 @@ impl SessionManager {
         for id_hash in &ended {
             self.cache.forget(id_hash);
         }
+        self.announce_ended(&ended).await?;
         Ok(ended.len())
     }
 
@@ -550,6 +569,12 @@ impl RefreshTask {
                 self.cache.forget(id_hash);
                 if let Err(e) = self.store.delete_session(id_hash).await {
                     tracing::warn!(error = %e, "could not delete the ended session");
+                } else if let Err(e) = self
+                    .store
+                    .record_change(ChangeKind::Session, id_hash, self.clock.now())
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not announce the ended session");
                 }
             }
             RefreshOutcome::Unavailable(reason) => {

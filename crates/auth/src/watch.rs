@@ -77,6 +77,7 @@ impl ChangeWatcher {
                         tracing::error!(error = %e, "could not load the rotated signing keys");
                     }
                 }
+                ChangeKind::Session => self.sessions.ended_elsewhere(&change.subject),
                 ChangeKind::Key => {}
             }
             self.seen = change.seq;

@@ -144,7 +144,11 @@ impl Provisioner {
             .map(|t| t.sink.id().to_owned())
             .collect();
         self.store.fan_out(&sinks, self.clock.now()).await?;
-        let due = self.store.due_deliveries(self.clock.now(), BATCH).await?;
+        let now = self.clock.now();
+        let due = self
+            .store
+            .claim_due_deliveries(now, now.plus(self.settings.lease), BATCH)
+            .await?;
         let attempted = due.len();
         let mut running = JoinSet::new();
         for delivery in due {

@@ -99,6 +99,18 @@ impl Dialect {
         }
     }
 
+    /// A statement that makes writers of the change feed take turns until they commit.
+    /// Readers follow the feed by sequence number; in PostgreSQL a transaction that drew number
+    /// 10 can commit after one that drew 11, and a reader that already saw 11 would never see 10.
+    /// Taken before the number is drawn, the lock makes numbers and commits agree. (The outbox
+    /// triggers take the same kind of lock in SQL.) SQLite has one writer at a time anyway.
+    pub fn change_feed_lock(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some("SELECT pg_advisory_xact_lock(7243062)"),
+        }
+    }
+
     /// Appended to a `SELECT` that claims rows, so that concurrent workers skip rows another one
     /// holds. SQLite serialises writers, so it needs nothing.
     pub fn skip_locked(self) -> &'static str {

@@ -87,6 +87,9 @@ pub enum ChangeKind {
     Key,
     /// The assertion signing keys were rotated.
     SigningKey,
+    /// A session ended (signed out, ended by an admin or by the provider); the subject is its
+    /// id hash. Other processes drop it from their caches.
+    Session,
 }
 
 impl ChangeKind {
@@ -95,6 +98,7 @@ impl ChangeKind {
             ChangeKind::User => "user",
             ChangeKind::Key => "key",
             ChangeKind::SigningKey => "signing_key",
+            ChangeKind::Session => "session",
         }
     }
 
@@ -103,6 +107,7 @@ impl ChangeKind {
             "user" => Some(ChangeKind::User),
             "key" => Some(ChangeKind::Key),
             "signing_key" => Some(ChangeKind::SigningKey),
+            "session" => Some(ChangeKind::Session),
             _ => None,
         }
     }
@@ -341,9 +346,15 @@ pub trait Store: Send + Sync + 'static {
     /// Copies new outbox events into `deliveries`, one row per sink, due at `now` (the worker's
     /// clock, not the database's); returns how many rows.
     async fn fan_out(&self, sinks: &[String], now: Timestamp) -> Result<u64, StoreError>;
-    /// Pending deliveries that are due, the oldest per (sink, user) only.
-    async fn due_deliveries(&self, now: Timestamp, limit: u32)
-    -> Result<Vec<Delivery>, StoreError>;
+    /// Takes pending deliveries that are due, the oldest per (sink, user) only, for the caller
+    /// until `lease_until`: other workers (replicas) skip them meanwhile, and take them again after
+    /// it if the caller died without settling them.
+    async fn claim_due_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
     /// The newest undelivered (pending or dead) delivery of this user to this sink, read before
     /// the user's state, so that delivering that state covers every event up to it.
     async fn latest_pending_seq(

@@ -729,20 +729,34 @@ impl Store for SqlStore {
         Ok(added)
     }
 
-    async fn due_deliveries(
+    async fn claim_due_deliveries(
         &self,
         now: Timestamp,
+        lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let rows = sqlx::query(&self.q("SELECT d.* FROM deliveries d WHERE d.state = 'pending' AND d.next_attempt_at <= ? \
-             AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.sink = d.sink AND e.user_id = d.user_id \
-                             AND e.state = 'pending' AND e.seq < d.seq) \
-             ORDER BY d.seq LIMIT ?"))
-        .bind(now.0)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(delivery_from_row).collect()
+        // One statement: concurrent workers skip rows another holds (PostgreSQL) or wait their
+        // turn (SQLite), and never take the same delivery twice.
+        let sql = format!(
+            "UPDATE deliveries SET next_attempt_at = ? WHERE (seq, sink) IN (\
+               SELECT d.seq, d.sink FROM deliveries d WHERE d.state = 'pending' AND d.next_attempt_at <= ? \
+               AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.sink = d.sink AND e.user_id = d.user_id \
+                               AND e.state = 'pending' AND e.seq < d.seq) \
+               ORDER BY d.seq LIMIT ?{}) RETURNING *",
+            self.dialect.skip_locked()
+        );
+        let rows = sqlx::query(&self.q(&sql))
+            .bind(lease_until.0)
+            .bind(now.0)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claimed = rows
+            .iter()
+            .map(delivery_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_by_key(|d| d.seq);
+        Ok(claimed)
     }
 
     async fn latest_pending_seq(
@@ -914,12 +928,19 @@ impl Store for SqlStore {
         subject: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Readers follow the feed by sequence number, so changes must become visible in that
+        // order: one writer at a time takes a number and commits.
+        if let Some(lock) = self.dialect.change_feed_lock() {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
         sqlx::query(&self.q("INSERT INTO changes (kind, subject, at) VALUES (?, ?, ?)"))
             .bind(kind.as_str())
             .bind(subject)
             .bind(now.0)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1442,7 +1463,7 @@ mod tests {
             "once only"
         );
         let far = Timestamp(i64::MAX / 2);
-        let due = store.due_deliveries(far, 100).await.unwrap();
+        let due = store.claim_due_deliveries(far, far, 100).await.unwrap();
         let firsts: Vec<(&str, &str)> = due
             .iter()
             .map(|d| (d.user_id.as_str(), d.kind.as_str()))
@@ -1458,9 +1479,38 @@ mod tests {
             .unwrap()
             .unwrap();
         store.delivered("hook", "u1", up_to, now).await.unwrap();
-        let due = store.due_deliveries(far, 100).await.unwrap();
+        let due = store.claim_due_deliveries(far, far, 100).await.unwrap();
         assert_eq!(due.len(), 1, "u1's state covered all three of its events");
         assert_eq!(store.outbox_stats().await.unwrap().pending, 3);
+    }
+
+    /// Workers (replicas) never take the same delivery twice: a claim hides it until its lease
+    /// ends, then it is due again (a worker that died loses nothing).
+    #[tokio::test]
+    async fn claimed_deliveries_wait_for_their_lease() {
+        let store = SqlStore::throwaway().await.unwrap();
+        let now = Timestamp(100);
+        store
+            .create_user(new_user("u1", "ann", Role::User), now)
+            .await
+            .unwrap();
+        store.fan_out(&["hook".into()], now).await.unwrap();
+        let first = store
+            .claim_due_deliveries(now, Timestamp(160), 10)
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        let during = store
+            .claim_due_deliveries(Timestamp(150), Timestamp(210), 10)
+            .await
+            .unwrap();
+        assert!(during.is_empty(), "held by the first worker: {during:?}");
+        let after = store
+            .claim_due_deliveries(Timestamp(160), Timestamp(220), 10)
+            .await
+            .unwrap();
+        assert_eq!(after.len(), 1, "the lease ended: due again");
+        assert_eq!(after[0].seq, first[0].seq);
     }
 
     #[tokio::test]

@@ -62,6 +62,10 @@ pub struct ProvisioningConfig {
     /// Deliveries in flight at once (never two for the same user and sink).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// A delivery a process has taken is left to it this long; if the process dies mid-delivery,
+    /// another (a replica, or this one restarted) tries again after it.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub lease: Duration,
 }
 
 impl Default for ProvisioningConfig {
@@ -71,10 +75,14 @@ impl Default for ProvisioningConfig {
             retry_max: default_retry_max(),
             give_up_after: default_give_up(),
             concurrency: default_concurrency(),
+            lease: default_lease(),
         }
     }
 }
 
+fn default_lease() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_retry_base() -> Duration {
     Duration::from_secs(1)
 }

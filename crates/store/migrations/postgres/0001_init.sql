@@ -130,24 +130,31 @@ CREATE TABLE outbox (
     at      BIGINT NOT NULL
 );
 
+-- Outbox writers take turns until they commit: fan-out follows the outbox by sequence number,
+-- which must agree with the commit order (a number drawn earlier but committed later would be
+-- skipped). outbox_event() takes the lock just before drawing the number.
+CREATE FUNCTION outbox_event(event_user TEXT, event_kind TEXT) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(7243061);
+    INSERT INTO outbox (user_id, kind, at) VALUES (event_user, event_kind, extract(epoch FROM now())::bigint);
+END;
+$$;
+
 CREATE FUNCTION outbox_user() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    event TEXT;
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO outbox (user_id, kind, at) VALUES (NEW.id, 'user_created', extract(epoch FROM now())::bigint);
+        PERFORM outbox_event(NEW.id, 'user_created');
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO outbox (user_id, kind, at) VALUES (OLD.id, 'user_deleted', extract(epoch FROM now())::bigint);
+        PERFORM outbox_event(OLD.id, 'user_deleted');
+    ELSIF OLD.status IS DISTINCT FROM NEW.status AND NEW.status = 'active' THEN
+        PERFORM outbox_event(NEW.id, 'user_enabled');
+    ELSIF OLD.status IS DISTINCT FROM NEW.status THEN
+        PERFORM outbox_event(NEW.id, 'user_disabled');
+    ELSIF OLD.role IS DISTINCT FROM NEW.role THEN
+        PERFORM outbox_event(NEW.id, 'role_changed');
     ELSIF OLD.email IS DISTINCT FROM NEW.email OR OLD.display_name IS DISTINCT FROM NEW.display_name
-       OR OLD.username IS DISTINCT FROM NEW.username OR OLD.role IS DISTINCT FROM NEW.role
-       OR OLD.status IS DISTINCT FROM NEW.status THEN
-        event := CASE
-            WHEN OLD.status IS DISTINCT FROM NEW.status AND NEW.status = 'active' THEN 'user_enabled'
-            WHEN OLD.status IS DISTINCT FROM NEW.status THEN 'user_disabled'
-            WHEN OLD.role IS DISTINCT FROM NEW.role THEN 'role_changed'
-            ELSE 'user_updated'
-        END;
-        INSERT INTO outbox (user_id, kind, at) VALUES (NEW.id, event, extract(epoch FROM now())::bigint);
+       OR OLD.username IS DISTINCT FROM NEW.username THEN
+        PERFORM outbox_event(NEW.id, 'user_updated');
     END IF;
     RETURN NULL;
 END;
@@ -159,9 +166,9 @@ CREATE TRIGGER outbox_user AFTER INSERT OR UPDATE OR DELETE ON users
 CREATE FUNCTION outbox_membership() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO outbox (user_id, kind, at) VALUES (NEW.user_id, 'groups_changed', extract(epoch FROM now())::bigint);
+        PERFORM outbox_event(NEW.user_id, 'groups_changed');
     ELSE
-        INSERT INTO outbox (user_id, kind, at) VALUES (OLD.user_id, 'groups_changed', extract(epoch FROM now())::bigint);
+        PERFORM outbox_event(OLD.user_id, 'groups_changed');
     END IF;
     RETURN NULL;
 END;
