@@ -147,12 +147,19 @@ enum Cached {
     Unknown,
 }
 
+/// How long cached sessions outlive a store outage unless configured (store.outage_grace).
+pub const DEFAULT_OUTAGE_GRACE: Duration = Duration::from_secs(300);
+
 pub struct SessionManager {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     policy: SessionPolicy,
     cache: SessionCache,
     refresher: Option<Arc<dyn Refresher>>,
+    /// When the change feed was last read: cached sessions are trusted only while revocations
+    /// made elsewhere can still be seen, and for `outage_grace` after.
+    feed_read_at: AtomicI64,
+    outage_grace: Duration,
 }
 
 /// What this process knows about sessions, shared with background refreshes.
@@ -201,6 +208,7 @@ pub struct SessionOrigin {
 
 impl SessionManager {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: SessionPolicy) -> Self {
+        let started = clock.now().0;
         SessionManager {
             store,
             clock,
@@ -217,7 +225,21 @@ impl SessionManager {
                 stream_guards: Arc::new(Mutex::new(HashMap::new())),
             },
             refresher: None,
+            feed_read_at: AtomicI64::new(started),
+            outage_grace: DEFAULT_OUTAGE_GRACE,
         }
+    }
+
+    /// How long cached sessions keep working while the store cannot be read.
+    pub fn with_outage_grace(mut self, grace: Duration) -> Self {
+        self.outage_grace = grace;
+        self
+    }
+
+    /// The change feed was read (by the change watcher): cached sessions are current.
+    pub fn feed_read(&self) {
+        self.feed_read_at
+            .fetch_max(self.clock.now().0, Ordering::Relaxed);
     }
 
     /// A token cancelled when this session ends, for streams opened with it.
@@ -322,6 +344,14 @@ impl SessionManager {
             return Ok(None);
         };
         let now = self.clock.now();
+        let unread_for = now.0 - self.feed_read_at.load(Ordering::Relaxed);
+        if unread_for > secs(self.outage_grace) {
+            // Revocations made elsewhere cannot be seen: stop trusting what this process cached.
+            return Err(StoreError::Unavailable(format!(
+                "the change feed has not been readable for {unread_for} s (store.outage_grace is {} s)",
+                self.outage_grace.as_secs()
+            )));
+        }
         if let Err(expiry) = active.snapshot().check(&self.policy, now) {
             tracing::debug!(?expiry, "session expired");
             self.end(&id_hash).await?;

@@ -57,6 +57,7 @@ impl ChangeWatcher {
     /// by the time a disabled user's streams close, their keys are refused too.
     pub async fn apply_pending(&mut self) -> Result<usize, StoreError> {
         let changes = self.store.changes_since(self.seen).await?;
+        self.sessions.feed_read();
         if changes.is_empty() {
             return Ok(0);
         }

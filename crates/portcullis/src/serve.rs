@@ -78,6 +78,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     );
     let sessions = Arc::new(
         SessionManager::new(store.clone(), clock.clone(), config.session.policy())
+            .with_outage_grace(config.store.outage_grace)
             .with_refresher(Arc::new(refresher)),
     );
     let local = &config.local_auth;

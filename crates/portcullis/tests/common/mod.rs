@@ -7,6 +7,7 @@ pub mod browser;
 pub mod fake_idp;
 pub mod idp;
 pub mod ldap;
+pub mod replicas;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -78,6 +79,39 @@ async fn store_config() -> (String, String) {
             )
         }
         None => (String::new(), String::new()),
+    }
+}
+
+/// Signs in through the form of the Portcullis at `base`; returns the session cookie, or the
+/// failing response.
+pub async fn sign_in_at(
+    http: &reqwest::Client,
+    base: &str,
+    login: &str,
+    password: &str,
+) -> Result<String, reqwest::Response> {
+    let form = http
+        .get(format!("{base}/.portcullis/sign_in?rd=/after"))
+        .send()
+        .await
+        .unwrap();
+    let csrf_cookie = set_cookie_value(&form, "_portcullis_csrf").unwrap();
+    let csrf = hidden_field(&form.text().await.unwrap(), "csrf");
+    let response = http
+        .post(format!("{base}/.portcullis/sign_in"))
+        .header(COOKIE, format!("_portcullis_csrf={csrf_cookie}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("login", login),
+            ("password", password),
+            ("rd", "/after"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    match set_cookie_value(&response, "_portcullis") {
+        Some(cookie) if response.status() == StatusCode::SEE_OTHER => Ok(cookie),
+        _ => Err(response),
     }
 }
 
@@ -197,31 +231,7 @@ impl Harness {
 
     /// Signs in through the form; returns the session cookie, or the failing response.
     pub async fn sign_in(&self, login: &str, password: &str) -> Result<String, reqwest::Response> {
-        let form = self
-            .http
-            .get(self.url("/.portcullis/sign_in?rd=/after"))
-            .send()
-            .await
-            .unwrap();
-        let csrf_cookie = set_cookie_value(&form, "_portcullis_csrf").unwrap();
-        let csrf = hidden_field(&form.text().await.unwrap(), "csrf");
-        let response = self
-            .http
-            .post(self.url("/.portcullis/sign_in"))
-            .header(COOKIE, format!("_portcullis_csrf={csrf_cookie}"))
-            .form(&[
-                ("csrf", csrf.as_str()),
-                ("login", login),
-                ("password", password),
-                ("rd", "/after"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        match set_cookie_value(&response, "_portcullis") {
-            Some(cookie) if response.status() == StatusCode::SEE_OTHER => Ok(cookie),
-            _ => Err(response),
-        }
+        sign_in_at(&self.http, &self.base, login, password).await
     }
 
     /// Adds a user straight to the directory.

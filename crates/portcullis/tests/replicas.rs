@@ -1,0 +1,348 @@
+//! Several Portcullis processes sharing one real PostgreSQL behave as one: sessions, revocations,
+//! sign-ins split across replicas, signing-key rotation, the outbox with a replica killed, and a
+//! database outage in the middle of traffic.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::idp::{Idp, Person, free_port};
+use common::replicas::{PgCluster, Replica, TOKEN_KEY, within};
+use common::{set_cookie_value, sign_in_at};
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION};
+use tokio::sync::Mutex;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The configuration every replica shares: one database, one token key, one public URL.
+fn shared(pg: &PgCluster, upstream: &str, public_url: &str, extra: &str) -> String {
+    format!(
+        "public_url = \"{public_url}\"\ntoken_key = \"{TOKEN_KEY}\"\n{extra}\n\
+         [store]\nurl = \"{}\"\n\
+         [[apps]]\nname = \"app\"\nupstream = \"{upstream}\"\n",
+        pg.url
+    )
+}
+
+async fn status_with(http: &reqwest::Client, base: &str, cookie: &str) -> StatusCode {
+    http.get(format!("{base}/hello"))
+        .header(COOKIE, format!("_portcullis={cookie}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn sessions_revocations_and_keys_hold_across_replicas() {
+    let pg = PgCluster::start();
+    let upstream = common::upstream::start().await;
+    let port_a = free_port();
+    let config = shared(
+        &pg,
+        &upstream.url(),
+        &format!("http://127.0.0.1:{port_a}"),
+        "",
+    );
+    let a = Replica::start_on(port_a, &config).await;
+    let b = Replica::start(&config).await;
+    a.cli(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--email",
+            "alice@example.com",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let http = http();
+
+    // A session made on A is valid on B (B has never seen it: it reads it from the database).
+    let session = sign_in_at(&http, &a.base, "alice", PASSWORD).await.unwrap();
+    assert_eq!(status_with(&http, &b.base, &session).await, StatusCode::OK);
+    // Signing out on A is enforced on B within a second (B had it cached).
+    let out = http
+        .get(format!("{}/.portcullis/sign_out", a.base))
+        .header(COOKIE, format!("_portcullis={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(out.status().is_redirection());
+    within("sign-out on A refused on B", Duration::from_secs(1), || {
+        let http = http.clone();
+        let (base, session) = (b.base.clone(), session.clone());
+        async move { status_with(&http, &base, &session).await == StatusCode::UNAUTHORIZED }
+    })
+    .await;
+
+    // Disabling the user (from the CLI, a third process) ends their sessions on both.
+    let session = sign_in_at(&http, &b.base, "alice", PASSWORD).await.unwrap();
+    assert_eq!(status_with(&http, &a.base, &session).await, StatusCode::OK);
+    assert_eq!(status_with(&http, &b.base, &session).await, StatusCode::OK);
+    a.cli(&["user", "disable", "alice"], None);
+    for replica in [&a, &b] {
+        within("disabled user refused", Duration::from_secs(1), || {
+            let http = http.clone();
+            let (base, session) = (replica.base.clone(), session.clone());
+            async move { status_with(&http, &base, &session).await == StatusCode::UNAUTHORIZED }
+        })
+        .await;
+    }
+    a.cli(&["user", "enable", "alice"], None);
+
+    // An API key revoked through A stops working on B within a second.
+    let key = a
+        .cli(&["key", "create", "--user", "alice", "--name", "ci"], None)
+        .trim()
+        .to_owned();
+    let with_key = |base: String| {
+        let (http, key) = (http.clone(), key.clone());
+        async move {
+            http.get(format!("{base}/hello"))
+                .header("x-api-key", key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    within("a new key works on B", Duration::from_secs(1), || {
+        let f = with_key(b.base.clone());
+        async move { f.await == StatusCode::OK }
+    })
+    .await;
+    let keys = a.cli(&["key", "list", "--user", "alice"], None);
+    let id = keys
+        .lines()
+        .find(|l| l.contains("ci"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    a.cli(&["key", "revoke", &id], None);
+    within("revoked key refused on B", Duration::from_secs(1), || {
+        let f = with_key(b.base.clone());
+        async move { f.await == StatusCode::UNAUTHORIZED }
+    })
+    .await;
+
+    // Signing keys are shared, and a rotation is published by both.
+    let kids = |base: String| {
+        let http = http.clone();
+        async move {
+            let jwks: serde_json::Value = http
+                .get(format!("{base}/.portcullis/jwks.json"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let mut kids: Vec<String> = jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect();
+            kids.sort();
+            kids
+        }
+    };
+    assert_eq!(kids(a.base.clone()).await, kids(b.base.clone()).await);
+    let before = kids(a.base.clone()).await;
+    a.cli(&["keys", "rotate"], None);
+    for replica in [&a, &b] {
+        within(
+            "the rotated key is published",
+            Duration::from_secs(1),
+            || {
+                let f = kids(replica.base.clone());
+                let before = before.clone();
+                async move { f.await.len() > before.len() }
+            },
+        )
+        .await;
+    }
+    assert_eq!(kids(a.base.clone()).await, kids(b.base.clone()).await);
+}
+
+/// A sign-in through the real provider that starts on A and finishes on B (the load balancer
+/// sent the callback elsewhere), and the session then works on both.
+#[tokio::test]
+async fn a_provider_sign_in_may_start_on_one_replica_and_finish_on_another() {
+    let pg = PgCluster::start();
+    let upstream = common::upstream::start().await;
+    let port_a = free_port();
+    let public = format!("http://127.0.0.1:{port_a}");
+    let idp = Idp::start(&public, &[]);
+    let config = format!(
+        "{}{}",
+        shared(&pg, &upstream.url(), &public, ""),
+        idp.provider_toml("")
+    );
+    let a = Replica::start_on(port_a, &config).await;
+    let b = Replica::start(&config).await;
+    let http = http();
+
+    let start = http
+        .get(format!("{}/.portcullis/start/idp?rd=/hello", a.base))
+        .send()
+        .await
+        .unwrap();
+    let flow = set_cookie_value(&start, "_portcullis_flow").unwrap();
+    let authorize = start.headers()[LOCATION].to_str().unwrap().to_owned();
+    let back = Person::default()
+        .sign_in_at_provider(&authorize, "alice")
+        .await;
+    let path = &back[back.find("/oauth2/callback").unwrap()..];
+    let done = http
+        .get(format!("{}{path}", b.base))
+        .header(COOKIE, format!("_portcullis_flow={flow}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::FOUND, "{:?}", done.text().await);
+    let session = set_cookie_value(&done, "_portcullis").unwrap();
+    assert_eq!(status_with(&http, &a.base, &session).await, StatusCode::OK);
+    assert_eq!(status_with(&http, &b.base, &session).await, StatusCode::OK);
+}
+
+/// Two replicas work one outbox: every user reaches the webhook, none twice in the normal case,
+/// and when one replica is killed mid-delivery the other finishes its work.
+#[tokio::test]
+async fn replicas_share_the_outbox_and_a_killed_one_loses_nothing() {
+    type Seen = Arc<Mutex<HashMap<String, usize>>>;
+    let seen: Seen = Arc::default();
+    let receiver = {
+        let seen = seen.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    // Slow enough that deliveries are in flight when a replica dies.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let user = event["data"]["user"]["username"]
+                        .as_str()
+                        .unwrap_or("?")
+                        .to_owned();
+                    *seen.lock().await.entry(user).or_default() += 1;
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+
+    let pg = PgCluster::start();
+    let upstream = common::upstream::start().await;
+    let extra = "[provisioning]\nlease = \"2s\"\nconcurrency = 4\n";
+    let sink = format!(
+        "[[sinks]]\nid = \"hook\"\nkind = \"webhook\"\nurl = \"{hook}\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n"
+    );
+    let port_a = free_port();
+    let config = format!(
+        "{}{sink}",
+        shared(
+            &pg,
+            &upstream.url(),
+            &format!("http://127.0.0.1:{port_a}"),
+            extra
+        )
+    );
+    let mut a = Replica::start_on(port_a, &config).await;
+    let b = Replica::start(&config).await;
+
+    const USERS: usize = 60;
+    for i in 0..USERS {
+        a.cli(&["user", "add", &format!("user{i:02}")], None);
+    }
+    // Let both replicas work a while, then kill A in the middle of it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.kill();
+    within("every user delivered", Duration::from_secs(30), || {
+        let seen = seen.clone();
+        async move { seen.lock().await.len() == USERS }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // a lease's length: any re-delivery lands
+    let seen = seen.lock().await;
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    // At-least-once: only what A had in flight when it died may arrive twice (at most its
+    // concurrency), never the rest.
+    assert!(twice.len() <= 4, "delivered more than once: {twice:?}");
+    drop(b);
+}
+
+/// PostgreSQL goes away during traffic: sessions this replica knows keep working, new sign-ins
+/// get a clear 503, /ready says not ready; when it is back, everything resumes without a restart.
+#[tokio::test]
+async fn a_database_outage_keeps_known_sessions_and_recovers_without_a_restart() {
+    let pg = PgCluster::start();
+    let upstream = common::upstream::start().await;
+    let port = free_port();
+    let config = shared(
+        &pg,
+        &upstream.url(),
+        &format!("http://127.0.0.1:{port}"),
+        "",
+    );
+    let a = Replica::start_on(port, &config).await;
+    a.cli(
+        &["user", "add", "alice", "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let http = http();
+    let session = sign_in_at(&http, &a.base, "alice", PASSWORD).await.unwrap();
+    assert_eq!(status_with(&http, &a.base, &session).await, StatusCode::OK);
+
+    pg.stop();
+    for _ in 0..20 {
+        assert_eq!(
+            status_with(&http, &a.base, &session).await,
+            StatusCode::OK,
+            "a known session keeps working"
+        );
+    }
+    let ready = http.get(format!("{}/ready", a.base)).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let refused = sign_in_at(&http, &a.base, "alice", PASSWORD)
+        .await
+        .expect_err("no sign-in without the directory");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("unavailable"), "{page}");
+
+    pg.restart();
+    within("ready again", Duration::from_secs(15), || {
+        let http = http.clone();
+        let base = a.base.clone();
+        async move {
+            http.get(format!("{base}/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        }
+    })
+    .await;
+    let again = sign_in_at(&http, &a.base, "alice", PASSWORD).await.unwrap();
+    assert_eq!(status_with(&http, &a.base, &again).await, StatusCode::OK);
+    assert_eq!(status_with(&http, &a.base, &session).await, StatusCode::OK);
+}
