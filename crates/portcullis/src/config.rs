@@ -141,10 +141,10 @@ fn describe(e: figment::Error) -> String {
 }
 
 /// The store the configuration names (PostgreSQL or SQLite in `data_dir`), migrated.
-pub async fn open_store(
+pub async fn open_store_sql(
     config: &portcullis_core::config::Config,
-) -> Result<std::sync::Arc<dyn portcullis_store::Store>, String> {
-    let store = portcullis_store::SqlStore::configured(&config.store, &config.data_dir)
+) -> Result<portcullis_store::SqlStore, String> {
+    portcullis_store::SqlStore::configured(&config.store, &config.data_dir)
         .await
         .map_err(|e| {
             let place = match config.store.postgres_url() {
@@ -152,8 +152,14 @@ pub async fn open_store(
                 None => config.data_dir.display().to_string(),
             };
             format!("opening the store ({place}): {e}")
-        })?;
-    Ok(std::sync::Arc::new(store))
+        })
+}
+
+/// [`open_store_sql`], shared as the `Store` the rest of Portcullis uses.
+pub async fn open_store(
+    config: &portcullis_core::config::Config,
+) -> Result<std::sync::Arc<dyn portcullis_store::Store>, String> {
+    Ok(std::sync::Arc::new(open_store_sql(config).await?))
 }
 
 #[cfg(test)]

@@ -8,3 +8,4 @@ pub mod config;
 pub mod doctor;
 pub mod explain;
 pub mod serve;
+pub mod store_cmd;

@@ -52,6 +52,10 @@ enum Command {
     /// Manage the keys that sign identity assertions: rotate.
     #[command(subcommand)]
     Keys(admin::SigningKeyCommand),
+    /// Apply the store's pending schema migrations (serve does it too); --dry-run lists them.
+    Migrate(portcullis::store_cmd::MigrateArgs),
+    /// Copy this deployment's SQLite store into an empty PostgreSQL database (--to URL).
+    CopyStore(portcullis::store_cmd::CopyStoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +77,12 @@ fn main() -> ExitCode {
         Command::Keys(command) => {
             with_config(cli.config.as_deref(), |c| admin::signing_keys(c, command))
         }
+        Command::Migrate(args) => with_config(cli.config.as_deref(), |c| {
+            portcullis::store_cmd::migrate(c, args)
+        }),
+        Command::CopyStore(args) => with_config(cli.config.as_deref(), |c| {
+            portcullis::store_cmd::copy_store(c, args)
+        }),
     }
 }
 

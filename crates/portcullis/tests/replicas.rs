@@ -346,3 +346,147 @@ async fn a_database_outage_keeps_known_sessions_and_recovers_without_a_restart()
     assert_eq!(status_with(&http, &a.base, &again).await, StatusCode::OK);
     assert_eq!(status_with(&http, &a.base, &session).await, StatusCode::OK);
 }
+
+/// A SQLite deployment moves to PostgreSQL with `portcullis copy-store`: every row of every table
+/// arrives (users, memberships, sessions, keys, flows, audit, the change feed, signing keys, the
+/// outbox and its pending deliveries), and Portcullis on PostgreSQL carries on with them.
+#[tokio::test]
+async fn a_sqlite_deployment_moves_to_postgres_with_every_row() {
+    let idp = common::fake_idp::FakeIdp::start().await;
+    let upstream = common::upstream::start().await;
+    // A sink nobody answers: its deliveries stay pending, and must survive the move.
+    let config = format!(
+        "public_url = \"http://127.0.0.1:{{port}}\"\n{}\
+         [[apps]]\nname = \"app\"\nupstream = \"{}\"\n\
+         [[sinks]]\nid = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n",
+        idp.provider_toml(),
+        upstream.url()
+    );
+    let mut old = Replica::start(&config).await;
+    old.cli(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--email",
+            "alice@example.com",
+            "--name",
+            "Alice",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    old.cli(&["user", "add", "bob"], None);
+    old.cli(&["user", "add-to-group", "alice", "staff"], None);
+    old.cli(&["user", "disable", "bob"], None);
+    old.cli(&["key", "create", "--user", "alice", "--name", "ci"], None);
+    old.cli(&["keys", "rotate"], None);
+    let http = http();
+    let session = sign_in_at(&http, &old.base, "alice", PASSWORD)
+        .await
+        .unwrap();
+    http.get(format!("{}/.portcullis/start/fake?rd=/", old.base))
+        .send()
+        .await
+        .unwrap(); // an unfinished provider sign-in
+    tokio::time::sleep(Duration::from_millis(600)).await; // the outbox fans out
+    let data_dir = old.dir().join("data");
+    let token_key = std::fs::read_to_string(data_dir.join("token.key")).unwrap();
+    old.kill(); // its data directory stays until `old` goes out of scope
+
+    let pg = PgCluster::start();
+    let target = portcullis_store::SqlStore::fresh_postgres_database(&pg.url)
+        .await
+        .unwrap();
+    let config_path = tempfile::tempdir().unwrap();
+    let path = config_path.path().join("portcullis.toml");
+    std::fs::write(&path, format!("data_dir = \"{}\"\n", data_dir.display())).unwrap();
+    let out = common::replicas::portcullis(&[
+        "copy-store",
+        "--to",
+        &target,
+        "--config",
+        path.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let source = portcullis_store::SqlStore::open(&data_dir)
+        .await
+        .unwrap()
+        .dump()
+        .await
+        .unwrap();
+    let copied = portcullis_store::SqlStore::postgres(&target, &Default::default(), false)
+        .await
+        .unwrap()
+        .dump()
+        .await
+        .unwrap();
+    for (table, rows) in &source {
+        if *table != "identities" {
+            assert!(!rows.is_empty(), "the fixture fills {table}");
+        }
+    }
+    assert_eq!(source, copied, "every row of every table");
+    let pending = portcullis_store::Value::Text("pending".into());
+    assert!(
+        source["deliveries"]
+            .iter()
+            .any(|row| row.contains(&pending)),
+        "pending deliveries were among the rows moved"
+    );
+
+    // Portcullis on PostgreSQL with the same token key: the old session and password still work,
+    // and the pending deliveries are still pending.
+    let new = Replica::start(&format!(
+        "token_key = \"{}\"\n{config}[store]\nurl = \"{target}\"\n",
+        token_key.trim()
+    ))
+    .await;
+    assert_eq!(
+        status_with(&http, &new.base, &session).await,
+        StatusCode::OK
+    );
+    sign_in_at(&http, &new.base, "alice", PASSWORD)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn migrate_lists_then_applies_pending_migrations() {
+    let pg = PgCluster::start();
+    let url = portcullis_store::SqlStore::fresh_postgres_database(&pg.url)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &path,
+        format!("token_key = \"{TOKEN_KEY}\"\n[store]\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--config", path.to_str().unwrap()]);
+        let out = common::replicas::portcullis(&all).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(run(&["migrate", "--dry-run"]).contains("would apply 1 init"));
+    assert!(
+        run(&["migrate", "--dry-run"]).contains("would apply"),
+        "a dry run changes nothing"
+    );
+    assert!(run(&["migrate"]).contains("applying 1 init"));
+    assert!(run(&["migrate", "--dry-run"]).contains("up to date"));
+}

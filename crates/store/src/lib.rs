@@ -5,6 +5,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod copy;
 mod dialect;
 mod error;
 mod sql;
@@ -14,6 +15,7 @@ use portcullis_core::session::Session;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Role, Timestamp};
 
+pub use copy::{Dump, Value};
 pub use dialect::Dialect;
 pub use error::StoreError;
 pub use sql::{PoolSettings, SqlStore, TEST_DATABASE_VAR};

@@ -52,6 +52,13 @@ impl Default for PoolSettings {
 impl SqlStore {
     /// Opens (creating if needed) `portcullis.db` in `data_dir` and applies migrations.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let store = Self::open_unmigrated(data_dir).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens `portcullis.db` in `data_dir` as it is (for `portcullis migrate`).
+    pub async fn open_unmigrated(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Unavailable(format!(
                 "cannot create data_dir {}: {e}",
@@ -203,6 +210,10 @@ impl SqlStore {
 
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// A statement in this store's dialect.
