@@ -147,19 +147,43 @@ enum Cached {
     Unknown,
 }
 
-/// How long cached sessions outlive a store outage unless configured (store.outage_grace).
-pub const DEFAULT_OUTAGE_GRACE: Duration = Duration::from_secs(300);
-
 pub struct SessionManager {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     policy: SessionPolicy,
     cache: SessionCache,
     refresher: Option<Arc<dyn Refresher>>,
-    /// When the change feed was last read: cached sessions are trusted only while revocations
-    /// made elsewhere can still be seen, and for `outage_grace` after.
-    feed_read_at: AtomicI64,
-    outage_grace: Duration,
+    /// When the change feed was last read, where a change watcher keeps the caches current:
+    /// cached sessions are trusted only while revocations made elsewhere can be seen, and for
+    /// the outage grace after.
+    feed: Option<FeedFreshness>,
+}
+
+/// How recently the change feed was read, in real (monotonic) time: the outage grace is about
+/// the database being reachable, not about the domain clock sessions expire by.
+struct FeedFreshness {
+    started: std::time::Instant,
+    read_ms: std::sync::atomic::AtomicU64,
+    grace: Duration,
+}
+
+impl FeedFreshness {
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn read(&self) {
+        self.read_ms.fetch_max(self.elapsed_ms(), Ordering::Relaxed);
+    }
+
+    /// How long the feed has gone unread, when that is past the grace.
+    fn stale_for(&self) -> Option<Duration> {
+        let unread = Duration::from_millis(
+            self.elapsed_ms()
+                .saturating_sub(self.read_ms.load(Ordering::Relaxed)),
+        );
+        (unread > self.grace).then_some(unread)
+    }
 }
 
 /// What this process knows about sessions, shared with background refreshes.
@@ -208,7 +232,6 @@ pub struct SessionOrigin {
 
 impl SessionManager {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: SessionPolicy) -> Self {
-        let started = clock.now().0;
         SessionManager {
             store,
             clock,
@@ -225,21 +248,26 @@ impl SessionManager {
                 stream_guards: Arc::new(Mutex::new(HashMap::new())),
             },
             refresher: None,
-            feed_read_at: AtomicI64::new(started),
-            outage_grace: DEFAULT_OUTAGE_GRACE,
+            feed: None,
         }
     }
 
-    /// How long cached sessions keep working while the store cannot be read.
+    /// A change watcher keeps this manager's caches current (see `watch`): cached sessions then
+    /// keep working only `grace` past its last successful read of the store.
     pub fn with_outage_grace(mut self, grace: Duration) -> Self {
-        self.outage_grace = grace;
+        self.feed = Some(FeedFreshness {
+            started: std::time::Instant::now(),
+            read_ms: std::sync::atomic::AtomicU64::new(0),
+            grace,
+        });
         self
     }
 
     /// The change feed was read (by the change watcher): cached sessions are current.
     pub fn feed_read(&self) {
-        self.feed_read_at
-            .fetch_max(self.clock.now().0, Ordering::Relaxed);
+        if let Some(feed) = &self.feed {
+            feed.read();
+        }
     }
 
     /// A token cancelled when this session ends, for streams opened with it.
@@ -343,15 +371,14 @@ impl SessionManager {
         let Cached::Live(active) = cached else {
             return Ok(None);
         };
-        let now = self.clock.now();
-        let unread_for = now.0 - self.feed_read_at.load(Ordering::Relaxed);
-        if unread_for > secs(self.outage_grace) {
+        if let Some(unread) = self.feed.as_ref().and_then(FeedFreshness::stale_for) {
             // Revocations made elsewhere cannot be seen: stop trusting what this process cached.
             return Err(StoreError::Unavailable(format!(
-                "the change feed has not been readable for {unread_for} s (store.outage_grace is {} s)",
-                self.outage_grace.as_secs()
+                "the change feed has not been readable for {} s (store.outage_grace)",
+                unread.as_secs()
             )));
         }
+        let now = self.clock.now();
         if let Err(expiry) = active.snapshot().check(&self.policy, now) {
             tracing::debug!(?expiry, "session expired");
             self.end(&id_hash).await?;
@@ -666,6 +693,27 @@ mod tests {
         assert_eq!(manager.revoke(&token).await.unwrap().as_deref(), Some("u1"));
         assert!(manager.resolve(&token).await.unwrap().is_none());
         assert_eq!(store.count_sessions().await.unwrap(), 0);
+    }
+
+    /// With a change watcher behind it, a cached session outlives an unreadable feed only for
+    /// the grace; a read makes it current again.
+    #[tokio::test]
+    async fn cached_sessions_outlive_a_store_outage_only_for_the_grace() {
+        let (manager, _, _, user) = setup().await;
+        let manager = manager.with_outage_grace(Duration::from_millis(200));
+        let (token, _) = manager
+            .create(&user, SessionOrigin::default())
+            .await
+            .unwrap();
+        manager.feed_read();
+        assert!(manager.resolve(&token).await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(matches!(
+            manager.resolve(&token).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        manager.feed_read();
+        assert!(manager.resolve(&token).await.unwrap().is_some());
     }
 
     #[tokio::test]
