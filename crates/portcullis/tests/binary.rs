@@ -12,17 +12,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use reqwest::header::COOKIE;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
-
 fn portcullis(dir: &std::path::Path, args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command.args(args).current_dir(dir);
-    // The test runner's own environment must not leak PORTCULLIS_* settings in.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PORTCULLIS_") {
-            command.env_remove(key);
-        }
-    }
+    let mut command = common::replicas::portcullis(args);
+    command.current_dir(dir);
     command
 }
 
