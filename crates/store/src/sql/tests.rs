@@ -1,0 +1,379 @@
+use portcullis_core::session::{ProviderSession, Session};
+use portcullis_core::user::UserStatus;
+use portcullis_core::{Role, Timestamp};
+
+use super::*;
+use crate::{AuditEvent, AuthFlow, ChangeKind, LinkedIdentity, NewUser, StoredKey};
+
+fn new_user(id: &str, username: &str, role: Role) -> NewUser {
+    NewUser {
+        id: id.into(),
+        username: username.into(),
+        email: Some(format!("{username}@example.com")),
+        display_name: None,
+        role,
+        status: UserStatus::Active,
+        password_hash: Some("hash".into()),
+    }
+}
+
+#[tokio::test]
+async fn every_change_writes_an_outbox_event_and_deliveries_follow_user_order() {
+    let store = SqlStore::throwaway().await.unwrap();
+    let now = Timestamp(100);
+    store
+        .create_user(new_user("u1", "ann", Role::User), now)
+        .await
+        .unwrap();
+    store
+        .create_user(new_user("u2", "ben", Role::User), now)
+        .await
+        .unwrap();
+    store.add_to_group("u1", "ops", now).await.unwrap();
+    store.set_role("u1", Role::Admin, now).await.unwrap();
+    store.set_role("u1", Role::Admin, now).await.unwrap(); // no change, no event
+    store
+        .sync_groups("u2", "provider:x", &["a".into(), "b".into()], now)
+        .await
+        .unwrap();
+    store
+        .sync_groups("u2", "provider:x", &["a".into(), "b".into()], now)
+        .await
+        .unwrap(); // unchanged memberships write nothing
+    assert_eq!(store.fan_out(&["hook".into()], now).await.unwrap(), 6);
+    assert_eq!(
+        store.fan_out(&["hook".into()], now).await.unwrap(),
+        0,
+        "once only"
+    );
+    let far = Timestamp(i64::MAX / 2);
+    let due = store.claim_due_deliveries(far, far, 100).await.unwrap();
+    let firsts: Vec<(&str, &str)> = due
+        .iter()
+        .map(|d| (d.user_id.as_str(), d.kind.as_str()))
+        .collect();
+    assert_eq!(
+        firsts,
+        [("u1", "user_created"), ("u2", "user_created")],
+        "oldest per user only"
+    );
+    let up_to = store
+        .latest_pending_seq("hook", "u1")
+        .await
+        .unwrap()
+        .unwrap();
+    store.delivered("hook", "u1", up_to, now).await.unwrap();
+    let due = store.claim_due_deliveries(far, far, 100).await.unwrap();
+    assert_eq!(due.len(), 1, "u1's state covered all three of its events");
+    assert_eq!(store.outbox_stats().await.unwrap().pending, 3);
+}
+
+/// Workers (replicas) never take the same delivery twice: a claim hides it until its lease
+/// ends, then it is due again (a worker that died loses nothing).
+#[tokio::test]
+async fn claimed_deliveries_wait_for_their_lease() {
+    let store = SqlStore::throwaway().await.unwrap();
+    let now = Timestamp(100);
+    store
+        .create_user(new_user("u1", "ann", Role::User), now)
+        .await
+        .unwrap();
+    store.fan_out(&["hook".into()], now).await.unwrap();
+    let first = store
+        .claim_due_deliveries(now, Timestamp(160), 10)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    let during = store
+        .claim_due_deliveries(Timestamp(150), Timestamp(210), 10)
+        .await
+        .unwrap();
+    assert!(during.is_empty(), "held by the first worker: {during:?}");
+    let after = store
+        .claim_due_deliveries(Timestamp(160), Timestamp(220), 10)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1, "the lease ended: due again");
+    assert_eq!(after[0].seq, first[0].seq);
+}
+
+#[tokio::test]
+async fn users_are_found_by_username_or_email_case_insensitively() {
+    let store = SqlStore::throwaway().await.unwrap();
+    store
+        .create_user(new_user("1", "Alice", Role::User), Timestamp(5))
+        .await
+        .unwrap();
+    let (u, hash) = store.user_with_password("alice").await.unwrap().unwrap();
+    assert_eq!((u.id.as_str(), hash.as_deref()), ("1", Some("hash")));
+    assert!(
+        store
+            .user_with_password("ALICE@example.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.user_with_password("bob").await.unwrap().is_none());
+    store
+        .add_to_group("1", "staff", Timestamp(6))
+        .await
+        .unwrap();
+    store
+        .add_to_group("1", "staff", Timestamp(6))
+        .await
+        .unwrap();
+    store
+        .add_to_group("1", "admins", Timestamp(6))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.user_by_id("1").await.unwrap().unwrap().groups,
+        ["admins", "staff"]
+    );
+    let dup = store
+        .create_user(new_user("2", "alice", Role::User), Timestamp(5))
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+}
+
+#[tokio::test]
+async fn only_one_first_admin() {
+    let store = SqlStore::throwaway().await.unwrap();
+    store
+        .create_first_admin(new_user("1", "root", Role::Admin), Timestamp(1))
+        .await
+        .unwrap();
+    let second = store
+        .create_first_admin(new_user("2", "root2", Role::Admin), Timestamp(1))
+        .await;
+    assert!(matches!(second, Err(StoreError::Conflict(_))));
+    assert_eq!(store.count_admins().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn sessions_round_trip_and_expire() {
+    let store = SqlStore::throwaway().await.unwrap();
+    store
+        .create_user(new_user("u", "u", Role::User), Timestamp(1))
+        .await
+        .unwrap();
+    let s = Session {
+        id_hash: "h".into(),
+        user_id: "u".into(),
+        created_at: Timestamp(10),
+        last_seen: Timestamp(10),
+        client_ip: Some("127.0.0.1".into()),
+        user_agent: None,
+        provider: Some(ProviderSession {
+            provider: "idp".into(),
+            subject: Some("sub-1".into()),
+            sid: Some("sid-1".into()),
+            id_token_enc: None,
+            refresh_token_enc: Some("sealed".into()),
+            access_expires_at: Some(Timestamp(99)),
+            claim_sources: vec![("name".into(), "given_name + family_name".into())],
+        }),
+    };
+    store.insert_session(&s).await.unwrap();
+    store.touch_session("h", Timestamp(20)).await.unwrap();
+    store.touch_session("h", Timestamp(15)).await.unwrap();
+    assert_eq!(
+        store.session("h").await.unwrap().unwrap().last_seen,
+        Timestamp(20)
+    );
+    store
+        .update_session_tokens("h", None, Some(Timestamp(120)))
+        .await
+        .unwrap();
+    let provider = store.session("h").await.unwrap().unwrap().provider.unwrap();
+    assert_eq!(
+        provider.refresh_token_enc.as_deref(),
+        Some("sealed"),
+        "kept when not rotated"
+    );
+    assert_eq!(provider.access_expires_at, Some(Timestamp(120)));
+    let by_sid = store
+        .delete_provider_sessions("idp", None, Some("other-sid"))
+        .await
+        .unwrap();
+    assert!(by_sid.is_empty());
+    let other_idp = store
+        .delete_provider_sessions("other-idp", Some("sub-1"), None)
+        .await
+        .unwrap();
+    assert!(other_idp.is_empty());
+    assert_eq!(
+        store
+            .delete_expired_sessions(Timestamp(5), Timestamp(19))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .delete_expired_sessions(Timestamp(5), Timestamp(21))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.session("h").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn provider_groups_never_touch_local_ones() {
+    let store = SqlStore::throwaway().await.unwrap();
+    store
+        .create_user(new_user("u", "u", Role::User), Timestamp(1))
+        .await
+        .unwrap();
+    store
+        .add_to_group("u", "hand-made", Timestamp(1))
+        .await
+        .unwrap();
+    store
+        .sync_groups(
+            "u",
+            "provider:idp",
+            &["staff".into(), "hand-made".into()],
+            Timestamp(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.user_by_id("u").await.unwrap().unwrap().groups,
+        ["hand-made", "staff"]
+    );
+    store
+        .sync_groups("u", "provider:idp", &[], Timestamp(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.user_by_id("u").await.unwrap().unwrap().groups,
+        ["hand-made"]
+    );
+}
+
+#[tokio::test]
+async fn identities_and_flows() {
+    let store = SqlStore::throwaway().await.unwrap();
+    store
+        .create_user(new_user("u", "u", Role::User), Timestamp(1))
+        .await
+        .unwrap();
+    let link = LinkedIdentity {
+        issuer: "https://idp".into(),
+        subject: "s1".into(),
+        user_id: "u".into(),
+        provider: "idp".into(),
+        email: None,
+    };
+    store.link_identity(&link, Timestamp(2)).await.unwrap();
+    store.link_identity(&link, Timestamp(3)).await.unwrap();
+    assert_eq!(
+        store
+            .user_by_identity("https://idp", "s1")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "u"
+    );
+    assert!(
+        store
+            .user_by_identity("https://other", "s1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let flow = AuthFlow {
+        state_hash: "st".into(),
+        provider: "idp".into(),
+        binding_hash: "b".into(),
+        nonce: "n".into(),
+        verifier: "v".into(),
+        return_to: "/x".into(),
+        created_at: Timestamp(10),
+        completed_at: None,
+    };
+    store.insert_flow(&flow).await.unwrap();
+    assert_eq!(store.count_flows("b", Timestamp(5)).await.unwrap(), 1);
+    assert!(store.complete_flow("st", Timestamp(11)).await.unwrap());
+    assert!(
+        !store.complete_flow("st", Timestamp(12)).await.unwrap(),
+        "a flow completes once"
+    );
+    assert_eq!(
+        store.flow("st").await.unwrap().unwrap().completed_at,
+        Some(Timestamp(11))
+    );
+    assert_eq!(store.delete_flows_before(Timestamp(11)).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn keys_and_the_change_feed() {
+    let store = SqlStore::throwaway().await.unwrap();
+    store
+        .create_user(new_user("u", "u", Role::User), Timestamp(1))
+        .await
+        .unwrap();
+    let key = StoredKey {
+        id: "k1".into(),
+        hash: "h1".into(),
+        name: "ci".into(),
+        owner_id: "u".into(),
+        allowed_apps: vec!["chat".into(), "n8n".into()],
+        expires_at: Some(Timestamp(100)),
+        created_at: Timestamp(2),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    store.create_key(&key).await.unwrap();
+    assert_eq!(store.active_keys().await.unwrap(), vec![key]);
+    assert!(store.revoke_key("k1", Timestamp(3)).await.unwrap());
+    assert!(!store.revoke_key("k1", Timestamp(4)).await.unwrap());
+    assert!(store.active_keys().await.unwrap().is_empty());
+    assert_eq!(
+        store.keys_of("u").await.unwrap()[0].revoked_at,
+        Some(Timestamp(3))
+    );
+
+    assert_eq!(store.latest_change().await.unwrap(), 0);
+    store
+        .record_change(ChangeKind::User, "u", Timestamp(5))
+        .await
+        .unwrap();
+    store
+        .record_change(ChangeKind::Key, "k1", Timestamp(6))
+        .await
+        .unwrap();
+    let changes = store.changes_since(0).await.unwrap();
+    let seen: Vec<_> = changes
+        .iter()
+        .map(|c| (c.kind, c.subject.as_str()))
+        .collect();
+    assert_eq!(seen, [(ChangeKind::User, "u"), (ChangeKind::Key, "k1")]);
+    assert_eq!(store.changes_since(changes[1].seq).await.unwrap(), []);
+    assert_eq!(store.latest_change().await.unwrap(), changes[1].seq);
+}
+
+#[tokio::test]
+async fn audit_is_newest_first() {
+    let store = SqlStore::throwaway().await.unwrap();
+    for (i, action) in ["sign_in", "sign_out"].iter().enumerate() {
+        let event = AuditEvent {
+            at: Timestamp(i64::try_from(i).unwrap()),
+            action: (*action).into(),
+            outcome: "success".into(),
+            actor: None,
+            subject: None,
+            reason: None,
+            client_ip: None,
+        };
+        store.append_audit(&event).await.unwrap();
+    }
+    let events = store.recent_audit(10).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["sign_out", "sign_in"]
+    );
+}
