@@ -40,6 +40,15 @@ pub struct AddUser {
     pub password_hash: Option<String>,
 }
 
+/// What to do with dead letters of the provisioning outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settle {
+    /// Deliver them again (the running server picks them up within a second).
+    Retry,
+    /// Give up on them for good.
+    Discard,
+}
+
 /// A new key: the secret (shown once) and what was stored.
 pub struct CreatedKey {
     pub secret: String,
@@ -85,6 +94,35 @@ impl Directory {
             })
             .await;
         Ok(())
+    }
+
+    /// Retries or discards one dead letter (`(sink, seq)`) or all of them, audited; returns how
+    /// many. The admin UI, the API and the CLI all come through here.
+    pub async fn settle_dead_letters(
+        &self,
+        which: Option<(&str, i64)>,
+        settle: Settle,
+        actor: &Actor,
+    ) -> Result<u64, DirectoryError> {
+        let now = self.clock.now();
+        let (count, action) = match settle {
+            Settle::Retry => (self.store.retry_dead(which, now).await?, "outbox_retried"),
+            Settle::Discard => (
+                self.store.discard_dead(which, now).await?,
+                "outbox_discarded",
+            ),
+        };
+        self.audit
+            .record(Entry {
+                action,
+                success: true,
+                actor: Some(&actor.id),
+                subject: Some(&format!("{count} dead letter(s)")),
+                reason: None,
+                client_ip: actor.client_ip.clone(),
+            })
+            .await;
+        Ok(count)
     }
 
     pub async fn add_user(&self, new: AddUser, actor: &Actor) -> Result<User, DirectoryError> {

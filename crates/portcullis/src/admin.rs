@@ -11,7 +11,7 @@ use clap::{Subcommand, ValueEnum};
 use portcullis_auth::assertion::Assertions;
 use portcullis_auth::audit::Entry;
 use portcullis_auth::audit::{Actor, Audit};
-use portcullis_auth::directory::{AddUser, Directory, DirectoryError};
+use portcullis_auth::directory::{AddUser, Directory, DirectoryError, Settle};
 use portcullis_auth::password::{check_new_password, hash_blocking};
 use portcullis_core::config::Config;
 use portcullis_core::user::UserStatus;
@@ -363,23 +363,12 @@ pub fn outbox(config: &Config, command: OutboxCommand) -> ExitCode {
 
 async fn run_outbox(config: &Config, command: OutboxCommand) -> Result<(), String> {
     let store = crate::config::open_store(config).await?;
-    let now = SystemClock.now();
-    let audit = |action: &'static str, what: String| {
-        let store = store.clone();
-        async move {
-            let actor = actor();
-            Audit::new(store, Arc::new(SystemClock))
-                .record(Entry {
-                    action,
-                    success: true,
-                    actor: Some(&actor.id),
-                    subject: Some(&what),
-                    reason: None,
-                    client_ip: actor.client_ip.clone(),
-                })
-                .await;
-        }
-    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let dir = Directory::new(
+        store.clone(),
+        clock.clone(),
+        Audit::new(store.clone(), clock),
+    );
     match command {
         OutboxCommand::List { state, limit } => {
             let rows = store
@@ -400,21 +389,17 @@ async fn run_outbox(config: &Config, command: OutboxCommand) -> Result<(), Strin
             }
         }
         OutboxCommand::Retry(target) => {
-            let which = target.which()?;
-            let n = store
-                .retry_dead(which, now)
+            let n = dir
+                .settle_dead_letters(target.which()?, Settle::Retry, &actor())
                 .await
-                .map_err(|e| e.to_string())?;
-            audit("outbox_retried", format!("{n} dead letter(s)")).await;
+                .map_err(show)?;
             eprintln!("{n} dead letter(s) will be delivered again by the running server");
         }
         OutboxCommand::Discard(target) => {
-            let which = target.which()?;
-            let n = store
-                .discard_dead(which, now)
+            let n = dir
+                .settle_dead_letters(target.which()?, Settle::Discard, &actor())
                 .await
-                .map_err(|e| e.to_string())?;
-            audit("outbox_discarded", format!("{n} dead letter(s)")).await;
+                .map_err(show)?;
             eprintln!("{n} dead letter(s) discarded");
         }
     }

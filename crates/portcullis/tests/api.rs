@@ -1010,6 +1010,14 @@ async fn the_outbox_is_for_admins() {
         (status, retried["count"].as_u64()),
         (StatusCode::OK, Some(0))
     );
+    // Audited with who and from where, like every admin action.
+    let audit = h.running.state.store.recent_audit(5).await.unwrap();
+    let entry = audit
+        .iter()
+        .find(|e| e.action == "outbox_retried")
+        .expect("the retry is audited");
+    assert_eq!(entry.subject.as_deref(), Some("0 dead letter(s)"));
+    assert_eq!(entry.client_ip.as_deref(), Some("127.0.0.1"));
     let (status, body) = admin
         .call(
             Method::POST,

@@ -20,6 +20,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use portcullis_auth::ActiveSession;
 use portcullis_auth::audit::Actor;
+use portcullis_auth::directory::DirectoryError;
 use portcullis_core::{Failure, FailureKind, Role};
 use portcullis_proxy::cookies;
 use portcullis_proxy::html::app_page;
@@ -215,6 +216,18 @@ pub(crate) fn notice(done: Option<&str>) -> &'static str {
         Some("sessions") => "Sessions ended; their streams are closed.",
         _ => "",
     }
+}
+
+/// A directory operation's failure as a page.
+pub(crate) fn directory_failure(e: DirectoryError) -> Response {
+    let failure = match e {
+        DirectoryError::NoSuchUser(_) => Failure::new(FailureKind::NotFound, e.to_string()),
+        DirectoryError::Invalid(m) => {
+            Failure::bad_request(m).with_hint("go back and correct the form")
+        }
+        DirectoryError::Store(s) => Failure::from(s),
+    };
+    respond::failure(&failure, true)
 }
 
 pub(crate) fn location(status: StatusCode, to: &str) -> Response {

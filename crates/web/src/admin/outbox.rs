@@ -4,13 +4,13 @@ use axum::Form;
 use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode};
-use portcullis_auth::audit::Entry;
+use portcullis_auth::directory::Settle;
 use portcullis_core::Failure;
 use portcullis_proxy::html::escape;
 use portcullis_proxy::respond;
 use serde::Deserialize;
 
-use super::{FormPost, Page, admin, admin_post, form_token, location};
+use super::{FormPost, Page, admin, admin_post, directory_failure, form_token, location};
 use crate::state::AppState;
 
 const HERE: &str = "/.portcullis/admin/outbox";
@@ -93,39 +93,20 @@ pub struct WhichForm {
     seq: Option<i64>,
 }
 
-async fn act(state: &AppState, post: &FormPost, form: &WhichForm, retry: bool) -> Response {
+async fn act(state: &AppState, post: &FormPost, form: &WhichForm, settle: Settle) -> Response {
     let actor = match admin_post(state, post, HERE, &form.csrf).await {
         Ok((_, actor)) => actor,
         Err(refused) => return refused,
     };
     let which = form.sink.as_deref().zip(form.seq);
-    let now = state.clock.now();
-    let outcome = if retry {
-        state.store.retry_dead(which, now).await
-    } else {
-        state.store.discard_dead(which, now).await
-    };
-    let count = match outcome {
-        Ok(n) => n,
-        Err(e) => return respond::failure(&Failure::from(e), true),
-    };
-    let what = format!("{count} dead letter(s)");
-    state
-        .audit
-        .record(Entry {
-            action: if retry {
-                "outbox_retried"
-            } else {
-                "outbox_discarded"
-            },
-            success: true,
-            actor: Some(&actor.id),
-            subject: Some(&what),
-            reason: None,
-            client_ip: actor.client_ip.clone(),
-        })
-        .await;
-    location(StatusCode::SEE_OTHER, HERE)
+    match state
+        .directory
+        .settle_dead_letters(which, settle, &actor)
+        .await
+    {
+        Ok(_) => location(StatusCode::SEE_OTHER, HERE),
+        Err(e) => directory_failure(e),
+    }
 }
 
 pub async fn retry(
@@ -133,7 +114,7 @@ pub async fn retry(
     post: FormPost,
     Form(form): Form<WhichForm>,
 ) -> Response {
-    act(&state, &post, &form, true).await
+    act(&state, &post, &form, Settle::Retry).await
 }
 
 pub async fn discard(
@@ -141,5 +122,5 @@ pub async fn discard(
     post: FormPost,
     Form(form): Form<WhichForm>,
 ) -> Response {
-    act(&state, &post, &form, false).await
+    act(&state, &post, &form, Settle::Discard).await
 }

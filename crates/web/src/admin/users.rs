@@ -14,22 +14,11 @@ use portcullis_proxy::respond;
 use portcullis_store::StoredKey;
 use serde::Deserialize;
 
-use super::{FormPost, Page, admin, admin_post, form_token, location, notice};
+use super::{FormPost, Page, admin, admin_post, directory_failure, form_token, location, notice};
 use crate::key_forms::{self, KeyForm};
 use crate::state::AppState;
 
 const PAGE_SIZE: u32 = 25;
-
-fn directory_failure(e: DirectoryError) -> Response {
-    let failure = match e {
-        DirectoryError::NoSuchUser(_) => Failure::new(FailureKind::NotFound, e.to_string()),
-        DirectoryError::Invalid(m) => {
-            Failure::bad_request(m).with_hint("go back and correct the form")
-        }
-        DirectoryError::Store(s) => Failure::from(s),
-    };
-    respond::failure(&failure, true)
-}
 
 fn status_badge(status: UserStatus) -> String {
     let class = match status {

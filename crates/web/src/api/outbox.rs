@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use portcullis_auth::audit::Entry;
+use portcullis_auth::directory::Settle;
 use portcullis_store::Delivery;
 use serde::Deserialize;
 
@@ -85,44 +85,20 @@ impl Which {
     }
 }
 
-async fn act(state: &AppState, who: &Caller, action: &'static str, count: u64) -> Response {
-    let what = format!("{count} dead letter(s)");
-    state
-        .audit
-        .record(Entry {
-            action,
-            success: true,
-            actor: Some(&who.actor.id),
-            subject: Some(&what),
-            reason: None,
-            client_ip: who.actor.client_ip.clone(),
-        })
-        .await;
-    Json(serde_json::json!({ "count": count })).into_response()
-}
-
 /// Retries (or discards) one dead letter or all of them, audited.
 async fn settle(
     state: &AppState,
     who: &Caller,
     parsed: Result<Json<Which>, JsonRejection>,
-    retry: bool,
+    settle: Settle,
 ) -> ApiResult<Response> {
     who.require_admin()?;
     let which = body(parsed)?;
-    let now = state.clock.now();
-    let (count, action) = if retry {
-        (
-            state.store.retry_dead(which.pick()?, now).await?,
-            "outbox_retried",
-        )
-    } else {
-        (
-            state.store.discard_dead(which.pick()?, now).await?,
-            "outbox_discarded",
-        )
-    };
-    Ok(act(state, who, action, count).await)
+    let count = state
+        .directory
+        .settle_dead_letters(which.pick()?, settle, &who.actor)
+        .await?;
+    Ok(Json(serde_json::json!({ "count": count })).into_response())
 }
 
 pub async fn retry(
@@ -130,7 +106,7 @@ pub async fn retry(
     who: Caller,
     parsed: Result<Json<Which>, JsonRejection>,
 ) -> ApiResult<Response> {
-    settle(&state, &who, parsed, true).await
+    settle(&state, &who, parsed, Settle::Retry).await
 }
 
 pub async fn discard(
@@ -138,5 +114,5 @@ pub async fn discard(
     who: Caller,
     parsed: Result<Json<Which>, JsonRejection>,
 ) -> ApiResult<Response> {
-    settle(&state, &who, parsed, false).await
+    settle(&state, &who, parsed, Settle::Discard).await
 }
