@@ -22,6 +22,7 @@ use portcullis_core::config::{Config, LogFormat, WHOAMI_UPSTREAM};
 use portcullis_provision::{ProvisionMetrics, Provisioner};
 use portcullis_proxy::forwarded::TrustedProxies;
 use portcullis_proxy::{Gateway, Metrics, RouteTable};
+use portcullis_store::Store;
 use portcullis_web::{AppState, Audit, WebSettings};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -58,100 +59,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let store = crate::config::open_store(&config)
         .await
         .map_err(anyhow::Error::msg)?;
-    let whoami = if needs_whoami(&config) {
-        Some(
-            portcullis_web::whoami::spawn_upstream()
-                .await
-                .context("starting the built-in whoami app")?,
-        )
-    } else {
-        None
-    };
-    let routes = Arc::new(RouteTable::build(&config, whoami)?);
     let sealer = token_sealer(&config)?;
     let providers = Arc::new(Providers::new(&config.providers, clock.clone())?);
-    let refresher = ProviderRefresher::new(
-        providers.clone(),
-        sealer.clone(),
-        store.clone(),
-        clock.clone(),
-    );
-    let sessions = Arc::new(
-        SessionManager::new(store.clone(), clock.clone(), config.session.policy())
-            .with_outage_grace(config.store.outage_grace)
-            .with_refresher(Arc::new(refresher)),
-    );
-    let local = &config.local_auth;
-    let hasher = PasswordHasher::new(local.max_concurrent_hashes)?;
-    let throttle = LoginThrottle::new(
-        clock.clone(),
-        local.free_attempts,
-        local.base_backoff,
-        local.max_backoff,
-    );
-    let ldap = match &config.ldap {
-        Some(ldap) => Some(Arc::new(
-            LdapLogin::new(ldap.clone(), store.clone(), clock.clone())
-                .context("setting up LDAP sign-in")?,
-        )),
-        None => None,
-    };
+    let sessions = session_manager(&config, &store, &clock, &providers, &sealer);
     let provision_metrics = Arc::new(ProvisionMetrics::default());
     let mut metrics = Metrics::new();
     provision_metrics.register(metrics.registry_mut());
     let metrics = Arc::new(metrics);
-    let provisioner = Arc::new(Provisioner::new(
-        store.clone(),
-        clock.clone(),
-        portcullis_provision::targets(
-            &config,
-            &reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()
-                .context("building the HTTP client for provisioning")?,
-        ),
-        config.provisioning.clone(),
-        provision_metrics,
-    ));
-    let keys = Arc::new(KeyRing::new(store.clone(), clock.clone()));
-    keys.reload().await.context("loading API keys")?;
-    let assertions = if config.assertion.enabled {
-        let assertions = Assertions::load(
-            store.clone(),
-            Arc::new(sealer.clone()),
-            clock.clone(),
-            config.public_url(),
-            config.assertion.lifetime,
-        )
-        .await
-        .context("loading the assertion signing keys")?;
-        Some(Arc::new(assertions))
-    } else {
-        None
-    };
-    let external = ExternalAuth::new(
-        &config,
-        store.clone(),
-        clock.clone(),
-        reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .context("building the HTTP client for identity sources")?,
-    );
-    let external = (!external.is_empty()).then(|| Arc::new(external));
-    let watcher = ChangeWatcher::new(store.clone(), sessions.clone(), keys.clone())
-        .await?
-        .with_assertions(assertions.clone())
-        .with_external(external.clone());
-    let gateway = Arc::new(Gateway {
-        routes,
-        sessions: sessions.clone(),
-        keys,
-        trusted: TrustedProxies::new(config.trusted_proxies.clone()),
-        metrics: metrics.clone(),
-        assertions,
-        external,
-    });
+    let provisioner = provisioner(&config, &store, &clock, provision_metrics)?;
+    let (gateway, watcher) = gateway(&config, &store, &clock, &sealer, &sessions, &metrics).await?;
     let setup = Arc::new(SetupToken::default());
     let setup_link = if store.count_admins().await? == 0 {
         let token = setup.issue();
@@ -163,19 +79,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         None
     };
     let state = AppState {
-        settings: Arc::new(WebSettings {
-            public_url: config.public_url(),
-            cookie_secure: config.cookie_secure(),
-            cookie_domain: config.cookie.domain.clone(),
-            scim_token: config.scim.as_ref().map(|s| s.token.trim().to_owned()),
-            metrics_allowed: config.metrics_allowed.clone(),
-            local_auth_enabled: config.local_auth.enabled,
-            allowed_redirect_hosts: config.redirect_hosts(),
-        }),
+        settings: Arc::new(web_settings(&config)),
         store: store.clone(),
         clock: clock.clone(),
         sessions: sessions.clone(),
-        local_login: Arc::new(LocalLogin::new(store.clone(), hasher, throttle).with_ldap(ldap)),
+        local_login: Arc::new(local_login(&config, &store, &clock)?),
         setup,
         gateway,
         metrics,
@@ -219,6 +127,144 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         shutdown: shutdown_tx,
         task,
     })
+}
+
+/// Sessions, refreshed through their providers, trusted during a store outage only for the grace.
+fn session_manager(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    providers: &Arc<Providers>,
+    sealer: &Sealer,
+) -> Arc<SessionManager> {
+    let refresher = ProviderRefresher::new(
+        providers.clone(),
+        sealer.clone(),
+        store.clone(),
+        clock.clone(),
+    );
+    Arc::new(
+        SessionManager::new(store.clone(), clock.clone(), config.session.policy())
+            .with_outage_grace(config.store.outage_grace)
+            .with_refresher(Arc::new(refresher)),
+    )
+}
+
+/// The sign-in form: local accounts, throttled, and LDAP for accounts without a local password.
+fn local_login(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<LocalLogin> {
+    let local = &config.local_auth;
+    let hasher = PasswordHasher::new(local.max_concurrent_hashes)?;
+    let throttle = LoginThrottle::new(
+        clock.clone(),
+        local.free_attempts,
+        local.base_backoff,
+        local.max_backoff,
+    );
+    let ldap = match &config.ldap {
+        Some(ldap) => Some(Arc::new(
+            LdapLogin::new(ldap.clone(), store.clone(), clock.clone())
+                .context("setting up LDAP sign-in")?,
+        )),
+        None => None,
+    };
+    Ok(LocalLogin::new(store.clone(), hasher, throttle).with_ldap(ldap))
+}
+
+fn provisioner(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    metrics: Arc<ProvisionMetrics>,
+) -> anyhow::Result<Arc<Provisioner>> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("building the HTTP client for provisioning")?;
+    Ok(Arc::new(Provisioner::new(
+        store.clone(),
+        clock.clone(),
+        portcullis_provision::targets(config, &http),
+        config.provisioning.clone(),
+        metrics,
+    )))
+}
+
+/// The request path (routes, sessions, keys, assertions, identities from outside) and the
+/// change watcher that keeps its caches current.
+async fn gateway(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    sealer: &Sealer,
+    sessions: &Arc<SessionManager>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Arc<Gateway>, ChangeWatcher)> {
+    let whoami = if needs_whoami(config) {
+        Some(
+            portcullis_web::whoami::spawn_upstream()
+                .await
+                .context("starting the built-in whoami app")?,
+        )
+    } else {
+        None
+    };
+    let routes = Arc::new(RouteTable::build(config, whoami)?);
+    let keys = Arc::new(KeyRing::new(store.clone(), clock.clone()));
+    keys.reload().await.context("loading API keys")?;
+    let assertions = if config.assertion.enabled {
+        let assertions = Assertions::load(
+            store.clone(),
+            Arc::new(sealer.clone()),
+            clock.clone(),
+            config.public_url(),
+            config.assertion.lifetime,
+        )
+        .await
+        .context("loading the assertion signing keys")?;
+        Some(Arc::new(assertions))
+    } else {
+        None
+    };
+    let external = ExternalAuth::new(
+        config,
+        store.clone(),
+        clock.clone(),
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("building the HTTP client for identity sources")?,
+    );
+    let external = (!external.is_empty()).then(|| Arc::new(external));
+    let watcher = ChangeWatcher::new(store.clone(), sessions.clone(), keys.clone())
+        .await?
+        .with_assertions(assertions.clone())
+        .with_external(external.clone());
+    let gateway = Arc::new(Gateway {
+        routes,
+        sessions: sessions.clone(),
+        keys,
+        trusted: TrustedProxies::new(config.trusted_proxies.clone()),
+        metrics: metrics.clone(),
+        assertions,
+        external,
+    });
+    Ok((gateway, watcher))
+}
+
+fn web_settings(config: &Config) -> WebSettings {
+    WebSettings {
+        public_url: config.public_url(),
+        cookie_secure: config.cookie_secure(),
+        cookie_domain: config.cookie.domain.clone(),
+        scim_token: config.scim.as_ref().map(|s| s.token.trim().to_owned()),
+        metrics_allowed: config.metrics_allowed.clone(),
+        local_auth_enabled: config.local_auth.enabled,
+        allowed_redirect_hosts: config.redirect_hosts(),
+    }
 }
 
 /// The key that seals provider tokens: from the configuration, or generated once and kept in
