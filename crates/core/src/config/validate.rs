@@ -1,0 +1,354 @@
+//! What serde cannot check: every problem in a configuration, each tied to the key that caused
+//! it, reported all at once ([`Config::validate`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::*;
+use crate::path;
+use crate::profile::HeaderProfileConfig;
+
+/// One problem in a configuration, tied to the key that caused it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl Config {
+    /// Every problem in the configuration; empty when it is valid.
+    pub fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut push = |key: String, message: String| issues.push(ConfigIssue { key, message });
+
+        let public_url = self.public_url();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            push(
+                "public_url".into(),
+                format!("must start with http:// or https://, got {public_url:?}"),
+            );
+        }
+        if self.cookie_secure()
+            && public_url.starts_with("http://")
+            && !is_loopback_url(&public_url)
+        {
+            push(
+                "cookie.secure".into(),
+                format!(
+                    "public_url {public_url} is plain http on a non-loopback host, so browsers would drop the Secure session cookie; \
+                     serve Portcullis over https, or set cookie.secure = false for plain-http development only"
+                ),
+            );
+        }
+        if let Some(domain) = &self.cookie.domain {
+            let own_host = public_url
+                .split_once("://")
+                .map(|(_, rest)| {
+                    rest.split(['/', ':'])
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase()
+                })
+                .unwrap_or_default();
+            let domain_lc = domain.trim_start_matches('.').to_ascii_lowercase();
+            let plain = !domain_lc.is_empty()
+                && domain_lc
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            if !plain {
+                push(
+                    "cookie.domain".into(),
+                    format!("{domain:?} is not a domain name such as example.com"),
+                );
+            } else if own_host != domain_lc && !own_host.ends_with(&format!(".{domain_lc}")) {
+                push(
+                    "cookie.domain".into(),
+                    format!(
+                        "public_url's host {own_host} is not inside {domain_lc}, so browsers would refuse the session cookie; \
+                         use a parent domain of {own_host}"
+                    ),
+                );
+            }
+        }
+        let lifetime = self.assertion.lifetime;
+        if lifetime < Duration::from_secs(10) || lifetime > Duration::from_secs(300) {
+            push(
+                "assertion.lifetime".into(),
+                format!(
+                    "{} s is outside 10s..5m: assertions are short-lived by design (every request carries a fresh one)",
+                    lifetime.as_secs()
+                ),
+            );
+        }
+        for (i, net) in self.trusted_proxies.iter().enumerate() {
+            if net.prefix_len() == 0 {
+                push(
+                    format!("trusted_proxies[{i}]"),
+                    format!(
+                        "{net} trusts every address, so anyone could spoof X-Forwarded-* headers; list your proxies' addresses"
+                    ),
+                );
+            }
+        }
+        if self.session.idle_timeout.is_zero() || self.session.absolute_timeout.is_zero() {
+            push(
+                "session".into(),
+                "idle_timeout and absolute_timeout must be longer than zero".into(),
+            );
+        }
+        if self.local_auth.max_concurrent_hashes == 0 {
+            push(
+                "local_auth.max_concurrent_hashes".into(),
+                "must be at least 1".into(),
+            );
+        }
+        if tracing_filter_is_suspicious(&self.log.level) {
+            push(
+                "log.level".into(),
+                format!(
+                    "{:?} is not a valid log filter (try \"info\" or \"debug\")",
+                    self.log.level
+                ),
+            );
+        }
+
+        validate_providers(&self.providers, &mut push);
+
+        let mut names = std::collections::BTreeSet::new();
+        let mut routes = std::collections::BTreeSet::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            let key = |field: &str| format!("apps[{i}].{field}");
+            if app.name.trim().is_empty() {
+                push(key("name"), "must not be empty".into());
+            } else if !names.insert(app.name.clone()) {
+                push(
+                    key("name"),
+                    format!("{:?} is used by two apps; names must be unique", app.name),
+                );
+            }
+            if app.upstream != WHOAMI_UPSTREAM
+                && let Err(e) = parse_upstream(&app.upstream)
+            {
+                push(key("upstream"), e);
+            }
+            match path::canonicalize(&app.path_prefix) {
+                Ok(canonical)
+                    if canonical.trim_end_matches('/') == app.path_prefix.trim_end_matches('/') =>
+                {
+                    if RESERVED_PREFIXES
+                        .iter()
+                        .any(|r| path::has_prefix(&canonical, r))
+                    {
+                        push(
+                            key("path_prefix"),
+                            format!("{canonical} is served by Portcullis itself"),
+                        );
+                    }
+                }
+                _ => push(
+                    key("path_prefix"),
+                    format!(
+                        "{:?} must be a plain absolute path such as /chat",
+                        app.path_prefix
+                    ),
+                ),
+            }
+            if let Some(host) = &app.host
+                && (host.is_empty() || host.contains(['/', ' ', ':']))
+            {
+                push(
+                    key("host"),
+                    format!("{host:?} must be a bare host name such as chat.example.com"),
+                );
+            }
+            let route = (
+                app.host.clone().map(|h| h.to_ascii_lowercase()),
+                app.path_prefix.trim_end_matches('/').to_owned(),
+            );
+            if !routes.insert(route) {
+                push(
+                    key("path_prefix"),
+                    "another app already matches the same host and path prefix".into(),
+                );
+            }
+            for role in &app.access.roles {
+                if crate::Role::parse(role).is_none() {
+                    push(
+                        key("access.roles"),
+                        format!("{role:?} is not a role (admin, user, pending)"),
+                    );
+                }
+            }
+            validate_headers(&app.identity_headers, &key("identity_headers"), &mut push);
+            for (j, rule) in app.skip_auth.iter().enumerate() {
+                let rule_key = key(&format!("skip_auth[{j}].path"));
+                if !rule.path.starts_with('^') {
+                    push(
+                        rule_key,
+                        format!(
+                            "{:?} must start with ^ so it cannot match in the middle of a path",
+                            rule.path
+                        ),
+                    );
+                } else if let Err(e) = Regex::new(&rule.path) {
+                    push(rule_key, format!("invalid regex: {e}"));
+                }
+                for method in &rule.methods {
+                    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                        push(
+                            key(&format!("skip_auth[{j}].methods")),
+                            format!("{method:?} must be an upper-case HTTP method"),
+                        );
+                    }
+                }
+            }
+            let t = &app.timeouts;
+            if t.connect.is_zero() || t.response_header.is_zero() || t.idle.is_zero() {
+                push(key("timeouts"), "timeouts must be longer than zero".into());
+            }
+        }
+        external::validate(self, &mut push);
+        provisioning::validate(self, &mut push);
+        store::validate(self, &mut push);
+        issues
+    }
+}
+
+fn is_header_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Headers an identity profile must never overwrite: they mean something else to every app.
+const PROTECTED_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "host",
+    "connection",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+fn validate_providers(providers: &[ProviderConfig], push: &mut impl FnMut(String, String)) {
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, p) in providers.iter().enumerate() {
+        let key = |field: &str| format!("providers[{i}].{field}");
+        if p.id.is_empty()
+            || !p
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            push(
+                key("id"),
+                format!("{:?} must be letters, digits, '-' or '_'", p.id),
+            );
+        } else if !ids.insert(p.id.clone()) {
+            push(key("id"), format!("{:?} is used by two providers", p.id));
+        }
+        if p.client_id.is_empty() {
+            push(key("client_id"), "must not be empty".into());
+        }
+        if p.client_secret.is_empty() {
+            push(key("client_secret"), "must not be empty".into());
+        }
+        match (&p.issuer, p.preset) {
+            (None, Preset::Github) => {}
+            (None, _) => push(
+                key("issuer"),
+                "is required (the provider's OpenID issuer URL)".into(),
+            ),
+            (Some(issuer), _) if !is_secure_or_local(issuer) => push(
+                key("issuer"),
+                format!("{issuer:?} must be an https:// URL (plain http only on loopback)"),
+            ),
+            _ => {}
+        }
+        let e = &p.endpoints;
+        for (name, url) in [
+            ("authorization", &e.authorization),
+            ("token", &e.token),
+            ("userinfo", &e.userinfo),
+            ("emails", &e.emails),
+        ] {
+            if let Some(url) = url
+                && !is_secure_or_local(url)
+            {
+                push(
+                    key(&format!("endpoints.{name}")),
+                    format!("{url:?} must be an https:// URL"),
+                );
+            }
+        }
+        if p.allowed_algorithms.is_empty() {
+            push(
+                key("allowed_algorithms"),
+                "must list at least one algorithm".into(),
+            );
+        }
+        for alg in &p.allowed_algorithms {
+            if !SUPPORTED_ID_TOKEN_ALGORITHMS.contains(&alg.as_str()) {
+                push(
+                    key("allowed_algorithms"),
+                    format!(
+                        "{alg:?} is not accepted; choose from {}",
+                        SUPPORTED_ID_TOKEN_ALGORITHMS.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn validate_headers(cfg: &HeaderProfileConfig, key: &str, push: &mut impl FnMut(String, String)) {
+    for (role, value) in &cfg.role_values {
+        let k = format!("{key}.role_values.{role}");
+        if crate::Role::parse(role).is_none() {
+            push(k, format!("{role:?} is not a role (admin, user, pending)"));
+        } else if value.trim().is_empty() || value.chars().any(char::is_control) {
+            push(
+                k,
+                "must be a non-empty value without control characters".into(),
+            );
+        }
+    }
+    let named = cfg
+        .custom
+        .keys()
+        .map(|k| (format!("{key}.custom.{k}"), k.as_str()));
+    let role = cfg
+        .role_header
+        .iter()
+        .map(|r| (format!("{key}.role_header"), r.as_str()));
+    for (k, name) in named.chain(role) {
+        if !is_header_token(name) {
+            push(k, format!("{name:?} is not a valid header name"));
+        } else if PROTECTED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            push(
+                k,
+                format!("{name} means something else to the app; choose another header name"),
+            );
+        }
+    }
+}
+
+/// Catches obviously broken filters; the binary parses the filter for real at start-up.
+fn tracing_filter_is_suspicious(level: &str) -> bool {
+    level.trim().is_empty() || level.contains(char::is_whitespace)
+}
