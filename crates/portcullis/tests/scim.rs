@@ -121,6 +121,11 @@ async fn entra_and_okta_provisioning_sequences() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{ada}");
     let id = ada["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        ada["meta"]["location"],
+        h.url(&format!("/scim/v2/Users/{id}")),
+        "an absolute location at the address the client used"
+    );
     let (status, again) = scim
         .call(
             M::POST,

@@ -156,6 +156,9 @@ impl Harness {
         extra: &str,
         clock: Arc<dyn portcullis_core::Clock>,
     ) -> Harness {
+        // A real port (not 0), so that the default public_url — and every link and SCIM location
+        // built from it — names the address the test actually talks to.
+        let port = if port == 0 { idp::free_port() } else { port };
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("portcullis.toml");
         let (store_keys, store_table) = store_config().await;
