@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_core::user::UserStatus;
 use portcullis_store::{ChangeKind, Store, StoreError};
 
 use crate::assertion::Assertions;
@@ -67,7 +68,15 @@ impl ChangeWatcher {
             match change.kind {
                 ChangeKind::User => {
                     if let Some(external) = &self.external {
-                        external.user_changed(&change.subject);
+                        let active = matches!(
+                            self.store.user_by_id(&change.subject).await?,
+                            Some(user) if user.status == UserStatus::Active
+                        );
+                        if active {
+                            external.user_changed(&change.subject);
+                        } else {
+                            external.user_ended(&change.subject);
+                        }
                     }
                     self.sessions.user_changed(&change.subject).await?;
                 }

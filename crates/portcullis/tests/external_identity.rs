@@ -20,6 +20,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use common::fake_idp::{FakeIdp, KID, TEST_KEY};
 use common::{Harness, received};
+use futures_util::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
@@ -236,6 +237,55 @@ async fn a_trusted_proxy_in_front_vouches_for_the_user() {
             .unwrap()
             .contains("not among the users"),
         "{body}"
+    );
+
+    // A stream opened with the proxy's identity closes when the user is disabled, as a session's
+    // does, and the identity is refused from then on.
+    let mut request = h.http.get(h.url("/sse"));
+    for (name, value) in tailscale {
+        request = request.header(name, value);
+    }
+    let sse = request.send().await.unwrap();
+    assert_eq!(sse.status(), StatusCode::OK);
+    let mut sse = sse.bytes_stream();
+    h.upstream.send_event("before");
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), sse.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("before"));
+    let state = &h.running.state;
+    let alice = state
+        .store
+        .user_by_email("alice@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    state
+        .directory
+        .set_status(
+            &alice.username,
+            portcullis_core::user::UserStatus::Disabled,
+            &portcullis_auth::audit::Actor::new("test", None),
+        )
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match sse.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the stream must close within 5 s");
+    let (status, _) = call(&h, &h.http, &tailscale).await;
+    assert_ne!(
+        status,
+        StatusCode::OK,
+        "a disabled user's identity is refused"
     );
     h.running.shutdown().await;
 }

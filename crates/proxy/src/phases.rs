@@ -83,6 +83,7 @@ pub async fn authenticate(
         && let Some(identity) = external_identity(external, ctx, headers).await?
     {
         ctx.external_sid = Some(format!("external:{}", identity.subject));
+        ctx.guard = Some(external.stream_guard(&identity.subject));
         ctx.identity = Some(identity);
         return Ok(());
     }
