@@ -268,60 +268,52 @@ async fn upstreams(config: &Config, http: &reqwest::Client, report: &mut LiveRep
 
 /// Signs a new, clearly named canary user in to an Open WebUI app the way Portcullis would (the
 /// app's identity headers, the JSON body its sign-in needs) and reports the role it got.
-async fn canary_sign_in(
-    config: &Config,
-    http: &reqwest::Client,
-    name: &str,
-    report: &mut LiveReport,
-) {
-    let source = format!("--canary {name}");
-    let Some(cfg) = config.apps.iter().find(|a| a.name == name) else {
-        report.problem(
-            "LIVE-CANARY",
-            Severity::Error,
-            "no canary sign-in was tried".into(),
-            format!("no app is called {name:?}"),
-            "name an app from portcullis.toml".into(),
-            source,
-        );
-        return;
-    };
-    if cfg.identity_headers.profile != ProfileName::Openwebui {
-        report.problem("LIVE-CANARY", Severity::Error, "no canary sign-in was tried".into(), format!("app {name:?} does not use the openwebui profile; the canary speaks Open WebUI's trusted-header sign-in"), "use --canary with an Open WebUI app".into(), source);
-        return;
-    }
-    let table = match RouteTable::build(config, Some(SocketAddr::from(([127, 0, 0, 1], 9)))) {
-        Ok(t) => t,
-        Err(e) => {
-            report.problem(
-                "LIVE-CANARY",
-                Severity::Error,
-                "no canary sign-in was tried".into(),
-                e.to_string(),
-                "fix the configuration first".into(),
-                source,
-            );
-            return;
-        }
-    };
-    let Some(app) = table.apps().find(|a| a.name == name) else {
-        return;
-    };
-    // A new address every run (nanoseconds: two runs in one second must not share a user, or the
-    // second would report the first one's role).
+/// A new canary identity every run (nanoseconds: two runs in one second must not share a user,
+/// or the second would report the first one's role).
+fn canary_identity() -> Identity {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     let email = format!("portcullis-canary-{stamp}@canary.invalid");
-    let identity = Identity {
+    Identity {
         subject: format!("canary-{stamp}"),
         username: email.clone(),
-        email: Some(email.clone()),
+        email: Some(email),
         display_name: "Portcullis canary".into(),
         groups: Vec::new(),
         role: Role::User,
+    }
+}
+
+/// Open WebUI's trusted-header sign-in with exactly the headers the app `name` receives:
+/// its status and JSON answer. `Err` says why no sign-in could be tried.
+async fn canary_request(
+    config: &Config,
+    http: &reqwest::Client,
+    name: &str,
+    identity: &Identity,
+) -> Result<(reqwest::StatusCode, serde_json::Value), (String, String)> {
+    let Some(cfg) = config.apps.iter().find(|a| a.name == name) else {
+        return Err((
+            format!("no app is called {name:?}"),
+            "name an app from portcullis.toml".into(),
+        ));
     };
+    if cfg.identity_headers.profile != ProfileName::Openwebui {
+        return Err((
+            format!(
+                "app {name:?} does not use the openwebui profile; the canary speaks Open WebUI's trusted-header sign-in"
+            ),
+            "use --canary with an Open WebUI app".into(),
+        ));
+    }
+    let table = RouteTable::build(config, Some(SocketAddr::from(([127, 0, 0, 1], 9))))
+        .map_err(|e| (e.to_string(), "fix the configuration first".to_owned()))?;
+    let app = table
+        .apps()
+        .find(|a| a.name == name)
+        .ok_or_else(|| (format!("no app is called {name:?}"), String::new()))?;
     let mut request = http
         .post(format!(
             "{}/api/v1/auths/signin",
@@ -329,29 +321,47 @@ async fn canary_sign_in(
         ))
         .json(&serde_json::json!({ "email": "", "password": "" }));
     for (header, field) in &app.identity_headers {
-        if let Some(value) = app.header_value(&identity, *field) {
+        if let Some(value) = app.header_value(identity, *field) {
             request = request.header(header.clone(), value);
         }
     }
-    let (status, body) = match request.send().await {
-        Ok(r) => (
-            r.status(),
-            r.json::<serde_json::Value>().await.unwrap_or_default(),
-        ),
-        Err(e) => {
+    let response = request.send().await.map_err(|e| {
+        (
+            format!("the sign-in request did not get an answer: {}", chain(&e)),
+            "start the app (see LIVE-UPSTREAM)".to_owned(),
+        )
+    })?;
+    let status = response.status();
+    Ok((status, response.json().await.unwrap_or_default()))
+}
+
+/// Signs a new, clearly named canary user in to an Open WebUI app the way Portcullis would and
+/// reports the role it got.
+async fn canary_sign_in(
+    config: &Config,
+    http: &reqwest::Client,
+    name: &str,
+    report: &mut LiveReport,
+) {
+    let source = format!("--canary {name}");
+    let identity = canary_identity();
+    let email = identity.email.clone().unwrap_or_default();
+    let (status, body) = match canary_request(config, http, name, &identity).await {
+        Ok(answer) => answer,
+        Err((why, fix)) => {
             report.problem(
                 "LIVE-CANARY",
                 Severity::Error,
-                format!("sign-in to {name} fails"),
-                format!("the sign-in request did not get an answer: {}", chain(&e)),
-                "start the app (see LIVE-UPSTREAM)".into(),
+                format!("no canary sign-in to {name} could be tried"),
+                why,
+                fix,
                 source,
             );
             return;
         }
     };
-    let detail = body["detail"].as_str().unwrap_or_default().to_owned();
     if !status.is_success() {
+        let detail = body["detail"].as_str().unwrap_or_default();
         report.problem(
             "LIVE-CANARY",
             Severity::Error,
@@ -366,7 +376,7 @@ async fn canary_sign_in(
         );
         return;
     }
-    let role = body["role"].as_str().unwrap_or("unknown").to_owned();
+    let role = body["role"].as_str().unwrap_or("unknown");
     let cleanup = format!("delete {email} in Open WebUI's admin panel (Users)");
     if role == "pending" {
         report.problem(
