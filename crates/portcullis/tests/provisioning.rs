@@ -71,7 +71,7 @@ async fn receiver() -> (String, Arc<Received>) {
 fn sink_toml(url: &str) -> String {
     format!(
         "[[sinks]]\nid = 'hook'\nkind = 'webhook'\nurl = '{url}'\nsecret = '{SECRET}'\n\
-         [provisioning]\nretry_base = '1s'\nretry_max = '2s'\nconcurrency = 8\n"
+         [provisioning]\nretry_base = '1s'\nretry_max = '2s'\nconcurrency = 8\nlease = '3s'\n"
     )
 }
 

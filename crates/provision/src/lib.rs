@@ -30,7 +30,7 @@ pub use sink::{Event, Sink, SinkError};
 
 /// How often the worker looks for work when there is none.
 const POLL: Duration = Duration::from_millis(500);
-/// Deliveries taken from the store per round.
+/// The most deliveries one round claims (see `claim_size`).
 const BATCH: u32 = 200;
 
 /// A sink with the app whose users it receives.
@@ -121,6 +121,14 @@ impl Provisioner {
         self.targets.is_empty()
     }
 
+    /// How many deliveries one round claims: enough to keep `concurrency` busy, few enough that
+    /// what a killed process held (and others wait a lease for) stays small.
+    fn claim_size(&self) -> u32 {
+        u32::try_from(self.settings.concurrency.saturating_mul(4))
+            .unwrap_or(BATCH)
+            .clamp(1, BATCH)
+    }
+
     /// Delivers until the process ends.
     pub async fn run(self: Arc<Self>) {
         loop {
@@ -147,7 +155,7 @@ impl Provisioner {
         let now = self.clock.now();
         let due = self
             .store
-            .claim_due_deliveries(now, now.plus(self.settings.lease), BATCH)
+            .claim_due_deliveries(now, now.plus(self.settings.lease), self.claim_size())
             .await?;
         let attempted = due.len();
         let mut running = JoinSet::new();
