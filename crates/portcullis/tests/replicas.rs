@@ -253,7 +253,7 @@ async fn replicas_share_the_outbox_and_a_killed_one_loses_nothing() {
 
     let pg = PgCluster::start();
     let upstream = common::upstream::start().await;
-    let extra = "[provisioning]\nlease = \"2s\"\nconcurrency = 4\n";
+    let extra = "[provisioning]\nlease = \"5s\"\nconcurrency = 4\n";
     let sink = format!(
         "[[sinks]]\nid = \"hook\"\nkind = \"webhook\"\nurl = \"{hook}\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n"
     );
@@ -282,7 +282,7 @@ async fn replicas_share_the_outbox_and_a_killed_one_loses_nothing() {
         async move { seen.lock().await.len() == USERS }
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await; // a lease's length: any re-delivery lands
+    tokio::time::sleep(Duration::from_secs(5)).await; // a lease's length: any re-delivery lands
     let seen = seen.lock().await;
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     // At-least-once: only what A had in flight when it died may arrive twice (at most its

@@ -121,10 +121,11 @@ impl Provisioner {
         self.targets.is_empty()
     }
 
-    /// How many deliveries one round claims: enough to keep `concurrency` busy, few enough that
-    /// what a killed process held (and others wait a lease for) stays small.
+    /// How many deliveries one round claims: as many as it delivers at once. Every claimed
+    /// delivery starts at once, so a claim outlives its lease only if one delivery takes longer
+    /// than the lease (the sinks' timeouts are shorter), and a killed process holds few.
     fn claim_size(&self) -> u32 {
-        u32::try_from(self.settings.concurrency.saturating_mul(4))
+        u32::try_from(self.settings.concurrency)
             .unwrap_or(BATCH)
             .clamp(1, BATCH)
     }
