@@ -315,8 +315,11 @@ async fn sweep_sessions(sessions: Arc<SessionManager>) {
 fn init_logging(config: &Config) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .with_context(|| format!("log.level {:?} is not a valid filter", config.log.level))?;
+    // Colours only for a person at a terminal: log files and journald get plain text.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(terminal)
         .with_writer(std::io::stderr);
     let result = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
