@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::patch::{self, PatchBody};
 use super::{
-    GROUP_SCHEMA, ListQuery, SCIM_SOURCE, ScimCaller, ScimError, ScimResult, filter, json_body,
+    GROUP_SCHEMA, ListQuery, SCIM_SOURCE, ScimCaller, ScimError, ScimResult, json_body,
     list_response, location, scim_json,
 };
 use crate::state::AppState;
@@ -92,10 +92,7 @@ pub async fn list(
 
 /// The groups that match the query's filter, projected as it asks.
 pub async fn matching(state: &AppState, query: &ListQuery) -> ScimResult<Vec<Value>> {
-    let terms = match query.filter.as_deref() {
-        Some(f) => filter::parse(f).map_err(|m| ScimError::invalid("invalidFilter", m))?,
-        None => Vec::new(),
-    };
+    let terms = query.terms()?;
     let with_members = !query.excludes("members");
     let mut resources = Vec::new();
     for group in known(state).await? {

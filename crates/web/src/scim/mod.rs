@@ -256,6 +256,14 @@ fn comma_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, 
 }
 
 impl ListQuery {
+    /// The filter's terms (none without a filter); a filter we cannot read is `invalidFilter`.
+    pub fn terms(&self) -> ScimResult<Vec<filter::Equals>> {
+        match self.filter.as_deref() {
+            Some(f) => filter::parse(f).map_err(|m| ScimError::invalid("invalidFilter", m)),
+            None => Ok(Vec::new()),
+        }
+    }
+
     pub fn excludes(&self, attribute: &str) -> bool {
         self.excluded_attributes.as_deref().is_some_and(|list| {
             list.split(',')

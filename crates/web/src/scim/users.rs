@@ -149,10 +149,7 @@ pub async fn list(
 
 /// The users that match the query's filter, projected as it asks.
 pub async fn matching(state: &AppState, query: &ListQuery) -> ScimResult<Vec<Value>> {
-    let terms = match query.filter.as_deref() {
-        Some(f) => filter::parse(f).map_err(|m| ScimError::invalid("invalidFilter", m))?,
-        None => Vec::new(),
-    };
+    let terms = query.terms()?;
     let mut resources = Vec::new();
     let (users, _) = state.store.find_users(None, 0, u32::MAX).await?;
     for user in users {
