@@ -495,12 +495,7 @@ impl SessionManager {
     }
 
     async fn end(&self, id_hash: &str) -> Result<(), StoreError> {
-        // Forget the session in memory first: even if the store write fails, this process
-        // refuses the cookie from now on.
-        self.cache.forget(id_hash);
-        self.store.delete_session(id_hash).await?;
-        self.announce_ended(std::slice::from_ref(&id_hash.to_owned()))
-            .await
+        end_session(&*self.store, &self.cache, &*self.clock, id_hash).await
     }
 
     /// Tells the other processes (replicas, through the change feed) that sessions ended, so
@@ -623,15 +618,9 @@ impl RefreshTask {
             RefreshOutcome::Rejected(reason) => {
                 tracing::info!(provider = %tokens.provider, user = %self.active.identity.username, reason = %reason,
                     "the provider refused to refresh the session; it ends");
-                self.cache.forget(id_hash);
-                if let Err(e) = self.store.delete_session(id_hash).await {
-                    tracing::warn!(error = %e, "could not delete the ended session");
-                } else if let Err(e) = self
-                    .store
-                    .record_change(ChangeKind::Session, id_hash, self.clock.now())
-                    .await
+                if let Err(e) = end_session(&*self.store, &self.cache, &*self.clock, id_hash).await
                 {
-                    tracing::warn!(error = %e, "could not announce the ended session");
+                    tracing::warn!(error = %e, "could not end the session in the store");
                 }
             }
             RefreshOutcome::Unavailable(reason) => {
@@ -643,6 +632,21 @@ impl RefreshTask {
         }
         tokens.refreshing.store(false, Ordering::Release);
     }
+}
+
+/// Ends one session: forgotten in memory first (so even if the store write fails, this process
+/// refuses the cookie from now on), deleted, and announced on the change feed for the others.
+async fn end_session(
+    store: &dyn Store,
+    cache: &SessionCache,
+    clock: &dyn Clock,
+    id_hash: &str,
+) -> Result<(), StoreError> {
+    cache.forget(id_hash);
+    store.delete_session(id_hash).await?;
+    store
+        .record_change(ChangeKind::Session, id_hash, clock.now())
+        .await
 }
 
 fn secs(d: Duration) -> i64 {
