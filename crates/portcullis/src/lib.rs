@@ -7,5 +7,6 @@ pub mod admin;
 pub mod config;
 pub mod doctor;
 pub mod explain;
+mod logging;
 pub mod serve;
 pub mod store_cmd;

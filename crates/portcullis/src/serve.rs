@@ -18,16 +18,16 @@ use portcullis_auth::seal::Sealer;
 use portcullis_auth::watch::ChangeWatcher;
 use portcullis_auth::{LocalLogin, LoginThrottle, PasswordHasher, SessionManager, SetupToken};
 use portcullis_core::Clock;
-use portcullis_core::config::{Config, LogFormat, WHOAMI_UPSTREAM};
+use portcullis_core::config::{Config, WHOAMI_UPSTREAM};
 use portcullis_provision::{ProvisionMetrics, Provisioner};
 use portcullis_proxy::forwarded::TrustedProxies;
 use portcullis_proxy::{Gateway, Metrics, RouteTable};
 use portcullis_store::Store;
-use portcullis_web::{AppState, Audit, WebSettings};
+use portcullis_web::{AppState, Audit, IdleHook, WebSettings};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config;
+use crate::{config, logging};
 
 /// How often expired sessions are deleted from the store.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
@@ -54,8 +54,13 @@ fn needs_whoami(config: &Config) -> bool {
     config.apps.is_empty() || config.apps.iter().any(|a| a.upstream == WHOAMI_UPSTREAM)
 }
 
-/// Builds everything from a validated configuration and starts serving on `config.listen`.
-pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+/// Builds everything from a validated configuration and starts serving on `config.listen`, with
+/// one worker thread per CPU (`on_idle` runs whenever one runs out of work).
+pub async fn start(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    on_idle: Option<IdleHook>,
+) -> anyhow::Result<Running> {
     let store = crate::config::open_store(&config)
         .await
         .map_err(anyhow::Error::msg)?;
@@ -67,7 +72,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     provision_metrics.register(metrics.registry_mut());
     let metrics = Arc::new(metrics);
     let provisioner = provisioner(&config, &store, &clock, provision_metrics)?;
-    let (gateway, watcher) = gateway(&config, &store, &clock, &sealer, &sessions, &metrics).await?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (gateways, watcher) = gateways(
+        &config, workers, &store, &clock, &sealer, &sessions, &metrics,
+    )
+    .await?;
     let setup = Arc::new(SetupToken::default());
     let setup_link = if store.count_admins().await? == 0 {
         let token = setup.issue();
@@ -85,7 +94,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         sessions: sessions.clone(),
         local_login: Arc::new(local_login(&config, &store, &clock)?),
         setup,
-        gateway,
+        gateway: gateways[0].clone(),
         metrics,
         audit: Audit::new(store.clone(), clock.clone()),
         directory: Arc::new(Directory::new(
@@ -104,16 +113,24 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let grace = config.shutdown_grace;
-    let serve_state = state.clone();
+    let worker_states = gateways
+        .into_iter()
+        .map(|gateway| AppState {
+            gateway,
+            ..state.clone()
+        })
+        .collect();
+    let signal = async {
+        let _ = shutdown_rx.await;
+    };
+    let serving = portcullis_web::serve(listener, worker_states, on_idle, signal, grace)
+        .context("starting the worker threads")?;
     let sweeper = tokio::spawn(sweep_sessions(sessions));
     let watching = tokio::spawn(watcher.run());
     // Delivery runs beside the request path: a sink that is down never slows sign-in.
     let provisioning = (!provisioner.is_empty()).then(|| tokio::spawn(provisioner.run()));
     let task = tokio::spawn(async move {
-        let signal = async {
-            let _ = shutdown_rx.await;
-        };
-        portcullis_web::serve(listener, serve_state, signal, grace).await;
+        serving.await;
         sweeper.abort();
         watching.abort();
         if let Some(provisioning) = provisioning {
@@ -193,16 +210,18 @@ fn provisioner(
     )))
 }
 
-/// The request path (routes, sessions, keys, assertions, identities from outside) and the
-/// change watcher that keeps its caches current.
-async fn gateway(
+/// The request path (routes, sessions, keys, assertions, identities from outside) for each of
+/// `workers` worker threads, and the change watcher that keeps its caches current. The workers
+/// share everything but their routes, whose upstream connection pools each worker owns.
+async fn gateways(
     config: &Config,
+    workers: usize,
     store: &Arc<dyn Store>,
     clock: &Arc<dyn Clock>,
     sealer: &Sealer,
     sessions: &Arc<SessionManager>,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<(Arc<Gateway>, ChangeWatcher)> {
+) -> anyhow::Result<(Vec<Arc<Gateway>>, ChangeWatcher)> {
     let whoami = if needs_whoami(config) {
         Some(
             portcullis_web::whoami::spawn_upstream()
@@ -212,7 +231,6 @@ async fn gateway(
     } else {
         None
     };
-    let routes = Arc::new(RouteTable::build(config, whoami)?);
     let keys = Arc::new(KeyRing::new(store.clone(), clock.clone()));
     keys.reload().await.context("loading API keys")?;
     let assertions = if config.assertion.enabled {
@@ -243,16 +261,21 @@ async fn gateway(
         .await?
         .with_assertions(assertions.clone())
         .with_external(external.clone());
-    let gateway = Arc::new(Gateway {
-        routes,
-        sessions: sessions.clone(),
-        keys,
-        trusted: TrustedProxies::new(config.trusted_proxies.clone()),
-        metrics: metrics.clone(),
-        assertions,
-        external,
-    });
-    Ok((gateway, watcher))
+    let trusted = TrustedProxies::new(config.trusted_proxies.clone());
+    let gateways = (0..workers.max(1))
+        .map(|_| {
+            Ok(Arc::new(Gateway {
+                routes: Arc::new(RouteTable::build(config, whoami)?),
+                sessions: sessions.clone(),
+                keys: keys.clone(),
+                trusted: trusted.clone(),
+                metrics: metrics.clone(),
+                assertions: assertions.clone(),
+                external: external.clone(),
+            }))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((gateways, watcher))
 }
 
 fn web_settings(config: &Config) -> WebSettings {
@@ -312,22 +335,6 @@ async fn sweep_sessions(sessions: Arc<SessionManager>) {
     }
 }
 
-fn init_logging(config: &Config) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
-        .with_context(|| format!("log.level {:?} is not a valid filter", config.log.level))?;
-    // Colours only for a person at a terminal: log files and journald get plain text.
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(terminal)
-        .with_writer(std::io::stderr);
-    let result = match config.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-    result.map_err(|e| anyhow::anyhow!("could not start logging: {e}"))
-}
-
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -359,12 +366,21 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    if let Err(e) = init_logging(&config) {
-        eprintln!("{e:#}");
-        return ExitCode::from(64);
-    }
+    let log = match logging::init(&config) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::from(64);
+        }
+    };
+    let flush_log: IdleHook = {
+        let log = log.clone();
+        Arc::new(move || log.flush())
+    };
+    let idle = flush_log.clone();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(move || idle())
         .build()
     {
         Ok(rt) => rt,
@@ -373,9 +389,10 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let log_in_runtime = log.clone();
+    let exit = runtime.block_on(async move {
         let clock: Arc<dyn Clock> = Arc::new(portcullis_core::SystemClock);
-        let running = match start(config.clone(), clock).await {
+        let running = match start(config.clone(), clock, Some(flush_log)).await {
             Ok(running) => running,
             Err(e) => {
                 tracing::error!("could not start: {e:#}");
@@ -385,6 +402,8 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
         };
         let source = used.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
         tracing::info!(addr = %running.addr, config = %source, "Portcullis is listening");
+        // What follows goes straight to stderr: the log lines before it come first.
+        log_in_runtime.flush();
         eprintln!("Portcullis is listening on http://{} ({source})", running.addr);
         if let Some(link) = &running.setup_link {
             eprintln!(
@@ -396,5 +415,8 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
         tracing::info!("shutdown requested");
         running.shutdown().await;
         ExitCode::SUCCESS
-    })
+    });
+    drop(runtime);
+    log.flush();
+    exit
 }

@@ -99,18 +99,23 @@ fn environment_overrides_use_double_underscores_and_unknown_keys_fail() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("sesion"));
 }
 
-/// A running binary with its setup link.
+/// A running binary with its setup link, and its stderr lines after that.
 struct Served {
     child: Child,
     base: String,
     setup_link: String,
+    stderr: std::sync::mpsc::Receiver<String>,
 }
 
 fn serve(dir: &std::path::Path, extra: &str) -> Served {
+    serve_logging(dir, "warn", extra)
+}
+
+fn serve_logging(dir: &std::path::Path, level: &str, extra: &str) -> Served {
     let port = free_port();
     std::fs::write(
         dir.join("portcullis.toml"),
-        format!("listen = '127.0.0.1:{port}'\nlog = {{ level = 'warn' }}\nshutdown_grace = '10s'\n{extra}"),
+        format!("listen = '127.0.0.1:{port}'\nlog = {{ level = '{level}' }}\nshutdown_grace = '10s'\n{extra}"),
     )
     .unwrap();
     let mut child = portcullis(dir, &["serve"])
@@ -121,18 +126,23 @@ fn serve(dir: &std::path::Path, extra: &str) -> Served {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("/.portcullis/setup?token=") {
-                let _ = tx.send(line.trim().to_owned());
-            }
+            let _ = tx.send(line);
         }
     });
-    let setup_link = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the binary prints a setup link");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let setup_link = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the binary prints a setup link");
+        if line.contains("/.portcullis/setup?token=") {
+            break line.trim().to_owned();
+        }
+    };
     Served {
         child,
         base: format!("http://127.0.0.1:{port}"),
         setup_link,
+        stderr: rx,
     }
 }
 
@@ -255,6 +265,46 @@ async fn shutdown_lets_in_flight_streams_finish() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_are_written_as_soon_as_the_server_is_idle() {
+    let upstream = common::upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve_logging(
+        dir.path(),
+        "info",
+        &format!("[[apps]]\nname = 'app'\nupstream = '{}'\n", upstream.url()),
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = admin_cookie(&http, &served).await;
+    let response = http
+        .get(format!("{}/logged/once", served.base))
+        .header(COOKIE, format!("_portcullis={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // Lines are batched under load; with nothing else to do, the line must appear at once.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let line = loop {
+        let line = served
+            .stderr
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the access log line is written within 2 s of an idle server's request");
+        if line.contains("portcullis::access") && line.contains("/logged/once") {
+            break line;
+        }
+    };
+    for expected in ["status=200", "user=\"admin\"", "app=app"] {
+        assert!(line.contains(expected), "{expected} missing from {line}");
+    }
+    let mut child = served.child;
+    terminate(&child);
+    assert!(child.wait().unwrap().success());
 }
 
 /// Runs a CLI command in `dir` (sharing the server's portcullis.toml), with `stdin` as input.

@@ -22,7 +22,9 @@ mod sign_in;
 mod sign_out;
 mod state;
 pub mod whoami;
+mod workers;
 
 pub use portcullis_auth::audit::Audit;
 pub use server::{router, serve};
 pub use state::{AppState, WebSettings};
+pub use workers::IdleHook;

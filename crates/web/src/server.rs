@@ -21,9 +21,11 @@ use portcullis_core::config::{RESERVED_PREFIXES, SHARED_PREFIXES};
 use portcullis_core::path::{canonicalize, has_prefix};
 use portcullis_proxy::respond;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tower::ServiceExt;
 
 use crate::state::AppState;
+use crate::workers::{Handoff, IdleHook, Workers};
 use crate::{
     account, admin, api, backchannel, forward_auth, health, oidc, scim, setup, sign_in, sign_out,
     whoami,
@@ -142,13 +144,53 @@ fn is_shared_path(path: &str) -> bool {
         .any(|prefix| has_prefix(path, prefix))
 }
 
-/// Serves Portcullis on `listener` until `shutdown` resolves, then lets in-flight requests finish
-/// for up to `grace`. Requests for apps go straight to the gateway; the router sees only
-/// Portcullis's own paths.
-pub async fn serve(
+/// Starts the worker threads and returns the accept loop, which serves Portcullis on `listener`
+/// until `shutdown` resolves and then lets in-flight requests finish for up to `grace`. Fails
+/// only when the workers cannot be started.
+///
+/// Connections are accepted here and served by one worker thread per state in `workers` (see
+/// [`crate::workers`]); each state carries the gateway whose upstream pools that worker owns.
+pub fn serve(
     listener: TcpListener,
-    state: AppState,
+    workers: Vec<AppState>,
+    on_idle: Option<IdleHook>,
     shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<impl Future<Output = ()>> {
+    let mut workers = Workers::start(workers, on_idle, move |state, connections| {
+        serve_connections(connections, state, grace)
+    })?;
+    Ok(async move {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => workers.dispatch(stream, peer),
+                    Err(e) => {
+                        // Usually EMFILE: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        tracing::info!(
+            "shutting down: waiting up to {} s for in-flight requests",
+            grace.as_secs()
+        );
+        workers.finish().await;
+        tracing::info!("all connections closed");
+    })
+}
+
+/// One worker: serves the connections it is handed until the acceptor stops handing them, then
+/// lets in-flight requests finish for up to `grace`. Requests for apps go straight to the
+/// gateway; the router sees only Portcullis's own paths.
+async fn serve_connections(
+    mut connections: mpsc::UnboundedReceiver<Handoff>,
+    state: AppState,
     grace: Duration,
 ) {
     let router = router(state.clone());
@@ -159,19 +201,14 @@ pub async fn serve(
         .header_read_timeout(HEAD_READ_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Usually EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
+    while let Some((stream, peer)) = connections.recv().await {
+        // Registered with this worker's runtime: the connection is driven here for its life.
+        let stream = match tokio::net::TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(error = %e, %peer, "could not take over a connection");
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
@@ -206,13 +243,8 @@ pub async fn serve(
             }
         });
     }
-    drop(listener);
-    tracing::info!(
-        "shutting down: waiting up to {} s for in-flight requests",
-        grace.as_secs()
-    );
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = graceful.shutdown() => tracing::debug!("a worker's connections have all closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
 }
