@@ -29,7 +29,9 @@ impl std::error::Error for IdleTimeoutError {}
 pub struct IdleTimeout<B> {
     inner: B,
     idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Made on the first wait: most bodies (short responses) are ready when first polled and
+    /// never need a timer.
+    timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
 }
 
@@ -38,7 +40,7 @@ impl<B> IdleTimeout<B> {
         IdleTimeout {
             inner,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
             waiting: false,
         }
     }
@@ -57,20 +59,22 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.waiting = false;
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        // A wait starts now (or goes on since an earlier poll): the clock runs from its start.
         if !this.waiting {
             let deadline = Instant::now() + this.idle;
-            this.timer.as_mut().reset(deadline);
+            match &mut this.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
             this.waiting = true;
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                this.waiting = false;
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
-            }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(IdleTimeoutError(this.idle))))),
-                Poll::Pending => Poll::Pending,
-            },
+        match this.timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Some(Err(Box::new(IdleTimeoutError(this.idle))))),
+            _ => Poll::Pending,
         }
     }
 
@@ -99,14 +103,17 @@ impl std::error::Error for AccessEnded {}
 /// user, revoked key), so a long SSE stream cannot outlive the access that started it.
 pub struct Guarded<B> {
     inner: B,
-    ended: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    guard: tokio_util::sync::CancellationToken,
+    /// Made on the first wait, like [`IdleTimeout`]'s timer.
+    ended: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
 }
 
 impl<B> Guarded<B> {
     pub fn new(inner: B, guard: tokio_util::sync::CancellationToken) -> Self {
         Guarded {
             inner,
-            ended: Box::pin(guard.cancelled_owned()),
+            guard,
+            ended: None,
         }
     }
 }
@@ -126,12 +133,17 @@ where
         let this = &mut *self;
         // Data already there flows (a short response that raced the end completes cleanly); a
         // stream that is waiting for more is cut once its access has ended.
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(frame.map(|r| r.map_err(Into::into))),
-            Poll::Pending if this.ended.as_mut().poll(cx).is_ready() => {
-                Poll::Ready(Some(Err(Box::new(AccessEnded))))
-            }
-            Poll::Pending => Poll::Pending,
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
+        }
+        let guard = &this.guard;
+        let ended = this
+            .ended
+            .get_or_insert_with(|| Box::pin(guard.clone().cancelled_owned()));
+        if ended.as_mut().poll(cx).is_ready() {
+            Poll::Ready(Some(Err(Box::new(AccessEnded))))
+        } else {
+            Poll::Pending
         }
     }
 

@@ -57,6 +57,9 @@ impl DropList {
 
     /// Removes every listed header and every header that `Connection` names, whatever their case
     /// or count. `TE: trailers` is the one hop-by-hop value a proxy may pass on, so it is kept.
+    ///
+    /// Works in place: one look at each distinct name, and a removal only for the (usually no)
+    /// names that must go, so a clean message costs no allocation.
     pub fn apply(&self, headers: &mut HeaderMap) {
         let named = connection_named(headers);
         let te_trailers = headers
@@ -66,19 +69,14 @@ impl DropList {
                 v.split(',')
                     .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
             });
-        let old = std::mem::take(headers);
-        headers.reserve(old.len());
-        let mut current: Option<HeaderName> = None;
-        let mut keep = false;
-        // `into_iter` names a header once, then yields its further values with `None`.
-        for (name, value) in old {
-            if let Some(name) = name {
-                keep = !self.0.contains(&name) && !named.contains(&name);
-                current = Some(name);
-            }
-            if let (true, Some(name)) = (keep, &current) {
-                headers.append(name.clone(), value);
-            }
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| self.0.contains(*name) || named.contains(name))
+            .cloned()
+            .collect();
+        for name in doomed {
+            // `remove` takes every value of the name.
+            headers.remove(name);
         }
         if te_trailers {
             headers.insert(header::TE, http::HeaderValue::from_static("trailers"));
@@ -126,6 +124,21 @@ mod tests {
         list.apply(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn kept_headers_keep_every_value_in_order() {
+        let mut h = HeaderMap::new();
+        h.append("x-a", "1".parse().unwrap());
+        h.append("keep-alive", "timeout=5".parse().unwrap());
+        h.append("x-a", "2".parse().unwrap());
+        h.append("x-b", "3".parse().unwrap());
+        DropList::hop_by_hop().apply(&mut h);
+        // The order of different names carries no meaning (RFC 9110 §5.3); that of one name's
+        // values does.
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.get_all("x-a").iter().collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(h.get("x-b").unwrap(), "3");
     }
 
     #[test]

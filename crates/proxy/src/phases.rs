@@ -203,10 +203,10 @@ pub fn rewrite(ctx: &RequestContext, assertions: Option<&Assertions>, headers: &
         Some(chain) => format!("{chain}, {}", ctx.client.peer_ip),
         None => ctx.client.peer_ip.to_string(),
     };
-    set(headers, "x-forwarded-for", &forwarded_for);
-    set(headers, "x-forwarded-proto", ctx.scheme);
-    set(headers, "x-forwarded-host", &ctx.host_with_port);
-    set(headers, "x-real-ip", &ctx.client.client_ip.to_string());
+    set(headers, X_FORWARDED_FOR, &forwarded_for);
+    set(headers, X_FORWARDED_PROTO, ctx.scheme);
+    set(headers, X_FORWARDED_HOST, &ctx.host_with_port);
+    set(headers, X_REAL_IP, &ctx.client.client_ip.to_string());
     headers.insert(header::HOST, app.host_header.clone());
     if let Some(identity) = &ctx.identity {
         for (name, field) in &app.identity_headers {
@@ -239,7 +239,13 @@ pub fn assertion(ctx: &RequestContext, assertions: Option<&Assertions>) -> Optio
     HeaderValue::from_str(&token).ok()
 }
 
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+// Names as constants: a `&'static str` name is parsed again on every insert.
+const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: header::HeaderName = header::HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: header::HeaderName = header::HeaderName::from_static("x-real-ip");
+
+fn set(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(name, value);
     }
