@@ -23,7 +23,7 @@ use portcullis_provision::{ProvisionMetrics, Provisioner};
 use portcullis_proxy::forwarded::TrustedProxies;
 use portcullis_proxy::{Gateway, Metrics, RouteTable};
 use portcullis_store::Store;
-use portcullis_web::{AppState, Audit, IdleHook, WebSettings};
+use portcullis_web::{AppState, Audit, WebSettings};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -55,12 +55,8 @@ fn needs_whoami(config: &Config) -> bool {
 }
 
 /// Builds everything from a validated configuration and starts serving on `config.listen`, with
-/// one worker thread per CPU (`on_idle` runs whenever one runs out of work).
-pub async fn start(
-    config: Config,
-    clock: Arc<dyn Clock>,
-    on_idle: Option<IdleHook>,
-) -> anyhow::Result<Running> {
+/// one worker thread per CPU.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let store = crate::config::open_store(&config)
         .await
         .map_err(anyhow::Error::msg)?;
@@ -123,7 +119,7 @@ pub async fn start(
     let signal = async {
         let _ = shutdown_rx.await;
     };
-    let serving = portcullis_web::serve(listener, worker_states, on_idle, signal, grace)
+    let serving = portcullis_web::serve(listener, worker_states, signal, grace)
         .context("starting the worker threads")?;
     let sweeper = tokio::spawn(sweep_sessions(sessions));
     let watching = tokio::spawn(watcher.run());
@@ -373,14 +369,8 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let flush_log: IdleHook = {
-        let log = log.clone();
-        Arc::new(move || log.flush())
-    };
-    let idle = flush_log.clone();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_park(move || idle())
         .build()
     {
         Ok(rt) => rt,
@@ -391,8 +381,9 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
     };
     let log_in_runtime = log.clone();
     let exit = runtime.block_on(async move {
+        let flushing = tokio::spawn(log_in_runtime.clone().flush_every(logging::FLUSH_INTERVAL));
         let clock: Arc<dyn Clock> = Arc::new(portcullis_core::SystemClock);
-        let running = match start(config.clone(), clock, Some(flush_log)).await {
+        let running = match start(config.clone(), clock).await {
             Ok(running) => running,
             Err(e) => {
                 tracing::error!("could not start: {e:#}");
@@ -414,6 +405,7 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
         shutdown_signal().await;
         tracing::info!("shutdown requested");
         running.shutdown().await;
+        flushing.abort();
         ExitCode::SUCCESS
     });
     drop(runtime);

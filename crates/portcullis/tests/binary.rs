@@ -268,7 +268,7 @@ async fn shutdown_lets_in_flight_streams_finish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn access_log_lines_are_written_as_soon_as_the_server_is_idle() {
+async fn access_log_lines_are_written_promptly() {
     let upstream = common::upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let served = serve_logging(
@@ -288,13 +288,13 @@ async fn access_log_lines_are_written_as_soon_as_the_server_is_idle() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    // Lines are batched under load; with nothing else to do, the line must appear at once.
+    // Lines are written in batches, but within a fraction of a second (with margin for CI).
     let deadline = Instant::now() + Duration::from_secs(2);
     let line = loop {
         let line = served
             .stderr
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the access log line is written within 2 s of an idle server's request");
+            .expect("the access log line is written within 2 s");
         if line.contains("portcullis::access") && line.contains("/logged/once") {
             break line;
         }

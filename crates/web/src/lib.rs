@@ -27,4 +27,3 @@ mod workers;
 pub use portcullis_auth::audit::Audit;
 pub use server::{router, serve};
 pub use state::{AppState, WebSettings};
-pub use workers::IdleHook;

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tower::ServiceExt;
 
 use crate::state::AppState;
-use crate::workers::{Handoff, IdleHook, Workers};
+use crate::workers::{Handoff, Workers};
 use crate::{
     account, admin, api, backchannel, forward_auth, health, oidc, scim, setup, sign_in, sign_out,
     whoami,
@@ -153,11 +153,10 @@ fn is_shared_path(path: &str) -> bool {
 pub fn serve(
     listener: TcpListener,
     workers: Vec<AppState>,
-    on_idle: Option<IdleHook>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<impl Future<Output = ()>> {
-    let mut workers = Workers::start(workers, on_idle, move |state, connections| {
+    let mut workers = Workers::start(workers, move |state, connections| {
         serve_connections(connections, state, grace)
     })?;
     Ok(async move {

@@ -10,15 +10,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
 /// A connection handed to a worker: the socket (not yet registered with any runtime) and its peer.
 pub type Handoff = (std::net::TcpStream, SocketAddr);
-
-/// Runs whenever a worker thread has no work left, just before it waits for more.
-pub type IdleHook = Arc<dyn Fn() + Send + Sync>;
 
 /// The running workers: where accepted connections go, and how to wait for the workers to end.
 pub struct Workers {
@@ -30,11 +26,7 @@ pub struct Workers {
 impl Workers {
     /// Starts one thread per item of `each`, running `work(item, connections)` on its own
     /// single-threaded runtime until that future ends.
-    pub fn start<T, F, Fut>(
-        each: Vec<T>,
-        on_idle: Option<IdleHook>,
-        work: F,
-    ) -> std::io::Result<Self>
+    pub fn start<T, F, Fut>(each: Vec<T>, work: F) -> std::io::Result<Self>
     where
         T: Send + 'static,
         F: Fn(T, mpsc::UnboundedReceiver<Handoff>) -> Fut + Send + Clone + 'static,
@@ -48,12 +40,9 @@ impl Workers {
         for (index, item) in each.into_iter().enumerate() {
             let (lane, connections) = mpsc::unbounded_channel();
             let (ended_tx, ended) = oneshot::channel();
-            let mut runtime = tokio::runtime::Builder::new_current_thread();
-            runtime.enable_all();
-            if let Some(hook) = on_idle.clone() {
-                runtime.on_thread_park(move || hook());
-            }
-            let runtime = runtime.build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let work = work.clone();
             std::thread::Builder::new()
                 .name(format!("portcullis-worker-{index}"))

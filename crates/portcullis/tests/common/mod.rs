@@ -170,7 +170,7 @@ impl Harness {
         std::fs::write(&config_path, toml).unwrap();
         let (config, _) =
             portcullis::config::load(Some(&config_path)).unwrap_or_else(|e| panic!("{e}"));
-        let running = start(config, clock, None).await.unwrap();
+        let running = start(config, clock).await.unwrap();
         let base = format!("http://{}", running.addr);
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
