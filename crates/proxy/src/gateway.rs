@@ -13,7 +13,7 @@ use portcullis_auth::keys::KeyRing;
 
 use crate::context::RequestContext;
 use crate::forwarded::TrustedProxies;
-use crate::metrics::{AppLabels, Metrics, RequestLabels};
+use crate::metrics::Metrics;
 use crate::phases::{self, Stop};
 use crate::respond;
 use crate::routes::RouteTable;
@@ -80,19 +80,14 @@ impl Gateway {
         started: Instant,
     ) -> Response<Body> {
         let elapsed = started.elapsed();
-        let app = ctx.app_name().to_owned();
         let status = response.status().as_u16();
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                app: app.clone(),
-                status,
-            })
-            .inc();
-        self.metrics
-            .latency
-            .get_or_create(&AppLabels { app: app.clone() })
-            .observe(elapsed.as_secs_f64());
+        self.metrics.request(
+            ctx.app
+                .as_ref()
+                .map(|app| (app.name.as_str(), &app.metrics)),
+            status,
+            elapsed,
+        );
         let user = ctx
             .identity
             .as_ref()
@@ -103,7 +98,7 @@ impl Gateway {
             method = %ctx.method,
             host = %ctx.host,
             path = %ctx.path,
-            app = %app,
+            app = %ctx.app_name(),
             status,
             user,
             client = %ctx.client.client_ip,

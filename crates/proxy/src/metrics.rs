@@ -1,6 +1,9 @@
 //! Prometheus metrics, held in an explicit registry (no global recorder) and rendered by the
 //! `/metrics` route.
 
+use std::sync::Mutex;
+use std::time::Duration;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -77,6 +80,25 @@ impl Metrics {
         }
     }
 
+    /// Counts a request the gateway answered and observes its latency. `app` carries the
+    /// handles for the app it was routed to; requests no app claimed are counted under `-`.
+    pub fn request(&self, app: Option<(&str, &AppMetrics)>, status: u16, elapsed: Duration) {
+        match app {
+            Some((name, handles)) => handles.record(self, name, status, elapsed),
+            None => {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        app: "-".into(),
+                        status,
+                    })
+                    .inc();
+                self.latency
+                    .get_or_create(&AppLabels { app: "-".into() })
+                    .observe(elapsed.as_secs_f64());
+            }
+        }
+    }
+
     pub fn sign_in(&self, outcome: &str) {
         self.sign_ins
             .get_or_create(&OutcomeLabels {
@@ -97,5 +119,78 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// One app's metric handles, kept with the app (each worker has its own routes) so that a
+/// request costs no label allocation or family lookup — only the first one per status does.
+#[derive(Default)]
+pub struct AppMetrics {
+    latency: std::sync::OnceLock<Histogram>,
+    by_status: Mutex<Vec<(u16, Counter)>>,
+}
+
+impl AppMetrics {
+    fn record(&self, metrics: &Metrics, app: &str, status: u16, elapsed: Duration) {
+        self.latency
+            .get_or_init(|| {
+                metrics
+                    .latency
+                    .get_or_create(&AppLabels {
+                        app: app.to_owned(),
+                    })
+                    .clone()
+            })
+            .observe(elapsed.as_secs_f64());
+        // The lock is this worker's own (routes are per worker): never contended.
+        let mut by_status = self
+            .by_status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, counter)) = by_status.iter().find(|(s, _)| *s == status) {
+            counter.inc();
+            return;
+        }
+        let counter = metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                app: app.to_owned(),
+                status,
+            })
+            .clone();
+        counter.inc();
+        by_status.push((status, counter));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_handles_count_into_the_registered_families() {
+        let metrics = Metrics::new();
+        let handles = AppMetrics::default();
+        for status in [200, 200, 404] {
+            metrics.request(Some(("chat", &handles)), status, Duration::from_millis(2));
+        }
+        metrics.request(None, 502, Duration::from_millis(1));
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"portcullis_requests_total{app="chat",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"portcullis_requests_total{app="chat",status="404"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"portcullis_requests_total{app="-",status="502"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"portcullis_request_duration_seconds_count{app="chat"} 3"#),
+            "{text}"
+        );
     }
 }

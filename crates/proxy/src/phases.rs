@@ -199,14 +199,22 @@ pub fn rewrite(ctx: &RequestContext, assertions: Option<&Assertions>, headers: &
     if ctx.key_in_authorization {
         headers.remove(header::AUTHORIZATION);
     }
+    // Most requests come straight from their client: its address is then formatted once for
+    // both headers.
+    let peer_ip = ctx.client.peer_ip.to_string();
+    let real_ip = if ctx.client.client_ip == ctx.client.peer_ip {
+        peer_ip.clone()
+    } else {
+        ctx.client.client_ip.to_string()
+    };
     let forwarded_for = match &ctx.client.forwarded_for {
-        Some(chain) => format!("{chain}, {}", ctx.client.peer_ip),
-        None => ctx.client.peer_ip.to_string(),
+        Some(chain) => format!("{chain}, {peer_ip}"),
+        None => peer_ip,
     };
     set(headers, X_FORWARDED_FOR, &forwarded_for);
     set(headers, X_FORWARDED_PROTO, ctx.scheme);
     set(headers, X_FORWARDED_HOST, &ctx.host_with_port);
-    set(headers, X_REAL_IP, &ctx.client.client_ip.to_string());
+    set(headers, X_REAL_IP, &real_ip);
     headers.insert(header::HOST, app.host_header.clone());
     if let Some(identity) = &ctx.identity {
         for (name, field) in &app.identity_headers {

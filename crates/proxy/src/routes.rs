@@ -16,6 +16,7 @@ use portcullis_core::profile::{HeaderProfileConfig, headers_to_strip};
 use regex::Regex;
 
 use crate::hop::DropList;
+use crate::metrics::AppMetrics;
 use crate::upstream::{self, UpstreamClient};
 
 pub struct SkipAuthRule {
@@ -53,6 +54,7 @@ pub struct App {
     /// What to remove from responses: hop-by-hop headers.
     pub response_drop: DropList,
     pub client: UpstreamClient,
+    pub metrics: AppMetrics,
 }
 
 impl App {
@@ -288,6 +290,7 @@ fn compile(
         },
         response_drop: DropList::hop_by_hop(),
         client: upstream::client(&cfg.timeouts),
+        metrics: AppMetrics::default(),
     })
 }
 
