@@ -7,6 +7,11 @@
 //! idle workers are woken to steal work that is already being done. A connection that lives on
 //! one thread for its whole life, with an upstream pool owned by that thread, never has to wake
 //! another CPU — the event-loop-per-core model nginx uses. Measured in BENCHMARKS.md.
+//!
+//! Shared things still work across threads: a socket registered with one runtime (a pooled
+//! PostgreSQL connection, say) may be used from another, its readiness arriving through the
+//! runtime that owns it. Such sockets stop working once their runtime ends, which happens only at
+//! shutdown, after the last request.
 
 use std::future::Future;
 use std::net::SocketAddr;
