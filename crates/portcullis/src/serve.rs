@@ -73,6 +73,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         &config, workers, &store, &clock, &sealer, &sessions, &metrics,
     )
     .await?;
+    // Portcullis's own handlers read the routes too; any worker's copy serves.
+    let gateway = gateways
+        .first()
+        .cloned()
+        .context("no worker to serve requests")?;
     let setup = Arc::new(SetupToken::default());
     let setup_link = if store.count_admins().await? == 0 {
         let token = setup.issue();
@@ -90,7 +95,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         sessions: sessions.clone(),
         local_login: Arc::new(local_login(&config, &store, &clock)?),
         setup,
-        gateway: gateways[0].clone(),
+        gateway,
         metrics,
         audit: Audit::new(store.clone(), clock.clone()),
         directory: Arc::new(Directory::new(

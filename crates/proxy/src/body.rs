@@ -63,18 +63,18 @@ where
             this.waiting = false;
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        // A wait starts now (or goes on since an earlier poll): the clock runs from its start.
+        let idle = this.idle;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        // The clock runs from the start of a wait, not from each poll during it.
         if !this.waiting {
-            let deadline = Instant::now() + this.idle;
-            match &mut this.timer {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
+            timer.as_mut().reset(Instant::now() + idle);
             this.waiting = true;
         }
-        match this.timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Some(Err(Box::new(IdleTimeoutError(this.idle))))),
-            _ => Poll::Pending,
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(IdleTimeoutError(idle))))),
+            Poll::Pending => Poll::Pending,
         }
     }
 

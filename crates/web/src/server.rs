@@ -180,7 +180,7 @@ pub fn serve(
             grace.as_secs()
         );
         workers.finish().await;
-        tracing::info!("all connections closed");
+        tracing::info!("every worker has stopped");
     })
 }
 
