@@ -15,6 +15,8 @@ use portcullis_core::config::{Config, LogFormat};
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 
+mod text;
+
 /// A batch is written once it reaches this size, whatever the time.
 const BATCH_BYTES: usize = 64 * 1024;
 
@@ -116,7 +118,8 @@ pub fn init(config: &Config) -> anyhow::Result<LogBuffer> {
         .with_writer(buffer.clone());
     let result = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text if terminal => builder.try_init(),
+        LogFormat::Text => builder.event_format(text::PlainText).try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("could not start logging: {e}"))?;
     Ok(buffer)
