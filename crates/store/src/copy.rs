@@ -189,15 +189,6 @@ fn read(row: &AnyRow, name: &str, kind: Kind) -> Result<Value, StoreError> {
     })
 }
 
-/// A column as selected: PostgreSQL's case-insensitive names are read back as text.
-fn select_column(dialect: Dialect, table: &str, column: &str) -> String {
-    let citext = table == "users" && matches!(column, "username" | "email" | "display_name");
-    match (dialect, citext) {
-        (Dialect::Postgres, true) => format!("{column}::text AS {column}"),
-        _ => column.to_owned(),
-    }
-}
-
 impl SqlStore {
     /// Every row of every table (for moving a deployment, and for checking that it moved whole).
     pub async fn dump(&self) -> Result<Dump, StoreError> {
@@ -205,7 +196,7 @@ impl SqlStore {
         for (table, columns) in TABLES {
             let select: Vec<String> = columns
                 .iter()
-                .map(|(c, _)| select_column(self.dialect(), table, c))
+                .map(|(c, _)| self.dialect().read_column(table, c))
                 .collect();
             let order: Vec<&str> = columns.iter().take(3).map(|(c, _)| *c).collect();
             let sql = format!(

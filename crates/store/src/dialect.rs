@@ -10,6 +10,23 @@ pub enum Dialect {
     Postgres,
 }
 
+/// The columns of a user row that `rows::user_from_row` reads (with `groups`, made per dialect).
+const USER_COLUMNS: [&str; 9] = [
+    "id",
+    "username",
+    "email",
+    "display_name",
+    "role",
+    "status",
+    "created_at",
+    "last_seen_at",
+    "password_hash",
+];
+
+/// The users columns PostgreSQL keeps as citext (migrations/postgres/0001_init.sql), so that
+/// names compare without case as SQLite's NOCASE columns do.
+const CITEXT_USER_COLUMNS: [&str; 3] = ["username", "email", "display_name"];
+
 impl Dialect {
     /// The statement in this dialect: PostgreSQL numbers its placeholders (`$1`), SQLite takes
     /// `?` and `?N` as written. The queries contain no `?` inside string literals.
@@ -41,20 +58,32 @@ impl Dialect {
     }
 
     /// A user row's columns, with their groups as one newline-separated text.
-    pub fn user_columns(self) -> &'static str {
-        match self {
+    pub fn user_columns(self) -> String {
+        let own = USER_COLUMNS
+            .iter()
+            .map(|column| self.read_column("users", column))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let groups = match self {
             Dialect::Sqlite => {
-                "id, username, email, display_name, role, status, created_at, last_seen_at, password_hash, \
-                 (SELECT group_concat(name, char(10)) FROM \
-                    (SELECT DISTINCT group_name AS name FROM group_members gm WHERE gm.user_id = users.id)) AS groups"
+                "(SELECT group_concat(name, char(10)) FROM \
+                   (SELECT DISTINCT group_name AS name FROM group_members gm WHERE gm.user_id = users.id))"
             }
             Dialect::Postgres => {
-                // citext compares without case; read back as text (sqlx's Any driver knows no citext).
-                "id, username::text AS username, email::text AS email, display_name::text AS display_name, \
-                 role, status, created_at, last_seen_at, password_hash, \
-                 (SELECT string_agg(name, chr(10)) FROM \
-                    (SELECT DISTINCT group_name AS name FROM group_members gm WHERE gm.user_id = users.id) AS g) AS groups"
+                "(SELECT string_agg(name, chr(10)) FROM \
+                   (SELECT DISTINCT group_name AS name FROM group_members gm WHERE gm.user_id = users.id) AS g)"
             }
+        };
+        format!("{own}, {groups} AS groups")
+    }
+
+    /// `column` of `table` as a query selects it: PostgreSQL's case-insensitive (citext) columns
+    /// are read back as text, since sqlx's Any driver knows no citext.
+    pub fn read_column(self, table: &str, column: &str) -> String {
+        let citext = table == "users" && CITEXT_USER_COLUMNS.contains(&column);
+        match (self, citext) {
+            (Dialect::Postgres, true) => format!("{column}::text AS {column}"),
+            _ => column.to_owned(),
         }
     }
 
