@@ -37,6 +37,9 @@ impl Workers {
         F: Fn(T, mpsc::UnboundedReceiver<Handoff>) -> Fut + Send + Clone + 'static,
         Fut: Future<Output = ()>,
     {
+        if each.is_empty() {
+            return Err(std::io::Error::other("there must be at least one worker"));
+        }
         let mut workers = Workers {
             lanes: Vec::new(),
             ended: Vec::new(),
@@ -74,6 +77,7 @@ impl Workers {
                 return;
             }
         };
+        // `start` made at least one lane.
         let Some(lane) = self.lanes.get(self.next % self.lanes.len().max(1)) else {
             return;
         };
@@ -89,5 +93,66 @@ impl Workers {
         for ended in self.ended {
             let _ = ended.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_are_dealt_out_in_turn_and_finish_waits_for_every_worker() {
+        let served: Arc<Mutex<Vec<(usize, std::thread::ThreadId)>>> = Arc::default();
+        let seen = served.clone();
+        let mut workers = Workers::start(vec![0, 1], move |index, mut connections| {
+            let seen = seen.clone();
+            async move {
+                while connections.recv().await.is_some() {
+                    seen.lock()
+                        .unwrap()
+                        .push((index, std::thread::current().id()));
+                }
+                // Still running after its lane closed: `finish` must wait for this.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                seen.lock()
+                    .unwrap()
+                    .push((index + 10, std::thread::current().id()));
+            }
+        })
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        for _ in 0..4 {
+            let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (stream, peer) = listener.accept().await.unwrap();
+            workers.dispatch(stream, peer);
+        }
+        workers.finish().await;
+
+        let served = served.lock().unwrap();
+        let per_worker = |i| served.iter().filter(|(w, _)| *w == i).count();
+        assert_eq!((per_worker(0), per_worker(1)), (2, 2), "{served:?}");
+        assert_eq!(
+            (per_worker(10), per_worker(11)),
+            (1, 1),
+            "both ran to the end"
+        );
+        for worker in [0, 1] {
+            let threads: std::collections::HashSet<_> = served
+                .iter()
+                .filter(|(w, _)| *w % 10 == worker)
+                .map(|(_, t)| *t)
+                .collect();
+            assert_eq!(threads.len(), 1, "worker {worker} ran on one thread");
+        }
+        assert_ne!(std::thread::current().id(), served[0].1);
+    }
+
+    #[test]
+    fn no_workers_is_an_error() {
+        let started = Workers::start(Vec::<()>::new(), |(), _| async {});
+        assert!(started.is_err());
     }
 }
