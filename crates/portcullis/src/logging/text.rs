@@ -10,6 +10,7 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{Event, Level, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -27,7 +28,10 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let meta = event.metadata();
+        // Records from the `log` crate (sqlx, …) arrive as events of target "log": their own
+        // target and level are in the event, as the default format reads them too.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         writer.write_str(&rfc3339_micros(SystemTime::now()))?;
         writer.write_str(level(meta.level()))?;
         writer.write_str(meta.target())?;
@@ -101,6 +105,38 @@ mod tests {
 
     fn at(seconds: u64, micros: u32) -> String {
         rfc3339_micros(UNIX_EPOCH + Duration::new(seconds, micros * 1_000))
+    }
+
+    #[test]
+    fn lines_have_the_default_layout_and_log_records_keep_their_target() {
+        // Info lines wait in the buffer (warnings would go straight to stderr).
+        let buffer = super::super::LogBuffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(buffer.clone())
+            .event_format(PlainText)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "portcullis::access", status = 200u16, user = "admin", path = %"/x");
+            tracing_log::format_trace(
+                &tracing_log::log::Record::builder()
+                    .target("sqlx::query")
+                    .level(tracing_log::log::Level::Info)
+                    .args(format_args!("summary"))
+                    .build(),
+            )
+            .unwrap();
+        });
+        let written = String::from_utf8(buffer.lock().clone()).unwrap();
+        let lines: Vec<&str> = written.lines().collect();
+        assert_eq!(lines.len(), 2, "{written}");
+        // `2026-11-24T03:49:09.312126Z` is 27 characters.
+        assert_eq!(
+            &lines[0][27..],
+            "  INFO portcullis::access: status=200 user=\"admin\" path=/x"
+        );
+        assert_eq!(&lines[1][27..], "  INFO sqlx::query: summary");
+        assert!(lines.iter().all(|l| l.as_bytes()[26] == b'Z'), "{written}");
     }
 
     #[test]
