@@ -9,9 +9,9 @@
 //! Revocation removes the cache entry in the same call that deletes the row, so a revoked session
 //! is refused on its very next request.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_core::session::{Expiry, ProviderSession, Session, SessionPolicy};
@@ -20,6 +20,7 @@ use portcullis_core::{Clock, Identity, Timestamp};
 use portcullis_store::{ChangeKind, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
+use crate::guards::StreamGuards;
 use crate::secret::{looks_like_token, random_token, token_hash};
 
 /// How often a busy session's `last_seen` is written back to the store.
@@ -193,7 +194,7 @@ struct SessionCache {
     unknown: moka::sync::Cache<String, Cached>,
     /// Per session, a token cancelled when the session ends: streams and tunnels opened with the
     /// session watch it and close. Kept apart from `live` so an eviction loses no token.
-    stream_guards: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    stream_guards: Arc<StreamGuards>,
 }
 
 impl SessionCache {
@@ -201,14 +202,7 @@ impl SessionCache {
     fn forget(&self, id_hash: &str) {
         self.live.invalidate(id_hash);
         self.unknown.insert(id_hash.to_owned(), Cached::Unknown);
-        let guard = self
-            .stream_guards
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id_hash);
-        if let Some(guard) = guard {
-            guard.cancel();
-        }
+        self.stream_guards.end(id_hash);
     }
 
     /// Id hashes of the cached sessions of one user.
@@ -245,7 +239,7 @@ impl SessionManager {
                     .max_capacity(100_000)
                     .time_to_live(NEGATIVE_TTL)
                     .build(),
-                stream_guards: Arc::new(Mutex::new(HashMap::new())),
+                stream_guards: Arc::default(),
             },
             refresher: None,
             feed: None,
@@ -274,14 +268,7 @@ impl SessionManager {
     pub fn stream_guard(&self, active: &ActiveSession) -> CancellationToken {
         active
             .guard
-            .get_or_init(|| {
-                let mut guards = self
-                    .cache
-                    .stream_guards
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                guards.entry(active.id_hash.clone()).or_default().clone()
-            })
+            .get_or_init(|| self.cache.stream_guards.token(&active.id_hash))
             .clone()
     }
 

@@ -146,6 +146,19 @@ fn serve_logging(dir: &std::path::Path, level: &str, extra: &str) -> Served {
     }
 }
 
+/// A configuration with one app, `app`, in front of `upstream`.
+fn one_app(upstream: &str) -> String {
+    format!("[[apps]]\nname = 'app'\nupstream = '{upstream}'\n")
+}
+
+/// A client that shows redirects (and the cookies set with them) instead of following them.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 async fn admin_cookie(http: &reqwest::Client, served: &Served) -> String {
     let form = http.get(&served.setup_link).send().await.unwrap();
     let csrf_cookie = common::set_cookie_value(&form, "_portcullis_csrf").unwrap();
@@ -187,14 +200,8 @@ fn terminate(child: &Child) {
 async fn one_gib_upload_streams_with_flat_memory() {
     let upstream = common::upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut served = serve(
-        dir.path(),
-        &format!("[[apps]]\nname = 'app'\nupstream = '{}'\n", upstream.url()),
-    );
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let mut served = serve(dir.path(), &one_app(&upstream.url()));
+    let http = no_redirects();
     let cookie = admin_cookie(&http, &served).await;
     let before = peak_rss_kib(served.child.id());
     const CHUNK: usize = 1 << 20;
@@ -224,14 +231,8 @@ async fn one_gib_upload_streams_with_flat_memory() {
 async fn shutdown_lets_in_flight_streams_finish() {
     let upstream = common::upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut served = serve(
-        dir.path(),
-        &format!("[[apps]]\nname = 'app'\nupstream = '{}'\n", upstream.url()),
-    );
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let mut served = serve(dir.path(), &one_app(&upstream.url()));
+    let http = no_redirects();
     let cookie = admin_cookie(&http, &served).await;
     // 10 chunks, 200 ms apart: still streaming when the signal arrives.
     let response = http
@@ -271,15 +272,8 @@ async fn shutdown_lets_in_flight_streams_finish() {
 async fn access_log_lines_are_written_promptly() {
     let upstream = common::upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let served = serve_logging(
-        dir.path(),
-        "info",
-        &format!("[[apps]]\nname = 'app'\nupstream = '{}'\n", upstream.url()),
-    );
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let served = serve_logging(dir.path(), "info", &one_app(&upstream.url()));
+    let http = no_redirects();
     let cookie = admin_cookie(&http, &served).await;
     let response = http
         .get(format!("{}/logged/once", served.base))
@@ -329,10 +323,7 @@ fn cli(dir: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Outpu
 async fn operators_manage_users_and_keys_from_the_cli_while_serving() {
     let upstream = common::upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut served = serve(
-        dir.path(),
-        &format!("[[apps]]\nname = 'app'\nupstream = '{}'\n", upstream.url()),
-    );
+    let mut served = serve(dir.path(), &one_app(&upstream.url()));
 
     let added = cli(
         dir.path(),

@@ -15,9 +15,8 @@ pub mod alb;
 pub mod jwt;
 pub mod pocketbase;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -31,6 +30,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use crate::guards::StreamGuards;
 use crate::oidc::OidcError;
 use crate::oidc::jwks::JwksCache;
 use crate::oidc::login::{IdentitySource, LoginRefusal, resolve_user};
@@ -127,7 +127,7 @@ pub struct ExternalAuth {
     resolved: moka::sync::Cache<[u8; 32], Arc<Resolved>>,
     /// Per user, a token cancelled when the user is disabled or deleted: streams and tunnels
     /// opened with an external identity watch it and close, as session streams do.
-    stream_guards: Mutex<HashMap<String, CancellationToken>>,
+    stream_guards: StreamGuards,
 }
 
 fn credential_key(parts: &[&str]) -> [u8; 32] {
@@ -195,32 +195,20 @@ impl ExternalAuth {
                 .time_to_live(Duration::from_secs(MAX_TRUST_SECS as u64))
                 .support_invalidation_closures()
                 .build(),
-            stream_guards: Mutex::new(HashMap::new()),
+            stream_guards: StreamGuards::default(),
         }
     }
 
     /// A token cancelled when this user's access ends, for streams opened with an external
     /// identity (whose subject is the directory user id).
     pub fn stream_guard(&self, user_id: &str) -> CancellationToken {
-        self.stream_guards
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(user_id.to_owned())
-            .or_default()
-            .clone()
+        self.stream_guards.token(user_id)
     }
 
     /// The user may no longer sign in (disabled, deleted): close their open streams.
     pub fn user_ended(&self, user_id: &str) {
         self.user_changed(user_id);
-        let guard = self
-            .stream_guards
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(user_id);
-        if let Some(guard) = guard {
-            guard.cancel();
-        }
+        self.stream_guards.end(user_id);
     }
 
     pub fn is_empty(&self) -> bool {

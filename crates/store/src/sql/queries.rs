@@ -8,7 +8,8 @@ use sqlx::Row;
 
 use super::SqlStore;
 use super::rows::{
-    delivery_from_row, flow_from_row, key_from_row, session_from_row, user_from_row,
+    delivery_from_row, flow_from_row, identity_from_row, key_from_row, session_from_row,
+    user_from_row,
 };
 use crate::{
     AuditEvent, AuthFlow, Change, ChangeKind, Delivery, GroupSummary, LinkedIdentity, NewUser,
@@ -79,6 +80,31 @@ impl SqlStore {
             created_at: now,
             last_seen: None,
         })
+    }
+
+    /// Makes `user_id` a member of `group` (created if new) with this `source`, inside `tx`.
+    async fn join_group(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        group: &str,
+        user_id: &str,
+        source: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            &self.q("INSERT INTO groups (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING"),
+        )
+        .bind(group)
+        .bind(now.0)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(&self.q("INSERT INTO group_members (group_name, user_id, source) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"))
+            .bind(group)
+            .bind(user_id)
+            .bind(source)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 
     /// Advances a user's last-seen time (never moves it back).
@@ -381,21 +407,8 @@ impl Store for SqlStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if member {
-            sqlx::query(
-                &self.q(
-                    "INSERT INTO groups (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                ),
-            )
-            .bind(group)
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(&self.q("INSERT INTO group_members (group_name, user_id, source) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"))
-            .bind(group)
-            .bind(user_id)
-            .bind(source)
-            .execute(&mut *tx)
-            .await?;
+            self.join_group(&mut tx, group, user_id, source, now)
+                .await?;
         } else {
             sqlx::query(&self.q(
                 "DELETE FROM group_members WHERE group_name = ? AND user_id = ? AND source = ?",
@@ -775,17 +788,7 @@ impl Store for SqlStore {
                 .bind(user_id)
                 .fetch_all(&self.pool)
                 .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(LinkedIdentity {
-                    issuer: row.try_get("issuer")?,
-                    subject: row.try_get("subject")?,
-                    user_id: row.try_get("user_id")?,
-                    provider: row.try_get("provider")?,
-                    email: row.try_get("email")?,
-                })
-            })
-            .collect()
+        rows.iter().map(identity_from_row).collect()
     }
 
     async fn link_identity(&self, i: &LinkedIdentity, now: Timestamp) -> Result<(), StoreError> {
@@ -853,20 +856,7 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await?;
         for group in groups {
-            sqlx::query(
-                &self.q(
-                    "INSERT INTO groups (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                ),
-            )
-            .bind(group)
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(&self.q("INSERT INTO group_members (group_name, user_id, source) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"))
-                .bind(group)
-                .bind(user_id)
-                .bind(source)
-                .execute(&mut *tx)
+            self.join_group(&mut tx, group, user_id, source, now)
                 .await?;
         }
         tx.commit().await?;

@@ -6,7 +6,7 @@ use portcullis_core::{Role, Timestamp};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{AuthFlow, Delivery, StoreError, StoredKey};
+use crate::{AuthFlow, Delivery, LinkedIdentity, StoreError, StoredKey};
 
 pub(super) fn user_from_row(row: &AnyRow) -> Result<(User, Option<String>), StoreError> {
     let role: String = row.try_get("role")?;
@@ -32,6 +32,16 @@ pub(super) fn user_from_row(row: &AnyRow) -> Result<(User, Option<String>), Stor
             .map(Timestamp),
     };
     Ok((user, row.try_get("password_hash")?))
+}
+
+pub(super) fn identity_from_row(row: &AnyRow) -> Result<LinkedIdentity, StoreError> {
+    Ok(LinkedIdentity {
+        issuer: row.try_get("issuer")?,
+        subject: row.try_get("subject")?,
+        user_id: row.try_get("user_id")?,
+        provider: row.try_get("provider")?,
+        email: row.try_get("email")?,
+    })
 }
 
 pub(super) fn delivery_from_row(row: &AnyRow) -> Result<Delivery, StoreError> {
