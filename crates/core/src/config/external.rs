@@ -4,6 +4,7 @@
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::validate::{id_problem, valid_id};
 use super::{Config, SUPPORTED_ID_TOKEN_ALGORITHMS, default_algorithms, is_secure_or_local};
 use crate::claims::{ClaimMapping, Preset};
 
@@ -161,21 +162,12 @@ fn default_pocketbase_collection() -> String {
     "users".into()
 }
 
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// Checks the external identity sources; problems are reported through `push(key, message)`.
 pub(super) fn validate(config: &Config, push: &mut impl FnMut(String, String)) {
     let mut ids = std::collections::BTreeSet::new();
     let mut id_ok = |key: String, id: &str, push: &mut dyn FnMut(String, String)| {
-        if !valid_id(id) {
-            push(key, format!("{id:?} must be letters, digits, '-' or '_'"));
-        } else if !ids.insert(id.to_owned()) {
-            push(key, format!("{id:?} names two identity sources"));
+        if let Some(problem) = id_problem(id, &mut ids, "names two identity sources") {
+            push(key, problem);
         }
     };
     for (i, t) in config.trusted_identity.iter().enumerate() {

@@ -100,18 +100,8 @@ pub(super) fn validate(config: &Config, push: &mut impl FnMut(String, String)) {
     let mut ids = std::collections::BTreeSet::new();
     for (i, sink) in config.sinks.iter().enumerate() {
         let key = |field: &str| format!("sinks[{i}].{field}");
-        if sink.id.is_empty()
-            || !sink
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            push(
-                key("id"),
-                format!("{:?} must be letters, digits, '-' or '_'", sink.id),
-            );
-        } else if !ids.insert(sink.id.clone()) {
-            push(key("id"), format!("{:?} names two sinks", sink.id));
+        if let Some(problem) = super::validate::id_problem(&sink.id, &mut ids, "names two sinks") {
+            push(key("id"), problem);
         }
         if !(sink.url.starts_with("http://") || sink.url.starts_with("https://")) {
             push(key("url"), format!("{:?} must be an http(s) URL", sink.url));

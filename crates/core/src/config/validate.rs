@@ -245,22 +245,36 @@ const PROTECTED_HEADERS: &[&str] = &[
     "x-forwarded-host",
 ];
 
+/// Ids (and other configured names used in URLs and metrics) are letters, digits, '-' and '_'.
+pub(super) fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// What is wrong with a configured id, if anything: it must be [`valid_id`] and unique among
+/// those `seen` so far (`duplicate` says how the clash is reported).
+pub(super) fn id_problem(
+    id: &str,
+    seen: &mut std::collections::BTreeSet<String>,
+    duplicate: &str,
+) -> Option<String> {
+    if !valid_id(id) {
+        Some(format!("{id:?} must be letters, digits, '-' or '_'"))
+    } else if !seen.insert(id.to_owned()) {
+        Some(format!("{id:?} {duplicate}"))
+    } else {
+        None
+    }
+}
+
 fn validate_providers(providers: &[ProviderConfig], push: &mut impl FnMut(String, String)) {
     let mut ids = std::collections::BTreeSet::new();
     for (i, p) in providers.iter().enumerate() {
         let key = |field: &str| format!("providers[{i}].{field}");
-        if p.id.is_empty()
-            || !p
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            push(
-                key("id"),
-                format!("{:?} must be letters, digits, '-' or '_'", p.id),
-            );
-        } else if !ids.insert(p.id.clone()) {
-            push(key("id"), format!("{:?} is used by two providers", p.id));
+        if let Some(problem) = id_problem(&p.id, &mut ids, "is used by two providers") {
+            push(key("id"), problem);
         }
         if p.client_id.is_empty() {
             push(key("client_id"), "must not be empty".into());
