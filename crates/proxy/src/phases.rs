@@ -264,9 +264,10 @@ pub async fn forward(ctx: &RequestContext, req: Request<Body>) -> Result<Respons
     let Some(app) = &ctx.app else {
         return Err(Failure::internal("forward ran before route").into());
     };
+    // Origin form: the connection already goes to the app, and `Host` names it.
     let target = match &ctx.query {
-        Some(q) => format!("http://{}{}{}?{q}", app.authority, app.base_path, ctx.path),
-        None => format!("http://{}{}{}", app.authority, app.base_path, ctx.path),
+        Some(q) => format!("{}{}?{q}", app.base_path, ctx.path),
+        None => format!("{}{}", app.base_path, ctx.path),
     };
     let uri: http::Uri = target
         .parse()

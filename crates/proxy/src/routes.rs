@@ -17,7 +17,7 @@ use regex::Regex;
 
 use crate::hop::DropList;
 use crate::metrics::AppMetrics;
-use crate::upstream::{self, UpstreamClient};
+use crate::upstream;
 
 pub struct SkipAuthRule {
     methods: Vec<Method>,
@@ -53,7 +53,8 @@ pub struct App {
     pub request_drop: DropList,
     /// What to remove from responses: hop-by-hop headers.
     pub response_drop: DropList,
-    pub client: UpstreamClient,
+    /// Connections to the app, kept by the worker that owns this route table.
+    pub upstream: upstream::Pool,
     pub metrics: AppMetrics,
 }
 
@@ -270,6 +271,7 @@ fn compile(
             Ok(SkipAuthRule { methods, path })
         })
         .collect::<Result<Vec<_>, RouteError>>()?;
+    let upstream = upstream::Pool::new(&authority, cfg.timeouts.connect);
     Ok(App {
         implicit: false,
         name: cfg.name.clone(),
@@ -289,7 +291,7 @@ fn compile(
             request_drop.clone()
         },
         response_drop: DropList::hop_by_hop(),
-        client: upstream::client(&cfg.timeouts),
+        upstream,
         metrics: AppMetrics::default(),
     })
 }

@@ -1,15 +1,12 @@
-//! Talking to apps: a pooled HTTP/1.1 client per app, streaming bodies both ways, and tunnels for
-//! protocol upgrades (WebSocket and any other `Upgrade`).
+//! Talking to apps: pooled HTTP/1.1 connections per app and worker, streaming bodies both ways,
+//! and tunnels for protocol upgrades (WebSocket and any other `Upgrade`).
 
-use std::time::Duration;
+mod pool;
 
 use axum::body::Body;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body as _;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use portcullis_core::config::TimeoutConfig;
+use hyper_util::rt::TokioIo;
 use portcullis_core::{Failure, FailureKind};
 
 use tokio_util::sync::CancellationToken;
@@ -17,32 +14,23 @@ use tokio_util::sync::CancellationToken;
 use crate::body::{Guarded, IdleTimeout};
 use crate::routes::App;
 
-pub type UpstreamClient = Client<HttpConnector, Body>;
+pub use pool::Pool;
+use pool::{Pooled, SendError};
 
-pub fn client(timeouts: &TimeoutConfig) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(timeouts.connect));
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(connector)
-}
-
-fn classify(error: &hyper_util::client::legacy::Error, app: &str) -> Failure {
-    let message = if error.is_connect() {
-        format!("Portcullis could not connect to the app \"{app}\"")
-    } else {
-        format!("the app \"{app}\" closed the connection before answering")
+fn classify(error: &SendError, app: &str) -> Failure {
+    let message = match error {
+        SendError::Connect(_) => format!("Portcullis could not connect to the app \"{app}\""),
+        SendError::Exchange(_) => {
+            format!("the app \"{app}\" closed the connection before answering")
+        }
     };
-    tracing::warn!(app, error = %error, source = ?std::error::Error::source(error), "upstream request failed");
+    tracing::warn!(app, error = %error, "upstream request failed");
     Failure::new(FailureKind::UpstreamUnavailable, message).with_hint(
         "the app may be down or restarting; try again in a moment, or ask the operator to check it",
     )
 }
 
-/// Sends `request` (already rewritten) to the app and returns its response with a streaming body.
+/// Sends `request` (already rewritten, with an origin-form URI) to the app and returns its response with a streaming body.
 /// A `101 Switching Protocols` answer to an upgrade request becomes a byte tunnel between the
 /// client and the app, run on its own task.
 ///
@@ -68,8 +56,8 @@ pub async fn send(
         request.map(|body| Body::new(IdleTimeout::new(body, timeouts.idle)))
     };
 
-    let mut response =
-        match tokio::time::timeout(timeouts.response_header, app.client.request(request)).await {
+    let (mut response, connection) =
+        match tokio::time::timeout(timeouts.response_header, app.upstream.send(request)).await {
             Err(_) => {
                 return Err(Failure::new(
                     FailureKind::UpstreamTimeout,
@@ -93,8 +81,11 @@ pub async fn send(
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let app = app.name.clone();
         let guard = guard.unwrap_or_default();
+        let sender = connection.into_sender();
         tokio::spawn(async move {
-            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            let upgraded = tokio::try_join!(client_upgrade, upstream_upgrade);
+            drop(sender);
+            match upgraded {
                 Ok((client_io, upstream_io)) => {
                     let mut client_io = TokioIo::new(client_io);
                     let mut upstream_io = TokioIo::new(upstream_io);
@@ -118,7 +109,7 @@ pub async fn send(
 
     let (mut parts, body) = response.into_parts();
     app.response_drop.apply(&mut parts.headers);
-    let body = IdleTimeout::new(body, timeouts.idle);
+    let body = IdleTimeout::new(Pooled::new(body, connection), timeouts.idle);
     let body = match guard {
         Some(guard) => Body::new(Guarded::new(body, guard)),
         None => Body::new(body),
