@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use http::HeaderValue;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use portcullis_core::{Clock, Identity, Timestamp};
@@ -64,7 +65,8 @@ struct Issued {
     app: String,
     audience: String,
     kid: String,
-    token: Arc<str>,
+    /// Ready to send: cloning a header value shares its bytes, and it is validated once.
+    token: HeaderValue,
     expires_at: i64,
 }
 
@@ -213,7 +215,7 @@ impl Assertions {
         sid: &str,
         app: &str,
         audience: &str,
-    ) -> Option<Arc<str>> {
+    ) -> Option<HeaderValue> {
         let now = self.clock.now().0;
         let keys = self.key_set();
         let key = keys.current()?;
@@ -229,9 +231,10 @@ impl Assertions {
             return Some(issued.token.clone());
         }
         let expires_at = now + i64::try_from(self.lifetime.as_secs()).unwrap_or(300);
-        let token: Arc<str> = self
-            .sign(key, identity, sid, audience, now, expires_at)
-            .into();
+        // A JWS in compact form is base64url and dots: always a valid header value.
+        let token =
+            HeaderValue::from_str(&self.sign(key, identity, sid, audience, now, expires_at))
+                .ok()?;
         self.issued.insert(
             slot,
             Arc::new(Issued {
@@ -330,8 +333,8 @@ mod tests {
         .unwrap()
     }
 
-    fn verify(token: &str, jwks: &serde_json::Value) -> serde_json::Value {
-        let (input, signature) = token.rsplit_once('.').unwrap();
+    fn verify(token: &HeaderValue, jwks: &serde_json::Value) -> serde_json::Value {
+        let (input, signature) = token.to_str().unwrap().rsplit_once('.').unwrap();
         let header: serde_json::Value =
             serde_json::from_slice(&B64.decode(input.split('.').next().unwrap()).unwrap()).unwrap();
         let jwk = jwks["keys"]
@@ -370,7 +373,11 @@ mod tests {
         let again = a
             .assertion(&alice, "s1", "chat", "https://chat.example.com")
             .unwrap();
-        assert!(Arc::ptr_eq(&first, &again), "reused, not re-signed");
+        assert_eq!(
+            first.as_bytes().as_ptr(),
+            again.as_bytes().as_ptr(),
+            "reused, not re-signed"
+        );
         let other_app = a
             .assertion(&alice, "s1", "wiki", "https://wiki.example.com")
             .unwrap();

@@ -102,7 +102,8 @@ impl Gateway {
             status,
             user,
             client = %ctx.client.client_ip,
-            ms = elapsed.as_secs_f64() * 1000.0,
+            // Whole microseconds: an integer is much cheaper to format than a float.
+            us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         );
         response
     }

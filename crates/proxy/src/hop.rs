@@ -35,13 +35,17 @@ pub fn requested_upgrade(headers: &HeaderMap) -> Option<http::HeaderValue> {
 
 /// Header names to remove from a message, built once per app so the per-request work is one
 /// pass over the headers instead of a hashed removal per name.
+///
+/// Every header name of every message is looked up here, so the set hashes with foldhash rather
+/// than SipHash: the set is fixed at start-up, and a client choosing the names it looks up
+/// cannot make it slower.
 #[derive(Clone, Debug)]
-pub struct DropList(HashSet<HeaderName>);
+pub struct DropList(HashSet<HeaderName, foldhash::fast::RandomState>);
 
 impl DropList {
     /// Just the hop-by-hop headers: what every forwarded message loses.
     pub fn hop_by_hop() -> Self {
-        let mut names: HashSet<HeaderName> = HOP_BY_HOP.iter().cloned().collect();
+        let mut names: HashSet<HeaderName, _> = HOP_BY_HOP.iter().cloned().collect();
         names.extend(LEGACY_HOP_BY_HOP.iter().map(|n| HeaderName::from_static(n)));
         DropList(names)
     }

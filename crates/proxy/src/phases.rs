@@ -243,8 +243,7 @@ pub fn assertion(ctx: &RequestContext, assertions: Option<&Assertions>) -> Optio
         ctx.app.as_ref()?,
         ctx.sid()?,
     );
-    let token = assertions.assertion(identity, sid, &app.name, &ctx.origin())?;
-    HeaderValue::from_str(&token).ok()
+    assertions.assertion(identity, sid, &app.name, &ctx.origin())
 }
 
 // Names as constants: a `&'static str` name is parsed again on every insert.
