@@ -20,6 +20,7 @@ use portcullis_auth::{LocalLogin, LoginThrottle, PasswordHasher, SessionManager,
 use portcullis_core::Clock;
 use portcullis_core::config::{Config, WHOAMI_UPSTREAM};
 use portcullis_provision::{ProvisionMetrics, Provisioner};
+use portcullis_proxy::access::AccessLog;
 use portcullis_proxy::forwarded::TrustedProxies;
 use portcullis_proxy::{Gateway, Metrics, RouteTable};
 use portcullis_store::Store;
@@ -55,8 +56,12 @@ fn needs_whoami(config: &Config) -> bool {
 }
 
 /// Builds everything from a validated configuration and starts serving on `config.listen`, with
-/// one worker thread per CPU.
-pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+/// one worker thread per CPU, writing one access-log line per proxied request to `access_log`.
+pub async fn start(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    access_log: Arc<dyn AccessLog>,
+) -> anyhow::Result<Running> {
     let store = crate::config::open_store(&config)
         .await
         .map_err(anyhow::Error::msg)?;
@@ -70,7 +75,16 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let provisioner = provisioner(&config, &store, &clock, provision_metrics)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (gateways, watcher) = gateways(
-        &config, workers, &store, &clock, &sealer, &sessions, &metrics,
+        &config,
+        workers,
+        Shared {
+            store: &store,
+            clock: &clock,
+            sealer: &sealer,
+            sessions: &sessions,
+            metrics: &metrics,
+            access_log: &access_log,
+        },
     )
     .await?;
     // Portcullis's own handlers read the routes too; any worker's copy serves.
@@ -211,18 +225,32 @@ fn provisioner(
     )))
 }
 
+/// What every worker's gateway shares with the others and with Portcullis's own handlers.
+struct Shared<'a> {
+    store: &'a Arc<dyn Store>,
+    clock: &'a Arc<dyn Clock>,
+    sealer: &'a Sealer,
+    sessions: &'a Arc<SessionManager>,
+    metrics: &'a Arc<Metrics>,
+    access_log: &'a Arc<dyn AccessLog>,
+}
+
 /// The request path (routes, sessions, keys, assertions, identities from outside) for each of
 /// `workers` worker threads, and the change watcher that keeps its caches current. The workers
 /// share everything but their routes, whose upstream connection pools each worker owns.
 async fn gateways(
     config: &Config,
     workers: usize,
-    store: &Arc<dyn Store>,
-    clock: &Arc<dyn Clock>,
-    sealer: &Sealer,
-    sessions: &Arc<SessionManager>,
-    metrics: &Arc<Metrics>,
+    shared: Shared<'_>,
 ) -> anyhow::Result<(Vec<Arc<Gateway>>, ChangeWatcher)> {
+    let Shared {
+        store,
+        clock,
+        sealer,
+        sessions,
+        metrics,
+        access_log,
+    } = shared;
     let whoami = if needs_whoami(config) {
         Some(
             portcullis_web::whoami::spawn_upstream()
@@ -273,6 +301,7 @@ async fn gateways(
                 metrics: metrics.clone(),
                 assertions: assertions.clone(),
                 external: external.clone(),
+                access_log: access_log.clone(),
             }))
         })
         .collect::<anyhow::Result<_>>()?;
@@ -367,7 +396,7 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let log = match logging::init(&config) {
+    let (log, access_log) = match logging::init(&config) {
         Ok(log) => log,
         Err(e) => {
             eprintln!("{e:#}");
@@ -388,7 +417,7 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
     let exit = runtime.block_on(async move {
         let flushing = tokio::spawn(log_in_runtime.clone().flush_every(logging::FLUSH_INTERVAL));
         let clock: Arc<dyn Clock> = Arc::new(portcullis_core::SystemClock);
-        let running = match start(config.clone(), clock).await {
+        let running = match start(config.clone(), clock, access_log).await {
             Ok(running) => running,
             Err(e) => {
                 tracing::error!("could not start: {e:#}");

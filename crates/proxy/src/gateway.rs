@@ -11,6 +11,7 @@ use portcullis_auth::assertion::Assertions;
 use portcullis_auth::external::ExternalAuth;
 use portcullis_auth::keys::KeyRing;
 
+use crate::access::{AccessEntry, AccessLog};
 use crate::context::RequestContext;
 use crate::forwarded::TrustedProxies;
 use crate::metrics::Metrics;
@@ -28,6 +29,7 @@ pub struct Gateway {
     pub assertions: Option<Arc<Assertions>>,
     /// Identity from proxies in front and other issuers' tokens; `None` when none is configured.
     pub external: Option<Arc<ExternalAuth>>,
+    pub access_log: Arc<dyn AccessLog>,
 }
 
 impl Gateway {
@@ -88,23 +90,16 @@ impl Gateway {
             status,
             elapsed,
         );
-        let user = ctx
-            .identity
-            .as_ref()
-            .map(|i| i.username.as_str())
-            .unwrap_or("-");
-        tracing::info!(
-            target: "portcullis::access",
-            method = %ctx.method,
-            host = %ctx.host,
-            path = %ctx.path,
-            app = %ctx.app_name(),
+        self.access_log.record(&AccessEntry {
+            method: &ctx.method,
+            host: &ctx.host,
+            path: &ctx.path,
+            app: ctx.app_name(),
             status,
-            user,
-            client = %ctx.client.client_ip,
-            // Whole microseconds: an integer is much cheaper to format than a float.
-            us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        );
+            user: ctx.identity.as_ref().map_or("-", |i| i.username.as_str()),
+            client: ctx.client.client_ip,
+            elapsed,
+        });
         response
     }
 }

@@ -12,10 +12,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use portcullis_core::config::{Config, LogFormat};
+use portcullis_proxy::access::{AccessLog, TracingAccessLog};
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 
+mod access;
 mod text;
+
+pub use access::{AccessLines, Layout};
 
 /// A batch is written once it reaches this size, whatever the time.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -105,8 +109,9 @@ impl<'a> MakeWriter<'a> for LogBuffer {
 }
 
 /// Starts logging as configured, into the buffer it returns (which the caller flushes, with
-/// [`LogBuffer::flush_every`] while running and once more before exiting).
-pub fn init(config: &Config) -> anyhow::Result<LogBuffer> {
+/// [`LogBuffer::flush_every`] while running and once more before exiting), with the access log
+/// the gateway should write to.
+pub fn init(config: &Config) -> anyhow::Result<(LogBuffer, Arc<dyn AccessLog>)> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .with_context(|| format!("log.level {:?} is not a valid filter", config.log.level))?;
     // Colours only for a person at a terminal: log files and journald get plain text.
@@ -116,13 +121,25 @@ pub fn init(config: &Config) -> anyhow::Result<LogBuffer> {
         .with_env_filter(filter)
         .with_ansi(terminal)
         .with_writer(buffer.clone());
-    let result = match config.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text if terminal => builder.try_init(),
-        LogFormat::Text => builder.event_format(text::PlainText).try_init(),
+    let (result, layout) = match config.log.format {
+        LogFormat::Json => (
+            builder.json().flatten_event(true).try_init(),
+            Some(Layout::Json),
+        ),
+        LogFormat::Text if terminal => (builder.try_init(), None),
+        LogFormat::Text => (
+            builder.event_format(text::PlainText).try_init(),
+            Some(Layout::Text),
+        ),
     };
     result.map_err(|e| anyhow::anyhow!("could not start logging: {e}"))?;
-    Ok(buffer)
+    // Lines someone reads at a terminal, or none at all, can go the usual way.
+    let enabled = tracing::enabled!(target: "portcullis::access", Level::INFO);
+    let access: Arc<dyn AccessLog> = match layout {
+        Some(layout) if enabled => Arc::new(AccessLines::new(buffer.clone(), layout)),
+        _ => Arc::new(TracingAccessLog),
+    };
+    Ok((buffer, access))
 }
 
 #[cfg(test)]

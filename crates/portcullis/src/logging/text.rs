@@ -54,7 +54,7 @@ fn level(level: &Level) -> &'static str {
 
 /// `time` in UTC as `YYYY-MM-DDTHH:MM:SS.ffffffZ`. Times before 1970 (a clock gone badly wrong)
 /// are written as the epoch.
-fn rfc3339_micros(time: SystemTime) -> String {
+pub(super) fn rfc3339_micros(time: SystemTime) -> String {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since_epoch.as_secs();
     let (year, month, day) = civil_date(seconds / 86_400);

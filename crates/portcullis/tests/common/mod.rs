@@ -15,6 +15,7 @@ use std::sync::Arc;
 use portcullis::serve::{Running, start};
 use portcullis_core::Role;
 use portcullis_core::user::UserStatus;
+use portcullis_proxy::access::TracingAccessLog;
 use portcullis_store::NewUser;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, SET_COOKIE};
@@ -170,7 +171,9 @@ impl Harness {
         std::fs::write(&config_path, toml).unwrap();
         let (config, _) =
             portcullis::config::load(Some(&config_path)).unwrap_or_else(|e| panic!("{e}"));
-        let running = start(config, clock).await.unwrap();
+        let running = start(config, clock, Arc::new(TracingAccessLog))
+            .await
+            .unwrap();
         let base = format!("http://{}", running.addr);
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
