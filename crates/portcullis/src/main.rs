@@ -7,12 +7,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use portcullis::{admin, config, serve};
 
-// The proxy allocates a few dozen small, short-lived buffers per request across worker threads;
-// mimalloc's thread-local free lists serve those with less work than glibc's allocator
-// (measured in BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit code for a configuration that cannot be used (EX_USAGE), returned before any port is bound.
 const EXIT_BAD_CONFIG: u8 = 64;
 
