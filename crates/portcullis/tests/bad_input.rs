@@ -15,7 +15,9 @@ async fn raw(h: &Harness, request: &[u8]) -> String {
     let mut stream = tokio::net::TcpStream::connect(h.running.addr)
         .await
         .unwrap();
-    stream.write_all(request).await.unwrap();
+    // A server that refuses a request before reading all of it may reset the connection while
+    // it is still being written: what it answered, if anything, is still read below.
+    let _ = stream.write_all(request).await;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
@@ -70,7 +72,15 @@ async fn oversized_and_broken_requests_are_refused_cleanly() {
         "GET / HTTP/1.1\r\nHost: gw\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
         "x".repeat(100 * 1024)
     );
-    let response = raw(&h, huge.as_bytes()).await;
+    // Closing with part of the request unread makes the kernel reset the connection, which can
+    // discard the 431 before the client reads it; a few attempts see it.
+    let mut response = String::new();
+    for _ in 0..5 {
+        response = raw(&h, huge.as_bytes()).await;
+        if !response.is_empty() {
+            break;
+        }
+    }
     assert!(
         response.starts_with("HTTP/1.1 431"),
         "oversized headers: {}",
