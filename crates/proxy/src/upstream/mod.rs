@@ -30,8 +30,8 @@ fn classify(error: &SendError, app: &str) -> Failure {
     )
 }
 
-/// Sends `request` (already rewritten, with an origin-form URI) to the app and returns its response with a streaming body.
-/// A `101 Switching Protocols` answer to an upgrade request becomes a byte tunnel between the
+/// Sends `request` (already rewritten, with an origin-form URI) to the app and returns its
+/// response with a streaming body. A `101 Switching Protocols` answer to an upgrade request becomes a byte tunnel between the
 /// client and the app, run on its own task.
 ///
 /// With a `guard`, the response stream (or tunnel) closes as soon as the session or key that
