@@ -134,7 +134,7 @@ pub fn init(config: &Config) -> anyhow::Result<(LogBuffer, Arc<dyn AccessLog>)> 
     };
     result.map_err(|e| anyhow::anyhow!("could not start logging: {e}"))?;
     // Lines someone reads at a terminal, or none at all, can go the usual way.
-    let enabled = tracing::enabled!(target: "portcullis::access", Level::INFO);
+    let enabled = tracing::enabled!(target: portcullis_proxy::access::TARGET, Level::INFO);
     let access: Arc<dyn AccessLog> = match layout {
         Some(layout) if enabled => Arc::new(AccessLines::new(buffer.clone(), layout)),
         _ => Arc::new(TracingAccessLog),
