@@ -2,8 +2,9 @@
 //!
 //! The gateway hands each request's facts to an [`AccessLog`]. By default they become a
 //! `tracing` event of target [`TARGET`], like every other log line; `portcullis serve` writing to
-//! a file or collector installs a writer that formats the line itself, because recording eight
-//! fields through `tracing`'s type-erased visitors cost the proxy about 5 % of its CPU.
+//! a file or collector installs a writer that formats the line itself: the `tracing` event was
+//! about 4 % of the proxy's CPU samples under load, most of it recording eight fields through
+//! type-erased visitors.
 
 use std::net::IpAddr;
 use std::time::Duration;

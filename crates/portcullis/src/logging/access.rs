@@ -1,8 +1,8 @@
 //! Access-log lines written straight into the log buffer, in the configured format.
 //!
 //! The same lines the `tracing` subscriber would write for a [`TracingAccessLog`] event (a test
-//! below compares them), formatted directly: going through `tracing` cost about a microsecond
-//! per request, most of it recording eight fields through type-erased visitors.
+//! below compares them), formatted directly, which measured about 0.3 µs less CPU per request than
+//! the `tracing` event (BENCHMARKS.md).
 
 use std::io::Write;
 

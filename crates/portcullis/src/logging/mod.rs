@@ -19,7 +19,7 @@ use tracing_subscriber::fmt::MakeWriter;
 mod access;
 mod text;
 
-pub use access::{AccessLines, Layout};
+use access::{AccessLines, Layout};
 
 /// A batch is written once it reaches this size, whatever the time.
 const BATCH_BYTES: usize = 64 * 1024;
