@@ -106,11 +106,19 @@ impl RequestContext {
             Failure::bad_request(e.to_string())
                 .with_hint("use a plain path without encoded slashes or '..' above the root")
         })?;
-        let host_with_port = target.host.unwrap_or_default();
+        let mut host_with_port = target.host.unwrap_or_default();
         if !host_with_port.is_empty() && !valid_host(&host_with_port) {
             return Err(Failure::bad_request(
                 "the Host header is not a valid host name",
             ));
+        }
+        // `chat.example.com:443` over https is `chat.example.com`: one spelling per origin, so
+        // return URLs and assertion audiences do not depend on how the port was written.
+        let default_port = if target.https { ":443" } else { ":80" };
+        if let Some(bare) = host_with_port.strip_suffix(default_port)
+            && !bare.ends_with(':')
+        {
+            host_with_port.truncate(bare.len());
         }
         let host = strip_port(&host_with_port).to_ascii_lowercase();
         Ok(RequestContext {
@@ -164,6 +172,37 @@ impl RequestContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_ports_are_not_part_of_the_origin() {
+        let client = TrustedProxies::default()
+            .client_facts("127.0.0.1:1".parse().unwrap(), &HeaderMap::new());
+        let origin = |host: &str, https: bool| {
+            let target = Target {
+                method: Method::GET,
+                path: "/".into(),
+                query: None,
+                host: Some(host.into()),
+                https,
+            };
+            RequestContext::describe(target, client.clone(), &HeaderMap::new())
+                .unwrap()
+                .origin()
+        };
+        assert_eq!(
+            origin("chat.example.com:443", true),
+            "https://chat.example.com"
+        );
+        assert_eq!(
+            origin("chat.example.com:80", false),
+            "http://chat.example.com"
+        );
+        assert_eq!(
+            origin("chat.example.com:80", true),
+            "https://chat.example.com:80"
+        );
+        assert_eq!(origin("[::1]:443", true), "https://[::1]");
+    }
 
     #[test]
     fn hosts_are_parsed_and_checked() {

@@ -62,6 +62,7 @@ impl Gateway {
     /// Every phase before `forward`.
     async fn run(&self, ctx: &mut RequestContext, req: &mut Request<Body>) -> Result<(), Stop> {
         phases::route(&self.routes, ctx)?;
+        phases::admit_upgrade(ctx, phases::UpgradeMode::Decline)?;
         phases::authenticate(
             &self.sessions,
             &self.keys,

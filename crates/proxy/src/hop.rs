@@ -1,5 +1,8 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only, so a proxy removes
 //! them, together with every header that `Connection` names, before forwarding a message.
+//!
+//! The same [`DropList`] removes the headers a client must never send an app (identity,
+//! assertion, forwarding claims), in every spelling an app might fold into the real name.
 
 use std::collections::HashSet;
 
@@ -15,8 +18,9 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::PROXY_AUTHORIZATION,
 ];
 
-/// Non-standard but widely sent hop-by-hop headers.
-const LEGACY_HOP_BY_HOP: &[&str] = &["keep-alive", "proxy-connection"];
+/// Non-standard but widely sent hop-by-hop headers, and `HTTP2-Settings`, which belongs to an
+/// `h2c` upgrade (RFC 7540 §3.2.1) that Portcullis never performs.
+const LEGACY_HOP_BY_HOP: &[&str] = &["keep-alive", "proxy-connection", "http2-settings"];
 
 /// The protocol a request asks to switch to (`Connection: upgrade` + `Upgrade: x`), if any.
 pub fn requested_upgrade(headers: &HeaderMap) -> Option<http::HeaderValue> {
@@ -36,27 +40,50 @@ pub fn requested_upgrade(headers: &HeaderMap) -> Option<http::HeaderValue> {
 /// Header names to remove from a message, built once per app so the per-request work is one
 /// pass over the headers instead of a hashed removal per name.
 ///
-/// Every header name of every message is looked up here, so the set hashes with foldhash rather
-/// than SipHash: the set is fixed at start-up, and a client choosing the names it looks up
-/// cannot make it slower.
+/// Every header name of every message is looked up here, so the sets hash with foldhash rather
+/// than SipHash: they are fixed at start-up, and a client choosing the names it looks up cannot
+/// make them slower.
+///
+/// Names are also compared **folded**: many servers treat `_`, `.` and `-` alike (CGI and WSGI
+/// turn `X_Forwarded_Email` into `HTTP_X_FORWARDED_EMAIL`, as nginx with `underscores_in_headers`
+/// and several frameworks do), so a client's `X_Forwarded_Email` or `X.Forwarded.Email` is
+/// removed like `X-Forwarded-Email`. Only names containing `_` or `.` need the folded look-up.
 #[derive(Clone, Debug)]
-pub struct DropList(HashSet<HeaderName, foldhash::fast::RandomState>);
+pub struct DropList {
+    exact: HashSet<HeaderName, foldhash::fast::RandomState>,
+    folded: HashSet<String, foldhash::fast::RandomState>,
+}
+
+/// A header name with `_` and `.` read as `-` (names are already lower case).
+fn fold(name: &str) -> String {
+    name.chars()
+        .map(|c| if c == '_' || c == '.' { '-' } else { c })
+        .collect()
+}
 
 impl DropList {
     /// Just the hop-by-hop headers: what every forwarded message loses.
     pub fn hop_by_hop() -> Self {
-        let mut names: HashSet<HeaderName, _> = HOP_BY_HOP.iter().cloned().collect();
-        names.extend(LEGACY_HOP_BY_HOP.iter().map(|n| HeaderName::from_static(n)));
-        DropList(names)
+        let list = DropList {
+            exact: HashSet::default(),
+            folded: HashSet::default(),
+        };
+        list.with(HOP_BY_HOP.iter().cloned())
+            .with(LEGACY_HOP_BY_HOP.iter().map(|n| HeaderName::from_static(n)))
     }
 
     pub fn with(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
-        self.0.extend(names);
+        for name in names {
+            self.folded.insert(fold(name.as_str()));
+            self.exact.insert(name);
+        }
         self
     }
 
+    /// Whether a header of this name (in any spelling that folds to a listed one) is removed.
     pub fn contains(&self, name: &HeaderName) -> bool {
-        self.0.contains(name)
+        self.exact.contains(name)
+            || (name.as_str().contains(['_', '.']) && self.folded.contains(&fold(name.as_str())))
     }
 
     /// Removes every listed header and every header that `Connection` names, whatever their case
@@ -75,7 +102,7 @@ impl DropList {
             });
         let doomed: Vec<HeaderName> = headers
             .keys()
-            .filter(|name| self.0.contains(*name) || named.contains(name))
+            .filter(|name| self.contains(name) || named.contains(name))
             .cloned()
             .collect();
         for name in doomed {
@@ -128,6 +155,29 @@ mod tests {
         list.apply(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn aliases_that_fold_to_a_listed_name_go_too() {
+        let list = DropList::hop_by_hop().with([HeaderName::from_static("x-forwarded-email")]);
+        let mut h = HeaderMap::new();
+        for alias in [
+            "X_Forwarded_Email",
+            "x.forwarded.email",
+            "X-Forwarded_Email",
+            "x_forwarded.email",
+        ] {
+            h.append(
+                HeaderName::from_bytes(alias.as_bytes()).unwrap(),
+                "root@evil.example".parse().unwrap(),
+            );
+        }
+        h.append("x_forwarded_emails", "kept".parse().unwrap());
+        h.append("x-request_id", "kept".parse().unwrap());
+        list.apply(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert!(h.contains_key("x_forwarded_emails"));
+        assert!(h.contains_key("x-request_id"));
     }
 
     #[test]

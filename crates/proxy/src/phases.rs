@@ -16,7 +16,7 @@ use portcullis_auth::keys::{KEY_PREFIX, KeyCheck, KeyRing, LiveKey};
 use portcullis_core::{Failure, FailureKind, Identity};
 
 use crate::context::RequestContext;
-use crate::routes::RouteTable;
+use crate::routes::{App, RouteTable};
 use crate::{cookies, upstream};
 
 /// Why a request went no further.
@@ -44,6 +44,66 @@ pub fn route(table: &RouteTable, ctx: &mut RequestContext) -> Result<(), Stop> {
     })?;
     ctx.app = Some(app);
     Ok(())
+}
+
+/// What [`admit_upgrade`] does with an upgrade the app does not accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpgradeMode {
+    /// The built-in proxy decides what reaches the app: an `h2c` upgrade, which clients such as
+    /// `curl --http2` offer on their own, is simply not performed and the request goes on as
+    /// plain HTTP/1.1 (a server may ignore `Upgrade`, RFC 9110 §7.8).
+    Decline,
+    /// Forward-auth: the proxy in front forwards whatever the client asked for, so a request
+    /// for an upgrade the app does not accept is refused outright.
+    Refuse,
+}
+
+/// Admits the protocol switch a request asks for only when its app accepts that protocol
+/// (`upgrades`, WebSocket by default). A tunnel is opaque: once an app switched to `h2c`, every
+/// request inside it would reach the app unchecked, so `h2c` is never tunnelled.
+pub fn admit_upgrade(ctx: &mut RequestContext, mode: UpgradeMode) -> Result<(), Stop> {
+    let Some(requested) = ctx.upgrade.take() else {
+        return Ok(());
+    };
+    let Some(app) = ctx.app.clone() else {
+        return Err(Failure::internal("admit_upgrade ran before route").into());
+    };
+    let text = requested
+        .to_str()
+        .map_err(|_| Failure::bad_request("the Upgrade header is not plain text"))?;
+    let mut admitted = Vec::new();
+    for protocol in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let name = protocol.split('/').next().unwrap_or(protocol);
+        let h2c = name.eq_ignore_ascii_case("h2c");
+        if h2c && mode == UpgradeMode::Decline {
+            continue;
+        }
+        if h2c || !app.accepts_upgrade(name) {
+            return Err(upgrade_refused(&app.name, name, h2c).into());
+        }
+        admitted.push(protocol);
+    }
+    ctx.upgrade = match admitted.as_slice() {
+        [] => None,
+        [one] if *one == text => Some(requested),
+        several => HeaderValue::from_str(&several.join(", ")).ok(),
+    };
+    Ok(())
+}
+
+fn upgrade_refused(app: &str, protocol: &str, h2c: bool) -> Failure {
+    let failure = Failure::bad_request(format!(
+        "The app \"{app}\" does not accept upgrades to \"{protocol}\"."
+    ));
+    if h2c {
+        failure.with_hint(
+            "Portcullis never passes h2c upgrades on: requests inside the tunnel would reach the app unchecked; use HTTP/1.1 or HTTP/2 to Portcullis itself",
+        )
+    } else {
+        failure.with_hint(format!(
+            "the operator can allow it with upgrades = [\"websocket\", \"{protocol}\"] on the app"
+        ))
+    }
 }
 
 /// Establishes who the request is from — an API key, an identity from a trusted proxy in front or
@@ -172,6 +232,11 @@ pub fn authorize(ctx: &RequestContext) -> Result<(), Stop> {
     let (Some(app), Some(identity)) = (&ctx.app, &ctx.identity) else {
         return Ok(()); // a skip-auth route: nobody to authorize
     };
+    admits(app, identity)
+}
+
+/// Whether `app`'s access policy admits `identity`, phrased for the 403 page when it does not.
+pub fn admits(app: &App, identity: &Identity) -> Result<(), Stop> {
     app.policy.evaluate(identity).map_err(|denial| {
         Stop::Fail(
             Failure::new(

@@ -47,6 +47,8 @@ pub struct App {
     role_values: BTreeMap<String, String>,
     pub policy: AccessPolicy,
     pub skip_auth: Vec<SkipAuthRule>,
+    /// Protocols a client may switch to, lower case (`websocket` unless configured).
+    upgrades: Vec<String>,
     pub timeouts: TimeoutConfig,
     /// What to remove from requests: hop-by-hop, every identity header any app can receive,
     /// client forwarding claims, and `Authorization` when the app asks for it.
@@ -73,6 +75,13 @@ impl App {
             return Some(value.clone());
         }
         identity.field(field)
+    }
+
+    /// Whether a client may switch this app's connection to `protocol` (case-insensitive).
+    pub fn accepts_upgrade(&self, protocol: &str) -> bool {
+        self.upgrades
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(protocol))
     }
 
     pub fn skips_auth(&self, method: &Method, canonical_path: &str) -> bool {
@@ -127,6 +136,7 @@ fn default_app() -> AppConfig {
         skip_auth: Vec::new(),
         timeouts: TimeoutConfig::default(),
         strip_authorization: false,
+        upgrades: vec!["websocket".into()],
     }
 }
 
@@ -259,7 +269,8 @@ fn compile(
         .skip_auth
         .iter()
         .map(|rule| {
-            let path = Regex::new(&rule.path)
+            // Anchored as a whole: `^/public|/admin` must not match `/x/admin`.
+            let path = Regex::new(&format!("^(?:{})", rule.path))
                 .map_err(|e| fail(format!("skip_auth {}: {e}", rule.path)))?;
             let methods = rule
                 .methods
@@ -284,6 +295,11 @@ fn compile(
         role_values: cfg.identity_headers.role_values.clone(),
         policy: cfg.access.clone(),
         skip_auth,
+        upgrades: cfg
+            .upgrades
+            .iter()
+            .map(|p| p.to_ascii_lowercase())
+            .collect(),
         timeouts: cfg.timeouts.clone(),
         request_drop: if cfg.strip_authorization {
             request_drop.clone().with([http::header::AUTHORIZATION])
@@ -353,5 +369,17 @@ mod tests {
         assert!(app.skips_auth(&Method::GET, "/public/x"));
         assert!(!app.skips_auth(&Method::POST, "/public/x"));
         assert!(!app.skips_auth(&Method::GET, "/admin/public/x"));
+    }
+
+    #[tokio::test]
+    async fn an_alternative_in_a_skip_auth_rule_is_anchored_too() {
+        let t = table(
+            "[[apps]]\nname='a'\nupstream='whoami'\nskip_auth=[{path='^/health$|/public/'}]\n",
+        );
+        let app = t.route("h", "/").unwrap();
+        assert!(app.skips_auth(&Method::GET, "/health"));
+        assert!(app.skips_auth(&Method::GET, "/public/x"));
+        assert!(!app.skips_auth(&Method::GET, "/admin/public/x"));
+        assert!(!app.skips_auth(&Method::GET, "/x/health"));
     }
 }

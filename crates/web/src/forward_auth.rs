@@ -12,7 +12,7 @@ use axum::Json;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
-use portcullis_proxy::forward_auth::{ExtraPolicy, Flavor};
+use portcullis_proxy::forward_auth::{CheckQuery, Flavor};
 
 use crate::sign_in::current_session;
 use crate::state::AppState;
@@ -22,11 +22,11 @@ async fn check(
     headers: &HeaderMap,
     peer: SocketAddr,
     flavor: Flavor,
-    extra: &ExtraPolicy,
+    query: &CheckQuery,
 ) -> Response {
     state
         .gateway
-        .check(headers, peer, flavor, extra, &state.settings.public_url)
+        .check(headers, peer, flavor, query, &state.settings.public_url)
         .await
 }
 
@@ -34,27 +34,27 @@ pub async fn oauth2_auth(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(extra): Query<ExtraPolicy>,
+    Query(query): Query<CheckQuery>,
 ) -> Response {
-    check(&state, &headers, peer, Flavor::OAuth2Proxy, &extra).await
+    check(&state, &headers, peer, Flavor::OAuth2Proxy, &query).await
 }
 
 pub async fn auth_request(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(extra): Query<ExtraPolicy>,
+    Query(query): Query<CheckQuery>,
 ) -> Response {
-    check(&state, &headers, peer, Flavor::AuthRequest, &extra).await
+    check(&state, &headers, peer, Flavor::AuthRequest, &query).await
 }
 
 pub async fn forward_auth(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(extra): Query<ExtraPolicy>,
+    Query(query): Query<CheckQuery>,
 ) -> Response {
-    check(&state, &headers, peer, Flavor::ForwardAuth, &extra).await
+    check(&state, &headers, peer, Flavor::ForwardAuth, &query).await
 }
 
 /// oauth2-proxy's `/oauth2/userinfo`: the signed-in user as JSON, or 401.

@@ -331,6 +331,14 @@ pub struct AppConfig {
     /// use it for their own tokens.
     #[serde(default)]
     pub strip_authorization: bool,
+    /// Protocols a client may switch to (`Upgrade`) on this app's connections. Default: only
+    /// `websocket`. `h2c` is never allowed: inside its tunnel requests would go unchecked.
+    #[serde(default = "default_upgrades")]
+    pub upgrades: Vec<String>,
+}
+
+fn default_upgrades() -> Vec<String> {
+    vec!["websocket".into()]
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -339,7 +347,8 @@ pub struct SkipAuthRule {
     /// Methods this rule applies to; empty means all.
     #[serde(default)]
     pub methods: Vec<String>,
-    /// A regex over the canonical path. It must start with `^` so it cannot match mid-path.
+    /// A regex over the canonical path (never the query). It must start with `^`, and it is
+    /// matched from the start of the path even across `|` alternatives.
     pub path: String,
 }
 

@@ -210,6 +210,19 @@ impl Config {
                     }
                 }
             }
+            for protocol in &app.upgrades {
+                if protocol.eq_ignore_ascii_case("h2c") {
+                    push(
+                        key("upgrades"),
+                        "h2c cannot be allowed: requests inside an h2c tunnel would reach the app without any check".into(),
+                    );
+                } else if !is_header_token(protocol) {
+                    push(
+                        key("upgrades"),
+                        format!("{protocol:?} is not a protocol name such as websocket"),
+                    );
+                }
+            }
             let t = &app.timeouts;
             if t.connect.is_zero() || t.response_header.is_zero() || t.idle.is_zero() {
                 push(key("timeouts"), "timeouts must be longer than zero".into());

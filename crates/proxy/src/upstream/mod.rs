@@ -6,6 +6,7 @@ mod pool;
 use axum::body::Body;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body as _;
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use portcullis_core::{Failure, FailureKind};
 
@@ -44,10 +45,10 @@ pub async fn send(
 ) -> Result<Response<Body>, Failure> {
     let timeouts = &app.timeouts;
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
-    if let Some(protocol) = upgrade {
+    if let Some(protocol) = &upgrade {
         let headers = request.headers_mut();
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, protocol);
+        headers.insert(header::UPGRADE, protocol.clone());
     }
     // An empty body (most GETs) needs no idle timer.
     let request = if request.body().is_end_stream() {
@@ -56,7 +57,7 @@ pub async fn send(
         request.map(|body| Body::new(IdleTimeout::new(body, timeouts.idle)))
     };
 
-    let (mut response, connection) =
+    let (response, connection) =
         match tokio::time::timeout(timeouts.response_header, app.upstream.send(request)).await {
             Err(_) => {
                 return Err(Failure::new(
@@ -75,36 +76,8 @@ pub async fn send(
             Ok(Ok(response)) => response,
         };
 
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS
-        && let Some(client_upgrade) = client_upgrade
-    {
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
-        let app = app.name.clone();
-        let guard = guard.unwrap_or_default();
-        let sender = connection.into_sender();
-        tokio::spawn(async move {
-            let upgraded = tokio::try_join!(client_upgrade, upstream_upgrade);
-            drop(sender);
-            match upgraded {
-                Ok((client_io, upstream_io)) => {
-                    let mut client_io = TokioIo::new(client_io);
-                    let mut upstream_io = TokioIo::new(upstream_io);
-                    tokio::select! {
-                        copied = tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io) => {
-                            if let Err(e) = copied {
-                                tracing::debug!(app, error = %e, "upgraded connection ended with an error");
-                            }
-                        }
-                        () = guard.cancelled() => {
-                            tracing::info!(app, "closing an upgraded connection: its session or key ended");
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!(app, error = %e, "upgrade did not complete"),
-            }
-        });
-        let (parts, _) = response.into_parts();
-        return Ok(Response::from_parts(parts, Body::empty()));
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return tunnel(app, response, connection, client_upgrade, upgrade, guard);
     }
 
     let (mut parts, body) = response.into_parts();
@@ -115,4 +88,81 @@ pub async fn send(
         None => Body::new(body),
     };
     Ok(Response::from_parts(parts, body))
+}
+
+/// The protocol of an app's `101` answer, if it is one the client asked for.
+fn switched_to<'r>(
+    response: &'r Response<Incoming>,
+    requested: &HeaderValue,
+) -> Option<&'r HeaderValue> {
+    let answered = response.headers().get(header::UPGRADE)?;
+    let name = |p: &str| p.split('/').next().unwrap_or(p).trim().to_ascii_lowercase();
+    let answered_name = name(answered.to_str().ok()?);
+    requested
+        .to_str()
+        .ok()?
+        .split(',')
+        .any(|p| name(p) == answered_name)
+        .then_some(answered)
+}
+
+/// Turns the app's `101 Switching Protocols` into a byte tunnel between the client and the
+/// app, run on its own task. Only an answer to an upgrade the client asked for (and the gateway
+/// admitted), switching to one of the requested protocols, becomes a tunnel; the 101 keeps only
+/// `Connection: upgrade` and `Upgrade` of its hop-by-hop headers.
+fn tunnel(
+    app: &App,
+    mut response: Response<Incoming>,
+    connection: pool::Connection,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    requested: Option<HeaderValue>,
+    guard: Option<CancellationToken>,
+) -> Result<Response<Body>, Failure> {
+    let protocol = match (&client_upgrade, &requested) {
+        (Some(_), Some(requested)) => switched_to(&response, requested).cloned(),
+        _ => None,
+    };
+    let (Some(client_upgrade), Some(protocol)) = (client_upgrade, protocol) else {
+        tracing::warn!(app = %app.name, "the app switched protocols unasked, or to another protocol than requested");
+        return Err(Failure::new(
+            FailureKind::UpstreamUnavailable,
+            format!(
+                "the app \"{}\" switched to a protocol the client did not ask for",
+                app.name
+            ),
+        )
+        .with_hint("the app's answer was not passed on; ask the operator to check the app"));
+    };
+    let upstream_upgrade = hyper::upgrade::on(&mut response);
+    let name = app.name.clone();
+    let guard = guard.unwrap_or_default();
+    let sender = connection.into_sender();
+    tokio::spawn(async move {
+        let upgraded = tokio::try_join!(client_upgrade, upstream_upgrade);
+        drop(sender);
+        match upgraded {
+            Ok((client_io, upstream_io)) => {
+                let mut client_io = TokioIo::new(client_io);
+                let mut upstream_io = TokioIo::new(upstream_io);
+                tokio::select! {
+                    copied = tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io) => {
+                        if let Err(e) = copied {
+                            tracing::debug!(app = %name, error = %e, "upgraded connection ended with an error");
+                        }
+                    }
+                    () = guard.cancelled() => {
+                        tracing::info!(app = %name, "closing an upgraded connection: its session or key ended");
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(app = %name, error = %e, "upgrade did not complete"),
+        }
+    });
+    let (mut parts, _) = response.into_parts();
+    app.response_drop.apply(&mut parts.headers);
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    parts.headers.insert(header::UPGRADE, protocol);
+    Ok(Response::from_parts(parts, Body::empty()))
 }

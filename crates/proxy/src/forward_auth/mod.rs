@@ -1,24 +1,29 @@
 //! Forward-auth: the `route → authenticate → authorize` phases for a request that another proxy
 //! (nginx `auth_request`, Caddy `forward_auth`, Traefik `forwardAuth`) is about to serve itself.
 //!
-//! The proxy describes the original request in headers (`X-Original-URL`/`X-Original-Method`, or
-//! `X-Forwarded-Method/Proto/Host/Uri`). Those are believed only from a configured trusted proxy:
-//! anyone else could claim to be asking about a public path while reading a private one.
+//! The proxy describes the original request in headers, each flavour in its own family
+//! ([`description`]). A description is believed only from a configured trusted proxy: anyone else
+//! could claim to be asking about a public path while reading a private one. An endpoint can be
+//! pinned to one app (`?app=chat`), and then refuses descriptions that route anywhere else.
+
+mod description;
 
 use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 use portcullis_core::identity::IdentityField;
 use portcullis_core::policy::AccessPolicy;
 use portcullis_core::{Failure, FailureKind, Identity};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use crate::context::{RequestContext, Target};
+use crate::context::RequestContext;
 use crate::gateway::Gateway;
 use crate::phases::{self, Stop};
 use crate::respond;
+use crate::routes::{App, RouteTable};
 
-/// Which caller's conventions the answer follows.
+/// Which caller's conventions the answer follows, and which headers describe the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavor {
     /// `/oauth2/auth`: oauth2-proxy's answers (202 allowed, 401 no session, 403 denied).
@@ -31,10 +36,14 @@ pub enum Flavor {
     ForwardAuth,
 }
 
-/// Extra requirements a caller may add in the query (oauth2-proxy's parameters), on top of the
-/// app's own policy. Comma-separated lists.
+/// What a forward-auth endpoint's query asks: the app it is pinned to (`?app=chat`), and
+/// oauth2-proxy's extra requirements on top of the app's own policy (comma-separated lists).
 #[derive(Debug, Default, serde::Deserialize)]
-pub struct ExtraPolicy {
+pub struct CheckQuery {
+    /// Only this app may be described: a description that routes anywhere else is refused, so
+    /// a client's `Host` cannot pick a more lenient app's policy.
+    #[serde(default)]
+    pub app: Option<String>,
     #[serde(default)]
     pub allowed_groups: Option<String>,
     #[serde(default)]
@@ -43,7 +52,7 @@ pub struct ExtraPolicy {
     pub allowed_email_domains: Option<String>,
 }
 
-impl ExtraPolicy {
+impl CheckQuery {
     fn policy(&self) -> AccessPolicy {
         let list = |v: &Option<String>| -> Vec<String> {
             v.as_deref()
@@ -61,68 +70,37 @@ impl ExtraPolicy {
             email_domains: list(&self.allowed_email_domains),
         }
     }
+
+    /// The pinned app, which must exist: a pin naming nothing is a configuration error that
+    /// must not quietly open every app.
+    fn pinned<'t>(&self, routes: &'t RouteTable) -> Result<Option<&'t Arc<App>>, Failure> {
+        let Some(name) = self.app.as_deref() else {
+            return Ok(None);
+        };
+        routes
+            .apps()
+            .find(|app| !app.implicit && app.name == name)
+            .map(Some)
+            .ok_or_else(|| {
+                Failure::new(
+                    FailureKind::Forbidden,
+                    format!("This forward-auth endpoint is pinned to the app \"{name}\", which is not configured."),
+                )
+                .with_hint("check the ?app= of the forward-auth URL in the proxy's configuration against [[apps]] in portcullis.toml")
+            })
+    }
 }
 
-/// Headers a proxy uses to describe the original request.
-const ORIGINAL_HEADERS: &[&str] = &[
-    "x-original-url",
-    "x-original-method",
-    "x-forwarded-method",
-    "x-forwarded-uri",
-];
-
-/// Reads the original request from a trusted proxy's headers; `Ok(None)` when none were sent.
-fn original_target(headers: &HeaderMap, peer_trusted: bool) -> Result<Option<Target>, Failure> {
-    if !ORIGINAL_HEADERS.iter().any(|h| headers.contains_key(*h)) {
-        return Ok(None);
-    }
-    if !peer_trusted {
-        return Err(Failure::new(
-            FailureKind::Forbidden,
-            "This forward-auth request describes its original URL, but it does not come from a \
-             trusted proxy, so the description is not believed.",
-        )
-        .with_hint("add the proxy's address to trusted_proxies in portcullis.toml"));
-    }
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let bad = |what: &str| {
-        Failure::bad_request(format!("the forward-auth header {what} is not valid"))
-            .with_hint("check the proxy's forward-auth configuration against docs/forward-auth.md")
-    };
-    let method = match text("x-original-method").or_else(|| text("x-forwarded-method")) {
-        Some(m) => {
-            Method::from_bytes(m.trim().as_bytes()).map_err(|_| bad("X-Forwarded-Method"))?
-        }
-        None => Method::GET,
-    };
-    if let Some(url) = text("x-original-url") {
-        let uri: http::Uri = url.trim().parse().map_err(|_| bad("X-Original-URL"))?;
-        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-            return Err(bad("X-Original-URL (it must be an absolute URL)"));
-        };
-        return Ok(Some(Target {
-            method,
-            path: uri.path().to_owned(),
-            query: uri.query().map(str::to_owned),
-            host: Some(authority.to_string()),
-            https: scheme.eq_ignore_ascii_case("https"),
-        }));
-    }
-    let uri: http::Uri = text("x-forwarded-uri")
-        .unwrap_or("/")
-        .trim()
-        .parse()
-        .map_err(|_| bad("X-Forwarded-Uri"))?;
-    if uri.scheme().is_some() || !uri.path().starts_with('/') {
-        return Err(bad("X-Forwarded-Uri (it must be a path)"));
-    }
-    Ok(Some(Target {
-        method,
-        path: uri.path().to_owned(),
-        query: uri.query().map(str::to_owned),
-        host: text("x-forwarded-host").map(|h| h.trim().to_owned()),
-        https: text("x-forwarded-proto").is_some_and(|p| p.trim().eq_ignore_ascii_case("https")),
-    }))
+/// A described request that routed to another app than the pinned one.
+fn pin_mismatch(pinned: &App, routed: &App) -> Failure {
+    Failure::new(
+        FailureKind::Forbidden,
+        format!(
+            "This address belongs to the app \"{}\", but this forward-auth endpoint is pinned to \"{}\".",
+            routed.name, pinned.name
+        ),
+    )
+    .with_hint("the proxy in front must describe only requests for the pinned app; check its host matching")
 }
 
 /// Where nginx finds the sign-in URL of a 401 (`$upstream_http_x_portcullis_sign_in`).
@@ -162,20 +140,26 @@ impl Gateway {
         headers: &HeaderMap,
         peer: SocketAddr,
         flavor: Flavor,
-        extra: &ExtraPolicy,
+        query: &CheckQuery,
         public_url: &str,
     ) -> Response<Body> {
         let client = self.trusted.client_facts(peer, headers);
-        let target = match original_target(headers, client.peer_trusted) {
+        let target = match description::described_target(flavor, headers, client.peer_trusted) {
             Ok(Some(target)) => target,
             Ok(None) if flavor == Flavor::OAuth2Proxy => {
-                return self.check_session_only(headers, extra).await;
+                return self.check_session_only(headers, query).await;
             }
             Ok(None) => {
+                let expected = match flavor {
+                    Flavor::AuthRequest => "X-Original-URL and X-Original-Method",
+                    _ => "X-Forwarded-Method, -Proto, -Host and -Uri",
+                };
                 let failure = Failure::bad_request(
                     "this forward-auth request does not say which URL it is for",
                 )
-                .with_hint("send X-Forwarded-Method/Proto/Host/Uri or X-Original-URL (see docs/forward-auth.md)");
+                .with_hint(format!(
+                    "this endpoint reads {expected} (see docs/forward-auth.md)"
+                ));
                 return refusal(flavor, &failure);
             }
             Err(failure) => return refusal(flavor, &failure),
@@ -184,7 +168,7 @@ impl Gateway {
             Ok(ctx) => ctx,
             Err(failure) => return refusal(flavor, &failure),
         };
-        let outcome = self.decide(&mut ctx, headers, extra).await;
+        let outcome = self.decide(&mut ctx, headers, query).await;
         match outcome {
             Ok(()) => {
                 let mut response = allowed(flavor, &ctx);
@@ -227,9 +211,16 @@ impl Gateway {
         &self,
         ctx: &mut RequestContext,
         headers: &HeaderMap,
-        extra: &ExtraPolicy,
+        query: &CheckQuery,
     ) -> Result<(), Stop> {
+        let pinned = query.pinned(&self.routes)?;
         phases::route(&self.routes, ctx)?;
+        if let (Some(pinned), Some(routed)) = (pinned, &ctx.app)
+            && !Arc::ptr_eq(pinned, routed)
+        {
+            return Err(pin_mismatch(pinned, routed).into());
+        }
+        phases::admit_upgrade(ctx, phases::UpgradeMode::Refuse)?;
         phases::authenticate(
             &self.sessions,
             &self.keys,
@@ -240,18 +231,33 @@ impl Gateway {
         .await?;
         phases::authorize(ctx)?;
         if let Some(identity) = &ctx.identity {
-            extra_allows(extra, identity)?;
+            extra_allows(query, identity)?;
         }
         Ok(())
     }
 
-    /// oauth2-proxy's bare `/oauth2/auth`: is there a session, and does it pass the query's rules?
-    async fn check_session_only(&self, headers: &HeaderMap, extra: &ExtraPolicy) -> Response<Body> {
+    /// oauth2-proxy's bare `/oauth2/auth`: is there a session, and does it pass the query's rules
+    /// (and the pinned app's policy)?
+    async fn check_session_only(&self, headers: &HeaderMap, query: &CheckQuery) -> Response<Body> {
+        let pinned = match query.pinned(&self.routes) {
+            Ok(pinned) => pinned,
+            Err(failure) => return refusal(Flavor::OAuth2Proxy, &failure),
+        };
         for value in crate::cookies::values(headers, crate::cookies::SESSION_COOKIE) {
             match self.sessions.resolve(value).await {
                 Ok(Some(session)) => {
-                    return match extra_allows(extra, &session.identity) {
-                        Ok(()) => identity_response(StatusCode::ACCEPTED, &session.identity, None),
+                    let identity = &session.identity;
+                    let decision = match pinned {
+                        Some(app) => phases::admits(app, identity),
+                        None => Ok(()),
+                    }
+                    .and_then(|()| extra_allows(query, identity));
+                    return match decision {
+                        Ok(()) => identity_response(
+                            StatusCode::ACCEPTED,
+                            identity,
+                            pinned.map(|app| app.as_ref()),
+                        ),
                         Err(Stop::Fail(failure)) => refusal(Flavor::OAuth2Proxy, &failure),
                         Err(Stop::SignIn) => empty(StatusCode::UNAUTHORIZED),
                     };
@@ -264,8 +270,8 @@ impl Gateway {
     }
 }
 
-fn extra_allows(extra: &ExtraPolicy, identity: &Identity) -> Result<(), Stop> {
-    extra.policy().evaluate(identity).map_err(|denial| {
+fn extra_allows(query: &CheckQuery, identity: &Identity) -> Result<(), Stop> {
+    query.policy().evaluate(identity).map_err(|denial| {
         Stop::Fail(Failure::new(
             FailureKind::Forbidden,
             format!(
@@ -292,11 +298,7 @@ fn allowed(flavor: Flavor, ctx: &RequestContext) -> Response<Body> {
 
 /// The identity in every header family, then the app's own profile (which wins where a name is
 /// shared: an `openwebui` app gets the display name in `X-Forwarded-User`, as it expects).
-fn identity_response(
-    status: StatusCode,
-    identity: &Identity,
-    app: Option<&crate::App>,
-) -> Response<Body> {
+fn identity_response(status: StatusCode, identity: &Identity, app: Option<&App>) -> Response<Body> {
     let mut response = empty(status);
     let headers = response.headers_mut();
     for (name, field) in IDENTITY_FAMILIES {
@@ -349,82 +351,16 @@ fn refusal(flavor: Flavor, failure: &Failure) -> Response<Body> {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        h
-    }
-
-    #[test]
-    fn the_original_request_is_believed_only_from_a_trusted_proxy() {
-        let h = headers(&[
-            ("x-forwarded-uri", "/admin"),
-            ("x-forwarded-host", "app.example.com"),
-        ]);
-        let refused = original_target(&h, false).unwrap_err();
-        assert_eq!(refused.kind, FailureKind::Forbidden);
-        assert!(refused.message.contains("trusted proxy"));
-        let target = original_target(&h, true).unwrap().unwrap();
-        assert_eq!(target.path, "/admin");
-        assert_eq!(target.host.as_deref(), Some("app.example.com"));
-        assert!(original_target(&HeaderMap::new(), false).unwrap().is_none());
-    }
-
-    #[test]
-    fn nginx_and_caddy_descriptions_are_read() {
-        let nginx = headers(&[
-            ("x-original-url", "https://app.example.com:8443/a/b?c=d"),
-            ("x-original-method", "POST"),
-        ]);
-        let t = original_target(&nginx, true).unwrap().unwrap();
-        assert_eq!(
-            (
-                t.method,
-                t.path.as_str(),
-                t.query.as_deref(),
-                t.host.as_deref(),
-                t.https
-            ),
-            (
-                Method::POST,
-                "/a/b",
-                Some("c=d"),
-                Some("app.example.com:8443"),
-                true
-            )
-        );
-        let caddy = headers(&[
-            ("x-forwarded-method", "GET"),
-            ("x-forwarded-uri", "/x/../y?z=1"),
-            ("x-forwarded-proto", "http"),
-            ("x-forwarded-host", "app.example.com"),
-        ]);
-        let t = original_target(&caddy, true).unwrap().unwrap();
-        assert_eq!((t.path.as_str(), t.https), ("/x/../y", false));
-        for bad in [
-            ("x-original-url", "/relative"),
-            ("x-forwarded-uri", "https://evil.example/"),
-            ("x-forwarded-method", "GE T"),
-        ] {
-            assert!(original_target(&headers(&[bad]), true).is_err(), "{bad:?}");
-        }
-    }
-
     #[test]
     fn query_rules_are_comma_separated_lists() {
-        let extra = ExtraPolicy {
+        let query = CheckQuery {
             allowed_groups: Some("ops, ml".into()),
-            allowed_emails: None,
             allowed_email_domains: Some("example.com".into()),
+            ..CheckQuery::default()
         };
-        let policy = extra.policy();
+        let policy = query.policy();
         assert_eq!(policy.groups, vec!["ops", "ml"]);
         assert_eq!(policy.email_domains, vec!["example.com"]);
-        assert!(!ExtraPolicy::default().policy().is_set());
+        assert!(!CheckQuery::default().policy().is_set());
     }
 }
