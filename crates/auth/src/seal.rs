@@ -1,10 +1,14 @@
 //! Sealing provider tokens for storage: XChaCha20-Poly1305 with a key from the configuration, so
-//! a copy of the database does not hand out ID or refresh tokens.
+//! a copy of the database does not hand out ID or refresh tokens. The same key, through a
+//! labelled derivation, authenticates values Portcullis hands out and must recognise later
+//! (session-bound CSRF tokens): replicas share it, so any replica recognises them.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 const NONCE_LEN: usize = 24;
 
@@ -21,7 +25,11 @@ pub enum SealError {
 #[derive(Clone)]
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
+    /// Keys [`Sealer::tag`]; derived from the sealing key, never used to encrypt.
+    mac_key: [u8; 32],
 }
+
+type HmacSha256 = Hmac<Sha256>;
 
 impl Sealer {
     pub fn from_base64(key: &str) -> Result<Self, SealError> {
@@ -31,9 +39,25 @@ impl Sealer {
         if bytes.len() != 32 {
             return Err(SealError::BadKey);
         }
+        let key_bytes = |b: &[u8]| -> [u8; 32] {
+            let mut key = [0u8; 32];
+            key.copy_from_slice(b);
+            key
+        };
         Ok(Sealer {
             cipher: XChaCha20Poly1305::new(Key::from_slice(&bytes)),
+            mac_key: hmac_sha256(&key_bytes(&bytes), b"portcullis tag key v1"),
         })
+    }
+
+    /// An unforgeable tag of `value` for the purpose `label` (base64url, 43 characters): the
+    /// same inputs give the same tag on every replica; different labels never collide.
+    pub fn tag(&self, label: &str, value: &str) -> String {
+        let mut data = Vec::with_capacity(label.len() + 1 + value.len());
+        data.extend_from_slice(label.as_bytes());
+        data.push(0);
+        data.extend_from_slice(value.as_bytes());
+        URL_SAFE_NO_PAD.encode(hmac_sha256(&self.mac_key, &data))
     }
 
     /// A new random key, base64url.
@@ -69,6 +93,16 @@ impl Sealer {
     }
 }
 
+fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
+    // HMAC pads a key shorter than SHA-256's 64-byte block with zeros, so padding it here is
+    // the same MAC, through the infallible fixed-size constructor.
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    let mut mac = <HmacSha256 as KeyInit>::new(&block.into());
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +117,18 @@ mod tests {
         assert!(other.open(&sealed).is_err());
         assert!(sealer.open("garbage").is_err());
         assert!(Sealer::from_base64("short").is_err());
+    }
+
+    #[test]
+    fn tags_depend_on_key_label_and_value() {
+        let key = Sealer::generate_key();
+        let a = Sealer::from_base64(&key).unwrap();
+        let b = Sealer::from_base64(&key).unwrap();
+        let other = Sealer::from_base64(&Sealer::generate_key()).unwrap();
+        assert_eq!(a.tag("csrf", "s1"), b.tag("csrf", "s1"), "replicas agree");
+        assert_ne!(a.tag("csrf", "s1"), a.tag("csrf", "s2"));
+        assert_ne!(a.tag("csrf", "s1"), a.tag("other", "s1"));
+        assert_ne!(a.tag("csrf", "s1"), other.tag("csrf", "s1"));
+        assert_eq!(a.tag("csrf", "s1").len(), 43);
     }
 }

@@ -603,20 +603,51 @@ async fn admin_pages_need_an_admin_and_a_csrf_token() {
         .send()
         .await
         .unwrap();
-    let csrf_cookie = common::set_cookie_value(&detail, "_portcullis_csrf").unwrap();
+    assert!(
+        common::set_cookie_value(&detail, "_portcullis_csrf").is_none(),
+        "a signed-in page needs no CSRF cookie: its token is bound to the session"
+    );
     let html = detail.text().await.unwrap();
     assert!(
         html.contains("<h2>Sessions</h2>") && html.contains("127.0.0.1"),
         "gina's session is listed"
     );
     let csrf = common::hidden_field(&html, "csrf");
+
+    // The token of another session (another browser of the same admin, or one an attacker on a
+    // sibling subdomain minted and planted as a cookie) is refused.
+    let other_browser = h.sign_in("admin", common::ADMIN_PASSWORD).await.unwrap();
+    let other_page = h
+        .http
+        .get(h.url("/.portcullis/admin/users/gina"))
+        .header(COOKIE, format!("_portcullis={other_browser}"))
+        .send()
+        .await
+        .unwrap();
+    let other_csrf = common::hidden_field(&other_page.text().await.unwrap(), "csrf");
+    assert_ne!(other_csrf, csrf);
+    for planted in [
+        other_csrf.as_str(),
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let refused = h
+            .http
+            .post(h.url("/.portcullis/admin/users/gina/sessions/end-all"))
+            .header(
+                COOKIE,
+                format!("_portcullis={admin_cookie}; _portcullis_csrf={planted}"),
+            )
+            .form(&[("csrf", planted)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{planted}");
+    }
+
     let ended = h
         .http
         .post(h.url("/.portcullis/admin/users/gina/sessions/end-all"))
-        .header(
-            COOKIE,
-            format!("_portcullis={admin_cookie}; _portcullis_csrf={csrf_cookie}"),
-        )
+        .header(COOKIE, format!("_portcullis={admin_cookie}"))
         .form(&[("csrf", csrf.as_str())])
         .send()
         .await
@@ -784,7 +815,6 @@ async fn the_account_page_shows_and_manages_ones_own_sessions_and_keys() {
     };
     let page = get().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    let csrf_cookie = common::set_cookie_value(&page, "_portcullis_csrf").unwrap();
     let html = page.text().await.unwrap();
     assert!(
         html.contains("Ivy I") && html.contains("staff") && html.contains("this browser"),
@@ -792,7 +822,7 @@ async fn the_account_page_shows_and_manages_ones_own_sessions_and_keys() {
     );
     assert!(!html.contains(">Users<"), "no admin navigation for a user");
     let csrf = common::hidden_field(&html, "csrf");
-    let cookies = format!("_portcullis={current}; _portcullis_csrf={csrf_cookie}");
+    let cookies = format!("_portcullis={current}");
     let post = |path: String, form: Vec<(&'static str, String)>| {
         h.http
             .post(h.url(&path))

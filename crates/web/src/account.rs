@@ -29,17 +29,12 @@ async fn signed_in(
 
 pub async fn page(State(state): State<AppState>, method: Method, headers: HeaderMap) -> Response {
     match signed_in(&state, &method, &headers).await {
-        Ok(me) => render(&state, &headers, &me, None).await,
+        Ok(me) => render(&state, &me, None).await,
         Err(refused) => refused,
     }
 }
 
-async fn render(
-    state: &AppState,
-    headers: &HeaderMap,
-    me: &ActiveSession,
-    new_key: Option<&str>,
-) -> Response {
+async fn render(state: &AppState, me: &ActiveSession, new_key: Option<&str>) -> Response {
     let identity = &me.identity;
     // A directory that cannot be read gets a clear page, not empty lists.
     let (sessions, keys) = match tokio::try_join!(
@@ -49,7 +44,7 @@ async fn render(
         Ok(found) => found,
         Err(e) => return respond::failure(&Failure::from(e), true),
     };
-    let (csrf, set_cookie) = form_token(state, headers);
+    let csrf = form_token(state, me);
     let session_rows: String = sessions
         .iter()
         .map(|s| {
@@ -118,7 +113,7 @@ async fn render(
         who: &identity.username,
         admin: identity.role == Role::Admin,
     };
-    page.render(StatusCode::OK, &body, set_cookie)
+    page.render(StatusCode::OK, &body)
 }
 
 pub async fn create_key(
@@ -132,7 +127,7 @@ pub async fn create_key(
         Ok(me) => me,
         Err(refused) => return refused,
     };
-    if let Some(refused) = csrf_refusal(&headers, &form.csrf) {
+    if let Some(refused) = csrf_refusal(&state, &me, &form.csrf) {
         return refused;
     }
     let lifetime = match form.lifetime() {
@@ -155,7 +150,7 @@ pub async fn create_key(
         Err(e) => return respond::failure(&Failure::bad_request(e.to_string()), true),
     };
     state.apply_key_change().await;
-    render(&state, &headers, &me, Some(&created.secret)).await
+    render(&state, &me, Some(&created.secret)).await
 }
 
 #[derive(Deserialize, Default)]
@@ -176,7 +171,7 @@ pub async fn revoke_key(
         Ok(me) => me,
         Err(refused) => return refused,
     };
-    if let Some(refused) = csrf_refusal(&headers, &form.csrf) {
+    if let Some(refused) = csrf_refusal(&state, &me, &form.csrf) {
         return refused;
     }
     let mine = match state.store.keys_of(&me.user_id).await {
@@ -211,7 +206,7 @@ pub async fn end_session(
         Ok(me) => me,
         Err(refused) => return refused,
     };
-    if let Some(refused) = csrf_refusal(&headers, &form.csrf) {
+    if let Some(refused) = csrf_refusal(&state, &me, &form.csrf) {
         return refused;
     }
     let owned = matches!(state.store.session(&id).await, Ok(Some(s)) if s.user_id == me.user_id);

@@ -103,11 +103,27 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// What the router does not serve itself. Shared paths that no app claimed go to the gateway
+/// (the built-in whoami app, when no app is configured); Portcullis's own prefixes never do:
+/// an unknown `/.portcullis/…` or `/oauth2/…` path is a 404 from Portcullis, not an app's page.
 async fn proxy(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
+    let path = request.uri().path();
+    if RESERVED_PREFIXES
+        .iter()
+        .any(|prefix| has_prefix(path, prefix))
+    {
+        let failure = Failure::new(
+            portcullis_core::FailureKind::NotFound,
+            "Portcullis has no page at this address",
+        )
+        .with_hint("check the link; Portcullis's own pages live under /.portcullis/");
+        let browser = respond::is_browser_navigation(request.headers(), path);
+        return respond::failure(&failure, browser);
+    }
     state.gateway.handle(request, peer).await
 }
 

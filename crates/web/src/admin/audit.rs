@@ -85,5 +85,5 @@ pub async fn list(
         who: &me.identity.username,
         admin: true,
     }
-    .render(StatusCode::OK, &body, None)
+    .render(StatusCode::OK, &body)
 }

@@ -51,7 +51,7 @@ pub async fn list(State(state): State<AppState>, method: Method, headers: Header
         who: &me.identity.username,
         admin: true,
     };
-    page.render(StatusCode::OK, &body, None)
+    page.render(StatusCode::OK, &body)
 }
 
 pub async fn detail(
@@ -68,7 +68,7 @@ pub async fn detail(
         Ok(members) => members,
         Err(e) => return respond::failure(&Failure::from(e), true),
     };
-    let (csrf, set_cookie) = form_token(&state, &headers);
+    let csrf = form_token(&state, &me);
     let rows: String = members
         .iter()
         .map(|(user, source)| {
@@ -102,7 +102,7 @@ pub async fn detail(
         who: &me.identity.username,
         admin: true,
     };
-    page.render(StatusCode::OK, &body, set_cookie)
+    page.render(StatusCode::OK, &body)
 }
 
 #[derive(Deserialize, Default)]

@@ -22,7 +22,6 @@ use portcullis_auth::ActiveSession;
 use portcullis_auth::audit::Actor;
 use portcullis_auth::directory::DirectoryError;
 use portcullis_core::{Failure, FailureKind, Role};
-use portcullis_proxy::cookies;
 use portcullis_proxy::html::app_page;
 use portcullis_proxy::respond::{self, html_response};
 
@@ -134,16 +133,20 @@ pub(crate) async fn admin_post(
     csrf: &str,
 ) -> Result<(Arc<ActiveSession>, Actor), Response> {
     let me = admin(state, &post.method, &post.headers, here).await?;
-    if let Some(refused) = csrf_refusal(&post.headers, csrf) {
+    if let Some(refused) = csrf_refusal(state, &me, csrf) {
         return Err(refused);
     }
     let actor = post.from.actor(&me.user_id);
     Ok((me, actor))
 }
 
-/// The refusal for a form post whose CSRF token does not match, if it does not.
-pub(crate) fn csrf_refusal(headers: &HeaderMap, submitted: &str) -> Option<Response> {
-    (!csrf::verify(headers, submitted)).then(|| {
+/// The refusal for a signed-in form post whose CSRF token is not its session's, if it is not.
+pub(crate) fn csrf_refusal(
+    state: &AppState,
+    session: &ActiveSession,
+    submitted: &str,
+) -> Option<Response> {
+    (!csrf::verify_session(&state.sealer, session, submitted)).then(|| {
         respond::failure(
             &Failure::new(
                 FailureKind::Forbidden,
@@ -155,7 +158,7 @@ pub(crate) fn csrf_refusal(headers: &HeaderMap, submitted: &str) -> Option<Respo
     })
 }
 
-/// A rendered admin page: navigation, the CSRF cookie when a new token was minted.
+/// A rendered admin page with its navigation.
 pub(crate) struct Page<'a> {
     pub title: &'a str,
     pub section: &'a str,
@@ -165,7 +168,7 @@ pub(crate) struct Page<'a> {
 }
 
 impl Page<'_> {
-    pub fn render(&self, status: StatusCode, body: &str, set_cookie: Option<String>) -> Response {
+    pub fn render(&self, status: StatusCode, body: &str) -> Response {
         let mut nav = vec![(
             "/.portcullis/account",
             "My account",
@@ -190,17 +193,13 @@ impl Page<'_> {
             ));
         }
         nav.push(("/.portcullis/whoami", "Who am I", false));
-        let mut response = html_response(status, app_page(self.title, &nav, self.who, body));
-        if let Some(cookie) = set_cookie {
-            cookies::append(response.headers_mut(), &cookie);
-        }
-        response
+        html_response(status, app_page(self.title, &nav, self.who, body))
     }
 }
 
-/// The CSRF token for this page's forms (and a cookie to set when it is new).
-pub(crate) fn form_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
-    csrf::token_for_form(headers, state.settings.cookie_secure)
+/// The CSRF token for the forms of a page shown to `session`.
+pub(crate) fn form_token(state: &AppState, session: &ActiveSession) -> String {
+    csrf::session_token(&state.sealer, session)
 }
 
 /// A `?done=` notice after a redirect, restricted to known messages (never reflected text).

@@ -27,7 +27,7 @@ pub async fn page(State(state): State<AppState>, method: Method, headers: Header
         Ok(found) => found,
         Err(e) => return respond::failure(&Failure::from(e), true),
     };
-    let (csrf, set_cookie) = form_token(&state, &headers);
+    let csrf = form_token(&state, &me);
     let now = state.clock.now().0;
     let oldest = stats
         .oldest_pending
@@ -80,7 +80,7 @@ pub async fn page(State(state): State<AppState>, method: Method, headers: Header
         who: &me.identity.username,
         admin: true,
     }
-    .render(StatusCode::OK, &body, set_cookie)
+    .render(StatusCode::OK, &body)
 }
 
 #[derive(Deserialize)]

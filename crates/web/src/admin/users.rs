@@ -14,6 +14,8 @@ use portcullis_proxy::respond;
 use portcullis_store::StoredKey;
 use serde::Deserialize;
 
+use portcullis_auth::ActiveSession;
+
 use super::{FormPost, Page, admin, admin_post, directory_failure, form_token, location, notice};
 use crate::key_forms::{self, KeyForm};
 use crate::state::AppState;
@@ -65,7 +67,7 @@ pub async fn list(
         Ok(found) => found,
         Err(e) => return directory_failure(e),
     };
-    let (csrf, set_cookie) = form_token(&state, &headers);
+    let csrf = form_token(&state, &me);
     let rows: String = users.iter().map(user_row).collect();
     let q = escape(search.unwrap_or(""));
     let q_param = search
@@ -122,7 +124,7 @@ pub async fn list(
         who: &me.identity.username,
         admin: true,
     }
-    .render(StatusCode::OK, &body, set_cookie)
+    .render(StatusCode::OK, &body)
 }
 
 fn user_row(u: &User) -> String {
@@ -219,22 +221,13 @@ pub async fn detail(
         Ok(me) => me,
         Err(refused) => return refused,
     };
-    render_detail(
-        &state,
-        &headers,
-        &me.identity.username,
-        &username,
-        notice(query.done.as_deref()),
-        None,
-    )
-    .await
+    render_detail(&state, &me, &username, notice(query.done.as_deref()), None).await
 }
 
 /// The user page; `new_key` shows a just-created key once.
 async fn render_detail(
     state: &AppState,
-    headers: &HeaderMap,
-    who: &str,
+    me: &ActiveSession,
     username: &str,
     notice: &str,
     new_key: Option<&str>,
@@ -255,7 +248,7 @@ async fn render_detail(
         Ok(found) => found,
         Err(e) => return respond::failure(&Failure::from(e), true),
     };
-    let (csrf, set_cookie) = form_token(state, headers);
+    let csrf = form_token(state, me);
     let base = user_href(&user.username);
     let session_rows: String = sessions
         .iter()
@@ -343,10 +336,10 @@ async fn render_detail(
     Page {
         title: &user.username,
         section: "users",
-        who,
+        who: &me.identity.username,
         admin: true,
     }
-    .render(StatusCode::OK, &body, set_cookie)
+    .render(StatusCode::OK, &body)
 }
 
 fn provisioning_row(d: &portcullis_store::Delivery) -> String {
@@ -559,15 +552,7 @@ pub async fn create_key(
         Err(e) => return directory_failure(e),
     };
     state.apply_key_change().await;
-    render_detail(
-        &state,
-        &post.headers,
-        &me.identity.username,
-        &username,
-        "",
-        Some(&created.secret),
-    )
-    .await
+    render_detail(&state, &me, &username, "", Some(&created.secret)).await
 }
 
 #[derive(Deserialize, Default)]
