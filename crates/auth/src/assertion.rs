@@ -313,7 +313,7 @@ mod tests {
         Arc::new(Identity {
             subject: "6f1c1f1e-8d3a-4c59-9f39-0a2f5e9a7c11".into(),
             username: "alice".into(),
-            email: Some("alice@example.com".into()),
+            email: Some("alice@example.com".parse().unwrap()),
             display_name: "Alice A".into(),
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
             role: Role::User,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::user::{User, UserStatus, validate_username};
-use portcullis_core::{Clock, Role};
+use portcullis_core::{Clock, Email, Role};
 use portcullis_store::{ChangeKind, LinkedIdentity, NewUser, Store, StoreError, StoredKey};
 
 use crate::audit::{Actor, Audit, Entry};
@@ -34,7 +34,8 @@ pub struct Directory {
 /// A user to add by hand.
 pub struct AddUser {
     pub username: String,
-    pub email: Option<String>,
+    /// Parsed where it entered (form, API body, CLI argument), so a bad one was refused there.
+    pub email: Option<Email>,
     pub display_name: Option<String>,
     pub role: Role,
     pub password_hash: Option<String>,

@@ -136,7 +136,7 @@ mod tests {
             let user = NewUser {
                 id: id.into(),
                 username: id.into(),
-                email: Some(format!("{id}@example.com")),
+                email: format!("{id}@example.com").parse().ok(),
                 display_name: None,
                 role: Role::User,
                 status,

@@ -8,6 +8,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::email::{Email, EmailError};
+
 /// Which claim feeds which identity field. Unset fields use the preset's (or generic) defaults.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +130,17 @@ pub fn lookup<'a>(claims: &'a Value, name: &str) -> Option<&'a Value> {
     Some(current)
 }
 
+/// Longest claim value used as a subject, name, username or group, in characters.
+pub const MAX_CLAIM_TEXT: usize = 256;
+
+/// Whether a claim value may become part of an identity: not empty, no control characters
+/// (they would corrupt headers, logs and pages), not absurdly long. Others count as absent.
+fn usable(text: &str) -> bool {
+    !text.is_empty()
+        && text.chars().count() <= MAX_CLAIM_TEXT
+        && !text.chars().any(char::is_control)
+}
+
 fn text(claims: &Value, name: Option<&str>) -> Option<String> {
     let value = lookup(claims, name?)?;
     let s = match value {
@@ -135,7 +148,7 @@ fn text(claims: &Value, name: Option<&str>) -> Option<String> {
         Value::Number(n) => n.to_string(),
         _ => return None,
     };
-    (!s.is_empty()).then_some(s)
+    usable(&s).then_some(s)
 }
 
 fn list(claims: &Value, name: Option<&str>) -> Vec<String> {
@@ -156,7 +169,7 @@ fn list(claims: &Value, name: Option<&str>) -> Vec<String> {
         _ => Vec::new(),
     };
     // A comma inside a group name would split it apart in a comma-separated header.
-    out.retain(|g| !g.is_empty() && !g.contains(','));
+    out.retain(|g| usable(g) && !g.contains(','));
     out.sort();
     out.dedup();
     out
@@ -175,7 +188,8 @@ fn truthy(claims: &Value, name: Option<&str>) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MappedClaims {
     pub subject: String,
-    pub email: Option<String>,
+    /// A valid address from the email claim; an invalid one is dropped (see `rejected_email`).
+    pub email: Option<Email>,
     pub email_verified: bool,
     pub display_name: String,
     pub username: String,
@@ -186,6 +200,9 @@ pub struct MappedClaims {
     pub groups_overage: bool,
     /// Where each field came from (`field → claim`), for whoami and explain.
     pub sources: Vec<(&'static str, String)>,
+    /// The email claim held something that is not a valid address: it was dropped, and this
+    /// says why (for the log and explain).
+    pub rejected_email: Option<EmailError>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,10 +239,15 @@ pub fn map_claims(claims: &Value, mapping: &ClaimMapping) -> Result<MappedClaims
         .ok_or_else(|| MappingError::NoSubject(subject_claim.to_owned()))?;
     sources.push(("subject", subject_claim.to_owned()));
 
-    let email = text(claims, mapping.email.as_deref()).map(|e| e.to_lowercase());
+    let (email, rejected_email) =
+        match Email::parse_optional(text(claims, mapping.email.as_deref()).as_deref()) {
+            Ok(email) => (email.map(|e| lower_case(&e)), None),
+            Err(why) => (None, Some(why)),
+        };
     if email.is_some() {
         sources.push(("email", mapping.email.clone().unwrap_or_default()));
     }
+    let email_text = email.as_ref().map(|e| e.to_string());
     // Each field takes the first candidate that has a value; the source is recorded.
     let username_candidates = [
         (
@@ -236,7 +258,7 @@ pub fn map_claims(claims: &Value, mapping: &ClaimMapping) -> Result<MappedClaims
             "preferred_username".to_owned(),
             text(claims, Some("preferred_username")),
         ),
-        ("email".to_owned(), email.clone()),
+        ("email".to_owned(), email_text.clone()),
     ];
     let (username_source, username) = first_present(username_candidates)
         .unwrap_or_else(|| (subject_claim.to_owned(), subject.clone()));
@@ -263,7 +285,7 @@ pub fn map_claims(claims: &Value, mapping: &ClaimMapping) -> Result<MappedClaims
             "username".to_owned(),
             Some(username.clone()).filter(|u| *u != subject),
         ),
-        ("email".to_owned(), email.clone()),
+        ("email".to_owned(), email_text),
     ];
     // Nothing readable at all: say so rather than show an opaque id as a name.
     let (name_source, display_name) = first_present(name_candidates).unwrap_or_else(|| {
@@ -286,7 +308,14 @@ pub fn map_claims(claims: &Value, mapping: &ClaimMapping) -> Result<MappedClaims
         roles: list(claims, mapping.roles.as_deref()),
         groups_overage,
         sources,
+        rejected_email,
     })
+}
+
+/// Provider addresses are compared and shown in lower case, as the apps behind (Open WebUI)
+/// store them.
+fn lower_case(email: &Email) -> Email {
+    Email::parse(&email.to_lowercase()).unwrap_or_else(|_| email.clone())
 }
 
 #[cfg(test)]
@@ -296,6 +325,29 @@ mod tests {
 
     fn map(preset: Preset, claims: Value) -> MappedClaims {
         map_claims(&claims, &preset.defaults()).unwrap()
+    }
+
+    #[test]
+    fn multi_at_and_control_characters_never_enter_an_identity() {
+        let m = map(
+            Preset::Generic,
+            json!({
+                "sub": "s-1",
+                "email": "alice@evil.example@example.test",
+                "email_verified": true,
+                "preferred_username": "alice\u{7}\r\nX-Forwarded-User: root",
+                "name": "x".repeat(MAX_CLAIM_TEXT + 1),
+                "groups": ["staff", "bad\u{0}group"],
+            }),
+        );
+        assert_eq!(m.email, None, "the multi-@ address is dropped");
+        assert!(matches!(m.rejected_email, Some(EmailError::At(2))));
+        assert_eq!(
+            m.username, "s-1",
+            "an unusable username claim counts as absent"
+        );
+        assert_eq!(m.display_name, "Unnamed user");
+        assert_eq!(m.groups, vec!["staff"]);
     }
 
     #[test]

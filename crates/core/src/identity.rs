@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::Email;
+
 /// The directory role. Apps get it mapped to their own vocabulary through header profiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,7 +50,7 @@ pub struct Identity {
     /// Opaque, stable identifier. Never shown as a name unless a profile asks for it explicitly.
     pub subject: String,
     pub username: String,
-    pub email: Option<String>,
+    pub email: Option<Email>,
     /// Human display name. Falls back to the username, never to the subject.
     pub display_name: String,
     pub groups: Vec<String>,
@@ -86,7 +88,7 @@ impl Identity {
         let value = match field {
             IdentityField::Subject => self.subject.clone(),
             IdentityField::Username => self.username.clone(),
-            IdentityField::Email => self.email.clone().unwrap_or_default(),
+            IdentityField::Email => self.email.as_deref().unwrap_or_default().to_owned(),
             IdentityField::Name => self.display_name.clone(),
             IdentityField::Groups => self.groups.join(","),
             IdentityField::Role => self.role.as_str().to_owned(),

@@ -9,6 +9,7 @@
 pub mod claims;
 pub mod clock;
 pub mod config;
+pub mod email;
 pub mod error;
 pub mod identity;
 pub mod path;
@@ -18,5 +19,6 @@ pub mod session;
 pub mod user;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use email::Email;
 pub use error::{Failure, FailureKind};
 pub use identity::{Identity, Role};

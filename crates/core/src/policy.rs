@@ -41,18 +41,16 @@ impl AccessPolicy {
         if !self.is_set() {
             return Ok(());
         }
-        let email = identity.email.as_deref().unwrap_or("").to_ascii_lowercase();
+        let email = identity.email.as_ref();
         let user_match = self.users.iter().any(|u| {
             u.eq_ignore_ascii_case(&identity.username)
-                || (!email.is_empty() && u.eq_ignore_ascii_case(&email))
+                || email.is_some_and(|e| u.eq_ignore_ascii_case(e))
         });
         let group_match = self.groups.iter().any(|g| identity.groups.contains(g));
         let role_match = self.roles.iter().any(|r| r == identity.role.as_str());
-        let domain_match = email.rsplit_once('@').is_some_and(|(_, domain)| {
-            self.email_domains
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(domain))
-        });
+        // The address was checked where it entered (one `@`, a valid domain), so its domain is
+        // the real one: `alice@evil.example@example.test` never got this far.
+        let domain_match = email.is_some_and(|e| self.email_domains.iter().any(|d| e.in_domain(d)));
         if user_match || group_match || role_match || domain_match {
             return Ok(());
         }
@@ -88,7 +86,7 @@ mod tests {
         Identity {
             subject: "s".into(),
             username: "bob".into(),
-            email: Some("Bob@Example.com".into()),
+            email: Some(crate::Email::parse("Bob@Example.com").unwrap()),
             display_name: "Bob".into(),
             groups: vec!["staff".into()],
             role: Role::User,

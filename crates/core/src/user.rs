@@ -1,6 +1,6 @@
 //! Directory users.
 
-use crate::{Identity, Role, Timestamp};
+use crate::{Email, Identity, Role, Timestamp};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UserStatus {
@@ -33,7 +33,7 @@ pub struct User {
     /// Opaque stable id (a UUID); the identity's subject.
     pub id: String,
     pub username: String,
-    pub email: Option<String>,
+    pub email: Option<Email>,
     pub display_name: Option<String>,
     pub role: Role,
     pub status: UserStatus,
@@ -87,7 +87,7 @@ mod tests {
         User {
             id: "6f1c1f1e-8d3a-4c59-9f39-0a2f5e9a7c11".into(),
             username: "alice".into(),
-            email: Some("alice@example.com".into()),
+            email: Some("alice@example.com".parse().unwrap()),
             display_name: display_name.map(str::to_owned),
             role: Role::User,
             status: UserStatus::Active,

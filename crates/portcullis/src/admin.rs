@@ -41,7 +41,7 @@ pub enum UserCommand {
     Add {
         username: String,
         #[arg(long)]
-        email: Option<String>,
+        email: Option<portcullis_core::Email>,
         /// Display name.
         #[arg(long)]
         name: Option<String>,

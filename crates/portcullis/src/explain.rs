@@ -108,10 +108,7 @@ fn explain(config: &Config, args: &ExplainArgs) -> Result<String, String> {
     for (field, value) in [
         ("subject", mapped.subject.clone()),
         ("username", identity.username.clone()),
-        (
-            "email",
-            identity.email.clone().unwrap_or_else(|| "—".into()),
-        ),
+        ("email", identity.email.as_deref().unwrap_or("—").to_owned()),
         ("name", identity.display_name.clone()),
     ] {
         out.push_str(&format!("  {field:9} ← {:18} = {value}\n", source(field)));

@@ -44,7 +44,7 @@ fn main() {
             let user = NewUser {
                 id: format!("u{i}"),
                 username: format!("user{i}"),
-                email: Some(format!("user{i}@example.com")),
+                email: format!("user{i}@example.com").parse().ok(),
                 display_name: None,
                 role: Role::User,
                 status: UserStatus::Active,

@@ -47,7 +47,7 @@ fn fixture() -> Fixture {
                 NewUser {
                     id: "5b1f8a2e-0c4d-4f7e-9a63-1d2e3f4a5b6c".into(),
                     username: "alice".into(),
-                    email: Some("alice@example.com".into()),
+                    email: Some("alice@example.com".parse().unwrap()),
                     display_name: Some("Alice Example".into()),
                     role: Role::User,
                     status: UserStatus::Active,

@@ -36,7 +36,7 @@ fn fixture() -> &'static Fixture {
                 let user = NewUser {
                     id: format!("id-{i:05}"),
                     username: format!("user{i:05}"),
-                    email: Some(format!("user{i:05}@example{}.com", i % 50)),
+                    email: format!("user{i:05}@example{}.com", i % 50).parse().ok(),
                     display_name: Some(format!("User Number {i}")),
                     role: Role::User,
                     status: UserStatus::Active,

@@ -13,7 +13,7 @@ mod sql;
 use async_trait::async_trait;
 use portcullis_core::session::Session;
 use portcullis_core::user::{User, UserStatus};
-use portcullis_core::{Role, Timestamp};
+use portcullis_core::{Email, Role, Timestamp};
 
 pub use copy::{Dump, Value};
 pub use dialect::Dialect;
@@ -25,7 +25,7 @@ pub use sql::{PoolSettings, SqlStore, TEST_DATABASE_VAR};
 pub struct NewUser {
     pub id: String,
     pub username: String,
-    pub email: Option<String>,
+    pub email: Option<Email>,
     pub display_name: Option<String>,
     pub role: Role,
     pub status: UserStatus,
@@ -39,7 +39,7 @@ pub struct LinkedIdentity {
     pub subject: String,
     pub user_id: String,
     pub provider: String,
-    pub email: Option<String>,
+    pub email: Option<Email>,
 }
 
 /// A sign-in through a provider that has started and not yet expired.
@@ -238,7 +238,7 @@ pub trait Store: Send + Sync + 'static {
     async fn update_profile(
         &self,
         user_id: &str,
-        email: Option<&str>,
+        email: Option<&Email>,
         display_name: &str,
         now: Timestamp,
     ) -> Result<(), StoreError>;
@@ -316,7 +316,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         user_id: &str,
         username: &str,
-        email: Option<&str>,
+        email: Option<&Email>,
         display_name: Option<&str>,
         now: Timestamp,
     ) -> Result<(), StoreError>;

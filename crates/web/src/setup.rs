@@ -8,6 +8,7 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use portcullis_auth::password::check_new_password;
 use portcullis_auth::session::SessionOrigin;
+use portcullis_core::Email;
 use portcullis_core::user::{UserStatus, validate_username};
 use portcullis_core::{Failure, Role};
 use portcullis_proxy::cookies;
@@ -112,10 +113,8 @@ fn validate(body: &SetupBody) -> Result<(), String> {
     if body.password != body.confirm {
         return Err("the two passwords differ".into());
     }
-    let email = body.email.trim();
-    if !email.is_empty() && (!email.contains('@') || email.contains(char::is_whitespace)) {
-        return Err("the email address is not valid".into());
-    }
+    Email::parse_optional(Some(&body.email))
+        .map_err(|why| format!("the email address is not valid: {why}"))?;
     Ok(())
 }
 
@@ -153,7 +152,8 @@ pub async fn submit(
     let new_user = NewUser {
         id: uuid::Uuid::new_v4().to_string(),
         username: body.username.trim().to_owned(),
-        email: optional(&body.email),
+        // Checked by `validate` above.
+        email: Email::parse_optional(Some(&body.email)).ok().flatten(),
         display_name: optional(&body.display_name),
         role: Role::Admin,
         status: UserStatus::Active,

@@ -101,7 +101,7 @@ fn field_sources(identity: &Identity, record: Option<&Session>) -> Vec<serde_jso
     [
         ("subject", Some(identity.subject.clone())),
         ("username", Some(identity.username.clone())),
-        ("email", identity.email.clone()),
+        ("email", identity.email.as_ref().map(|e| e.to_string())),
         ("name", Some(identity.display_name.clone())),
     ]
     .into_iter()

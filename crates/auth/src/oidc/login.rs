@@ -11,7 +11,7 @@ use std::sync::Arc;
 use portcullis_core::claims::MappedClaims;
 use portcullis_core::config::ProviderConfig;
 use portcullis_core::user::{User, UserStatus};
-use portcullis_core::{Clock, Role};
+use portcullis_core::{Clock, Email, Role};
 use portcullis_store::{LinkedIdentity, NewUser, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,11 +19,11 @@ pub enum LoginRefusal {
     #[error(
         "your email address {0} is not verified at the identity provider; verify it there and sign in again"
     )]
-    UnverifiedEmail(String),
+    UnverifiedEmail(Email),
     #[error(
         "an account with the email {0} already exists; an administrator must link it to this provider (link_by_email) before you can sign in this way"
     )]
-    EmailTaken(String),
+    EmailTaken(Email),
     #[error("your account is disabled or awaiting approval")]
     NotActive,
     #[error(transparent)]
@@ -68,6 +68,9 @@ pub async fn resolve_user(
     claims: &MappedClaims,
 ) -> Result<(User, Resolution), LoginRefusal> {
     let now = clock.now();
+    if let Some(why) = &claims.rejected_email {
+        tracing::warn!(source = %source.id, %why, "the email claim is not a valid address; it is ignored");
+    }
     let email = claims
         .email
         .clone()
@@ -79,7 +82,11 @@ pub async fn resolve_user(
         Some(user) => (user, Resolution::Existing),
         None => match existing_by_email(store, email.as_deref()).await? {
             Some(user) if source.link_by_email => (user, Resolution::Linked),
-            Some(_) => return Err(LoginRefusal::EmailTaken(email.unwrap_or_default())),
+            Some(user) => {
+                return Err(LoginRefusal::EmailTaken(email.or(user.email).ok_or_else(
+                    || StoreError::Corrupt("a user found by email has none".into()),
+                )?));
+            }
             None => (
                 create(store, source, claims, email.clone(), now).await?,
                 Resolution::Created,
@@ -97,7 +104,7 @@ pub async fn resolve_user(
         email: email.clone(),
     };
     store.link_identity(&link, now).await?;
-    apply_claims(store, clock, source, &user.id, claims, email.as_deref()).await?;
+    apply_claims(store, clock, source, &user.id, claims, email.as_ref()).await?;
     let fresh = store
         .user_by_id(&user.id)
         .await?
@@ -113,7 +120,7 @@ pub async fn apply_claims(
     source: &IdentitySource<'_>,
     user_id: &str,
     claims: &MappedClaims,
-    verified_email: Option<&str>,
+    verified_email: Option<&Email>,
 ) -> Result<(), StoreError> {
     let now = clock.now();
     store
@@ -150,7 +157,7 @@ async fn create(
     store: &Arc<dyn Store>,
     source: &IdentitySource<'_>,
     claims: &MappedClaims,
-    email: Option<String>,
+    email: Option<Email>,
     now: portcullis_core::Timestamp,
 ) -> Result<User, StoreError> {
     let base = claims.username.clone();

@@ -66,7 +66,7 @@ impl ProviderRefresher {
         };
         let email = mapped
             .email
-            .as_deref()
+            .as_ref()
             .filter(|_| mapped.email_verified || provider.config.trusts_unverified_email());
         match apply_claims(
             &self.store,

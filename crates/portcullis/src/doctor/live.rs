@@ -279,7 +279,7 @@ fn canary_identity() -> Identity {
     Identity {
         subject: format!("canary-{stamp}"),
         username: email.clone(),
-        email: Some(email),
+        email: portcullis_core::Email::parse(&email).ok(),
         display_name: "Portcullis canary".into(),
         groups: Vec::new(),
         role: Role::User,
@@ -345,7 +345,7 @@ async fn canary_sign_in(
 ) {
     let source = format!("--canary {name}");
     let identity = canary_identity();
-    let email = identity.email.clone().unwrap_or_default();
+    let email = identity.email.as_deref().unwrap_or_default().to_owned();
     let (status, body) = match canary_request(config, http, name, &identity).await {
         Ok(answer) => answer,
         Err((why, fix)) => {

@@ -254,7 +254,7 @@ impl Harness {
         let user = NewUser {
             id: uuid_like(username),
             username: username.into(),
-            email: email.map(str::to_owned),
+            email: email.map(|e| e.parse().unwrap()),
             display_name: display_name.map(str::to_owned),
             role,
             status: UserStatus::Active,

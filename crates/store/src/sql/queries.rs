@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use portcullis_core::session::Session;
 use portcullis_core::user::{User, UserStatus};
-use portcullis_core::{Role, Timestamp};
+use portcullis_core::{Email, Role, Timestamp};
 use sqlx::Row;
 
 use super::SqlStore;
@@ -57,7 +57,7 @@ impl SqlStore {
         let result = sqlx::query(&self.q(&sql))
             .bind(&user.id)
             .bind(&user.username)
-            .bind(&user.email)
+            .bind(user.email.as_deref())
             .bind(&user.display_name)
             .bind(user.role.as_str())
             .bind(user.status.as_str())
@@ -281,13 +281,13 @@ impl Store for SqlStore {
         &self,
         user_id: &str,
         username: &str,
-        email: Option<&str>,
+        email: Option<&Email>,
         display_name: Option<&str>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         sqlx::query(&self.q("UPDATE users SET username = ?, email = ?, display_name = ?, updated_at = ? WHERE id = ?"))
         .bind(username)
-        .bind(email)
+        .bind(email.map(|e| e.as_str()))
         .bind(display_name)
         .bind(now.0)
         .bind(user_id)
@@ -799,7 +799,7 @@ impl Store for SqlStore {
         .bind(&i.subject)
         .bind(&i.user_id)
         .bind(&i.provider)
-        .bind(&i.email)
+        .bind(i.email.as_deref())
         .bind(now.0)
         .bind(now.0)
         .execute(&self.pool)
@@ -810,12 +810,12 @@ impl Store for SqlStore {
     async fn update_profile(
         &self,
         user_id: &str,
-        email: Option<&str>,
+        email: Option<&Email>,
         display_name: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         sqlx::query(&self.q("UPDATE users SET email = coalesce(?, email), display_name = ?, updated_at = ? WHERE id = ?"))
-            .bind(email)
+            .bind(email.map(|e| e.as_str()))
             .bind(display_name)
             .bind(now.0)
             .bind(user_id)

@@ -2,7 +2,7 @@
 
 use portcullis_core::session::{ProviderSession, Session};
 use portcullis_core::user::{User, UserStatus};
-use portcullis_core::{Role, Timestamp};
+use portcullis_core::{Email, Role, Timestamp};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -19,7 +19,7 @@ pub(super) fn user_from_row(row: &AnyRow) -> Result<(User, Option<String>), Stor
     let user = User {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
-        email: row.try_get("email")?,
+        email: stored_email(row.try_get("email")?),
         display_name: row.try_get("display_name")?,
         role: Role::parse(&role)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?,
@@ -34,13 +34,22 @@ pub(super) fn user_from_row(row: &AnyRow) -> Result<(User, Option<String>), Stor
     Ok((user, row.try_get("password_hash")?))
 }
 
+/// A stored address is valid unless it was written before addresses were checked; such a one
+/// is not used (and says so) rather than handed to policies and headers.
+fn stored_email(text: Option<String>) -> Option<Email> {
+    Email::parse_optional(text.as_deref()).unwrap_or_else(|why| {
+        tracing::warn!(%why, "a stored email address is not valid; it is ignored until it is changed");
+        None
+    })
+}
+
 pub(super) fn identity_from_row(row: &AnyRow) -> Result<LinkedIdentity, StoreError> {
     Ok(LinkedIdentity {
         issuer: row.try_get("issuer")?,
         subject: row.try_get("subject")?,
         user_id: row.try_get("user_id")?,
         provider: row.try_get("provider")?,
-        email: row.try_get("email")?,
+        email: stored_email(row.try_get("email")?),
     })
 }
 

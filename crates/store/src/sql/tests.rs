@@ -9,7 +9,7 @@ fn new_user(id: &str, username: &str, role: Role) -> NewUser {
     NewUser {
         id: id.into(),
         username: username.into(),
-        email: Some(format!("{username}@example.com")),
+        email: Some(format!("{username}@example.com").parse().unwrap()),
         display_name: None,
         role,
         status: UserStatus::Active,

@@ -7,6 +7,7 @@ use http::{HeaderMap, Method, StatusCode};
 use portcullis_auth::audit::Actor;
 use portcullis_auth::directory::{AddUser, DirectoryError};
 use portcullis_auth::password::check_new_password;
+use portcullis_core::Email;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Failure, FailureKind, Role};
 use portcullis_proxy::html::escape;
@@ -187,9 +188,13 @@ pub async fn create(
             Err(e) => return respond::failure(&Failure::internal(e.to_string()), true),
         }
     };
+    let email = match Email::parse_optional(Some(&form.email)) {
+        Ok(email) => email,
+        Err(why) => return respond::failure(&Failure::from(why), true),
+    };
     let add = AddUser {
         username: form.username.trim().to_owned(),
-        email: optional(&form.email),
+        email,
         display_name: optional(&form.display_name),
         role: Role::parse(&form.role).unwrap_or(Role::User),
         password_hash,

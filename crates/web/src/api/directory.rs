@@ -11,6 +11,7 @@ use http::{StatusCode, header};
 use portcullis_auth::audit::Actor;
 use portcullis_auth::directory::AddUser;
 use portcullis_auth::password::check_new_password;
+use portcullis_core::Email;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Failure, FailureKind, Role};
 use portcullis_store::{AuditEvent, StoredKey};
@@ -41,7 +42,7 @@ impl From<User> for UserView {
             status: u.status.as_str(),
             id: u.id,
             username: u.username,
-            email: u.email,
+            email: u.email.map(Email::into_string),
             display_name: u.display_name,
             groups: u.groups,
             created_at: u.created_at.0,
@@ -153,9 +154,10 @@ pub async fn create_user(
         .map(parse_role)
         .transpose()?
         .unwrap_or(Role::User);
+    let email = Email::parse_optional(new.email.as_deref()).map_err(|e| ApiError(e.into()))?;
     let add = AddUser {
         username: new.username,
-        email: new.email,
+        email,
         display_name: new.display_name,
         role,
         password_hash,

@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use portcullis_auth::directory::AddUser;
+use portcullis_core::Email;
 use portcullis_core::Role;
 use portcullis_core::user::{User, UserStatus, validate_username};
 use portcullis_store::LinkedIdentity;
@@ -26,7 +27,7 @@ struct Fields {
     user_name: String,
     external_id: Option<String>,
     display_name: Option<String>,
-    email: Option<String>,
+    email: Option<Email>,
     active: bool,
 }
 
@@ -75,6 +76,8 @@ fn fields(body: &Value) -> ScimResult<Fields> {
             .or_else(|| list.first())
             .and_then(|e| text(attr(e, "value")))
     });
+    let email = Email::parse_optional(email.as_deref())
+        .map_err(|why| ScimError::invalid("invalidValue", format!("emails: {why}")))?;
     let active = match attr(body, "active") {
         None | Some(Value::Null) => true,
         Some(v) => boolean(v)
@@ -251,7 +254,7 @@ async fn save(
             .update_user(
                 &user.id,
                 &fields.user_name,
-                fields.email.as_deref(),
+                fields.email.as_ref(),
                 fields.display_name.as_deref(),
                 now,
             )
