@@ -155,3 +155,66 @@ where
         self.inner.size_hint()
     }
 }
+
+/// The client's request body failed on its way to the app: a malformed chunked encoding, a
+/// connection cut mid-upload, or no data for the idle timeout. The gateway answers 400 for it
+/// instead of blaming the app with a 502.
+#[derive(Debug)]
+pub struct ClientBodyError(pub BoxError);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the request body could not be read: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+impl ClientBodyError {
+    /// The client's body failure somewhere in an error's chain of causes, if that is what it was.
+    pub fn in_chain<'e>(
+        error: &'e (dyn std::error::Error + 'static),
+    ) -> Option<&'e ClientBodyError> {
+        let mut current = Some(error);
+        while let Some(e) = current {
+            if let Some(found) = e.downcast_ref::<ClientBodyError>() {
+                return Some(found);
+            }
+            current = e.source();
+        }
+        None
+    }
+}
+
+/// Marks every failure of the wrapped request body as the client's ([`ClientBodyError`]).
+pub struct FromClient<B>(pub B);
+
+impl<B> Body for FromClient<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.0).poll_frame(cx).map(|frame| {
+            frame.map(|f| f.map_err(|e| Box::new(ClientBodyError(e.into())) as BoxError))
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}

@@ -35,18 +35,13 @@ impl TrustedProxies {
                 forwarded_for: None,
             };
         }
-        let chain: Vec<IpAddr> = header_list(headers, "x-forwarded-for")
+        let entries = header_list(headers, "x-forwarded-for");
+        let client_ip = self.client_in_chain(&entries, peer_ip);
+        let chain: Vec<IpAddr> = entries
             .iter()
             .filter_map(|s| s.parse::<IpAddr>().ok())
             .map(canonical_ip)
             .collect();
-        let client_ip = chain
-            .iter()
-            .rev()
-            .find(|ip| !self.contains(**ip))
-            .or(chain.first())
-            .copied()
-            .unwrap_or(peer_ip);
         let scheme = header_list(headers, "x-forwarded-proto")
             .into_iter()
             .next()
@@ -67,6 +62,26 @@ impl TrustedProxies {
             host,
             forwarded_for,
         }
+    }
+}
+
+impl TrustedProxies {
+    /// The client address in an `X-Forwarded-For` chain a trusted peer sent: walking from the
+    /// right (the hop nearest us), trusted proxies are skipped and the first other address is
+    /// the client. An entry that is not an address (`unknown`, garbage) ends the walk at the
+    /// nearest trusted hop: everything left of it is the client's own claim, so varying it
+    /// must not change the address that throttling and logs key on.
+    fn client_in_chain(&self, entries: &[String], peer_ip: IpAddr) -> IpAddr {
+        let mut nearest = peer_ip;
+        for entry in entries.iter().rev() {
+            match entry.parse::<IpAddr>().map(canonical_ip) {
+                Ok(ip) if self.contains(ip) => nearest = ip,
+                Ok(ip) => return ip,
+                Err(_) => return nearest,
+            }
+        }
+        // Every hop is trusted: the leftmost is as far as we can see.
+        nearest
     }
 }
 
@@ -151,6 +166,31 @@ mod tests {
         assert_eq!(facts.client_ip.to_string(), "198.51.100.7");
         assert_eq!(facts.scheme.as_deref(), Some("https"));
         assert_eq!(facts.host.as_deref(), Some("chat.example.com"));
+    }
+
+    #[test]
+    fn garbage_in_the_chain_cannot_move_the_client_address() {
+        let trusted = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
+        let peer = "10.0.0.2:5000".parse().unwrap();
+        let client = |xff: &str| {
+            trusted
+                .client_facts(peer, &headers(&[("x-forwarded-for", xff)]))
+                .client_ip
+                .to_string()
+        };
+        // An attacker behind a trusted proxy varies what it claims: the key stays the same.
+        for claimed in ["1.2.3.4, unknown", "garbage", "::zz, 5.6.7.8, x"] {
+            assert_eq!(
+                client(&format!("{claimed}, 10.0.0.9")),
+                "10.0.0.9",
+                "{claimed}"
+            );
+        }
+        assert_eq!(
+            client("1.2.3.4, garbage, 198.51.100.7, 10.0.0.9"),
+            "198.51.100.7"
+        );
+        assert_eq!(client("10.0.0.7, 10.0.0.9"), "10.0.0.7");
     }
 
     #[test]

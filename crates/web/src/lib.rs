@@ -13,6 +13,7 @@ mod csrf;
 mod forward_auth;
 mod health;
 mod key_forms;
+mod linger;
 mod oidc;
 mod pages;
 mod scim;

@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
+use crate::linger::Lingering;
 use crate::state::AppState;
 use crate::workers::{Handoff, Workers};
 use crate::{
@@ -248,7 +249,7 @@ async fn serve_connections(
             }
         });
         let connection = builder.serve_connection_with_upgrades(
-            TokioIo::new(stream),
+            TokioIo::new(Lingering::new(stream)),
             TowerToHyperService::new(service),
         );
         let watched = graceful.watch(connection.into_owned());

@@ -501,18 +501,21 @@ pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
     })
 }
 
+/// Whether a URL's host is this machine: `localhost`, or an IP literal in 127.0.0.0/8 or `::1`.
+/// Decided on the parsed host only: `127.evil.example` is a name anyone can point anywhere, and
+/// `http://127.0.0.1@evil.example/` is a URL for `evil.example`.
 fn is_loopback_url(url: &str) -> bool {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = if host.starts_with('[') {
-        host.split(']')
-            .next()
-            .map(|h| h.trim_start_matches('['))
-            .unwrap_or("")
-    } else {
-        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
     };
-    host == "localhost" || host == "::1" || host.starts_with("127.")
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Config {
@@ -562,6 +565,29 @@ pub(crate) fn is_secure_or_local(url: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn loopback_is_decided_on_the_parsed_host() {
+        for yes in [
+            "http://127.0.0.1:4180",
+            "http://127.5.6.7/x",
+            "http://localhost:3000",
+            "http://LOCALHOST",
+            "http://[::1]:8080/",
+        ] {
+            assert!(is_loopback_url(yes), "{yes}");
+        }
+        for no in [
+            "http://127.evil.example",
+            "http://127.0.0.1.evil.example/",
+            "http://127.0.0.1@evil.example/",
+            "http://localhost.evil.example",
+            "http://[::2]/",
+            "http://10.0.0.1",
+        ] {
+            assert!(!is_loopback_url(no), "{no}");
+        }
+    }
+
     use super::*;
 
     fn parse(toml_text: &str) -> Result<Config, String> {

@@ -12,13 +12,21 @@ use portcullis_core::{Failure, FailureKind};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::body::{Guarded, IdleTimeout};
+use crate::body::{ClientBodyError, FromClient, Guarded, IdleTimeout};
 use crate::routes::App;
 
 pub use pool::Pool;
 use pool::{Pooled, SendError};
 
 fn classify(error: &SendError, app: &str) -> Failure {
+    if let SendError::Exchange(e) = error
+        && let Some(client) = ClientBodyError::in_chain(e)
+    {
+        tracing::info!(app, error = %client, "request body failed on the client's side");
+        return Failure::bad_request(client.to_string()).with_hint(
+            "the request body was malformed or stopped arriving; check the client (e.g. its chunked encoding)",
+        );
+    }
     let message = match error {
         SendError::Connect(_) => format!("Portcullis could not connect to the app \"{app}\""),
         SendError::Exchange(_) => {
@@ -54,7 +62,7 @@ pub async fn send(
     let request = if request.body().is_end_stream() {
         request
     } else {
-        request.map(|body| Body::new(IdleTimeout::new(body, timeouts.idle)))
+        request.map(|body| Body::new(FromClient(IdleTimeout::new(body, timeouts.idle))))
     };
 
     let (response, connection) =

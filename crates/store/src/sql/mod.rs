@@ -13,6 +13,7 @@ use sqlx::migrate::Migrator;
 use crate::dialect::Dialect;
 use crate::{Store, StoreError};
 
+mod private;
 mod queries;
 mod rows;
 
@@ -55,16 +56,14 @@ impl SqlStore {
 
     /// Opens `portcullis.db` in `data_dir` as it is (for `portcullis migrate`).
     pub async fn open_unmigrated(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
+        let database = data_dir.join("portcullis.db");
+        private::prepare(data_dir, &database).map_err(|e| {
             StoreError::Unavailable(format!(
                 "cannot create data_dir {}: {e}",
                 data_dir.display()
             ))
         })?;
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            data_dir.join("portcullis.db").display()
-        );
+        let url = format!("sqlite://{}?mode=rwc", database.display());
         Self::connect(&url, Dialect::Sqlite, &PoolSettings::default(), true).await
     }
 
