@@ -15,6 +15,9 @@ const accounts = {
   guid: { email: "guid.user@example.com", email_verified: true, groups: [] },
   "8c1d5f7a-52a1-4c5e-9d2e-2f4b6a7c9e01": { email: "maria@example.com", email_verified: true },
   unverified: { email: "alice@example.com", email_verified: false, name: "Not Alice" },
+  // A verified claim with two @: its domain is not example.test (tests/security.rs).
+  mallory: { email: "alice@evil.example@example.test", email_verified: true, name: "Mallory" },
+  tess: { email: "tess@example.test", email_verified: true, name: "Tess" },
 };
 
 const client = {

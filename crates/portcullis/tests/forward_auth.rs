@@ -1,45 +1,31 @@
-//! Forward-auth against the real nginx and Caddy from Debian, configured with the exact snippets
-//! in docs/forward-auth.md: unauthenticated browsers are sent to sign in, signed-in users reach
-//! the app with their identity, and identity headers a client forges never reach the app.
+//! Forward-auth against the real nginx and Caddy from Debian and the Traefik stand-in, configured
+//! with the exact blocks of docs/forward-auth.md: unauthenticated browsers are sent to sign in,
+//! signed-in users reach the app with their identity, and identity headers a client forges never
+//! reach the app. The attacks are in `security.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
 
 mod common;
 
-use std::path::Path;
-use std::time::Duration;
-
+use common::front::{self, CHAT_HOST, Front, Kind};
 use common::idp::free_port;
 use common::{Harness, received};
 use portcullis_core::Role;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, COOKIE, LOCATION};
-use tokio::process::{Child, Command};
 
-const DOCS: &str = include_str!("../../../docs/forward-auth.md");
-
-/// The fenced block of `language` in the forward-auth page.
-fn snippet(language: &str) -> String {
-    let start = DOCS
-        .find(&format!("```{language}\n"))
-        .unwrap_or_else(|| panic!("no {language} block in docs/forward-auth.md"))
-        + language.len()
-        + 4;
-    let end = DOCS[start..].find("```").unwrap() + start;
-    DOCS[start..end].to_owned()
-}
-
-fn config(extra_apps: &str) -> String {
-    format!(
-        "trusted_proxies = ['127.0.0.1/32']\n\
-         [[apps]]\nname = 'chat'\nupstream = '{{upstream}}'\n\
-         identity_headers = {{ profile = 'forwarded' }}\n\
-         access = {{ groups = ['staff'] }}\n{extra_apps}"
-    )
+/// The forward-auth page's Portcullis configuration (one `chat` app on `chat.example.com`),
+/// with this test's upstream and its proxies trusted.
+fn config() -> String {
+    "trusted_proxies = ['127.0.0.1/32']\n\
+     [[apps]]\nname = 'chat'\nhost = 'chat.example.com'\nupstream = '{upstream}'\n\
+     identity_headers = { profile = 'forwarded' }\n\
+     access = { groups = ['staff'] }\n"
+        .to_owned()
 }
 
 async fn portcullis() -> (Harness, String) {
-    let h = Harness::start_at(free_port(), &config("")).await;
+    let h = Harness::start_at(free_port(), &config()).await;
     h.setup_admin().await;
     h.add_user(
         "erin",
@@ -55,94 +41,6 @@ async fn portcullis() -> (Harness, String) {
     (h, cookie)
 }
 
-/// The docs' snippet with the example addresses replaced by this test's.
-fn localise(text: &str, h: &Harness, listen_from: &str, listen_to: &str) -> String {
-    text.replace("127.0.0.1:4180", &h.running.addr.to_string())
-        .replace(
-            "127.0.0.1:3000",
-            h.upstream.url().trim_start_matches("http://"),
-        )
-        .replace(listen_from, listen_to)
-}
-
-async fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "the proxy exited ({status}): {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the proxy did not listen on {port}");
-}
-
-async fn start_nginx(h: &Harness, dir: &Path) -> (Child, u16) {
-    let port = free_port();
-    let server = localise(
-        &snippet("nginx"),
-        h,
-        "listen 8080;",
-        &format!("listen 127.0.0.1:{port};"),
-    );
-    let conf = format!(
-        "daemon off;\nmaster_process off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log warn;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {dir}/body;\n proxy_temp_path {dir}/proxy;\n\
-         fastcgi_temp_path {dir}/fastcgi;\n uwsgi_temp_path {dir}/uwsgi;\n scgi_temp_path {dir}/scgi;\n\
-         {server}\n}}\n",
-        dir = dir.display()
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    let log = dir.join("error.log");
-    let mut child = Command::new("/usr/sbin/nginx")
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&path)
-        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("nginx from Debian (scripts/install-test-deps installs it)");
-    wait_for_port(port, &mut child, &dir.join("stderr.log")).await;
-    let _ = log;
-    (child, port)
-}
-
-async fn start_caddy(h: &Harness, dir: &Path) -> (Child, u16) {
-    let port = free_port();
-    let caddyfile = localise(
-        &snippet("caddyfile"),
-        h,
-        ":8081 {",
-        &format!("http://127.0.0.1:{port} {{"),
-    );
-    let path = dir.join("Caddyfile");
-    std::fs::write(&path, caddyfile).unwrap();
-    let log = dir.join("caddy.log");
-    let mut child = Command::new("caddy")
-        .args(["run", "--adapter", "caddyfile", "--config"])
-        .arg(&path)
-        .env("HOME", dir)
-        .env("XDG_DATA_HOME", dir)
-        .env("XDG_CONFIG_HOME", dir)
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(dir.join("caddy.err")).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("caddy from Debian (scripts/install-test-deps installs it)");
-    wait_for_port(port, &mut child, &dir.join("caddy.err")).await;
-    (child, port)
-}
-
 const FORGED: &[(&str, &str)] = &[
     ("X-Forwarded-User", "root"),
     ("X-Forwarded-Email", "root@evil.example"),
@@ -153,47 +51,48 @@ const FORGED: &[(&str, &str)] = &[
 ];
 
 /// What every proxy in front must get right, whatever its configuration language.
-async fn behaves_like_a_gateway(h: &Harness, cookie: &str, port: u16, sign_in_status: StatusCode) {
-    let front = format!("http://127.0.0.1:{port}");
-    let client = &h.http;
+async fn behaves_like_a_gateway(h: &Harness, cookie: &str, front: &Front) {
+    let client = front.client(&[]);
 
     // A browser without a session is sent to sign in, and back to where it was going.
     let mut anonymous = client
-        .get(format!("{front}/models?x=1"))
+        .get(front.url("/models?x=1"))
         .header(ACCEPT, "text/html")
         .header("sec-fetch-mode", "navigate");
     for (name, value) in FORGED {
         anonymous = anonymous.header(*name, *value);
     }
     let anonymous = anonymous.send().await.unwrap();
-    assert_eq!(anonymous.status(), sign_in_status);
+    assert_eq!(anonymous.status(), StatusCode::FOUND, "{:?}", front.kind);
     let location = anonymous.headers()[LOCATION].to_str().unwrap().to_owned();
     assert!(
         location.starts_with(&format!("{}/.portcullis/sign_in?rd=", h.base)),
         "{location}"
     );
+    let back = format!("http%3A//{CHAT_HOST}%3A{}/models%3Fx%3D1", front.port);
     assert!(
-        location.ends_with(&format!("rd=http%3A//127.0.0.1%3A{port}/models%3Fx%3D1")),
+        location.ends_with(&format!("rd={back}")),
         "back to the original URL: {location}"
     );
     assert_eq!(h.upstream.hits(), 0, "nothing reached the app");
 
-    // The sign-in page accepts that return URL: the app's host is Portcullis's own here.
+    // The sign-in page accepts that return URL: it is the app's host.
     let rd = location.split_once("rd=").unwrap().1;
-    let form = client
+    let form = h
+        .http
         .get(format!("{}/.portcullis/sign_in?rd={rd}", h.base))
         .send()
         .await
         .unwrap();
     let html = form.text().await.unwrap();
     assert!(
-        html.contains(&format!("http://127.0.0.1:{port}/models?x=1")),
+        html.contains(&front.url("/models?x=1")),
         "the form keeps the absolute return URL"
     );
 
     // Signed in: the app sees the identity, and none of the forged copies.
     let mut request = client
-        .get(format!("{front}/models"))
+        .get(front.url("/models"))
         .header(COOKIE, format!("_portcullis={cookie}"))
         .header(ACCEPT, "application/json");
     for (name, value) in FORGED {
@@ -205,22 +104,23 @@ async fn behaves_like_a_gateway(h: &Harness, cookie: &str, port: u16, sign_in_st
     assert_eq!(received(&echo, "x-forwarded-user"), ["erin"]);
     assert_eq!(received(&echo, "x-forwarded-email"), ["erin@example.com"]);
     assert_eq!(received(&echo, "x-forwarded-groups"), ["staff"]);
-    assert_eq!(received(&echo, "remote-user"), ["erin"]);
-    assert_eq!(received(&echo, "remote-groups"), ["staff"]);
+    assert_eq!(received(&echo, "x-portcullis-assertion").len(), 1);
+    if front.kind == Kind::Nginx {
+        // The nginx block sets Authelia's names too.
+        assert_eq!(received(&echo, "remote-user"), ["erin"]);
+        assert_eq!(received(&echo, "remote-groups"), ["staff"]);
+    }
     for (name, value) in FORGED {
         assert!(
             !received(&echo, name).iter().any(|v| v == value),
             "the forged {name} reached the app: {echo}"
         );
     }
-}
 
-async fn denied_by_policy(h: &Harness, port: u16) {
     // olaf is not in `staff`: refused with 403 by every flavour.
     let olaf = h.sign_in("olaf", "user-password-1").await.unwrap();
-    let response = h
-        .http
-        .get(format!("http://127.0.0.1:{port}/models"))
+    let response = client
+        .get(front.url("/models"))
         .header(COOKIE, format!("_portcullis={olaf}"))
         .send()
         .await
@@ -231,21 +131,25 @@ async fn denied_by_policy(h: &Harness, port: u16) {
 #[tokio::test]
 async fn nginx_auth_request_with_the_documented_config() {
     let (h, cookie) = portcullis().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (_nginx, port) = start_nginx(&h, dir.path()).await;
     // nginx turns the 401 into the documented 302 to the sign-in page.
-    behaves_like_a_gateway(&h, &cookie, port, StatusCode::FOUND).await;
-    denied_by_policy(&h, port).await;
+    let nginx = front::start(Kind::Nginx, &h).await;
+    behaves_like_a_gateway(&h, &cookie, &nginx).await;
     h.running.shutdown().await;
 }
 
 #[tokio::test]
 async fn caddy_forward_auth_with_the_documented_config() {
     let (h, cookie) = portcullis().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (_caddy, port) = start_caddy(&h, dir.path()).await;
-    behaves_like_a_gateway(&h, &cookie, port, StatusCode::FOUND).await;
-    denied_by_policy(&h, port).await;
+    let caddy = front::start(Kind::Caddy, &h).await;
+    behaves_like_a_gateway(&h, &cookie, &caddy).await;
+    h.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn traefik_forward_auth_with_the_documented_config() {
+    let (h, cookie) = portcullis().await;
+    let traefik = front::start(Kind::Traefik, &h).await;
+    behaves_like_a_gateway(&h, &cookie, &traefik).await;
     h.running.shutdown().await;
 }
 

@@ -197,3 +197,31 @@ fn absolute(base: &str, location: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// Signs `login` in through the provider `idp` of the Portcullis `h` (start, the provider's
+/// pages, the callback) and returns the session cookie.
+pub async fn provider_session(h: &super::Harness, login: &str) -> String {
+    let start = h
+        .http
+        .get(h.url("/.portcullis/start/idp?rd=/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), reqwest::StatusCode::FOUND);
+    let flow = super::set_cookie_value(&start, "_portcullis_flow").unwrap();
+    let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+    let back = Person::default()
+        .sign_in_at_provider(&authorize, login)
+        .await;
+    let path = &back[back.find("/oauth2/callback").unwrap()..];
+    let done = h
+        .http
+        .get(h.url(path))
+        .header("cookie", format!("_portcullis_flow={flow}"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    super::set_cookie_value(&done, "_portcullis")
+        .unwrap_or_else(|| panic!("{login} was not signed in: {}", done.status()))
+}

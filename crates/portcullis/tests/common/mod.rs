@@ -5,9 +5,11 @@
 
 pub mod browser;
 pub mod fake_idp;
+pub mod front;
 pub mod idp;
 pub mod ldap;
 pub mod replicas;
+pub mod traefik;
 pub mod upstream;
 
 use std::sync::Arc;
