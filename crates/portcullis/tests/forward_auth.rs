@@ -282,3 +282,49 @@ async fn forward_auth_answers_and_refusals() {
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     h.running.shutdown().await;
 }
+
+/// The value of a counter in Portcullis's `/metrics`.
+async fn counter(h: &Harness, name: &str) -> f64 {
+    let text = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_documented_blocks_keep_their_connections_to_portcullis_alive() {
+    let (h, cookie) = portcullis().await;
+    for kind in [Kind::Nginx, Kind::Caddy, Kind::Traefik] {
+        let front = front::start(kind, &h).await;
+        let client = front.client(&[]);
+        let before = counter(&h, "portcullis_connections_accepted_total").await;
+        for _ in 0..30 {
+            let response = client
+                .get(front.url("/models"))
+                .header(COOKIE, format!("_portcullis={cookie}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        // One connection per sub-request would be 30; a pool reuses a few (the /metrics read
+        // itself is one).
+        let opened = counter(&h, "portcullis_connections_accepted_total").await - before;
+        assert!(
+            opened <= 5.0,
+            "{kind:?} opened {opened} connections for 30 requests"
+        );
+    }
+    h.running.shutdown().await;
+}

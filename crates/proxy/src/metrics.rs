@@ -40,6 +40,9 @@ pub struct Metrics {
     pub latency: HistogramFamily,
     pub sign_ins: Family<OutcomeLabels, Counter>,
     pub active_sessions: Gauge,
+    /// Client connections accepted: against the request count, it shows whether the proxy in
+    /// front keeps its connections to Portcullis alive.
+    pub connections: Counter,
 }
 
 impl Default for Metrics {
@@ -55,6 +58,12 @@ impl Metrics {
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let sign_ins = Family::<OutcomeLabels, Counter>::default();
         let active_sessions = Gauge::default();
+        let connections = Counter::default();
+        registry.register(
+            "connections_accepted",
+            "Client connections accepted",
+            connections.clone(),
+        );
         registry.register(
             "requests",
             "Requests handled, by app and status",
@@ -77,6 +86,7 @@ impl Metrics {
             latency,
             sign_ins,
             active_sessions,
+            connections,
         }
     }
 

@@ -227,6 +227,7 @@ async fn serve_connections(
             }
         };
         let _ = stream.set_nodelay(true);
+        state.metrics.connections.inc();
         let router = router.clone();
         let gateway = state.gateway.clone();
         let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
