@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use portcullis_core::user::{User, UserStatus, validate_username};
 use portcullis_core::{Clock, Email, Role};
-use portcullis_store::{ChangeKind, LinkedIdentity, NewUser, Store, StoreError, StoredKey};
+use portcullis_store::{LinkedIdentity, NewUser, Store, StoreError, StoredKey};
 
 use crate::audit::{Actor, Audit, Entry};
 use crate::keys;
@@ -72,18 +72,15 @@ impl Directory {
             .ok_or_else(|| DirectoryError::NoSuchUser(username.to_owned()))
     }
 
-    async fn changed(
+    /// Audits a change that was written. Every process applies it through the change feed,
+    /// which database triggers write in the same transaction as the change itself.
+    async fn audited(
         &self,
-        kind: ChangeKind,
-        subject: &str,
         action: &str,
         actor: &Actor,
         target: &str,
         reason: Option<&str>,
     ) -> Result<(), DirectoryError> {
-        self.store
-            .record_change(kind, subject, self.clock.now())
-            .await?;
         self.audit
             .record(Entry {
                 action,
@@ -149,9 +146,7 @@ impl Directory {
                 }
                 other => other.into(),
             })?;
-        self.changed(
-            ChangeKind::User,
-            &user.id,
+        self.audited(
             "user_created",
             actor,
             &user.username,
@@ -224,15 +219,8 @@ impl Directory {
         } else {
             "user_disabled"
         };
-        self.changed(
-            ChangeKind::User,
-            &user.id,
-            action,
-            actor,
-            username,
-            Some(status.as_str()),
-        )
-        .await
+        self.audited(action, actor, username, Some(status.as_str()))
+            .await
     }
 
     /// A demotion also ends the user's sessions; their keys carry the new role at once.
@@ -249,15 +237,8 @@ impl Directory {
         if user.role.is_demotion_to(role) {
             self.store.delete_user_sessions(&user.id).await?;
         }
-        self.changed(
-            ChangeKind::User,
-            &user.id,
-            "role_changed",
-            actor,
-            username,
-            Some(role.as_str()),
-        )
-        .await
+        self.audited("role_changed", actor, username, Some(role.as_str()))
+            .await
     }
 
     pub async fn add_to_group(
@@ -275,15 +256,8 @@ impl Directory {
         self.store
             .add_to_group(&user.id, group, self.clock.now())
             .await?;
-        self.changed(
-            ChangeKind::User,
-            &user.id,
-            "group_added",
-            actor,
-            username,
-            Some(group),
-        )
-        .await
+        self.audited("group_added", actor, username, Some(group))
+            .await
     }
 
     /// Removes a hand-made membership (provider memberships follow the provider).
@@ -299,15 +273,8 @@ impl Directory {
                 "{username} has no hand-made membership of {group:?} (provider memberships follow the provider)"
             )));
         }
-        self.changed(
-            ChangeKind::User,
-            &user.id,
-            "group_removed",
-            actor,
-            username,
-            Some(group),
-        )
-        .await
+        self.audited("group_removed", actor, username, Some(group))
+            .await
     }
 
     pub async fn create_key(
@@ -338,15 +305,8 @@ impl Directory {
             revoked_at: None,
         };
         self.store.create_key(&stored).await?;
-        self.changed(
-            ChangeKind::Key,
-            &stored.id,
-            "key_created",
-            actor,
-            &owner.username,
-            Some(&stored.name),
-        )
-        .await?;
+        self.audited("key_created", actor, &owner.username, Some(&stored.name))
+            .await?;
         Ok(CreatedKey { secret, stored })
     }
 
@@ -356,8 +316,7 @@ impl Directory {
                 "no active key has the id {id:?}"
             )));
         }
-        self.changed(ChangeKind::Key, id, "key_revoked", actor, id, None)
-            .await
+        self.audited("key_revoked", actor, id, None).await
     }
 
     pub async fn user(&self, username: &str) -> Result<User, DirectoryError> {

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::guards::StreamGuard;
 use portcullis_core::user::UserStatus;
 use portcullis_core::{Clock, Identity, Timestamp};
 use portcullis_store::{Store, StoreError};
-use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Audit, Entry};
 use crate::secret::{looks_like_token, random_token, token_hash};
@@ -42,7 +42,7 @@ pub struct LiveKey {
     pub expires_at: Option<Timestamp>,
     pub identity: Arc<Identity>,
     /// Cancelled when the key stops working, closing streams opened with it.
-    pub cancel: CancellationToken,
+    pub cancel: StreamGuard,
     last_touched: AtomicI64,
     /// Never used before: the first use is written to the audit trail.
     unused: AtomicBool,

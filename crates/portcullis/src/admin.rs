@@ -16,7 +16,6 @@ use portcullis_auth::password::{check_new_password, hash_blocking};
 use portcullis_core::config::Config;
 use portcullis_core::user::UserStatus;
 use portcullis_core::{Clock, Role, SystemClock};
-use portcullis_store::ChangeKind;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum RoleArg {
@@ -334,11 +333,8 @@ async fn run_signing_keys(config: &Config, command: SigningKeyCommand) -> Result
     )
     .await
     .map_err(|e| e.to_string())?;
+    // Every process hears of the new key through the change feed (a database trigger).
     let kid = assertions.rotate().await.map_err(|e| e.to_string())?;
-    store
-        .record_change(ChangeKind::SigningKey, &kid, clock.now())
-        .await
-        .map_err(|e| e.to_string())?;
     let actor = actor();
     Audit::new(store, clock)
         .record(Entry {

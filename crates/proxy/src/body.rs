@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use portcullis_auth::guards::StreamGuard;
 use tokio::time::{Instant, Sleep};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -103,13 +104,13 @@ impl std::error::Error for AccessEnded {}
 /// user, revoked key), so a long SSE stream cannot outlive the access that started it.
 pub struct Guarded<B> {
     inner: B,
-    guard: tokio_util::sync::CancellationToken,
+    guard: StreamGuard,
     /// Made on the first wait, like [`IdleTimeout`]'s timer.
     ended: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
 }
 
 impl<B> Guarded<B> {
-    pub fn new(inner: B, guard: tokio_util::sync::CancellationToken) -> Self {
+    pub fn new(inner: B, guard: StreamGuard) -> Self {
         Guarded {
             inner,
             guard,
@@ -139,7 +140,7 @@ where
         let guard = &this.guard;
         let ended = this
             .ended
-            .get_or_insert_with(|| Box::pin(guard.clone().cancelled_owned()));
+            .get_or_insert_with(|| Box::pin(guard.cancelled_owned()));
         if ended.as_mut().poll(cx).is_ready() {
             Poll::Ready(Some(Err(Box::new(AccessEnded))))
         } else {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method, Request, header};
 use portcullis_auth::ActiveSession;
+use portcullis_auth::guards::StreamGuard;
 use portcullis_auth::keys::LiveKey;
 use portcullis_core::path::canonicalize;
 use portcullis_core::{Failure, Identity};
-use tokio_util::sync::CancellationToken;
 
 use crate::forwarded::{ClientFacts, TrustedProxies};
 use crate::respond::is_browser_navigation;
@@ -38,7 +38,7 @@ pub struct RequestContext {
     /// Who the request is from, once authenticated (by session or API key).
     pub identity: Option<Arc<Identity>>,
     /// Cancelled when the session or key behind the request ends; streams watch it.
-    pub guard: Option<CancellationToken>,
+    pub guard: Option<StreamGuard>,
     /// The request's `Authorization` header carried a Portcullis key: it must not reach the app.
     pub key_in_authorization: bool,
 }

@@ -152,16 +152,27 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
     ),
 ];
 
-/// The copied rows are the events already written: the triggers must not write them again.
+/// The copied rows are the events (outbox and change feed) already written: the triggers must
+/// not write them again.
 const HOLD_TRIGGERS: &[&str] = &[
     "ALTER TABLE users DISABLE TRIGGER outbox_user",
     "ALTER TABLE group_members DISABLE TRIGGER outbox_membership",
+    "ALTER TABLE users DISABLE TRIGGER changes_user",
+    "ALTER TABLE group_members DISABLE TRIGGER changes_membership",
+    "ALTER TABLE sessions DISABLE TRIGGER changes_session",
+    "ALTER TABLE api_keys DISABLE TRIGGER changes_key",
+    "ALTER TABLE signing_keys DISABLE TRIGGER changes_signing_key",
 ];
 
 /// Triggers back on, and numbering continues after the copied rows.
 const RESUME_TRIGGERS_AND_SEQUENCES: &[&str] = &[
     "ALTER TABLE users ENABLE TRIGGER outbox_user",
     "ALTER TABLE group_members ENABLE TRIGGER outbox_membership",
+    "ALTER TABLE users ENABLE TRIGGER changes_user",
+    "ALTER TABLE group_members ENABLE TRIGGER changes_membership",
+    "ALTER TABLE sessions ENABLE TRIGGER changes_session",
+    "ALTER TABLE api_keys ENABLE TRIGGER changes_key",
+    "ALTER TABLE signing_keys ENABLE TRIGGER changes_signing_key",
     "SELECT setval(pg_get_serial_sequence('audit', 'id'), coalesce((SELECT max(id) FROM audit), 0) + 1, false)",
     "SELECT setval(pg_get_serial_sequence('changes', 'seq'), coalesce((SELECT max(seq) FROM changes), 0) + 1, false)",
     "SELECT setval(pg_get_serial_sequence('outbox', 'seq'), coalesce((SELECT max(seq) FROM outbox), 0) + 1, false)",
@@ -204,7 +215,7 @@ impl SqlStore {
                 select.join(", "),
                 order.join(", ")
             );
-            let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
+            let rows = sqlx::query(&sql).fetch_all(self.pool()?).await?;
             let mut values = Vec::with_capacity(rows.len());
             for row in &rows {
                 values.push(
@@ -226,7 +237,7 @@ impl SqlStore {
         target: &SqlStore,
     ) -> Result<Vec<(&'static str, usize)>, StoreError> {
         let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
-            .fetch_one(target.pool())
+            .fetch_one(target.pool()?)
             .await?;
         if users > 0 {
             return Err(StoreError::Conflict(
@@ -240,7 +251,7 @@ impl SqlStore {
             ));
         }
         let dump = self.dump().await?;
-        let mut tx = target.pool().begin().await?;
+        let mut tx = target.pool()?.begin().await?;
         for statement in HOLD_TRIGGERS {
             sqlx::query(statement).execute(&mut *tx).await?;
         }

@@ -95,15 +95,7 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::User => "user",
-            ChangeKind::Key => "key",
-            ChangeKind::SigningKey => "signing_key",
-            ChangeKind::Session => "session",
-        }
-    }
-
+    /// The kinds as the change triggers write them.
     fn parse(s: &str) -> Option<Self> {
         match s {
             "user" => Some(ChangeKind::User),
@@ -299,13 +291,9 @@ pub trait Store: Send + Sync + 'static {
     async fn keys_of(&self, owner_id: &str) -> Result<Vec<StoredKey>, StoreError>;
     async fn touch_key(&self, id: &str, now: Timestamp) -> Result<(), StoreError>;
 
-    /// Records a change for every process's caches.
-    async fn record_change(
-        &self,
-        kind: ChangeKind,
-        subject: &str,
-        now: Timestamp,
-    ) -> Result<(), StoreError>;
+    /// The change feed since `seq`, oldest first. Database triggers write it in the same
+    /// transaction as each change (migrations `0009_change_triggers` / `0002_change_triggers`),
+    /// so there is no method to write it: no code path can forget a change.
     async fn changes_since(&self, seq: i64) -> Result<Vec<Change>, StoreError>;
     async fn latest_change(&self) -> Result<i64, StoreError>;
     /// Deletes every session of a user; returns their id hashes.

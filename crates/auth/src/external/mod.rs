@@ -28,9 +28,8 @@ use portcullis_core::{Clock, Failure, FailureKind, Identity, Timestamp};
 use portcullis_store::Store;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
 
-use crate::guards::StreamGuards;
+use crate::guards::{StreamGuard, StreamGuards};
 use crate::oidc::OidcError;
 use crate::oidc::jwks::JwksCache;
 use crate::oidc::login::{IdentitySource, LoginRefusal, resolve_user};
@@ -199,10 +198,10 @@ impl ExternalAuth {
         }
     }
 
-    /// A token cancelled when this user's access ends, for streams opened with an external
+    /// A guard cancelled when this user's access ends, for streams opened with an external
     /// identity (whose subject is the directory user id).
-    pub fn stream_guard(&self, user_id: &str) -> CancellationToken {
-        self.stream_guards.token(user_id)
+    pub fn stream_guard(&self, user_id: &str) -> StreamGuard {
+        self.stream_guards.guard(user_id)
     }
 
     /// The user may no longer sign in (disabled, deleted): close their open streams.

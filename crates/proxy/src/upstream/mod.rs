@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use portcullis_core::{Failure, FailureKind};
 
-use tokio_util::sync::CancellationToken;
+use portcullis_auth::guards::StreamGuard;
 
 use crate::body::{ClientBodyError, FromClient, Guarded, IdleTimeout};
 use crate::routes::App;
@@ -49,7 +49,7 @@ pub async fn send(
     app: &App,
     mut request: Request<Body>,
     upgrade: Option<HeaderValue>,
-    guard: Option<CancellationToken>,
+    guard: Option<StreamGuard>,
 ) -> Result<Response<Body>, Failure> {
     let timeouts = &app.timeouts;
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
@@ -124,7 +124,7 @@ fn tunnel(
     connection: pool::Connection,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     requested: Option<HeaderValue>,
-    guard: Option<CancellationToken>,
+    guard: Option<StreamGuard>,
 ) -> Result<Response<Body>, Failure> {
     let protocol = match (&client_upgrade, &requested) {
         (Some(_), Some(requested)) => switched_to(&response, requested).cloned(),

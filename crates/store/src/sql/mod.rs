@@ -28,6 +28,44 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
+    /// Whether the database answered the last heartbeat (see [`Reachability`]).
+    reachability: Reachability,
+}
+
+/// What the store knows about reaching its database. The change feed poll (every process with a
+/// change watcher reads it every 250 ms) is the heartbeat: when it fails for want of a
+/// connection, the database is known to be down, and every other query fails at once instead
+/// of waiting for the pool's acquire timeout — a request during an outage must never hang. The
+/// next successful poll (within a quarter of a second of recovery) lets queries through again.
+/// A process without a watcher (the CLI) never marks it down and simply waits as it would.
+#[derive(Default)]
+struct Reachability {
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl Reachability {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StoreError::Unavailable(
+                "the database did not answer the last heartbeat; not waiting on it".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Learns from a heartbeat's outcome: unreachable only when it could not be worked with at
+    /// all (a decoding problem says nothing about reachability).
+    fn heard<T>(&self, outcome: &Result<T, StoreError>) {
+        let down = matches!(outcome, Err(StoreError::Unavailable(_)));
+        let was = self.down.swap(down, std::sync::atomic::Ordering::Relaxed);
+        if down && !was {
+            tracing::warn!(
+                "the database is not answering; requests that need it fail at once until it does"
+            );
+        } else if was && !down {
+            tracing::info!("the database answers again");
+        }
+    }
 }
 
 /// How many connections, and how long to wait for one: a database that does not answer fails a
@@ -165,7 +203,11 @@ impl SqlStore {
             })
             .connect_with(options)
             .await?;
-        let store = SqlStore { pool, dialect };
+        let store = SqlStore {
+            pool,
+            dialect,
+            reachability: Reachability::default(),
+        };
         if migrate {
             store.migrate().await?;
         }
@@ -209,8 +251,21 @@ impl SqlStore {
         self.dialect
     }
 
-    pub(crate) fn pool(&self) -> &AnyPool {
+    /// The pool, unless the database is known to be down (then at once an error, no waiting).
+    pub(crate) fn pool(&self) -> Result<&AnyPool, StoreError> {
+        self.reachability.check()?;
+        Ok(&self.pool)
+    }
+
+    /// The pool for the heartbeat, which must try even while the database is known down.
+    pub(crate) fn heartbeat_pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Records a heartbeat's outcome (see [`Reachability`]) and passes it on.
+    pub(crate) fn heard<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.reachability.heard(&outcome);
+        outcome
     }
 
     /// A statement in this store's dialect.

@@ -34,7 +34,7 @@ impl SqlStore {
         );
         let row = sqlx::query(&self.q(&sql))
             .bind(value)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool()?)
             .await?;
         row.as_ref().map(user_from_row).transpose()
     }
@@ -64,7 +64,7 @@ impl SqlStore {
             .bind(&user.password_hash)
             .bind(now.0)
             .bind(now.0)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::Conflict("an admin already exists".into()));
@@ -115,7 +115,7 @@ impl SqlStore {
         )))
         .bind(at.0)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(())
     }
@@ -124,7 +124,9 @@ impl SqlStore {
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query(&self.q("SELECT 1")).execute(&self.pool).await?;
+        sqlx::query(&self.q("SELECT 1"))
+            .execute(self.pool()?)
+            .await?;
         Ok(())
     }
 
@@ -154,7 +156,7 @@ impl Store for SqlStore {
 
     async fn count_admins(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(&self.q("SELECT count(*) FROM users WHERE role = 'admin'"))
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool()?)
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
@@ -190,7 +192,7 @@ impl Store for SqlStore {
             .bind(&pattern)
             .bind(i64::from(limit))
             .bind(i64::from(offset))
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool()?)
             .await?;
         let users = rows
             .iter()
@@ -200,12 +202,12 @@ impl Store for SqlStore {
             Some(_) => {
                 sqlx::query_scalar(&self.q(&format!("SELECT count(*) FROM users WHERE {filter}")))
                     .bind(&pattern)
-                    .fetch_one(&self.pool)
+                    .fetch_one(self.pool()?)
                     .await?
             }
             None => {
                 sqlx::query_scalar(&self.q("SELECT count(*) FROM users"))
-                    .fetch_one(&self.pool)
+                    .fetch_one(self.pool()?)
                     .await?
             }
         };
@@ -222,7 +224,7 @@ impl Store for SqlStore {
             .bind(status.as_str())
             .bind(now.0)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
         Ok(())
     }
@@ -236,7 +238,7 @@ impl Store for SqlStore {
         .bind(k.allowed_apps.join("\n"))
         .bind(k.expires_at.map(|t| t.0))
         .bind(k.created_at.0)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(())
     }
@@ -247,14 +249,14 @@ impl Store for SqlStore {
         )
         .bind(now.0)
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn active_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(&self.q("SELECT * FROM api_keys WHERE revoked_at IS NULL"))
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool()?)
             .await?;
         rows.iter().map(key_from_row).collect()
     }
@@ -263,7 +265,7 @@ impl Store for SqlStore {
         let rows =
             sqlx::query(&self.q("SELECT * FROM api_keys WHERE owner_id = ? ORDER BY created_at"))
                 .bind(owner_id)
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool()?)
                 .await?;
         rows.iter().map(key_from_row).collect()
     }
@@ -272,7 +274,7 @@ impl Store for SqlStore {
         sqlx::query(&self.q("UPDATE api_keys SET last_used_at = ? WHERE id = ?"))
             .bind(now.0)
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
         Ok(())
     }
@@ -291,7 +293,7 @@ impl Store for SqlStore {
         .bind(display_name)
         .bind(now.0)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(())
     }
@@ -300,7 +302,7 @@ impl Store for SqlStore {
         sqlx::query(&self.q("DELETE FROM identities WHERE user_id = ? AND issuer = ?"))
             .bind(user_id)
             .bind(issuer)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
         Ok(())
     }
@@ -308,7 +310,7 @@ impl Store for SqlStore {
     async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
         let r = sqlx::query(&self.q("DELETE FROM users WHERE id = ?"))
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -319,13 +321,13 @@ impl Store for SqlStore {
         )
         .bind(name)
         .bind(now.0)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(r.rows_affected() > 0)
     }
 
     async fn delete_group(&self, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         // Row by row, so that the outbox triggers see every membership that goes.
         sqlx::query(&self.q("DELETE FROM group_members WHERE group_name = ?"))
             .bind(name)
@@ -340,7 +342,7 @@ impl Store for SqlStore {
     }
 
     async fn rename_group(&self, from: &str, to: &str, now: Timestamp) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         // The new row takes over the old one's ids (released first: they are unique).
         let ids: Option<(Option<String>, Option<String>)> =
             sqlx::query_as(&self.q("SELECT scim_id, external_id FROM groups WHERE name = ?"))
@@ -392,7 +394,7 @@ impl Store for SqlStore {
         .bind(scim_id)
         .bind(external_id)
         .bind(name)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(())
     }
@@ -405,7 +407,7 @@ impl Store for SqlStore {
         member: bool,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         if member {
             self.join_group(&mut tx, group, user_id, source, now)
                 .await?;
@@ -434,7 +436,7 @@ impl Store for SqlStore {
             ))
             .bind(sink)
             .bind(now.0)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
             added += result.rows_affected();
         }
@@ -461,7 +463,7 @@ impl Store for SqlStore {
             .bind(lease_until.0)
             .bind(now.0)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool()?)
             .await?;
         let mut claimed = rows
             .iter()
@@ -479,7 +481,7 @@ impl Store for SqlStore {
         Ok(sqlx::query_scalar(&self.q("SELECT max(seq) FROM deliveries WHERE sink = ? AND user_id = ? AND state IN ('pending', 'dead')"))
         .bind(sink)
         .bind(user_id)
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool()?)
         .await?)
     }
 
@@ -498,7 +500,7 @@ impl Store for SqlStore {
         .bind(sink)
         .bind(user_id)
         .bind(up_to_seq)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(())
     }
@@ -520,7 +522,7 @@ impl Store for SqlStore {
         .bind(dead)
         .bind(sink)
         .bind(seq)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(())
     }
@@ -531,7 +533,7 @@ impl Store for SqlStore {
                     (SELECT min(created_at) FROM deliveries WHERE state = 'pending') AS oldest, \
                     (SELECT count(*) FROM deliveries WHERE state = 'dead') AS dead",
         ))
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool()?)
         .await?;
         let count = |name: &str| -> Result<u64, StoreError> {
             Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
@@ -548,7 +550,7 @@ impl Store for SqlStore {
              AND d.seq = (SELECT max(seq) FROM deliveries e WHERE e.user_id = d.user_id AND e.sink = d.sink) \
              ORDER BY d.sink"))
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         rows.iter().map(delivery_from_row).collect()
     }
@@ -558,7 +560,7 @@ impl Store for SqlStore {
             sqlx::query(&self.q("SELECT * FROM deliveries WHERE state = ? ORDER BY seq LIMIT ?"))
                 .bind(state)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool()?)
                 .await?;
         rows.iter().map(delivery_from_row).collect()
     }
@@ -578,7 +580,7 @@ impl Store for SqlStore {
         .bind(sink)
         .bind(sink)
         .bind(seq)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(result.rows_affected())
     }
@@ -597,14 +599,14 @@ impl Store for SqlStore {
         .bind(sink)
         .bind(sink)
         .bind(seq)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(result.rows_affected())
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
         let rows = sqlx::query(&self.q("SELECT * FROM signing_keys ORDER BY created_at DESC, kid"))
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool()?)
             .await?;
         rows.iter()
             .map(|row| {
@@ -619,7 +621,7 @@ impl Store for SqlStore {
     }
 
     async fn rotate_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         sqlx::query(&self.q("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL"))
             .bind(key.created_at.0)
             .execute(&mut *tx)
@@ -634,35 +636,17 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn record_change(
-        &self,
-        kind: ChangeKind,
-        subject: &str,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // Readers follow the feed by sequence number, so changes must become visible in that
-        // order: one writer at a time takes a number and commits.
-        if let Some(lock) = self.dialect.change_feed_lock() {
-            sqlx::query(lock).execute(&mut *tx).await?;
-        }
-        sqlx::query(&self.q("INSERT INTO changes (kind, subject, at) VALUES (?, ?, ?)"))
-            .bind(kind.as_str())
-            .bind(subject)
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn changes_since(&self, seq: i64) -> Result<Vec<Change>, StoreError> {
+        // The heartbeat: tried even while the database is known down, and what tells the
+        // others whether to wait on it.
         let rows = sqlx::query(
             &self.q("SELECT seq, kind, subject FROM changes WHERE seq > ? ORDER BY seq LIMIT 1000"),
         )
         .bind(seq)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(self.heartbeat_pool())
+        .await
+        .map_err(StoreError::from);
+        let rows = self.heard(rows)?;
         rows.iter()
             .map(|row| {
                 let kind: String = row.try_get("kind")?;
@@ -678,7 +662,7 @@ impl Store for SqlStore {
 
     async fn latest_change(&self) -> Result<i64, StoreError> {
         let seq: Option<i64> = sqlx::query_scalar(&self.q("SELECT max(seq) FROM changes"))
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool()?)
             .await?;
         Ok(seq.unwrap_or(0))
     }
@@ -686,7 +670,7 @@ impl Store for SqlStore {
     async fn delete_user_sessions(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(&self.q("DELETE FROM sessions WHERE user_id = ? RETURNING id_hash"))
             .bind(user_id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool()?)
             .await?;
         rows.iter().map(|r| Ok(r.try_get("id_hash")?)).collect()
     }
@@ -697,7 +681,7 @@ impl Store for SqlStore {
              count(DISTINCT m.user_id) AS members FROM groups g \
              LEFT JOIN group_members m ON m.group_name = g.name GROUP BY g.name ORDER BY g.name",
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -720,7 +704,7 @@ impl Store for SqlStore {
         );
         let rows = sqlx::query(&self.q(&sql))
             .bind(group)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool()?)
             .await?;
         rows.iter()
             .map(|row| Ok((user_from_row(row)?.0, row.try_get("source")?)))
@@ -733,7 +717,7 @@ impl Store for SqlStore {
         ))
         .bind(user_id)
         .bind(group)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -744,7 +728,7 @@ impl Store for SqlStore {
         group: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         sqlx::query(
             &self.q("INSERT INTO groups (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING"),
         )
@@ -777,7 +761,7 @@ impl Store for SqlStore {
         let row = sqlx::query(&self.q(&sql))
             .bind(issuer)
             .bind(subject)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool()?)
             .await?;
         Ok(row.as_ref().map(user_from_row).transpose()?.map(|(u, _)| u))
     }
@@ -786,7 +770,7 @@ impl Store for SqlStore {
         let rows =
             sqlx::query(&self.q("SELECT * FROM identities WHERE user_id = ? ORDER BY created_at"))
                 .bind(user_id)
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool()?)
                 .await?;
         rows.iter().map(identity_from_row).collect()
     }
@@ -802,7 +786,7 @@ impl Store for SqlStore {
         .bind(i.email.as_deref())
         .bind(now.0)
         .bind(now.0)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(())
     }
@@ -819,7 +803,7 @@ impl Store for SqlStore {
             .bind(display_name)
             .bind(now.0)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
         Ok(())
     }
@@ -829,7 +813,7 @@ impl Store for SqlStore {
             .bind(role.as_str())
             .bind(now.0)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
         Ok(())
     }
@@ -841,7 +825,7 @@ impl Store for SqlStore {
         groups: &[String],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         // Only real changes touch rows (and so write provisioning events): memberships that
         // stay are left alone, new ones are inserted, gone ones deleted.
         let wanted = serde_json::to_string(groups)
@@ -874,7 +858,7 @@ impl Store for SqlStore {
         .bind(&f.return_to)
         .bind(f.created_at.0)
         .bind(f.completed_at.map(|t| t.0))
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(())
     }
@@ -882,7 +866,7 @@ impl Store for SqlStore {
     async fn flow(&self, state_hash: &str) -> Result<Option<AuthFlow>, StoreError> {
         let row = sqlx::query(&self.q("SELECT * FROM auth_flows WHERE state_hash = ?"))
             .bind(state_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool()?)
             .await?;
         row.as_ref().map(flow_from_row).transpose()
     }
@@ -893,7 +877,7 @@ impl Store for SqlStore {
         ))
         .bind(now.0)
         .bind(state_hash)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -902,7 +886,7 @@ impl Store for SqlStore {
         let n: i64 = sqlx::query_scalar(&self.q("SELECT count(*) FROM auth_flows WHERE binding_hash = ? AND created_at >= ? AND completed_at IS NULL"))
         .bind(binding_hash)
         .bind(since.0)
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool()?)
         .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
@@ -910,7 +894,7 @@ impl Store for SqlStore {
     async fn delete_flows_before(&self, before: Timestamp) -> Result<u64, StoreError> {
         let r = sqlx::query(&self.q("DELETE FROM auth_flows WHERE created_at < ?"))
             .bind(before.0)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
         Ok(r.rows_affected())
     }
@@ -933,7 +917,7 @@ impl Store for SqlStore {
         .bind(p.and_then(|p| p.refresh_token_enc.as_ref()))
         .bind(p.and_then(|p| p.access_expires_at).map(|t| t.0))
         .bind(p.map(|p| serde_json::to_string(&p.claim_sources).unwrap_or_default()))
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         self.user_seen(&s.user_id, s.last_seen).await
     }
@@ -941,7 +925,7 @@ impl Store for SqlStore {
     async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
         let row = sqlx::query(&self.q("SELECT * FROM sessions WHERE id_hash = ?"))
             .bind(id_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool()?)
             .await?;
         row.as_ref().map(session_from_row).transpose()
     }
@@ -951,13 +935,13 @@ impl Store for SqlStore {
             &self.q("SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at DESC"),
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         rows.iter().map(session_from_row).collect()
     }
 
     async fn touch_session(&self, id_hash: &str, last_seen: Timestamp) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         sqlx::query(&self.q(&format!(
             "UPDATE sessions SET last_seen = {}(last_seen, ?) WHERE id_hash = ?",
             self.dialect.greatest()
@@ -990,7 +974,7 @@ impl Store for SqlStore {
         .bind(refresh_token_enc)
         .bind(access_expires_at.map(|t| t.0))
         .bind(id_hash)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(())
     }
@@ -998,7 +982,7 @@ impl Store for SqlStore {
     async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
         let r = sqlx::query(&self.q("DELETE FROM sessions WHERE id_hash = ?"))
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -1015,14 +999,14 @@ impl Store for SqlStore {
                 sqlx::query(&self.q("DELETE FROM sessions WHERE provider = ? AND provider_sid = ? RETURNING id_hash"))
                     .bind(provider)
                     .bind(sid)
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool()?)
                     .await?
             }
             (None, Some(subject)) => {
                 sqlx::query(&self.q("DELETE FROM sessions WHERE provider = ? AND provider_subject = ? RETURNING id_hash"))
                     .bind(provider)
                     .bind(subject)
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool()?)
                     .await?
             }
             (None, None) => Vec::new(),
@@ -1038,14 +1022,14 @@ impl Store for SqlStore {
         let r = sqlx::query(&self.q("DELETE FROM sessions WHERE created_at < ? OR last_seen < ?"))
             .bind(created_before.0)
             .bind(idle_before.0)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
         Ok(r.rows_affected())
     }
 
     async fn count_sessions(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(&self.q("SELECT count(*) FROM sessions"))
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool()?)
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
@@ -1059,7 +1043,7 @@ impl Store for SqlStore {
         .bind(&e.subject)
         .bind(&e.reason)
         .bind(&e.client_ip)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(())
     }
@@ -1088,7 +1072,7 @@ impl Store for SqlStore {
             Some(before) => sqlx::query(&sql_before).bind(before),
             None => sqlx::query(&sql_first),
         };
-        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let rows = query.bind(i64::from(limit)).fetch_all(self.pool()?).await?;
         rows.iter()
             .map(|row| {
                 let event = AuditEvent {

@@ -3,7 +3,7 @@ use portcullis_core::user::UserStatus;
 use portcullis_core::{Role, Timestamp};
 
 use super::*;
-use crate::{AuditEvent, AuthFlow, ChangeKind, LinkedIdentity, NewUser, StoredKey};
+use crate::{AuditEvent, AuthFlow, Change, ChangeKind, LinkedIdentity, NewUser, StoredKey};
 
 fn new_user(id: &str, username: &str, role: Role) -> NewUser {
     NewUser {
@@ -337,23 +337,81 @@ async fn keys_and_the_change_feed() {
         Some(Timestamp(3))
     );
 
-    assert_eq!(store.latest_change().await.unwrap(), 0);
-    store
-        .record_change(ChangeKind::User, "u", Timestamp(5))
-        .await
-        .unwrap();
-    store
-        .record_change(ChangeKind::Key, "k1", Timestamp(6))
-        .await
-        .unwrap();
+    // The feed is written by triggers: the user's creation, the key's creation and revocation.
+    let seen = |changes: &[Change]| -> Vec<(ChangeKind, String)> {
+        changes
+            .iter()
+            .map(|c| (c.kind, c.subject.clone()))
+            .collect()
+    };
     let changes = store.changes_since(0).await.unwrap();
-    let seen: Vec<_> = changes
-        .iter()
-        .map(|c| (c.kind, c.subject.as_str()))
-        .collect();
-    assert_eq!(seen, [(ChangeKind::User, "u"), (ChangeKind::Key, "k1")]);
-    assert_eq!(store.changes_since(changes[1].seq).await.unwrap(), []);
-    assert_eq!(store.latest_change().await.unwrap(), changes[1].seq);
+    assert_eq!(
+        seen(&changes),
+        [
+            (ChangeKind::User, "u".to_owned()),
+            (ChangeKind::Key, "k1".to_owned()),
+            (ChangeKind::Key, "k1".to_owned())
+        ],
+        "the second revocation changed nothing and wrote nothing"
+    );
+    let mark = store.latest_change().await.unwrap();
+    assert_eq!(mark, changes[2].seq);
+
+    // Every-use columns write nothing: key use, session activity, last-seen time.
+    store.touch_key("k1", Timestamp(7)).await.unwrap();
+    let session = Session {
+        id_hash: "s1".into(),
+        user_id: "u".into(),
+        created_at: Timestamp(8),
+        last_seen: Timestamp(8),
+        client_ip: None,
+        user_agent: None,
+        provider: None,
+    };
+    store.insert_session(&session).await.unwrap();
+    store.touch_session("s1", Timestamp(9)).await.unwrap();
+    assert_eq!(store.changes_since(mark).await.unwrap(), []);
+
+    // What caches depend on: profile, role, groups (added, removed, by sync), ended sessions.
+    store
+        .update_profile("u", None, "U Changed", Timestamp(10))
+        .await
+        .unwrap();
+    store
+        .set_role("u", Role::Admin, Timestamp(10))
+        .await
+        .unwrap();
+    store
+        .add_to_group("u", "staff", Timestamp(10))
+        .await
+        .unwrap();
+    store
+        .sync_groups("u", "provider:idp", &["ml".to_owned()], Timestamp(10))
+        .await
+        .unwrap();
+    store
+        .sync_groups("u", "provider:idp", &[], Timestamp(11))
+        .await
+        .unwrap();
+    assert!(store.delete_session("s1").await.unwrap());
+    let after = store.changes_since(mark).await.unwrap();
+    assert_eq!(
+        seen(&after),
+        [
+            (ChangeKind::User, "u".to_owned()),
+            (ChangeKind::User, "u".to_owned()),
+            (ChangeKind::User, "u".to_owned()),
+            (ChangeKind::User, "u".to_owned()),
+            (ChangeKind::User, "u".to_owned()),
+            (ChangeKind::Session, "s1".to_owned()),
+        ]
+    );
+    assert!(after.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(
+        store.changes_since(after[5].seq).await.unwrap(),
+        [],
+        "read from a position, the feed has nothing new"
+    );
 }
 
 #[tokio::test]
