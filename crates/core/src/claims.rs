@@ -191,7 +191,11 @@ pub struct MappedClaims {
     /// A valid address from the email claim; an invalid one is dropped (see `rejected_email`).
     pub email: Option<Email>,
     pub email_verified: bool,
+    /// The display name, fallbacks included: what a new user is created with.
     pub display_name: String,
+    /// Whether `display_name` came from the token's own name claims (name, given + family)
+    /// rather than a fallback: only then may it replace a name the user already has.
+    pub name_claimed: bool,
     pub username: String,
     pub groups: Vec<String>,
     pub roles: Vec<String>,
@@ -288,6 +292,11 @@ pub fn map_claims(claims: &Value, mapping: &ClaimMapping) -> Result<MappedClaims
         ("email".to_owned(), email_text),
     ];
     // Nothing readable at all: say so rather than show an opaque id as a name.
+    let claimed_candidates = 2;
+    let name_claimed = name_candidates
+        .iter()
+        .take(claimed_candidates)
+        .any(|(_, value)| value.is_some());
     let (name_source, display_name) = first_present(name_candidates).unwrap_or_else(|| {
         (
             "none (no name, username or email claim)".to_owned(),
@@ -303,6 +312,7 @@ pub fn map_claims(claims: &Value, mapping: &ClaimMapping) -> Result<MappedClaims
         email_verified: truthy(claims, mapping.email_verified.as_deref()),
         email,
         display_name,
+        name_claimed,
         username,
         groups,
         roles: list(claims, mapping.roles.as_deref()),
@@ -310,6 +320,15 @@ pub fn map_claims(claims: &Value, mapping: &ClaimMapping) -> Result<MappedClaims
         sources,
         rejected_email,
     })
+}
+
+impl MappedClaims {
+    /// The display name the token itself asserts, if any: what may update an existing user.
+    /// A token with no name claim (a Cognito access token, say) leaves the name alone instead
+    /// of replacing it with a fallback.
+    pub fn claimed_name(&self) -> Option<&str> {
+        self.name_claimed.then_some(self.display_name.as_str())
+    }
 }
 
 /// Provider addresses are compared and shown in lower case, as the apps behind (Open WebUI)

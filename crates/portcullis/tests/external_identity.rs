@@ -418,6 +418,38 @@ async fn bearer_tokens_of_other_issuers() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "HMAC is never accepted");
 
+    // A later token that carries only `sub` (a Cognito access token often does) updates only
+    // what it carries: the name the user has stays, never replaced by a placeholder.
+    let named = json!({"iss": idp.issuer, "client_id": "cognito-client", "sub": "cog-2", "name": "Alice Tester", "email": "alice.t@example.com", "email_verified": true, "exp": now() + 300, "iat": now()});
+    let (status, _) = call(
+        &h,
+        &h.http,
+        &[(
+            "authorization",
+            &format!("Bearer {}", idp.sign(&named, KID)),
+        )],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let bare = json!({"iss": idp.issuer, "client_id": "cognito-client", "sub": "cog-2", "exp": now() + 301, "iat": now()});
+    let (status, _) = call(
+        &h,
+        &h.http,
+        &[("authorization", &format!("Bearer {}", idp.sign(&bare, KID)))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let alice = h
+        .running
+        .state
+        .store
+        .user_by_identity(&idp.issuer, "cog-2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alice.display_name.as_deref(), Some("Alice Tester"));
+    assert_eq!(alice.email.as_deref(), Some("alice.t@example.com"));
+
     // A token nobody here issued is the app's own: with a session it reaches the app unchanged.
     h.setup_admin().await;
     h.add_user("erin", None, None, portcullis_core::Role::User, &[])

@@ -226,12 +226,13 @@ pub trait Store: Send + Sync + 'static {
         identity: &LinkedIdentity,
         now: Timestamp,
     ) -> Result<(), StoreError>;
-    /// Updates the profile fields a provider asserts.
+    /// Updates the profile fields a provider asserts; a field it does not carry (`None`) is
+    /// kept as it is.
     async fn update_profile(
         &self,
         user_id: &str,
         email: Option<&Email>,
-        display_name: &str,
+        display_name: Option<&str>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
     async fn set_role(&self, user_id: &str, role: Role, now: Timestamp) -> Result<(), StoreError>;

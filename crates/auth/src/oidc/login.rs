@@ -124,7 +124,7 @@ pub async fn apply_claims(
 ) -> Result<(), StoreError> {
     let now = clock.now();
     store
-        .update_profile(user_id, verified_email, &claims.display_name, now)
+        .update_profile(user_id, verified_email, claims.claimed_name(), now)
         .await?;
     let origin = format!("provider:{}", source.id);
     store

@@ -795,10 +795,10 @@ impl Store for SqlStore {
         &self,
         user_id: &str,
         email: Option<&Email>,
-        display_name: &str,
+        display_name: Option<&str>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query(&self.q("UPDATE users SET email = coalesce(?, email), display_name = ?, updated_at = ? WHERE id = ?"))
+        sqlx::query(&self.q("UPDATE users SET email = coalesce(?, email), display_name = coalesce(?, display_name), updated_at = ? WHERE id = ?"))
             .bind(email.map(|e| e.as_str()))
             .bind(display_name)
             .bind(now.0)

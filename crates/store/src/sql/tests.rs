@@ -374,7 +374,7 @@ async fn keys_and_the_change_feed() {
 
     // What caches depend on: profile, role, groups (added, removed, by sync), ended sessions.
     store
-        .update_profile("u", None, "U Changed", Timestamp(10))
+        .update_profile("u", None, Some("U Changed"), Timestamp(10))
         .await
         .unwrap();
     store
