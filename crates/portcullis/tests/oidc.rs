@@ -348,13 +348,88 @@ async fn sign_out_ends_the_provider_session_too() {
     // Signing in again needs the provider's login page again (its session ended too).
     let mut flow2 = flow.clone();
     let authorize = start(&h, "/", &mut flow2).await;
-    let first_hop = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let _ = first_hop;
+    assert_eq!(person.prompt_at(&authorize).await.as_deref(), Some("login"));
     let back = person.sign_in_at_provider(&authorize, "alice").await;
     assert!(back.contains("/oauth2/callback?code="), "{back}");
+    h.running.shutdown().await;
+}
+
+/// oauth2-proxy users sign out with `/oauth2/sign_out?rd=…`: the provider's session must end
+/// too (or the next visit signs them straight back in), then the browser goes on to `rd`.
+#[tokio::test]
+async fn sign_out_with_rd_ends_the_provider_session_then_continues_to_rd() {
+    let Setup { h, idp } = setup(&[], "").await;
+    let mut flow = None;
+    let person = Person::default();
+    let back = person
+        .sign_in_at_provider(&start(&h, "/", &mut flow).await, "alice")
+        .await;
+    let session = set_cookie_value(
+        &callback(&h, &back, flow.as_deref(), None).await,
+        "_portcullis",
+    )
+    .unwrap();
+    // While the provider's session lives, it signs the person in without asking.
+    let mut again = flow.clone();
+    assert_eq!(
+        person.prompt_at(&start(&h, "/", &mut again).await).await,
+        None
+    );
+
+    let out = h
+        .http
+        .get(h.url("/oauth2/sign_out?rd=/after/sign-out"))
+        .header(COOKIE, format!("_portcullis={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::FOUND);
+    let end_session = out.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        end_session.starts_with(&format!("{}/session/end?", idp.issuer)),
+        "the provider's sign-out comes first: {end_session}"
+    );
+    let after = set_cookie_value(&out, "_portcullis_after_sign_out").unwrap();
+    let landed = person.confirm_logout(&end_session).await;
+    assert_eq!(landed, format!("{}/.portcullis/signed_out", h.base));
+    let onward = h
+        .http
+        .get(&landed)
+        .header(COOKIE, format!("_portcullis_after_sign_out={after}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(onward.status(), StatusCode::FOUND);
+    assert_eq!(onward.headers()[LOCATION], "/after/sign-out");
+
+    let mut flow2 = flow.clone();
+    let authorize = start(&h, "/", &mut flow2).await;
+    assert_eq!(
+        person.prompt_at(&authorize).await.as_deref(),
+        Some("login"),
+        "the provider asks for the password again"
+    );
+
+    // An rd that is the provider's own logout (a hand-built chain) is followed as it is.
+    let back = person.sign_in_at_provider(&authorize, "alice").await;
+    let session = set_cookie_value(
+        &callback(&h, &back, flow2.as_deref(), None).await,
+        "_portcullis",
+    )
+    .unwrap();
+    let chain = format!("{}/session/end?client_id=portcullis", idp.issuer);
+    let out = h
+        .http
+        .get(h.url("/oauth2/sign_out"))
+        .query(&[("rd", chain.as_str())])
+        .header(COOKIE, format!("_portcullis={session}"))
+        .send()
+        .await
+        .unwrap();
+    // (The provider runs on 127.0.0.1, Portcullis's own host, so it is an allowed target.)
+    assert_eq!(out.status(), StatusCode::FOUND);
+    assert_eq!(out.headers()[LOCATION], chain.as_str());
+    assert!(set_cookie_value(&out, "_portcullis_after_sign_out").is_none());
     h.running.shutdown().await;
 }
 

@@ -5,6 +5,14 @@ use http::header::{COOKIE, HeaderMap, HeaderValue};
 pub const SESSION_COOKIE: &str = "_portcullis";
 /// Double-submit token for Portcullis's own forms.
 pub const CSRF_COOKIE: &str = "_portcullis_csrf";
+/// Where to go once the provider's sign-out sends the browser back (see `sign_out`).
+pub const AFTER_SIGN_OUT_COOKIE: &str = "_portcullis_after_sign_out";
+
+/// Whether a cookie is one of Portcullis's own (`_portcullis`, `_portcullis_…`): never passed to
+/// an app.
+fn is_own(name: &str) -> bool {
+    name == SESSION_COOKIE || name.starts_with("_portcullis_")
+}
 
 fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
@@ -41,7 +49,7 @@ pub fn strip_own(headers: &mut HeaderMap) {
         .filter(|pair| !pair.is_empty())
         .filter(|pair| {
             let name = pair.split_once('=').map(|(n, _)| n.trim()).unwrap_or(pair);
-            name != SESSION_COOKIE && name != CSRF_COOKIE
+            !is_own(name)
         })
         .map(str::to_owned)
         .collect();

@@ -150,6 +150,19 @@ pub struct ProviderConfig {
     /// Endpoint overrides, for GitHub Enterprise or tests. OIDC providers use discovery.
     #[serde(default)]
     pub endpoints: EndpointOverrides,
+    /// What signing out of a session made through this provider ends: `provider` (default) also
+    /// ends the provider's session, so the next sign-in shows its login form again, then goes
+    /// on to the sign-out's `rd`; `local` ends only Portcullis's session.
+    #[serde(default)]
+    pub sign_out: ProviderSignOut,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderSignOut {
+    #[default]
+    Provider,
+    Local,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -155,6 +155,25 @@ impl Person {
         panic!("the provider never redirected back");
     }
 
+    /// What the provider asks of this person when `authorize_url` is opened: `Some("login")`
+    /// when its own session is gone, `Some("consent")`, or `None` when it sends the browser
+    /// straight back (its session is alive and consent was given).
+    pub async fn prompt_at(&self, authorize_url: &str) -> Option<String> {
+        let mut url = authorize_url.to_owned();
+        for _ in 0..8 {
+            let response = self.http.get(&url).send().await.unwrap();
+            if !response.status().is_redirection() {
+                return hidden_prompt(&response.text().await.unwrap());
+            }
+            let next = absolute(&url, response.headers()["location"].to_str().unwrap());
+            if !next.contains("/auth") && !next.contains("/interaction/") {
+                return None;
+            }
+            url = next;
+        }
+        panic!("the provider kept redirecting");
+    }
+
     /// Confirms the provider's RP-initiated logout page and returns where it sends the browser.
     pub async fn confirm_logout(&self, end_session_url: &str) -> String {
         let page = self.http.get(end_session_url).send().await.unwrap();
