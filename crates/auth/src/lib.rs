@@ -14,6 +14,7 @@ pub mod ldap;
 pub mod local;
 pub mod oidc;
 pub mod password;
+pub mod principal;
 pub mod seal;
 pub mod secret;
 pub mod session;

@@ -14,6 +14,7 @@ use portcullis_auth::keys::KeyRing;
 use portcullis_auth::ldap::LdapLogin;
 use portcullis_auth::oidc::refresh::ProviderRefresher;
 use portcullis_auth::oidc::{FlowManager, Providers};
+use portcullis_auth::principal::Authenticator;
 use portcullis_auth::seal::Sealer;
 use portcullis_auth::watch::ChangeWatcher;
 use portcullis_auth::{LocalLogin, LoginThrottle, PasswordHasher, SessionManager, SetupToken};
@@ -291,16 +292,19 @@ async fn gateways(
         .with_assertions(assertions.clone())
         .with_external(external.clone());
     let trusted = TrustedProxies::new(config.trusted_proxies.clone());
+    let auth = Arc::new(Authenticator {
+        sessions: sessions.clone(),
+        keys: keys.clone(),
+        external,
+    });
     let gateways = (0..workers.max(1))
         .map(|_| {
             Ok(Arc::new(Gateway {
                 routes: Arc::new(RouteTable::build(config, whoami)?),
-                sessions: sessions.clone(),
-                keys: keys.clone(),
+                auth: auth.clone(),
                 trusted: trusted.clone(),
                 metrics: metrics.clone(),
                 assertions: assertions.clone(),
-                external: external.clone(),
                 access_log: access_log.clone(),
             }))
         })

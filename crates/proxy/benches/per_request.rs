@@ -15,6 +15,7 @@ use http::Request;
 use portcullis_auth::SessionManager;
 use portcullis_auth::assertion::Assertions;
 use portcullis_auth::keys::KeyRing;
+use portcullis_auth::principal::Authenticator;
 use portcullis_auth::seal::Sealer;
 use portcullis_auth::session::SessionOrigin;
 use portcullis_core::session::SessionPolicy;
@@ -28,8 +29,7 @@ use portcullis_store::{NewUser, SqlStore, Store};
 
 struct Fixture {
     table: RouteTable,
-    sessions: SessionManager,
-    keys: KeyRing,
+    auth: Authenticator,
     assertions: Assertions,
     trusted: TrustedProxies,
     request: Request<()>,
@@ -95,8 +95,11 @@ fn fixture() -> Fixture {
             .unwrap();
         Fixture {
             table,
-            sessions,
-            keys,
+            auth: Authenticator {
+                sessions: Arc::new(sessions),
+                keys: Arc::new(keys),
+                external: None,
+            },
             assertions,
             trusted: TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]),
             request,
@@ -123,7 +126,7 @@ fn authenticated_check(bencher: divan::Bencher) {
             let mut ctx = RequestContext::new(&request, peer, &f.trusted).unwrap();
             phases::route(&f.table, &mut ctx).unwrap();
             // Cache hits never wait: the future completes on its first poll.
-            phases::authenticate(&f.sessions, &f.keys, None, &mut ctx, request.headers())
+            phases::authenticate(&f.auth, &mut ctx, request.headers())
                 .now_or_never()
                 .expect("a cached session resolves without waiting")
                 .unwrap();

@@ -4,9 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, Method, Request, header};
-use portcullis_auth::ActiveSession;
-use portcullis_auth::guards::StreamGuard;
-use portcullis_auth::keys::LiveKey;
+use portcullis_auth::principal::Principal;
 use portcullis_core::path::canonicalize;
 use portcullis_core::{Failure, Identity};
 
@@ -30,15 +28,8 @@ pub struct RequestContext {
     /// are stripped.
     pub upgrade: Option<http::HeaderValue>,
     pub app: Option<Arc<App>>,
-    pub session: Option<Arc<ActiveSession>>,
-    /// The API key that authenticated the request, if one did.
-    pub key: Option<Arc<LiveKey>>,
-    /// The credential's name when a proxy in front or another issuer vouched for the request.
-    pub external_sid: Option<String>,
-    /// Who the request is from, once authenticated (by session or API key).
-    pub identity: Option<Arc<Identity>>,
-    /// Cancelled when the session or key behind the request ends; streams watch it.
-    pub guard: Option<StreamGuard>,
+    /// Who the request is from, once authenticated; `None` on a skip-auth route.
+    pub principal: Option<Principal>,
     /// The request's `Authorization` header carried a Portcullis key: it must not reach the app.
     pub key_in_authorization: bool,
 }
@@ -132,11 +123,7 @@ impl RequestContext {
             scheme: if target.https { "https" } else { "http" },
             client,
             app: None,
-            session: None,
-            key: None,
-            external_sid: None,
-            identity: None,
-            guard: None,
+            principal: None,
             key_in_authorization: false,
         })
     }
@@ -149,14 +136,9 @@ impl RequestContext {
         }
     }
 
-    /// The credential's public name for assertions: the session's `sid`, `key:<id>`, or
-    /// `external:<subject>`.
-    pub fn sid(&self) -> Option<&str> {
-        match (&self.session, &self.key) {
-            (Some(session), _) => Some(&session.sid),
-            (None, Some(key)) => Some(&key.sid),
-            (None, None) => self.external_sid.as_deref(),
-        }
+    /// Who the request is from, once authenticated.
+    pub fn identity(&self) -> Option<&Arc<Identity>> {
+        self.principal.as_ref().map(|p| &p.identity)
     }
 
     /// The origin the client addressed (`https://chat.example.com`): an assertion's audience.

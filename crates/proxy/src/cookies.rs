@@ -2,7 +2,8 @@
 
 use http::header::{COOKIE, HeaderMap, HeaderValue};
 
-pub const SESSION_COOKIE: &str = "_portcullis";
+pub use portcullis_auth::principal::{SESSION_COOKIE, cookie_values as values};
+
 /// Double-submit token for Portcullis's own forms.
 pub const CSRF_COOKIE: &str = "_portcullis_csrf";
 /// Where to go once the provider's sign-out sends the browser back (see `sign_out`).
@@ -14,23 +15,7 @@ fn is_own(name: &str) -> bool {
     name == SESSION_COOKIE || name.starts_with("_portcullis_")
 }
 
-fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(name, value)| (name.trim(), value.trim().trim_matches('"')))
-}
-
-/// Every value sent for the cookie `name` (a browser may send several with different paths).
-pub fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    pairs(headers)
-        .filter(move |(n, _)| *n == name)
-        .map(|(_, v)| v)
-}
-
+/// The first value sent for the cookie `name`.
 pub fn first(headers: &HeaderMap, name: &str) -> Option<String> {
     values(headers, name).next().map(str::to_owned)
 }

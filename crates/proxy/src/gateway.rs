@@ -6,10 +6,8 @@ use std::time::Instant;
 
 use axum::body::Body;
 use http::{Request, Response};
-use portcullis_auth::SessionManager;
 use portcullis_auth::assertion::Assertions;
-use portcullis_auth::external::ExternalAuth;
-use portcullis_auth::keys::KeyRing;
+use portcullis_auth::principal::Authenticator;
 
 use crate::access::{AccessEntry, AccessLog};
 use crate::context::RequestContext;
@@ -21,14 +19,12 @@ use crate::routes::RouteTable;
 
 pub struct Gateway {
     pub routes: Arc<RouteTable>,
-    pub sessions: Arc<SessionManager>,
-    pub keys: Arc<KeyRing>,
+    /// Who a request is from: the one authenticator every surface uses.
+    pub auth: Arc<Authenticator>,
     pub trusted: TrustedProxies,
     pub metrics: Arc<Metrics>,
     /// Signs identity assertions; `None` when they are turned off.
     pub assertions: Option<Arc<Assertions>>,
-    /// Identity from proxies in front and other issuers' tokens; `None` when none is configured.
-    pub external: Option<Arc<ExternalAuth>>,
     pub access_log: Arc<dyn AccessLog>,
 }
 
@@ -63,14 +59,7 @@ impl Gateway {
     async fn run(&self, ctx: &mut RequestContext, req: &mut Request<Body>) -> Result<(), Stop> {
         phases::route(&self.routes, ctx)?;
         phases::admit_upgrade(ctx, phases::UpgradeMode::Decline)?;
-        phases::authenticate(
-            &self.sessions,
-            &self.keys,
-            self.external.as_deref(),
-            ctx,
-            req.headers(),
-        )
-        .await?;
+        phases::authenticate(&self.auth, ctx, req.headers()).await?;
         phases::authorize(ctx)?;
         phases::rewrite(ctx, self.assertions.as_deref(), req.headers_mut());
         Ok(())
@@ -97,7 +86,7 @@ impl Gateway {
             path: &ctx.path,
             app: ctx.app_name(),
             status,
-            user: ctx.identity.as_ref().map_or("-", |i| i.username.as_str()),
+            user: ctx.identity().map_or("-", |i| i.username.as_str()),
             client: ctx.client.client_ip,
             elapsed,
         });

@@ -7,12 +7,9 @@
 use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response};
-use std::sync::Arc;
 
-use portcullis_auth::SessionManager;
 use portcullis_auth::assertion::Assertions;
-use portcullis_auth::external::ExternalAuth;
-use portcullis_auth::keys::{KEY_PREFIX, KeyCheck, KeyRing, LiveKey};
+use portcullis_auth::principal::{Authenticator, Presented, Surface};
 use portcullis_core::{Failure, FailureKind, Identity};
 
 use crate::context::RequestContext;
@@ -106,130 +103,38 @@ fn upgrade_refused(app: &str, protocol: &str, h2c: bool) -> Failure {
     }
 }
 
-/// Establishes who the request is from — an API key, an identity from a trusted proxy in front or
-/// another issuer's bearer token, else the session cookie — unless a skip-auth rule opens the
-/// route.
+/// Establishes who the request is from — through the one [`Authenticator`], as every surface
+/// does — unless a skip-auth rule opens the route.
 pub async fn authenticate(
-    sessions: &SessionManager,
-    keys: &KeyRing,
-    external: Option<&ExternalAuth>,
+    auth: &Authenticator,
     ctx: &mut RequestContext,
     headers: &HeaderMap,
 ) -> Result<(), Stop> {
     let Some(app) = ctx.app.clone() else {
         return Err(Failure::internal("authenticate ran before route").into());
     };
+    let presented = Presented::read(headers, Some(ctx.client.peer_ip));
+    // Our key in `Authorization` never reaches the app, skip-auth route or not.
+    ctx.key_in_authorization = presented.key_in_authorization;
     if app.skips_auth(&ctx.method, &ctx.path) {
         return Ok(());
     }
-    if let Some(key) = api_key(keys, ctx, headers)? {
-        if !key.allows(&app.name) {
-            return Err(Failure::new(
-                FailureKind::Forbidden,
-                format!(
-                    "The API key \"{}\" may not be used for the app \"{}\".",
-                    key.name, app.name
-                ),
-            )
-            .with_hint("create a key for this app, or ask an administrator to widen this one")
-            .into());
-        }
-        ctx.identity = Some(key.identity.clone());
-        ctx.guard = Some(key.cancel.clone());
-        ctx.key = Some(key);
-        return Ok(());
-    }
-    if let Some(external) = external
-        && let Some(identity) = external_identity(external, ctx, headers).await?
-    {
-        ctx.external_sid = Some(format!("external:{}", identity.subject));
-        ctx.guard = Some(external.stream_guard(&identity.subject));
-        ctx.identity = Some(identity);
-        return Ok(());
-    }
-    for value in cookies::values(headers, cookies::SESSION_COOKIE) {
-        if let Some(session) = sessions.resolve(value).await.map_err(Failure::from)? {
-            ctx.identity = Some(session.identity.clone());
-            ctx.guard = Some(sessions.stream_guard(&session));
-            ctx.session = Some(session);
-            return Ok(());
-        }
-    }
-    Err(Stop::SignIn)
-}
-
-/// An identity vouched for by a trusted proxy in front, or by another issuer's bearer token. A
-/// bearer token nobody here issued is the app's own and stays where it is.
-async fn external_identity(
-    external: &ExternalAuth,
-    ctx: &RequestContext,
-    headers: &HeaderMap,
-) -> Result<Option<Arc<Identity>>, Stop> {
-    if let Some(identity) = external
-        .from_outer_proxy(ctx.client.peer_ip, headers)
+    match auth
+        .authenticate(Surface::App(&app.name), &presented)
         .await
         .map_err(Failure::from)?
     {
-        return Ok(Some(identity));
-    }
-    let bearer = headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(bearer_token)
-        .find(|token| !token.starts_with(KEY_PREFIX));
-    match bearer {
-        Some(token) => Ok(external.from_bearer(token).await.map_err(Failure::from)?),
-        None => Ok(None),
-    }
-}
-
-/// A Portcullis API key from `X-API-Key` or `Authorization: Bearer`. Any other bearer token is
-/// the app's own (Open WebUI's JWTs, say) and is left alone; a Portcullis key that does not
-/// work is refused outright rather than passed on.
-fn api_key(
-    keys: &KeyRing,
-    ctx: &mut RequestContext,
-    headers: &HeaderMap,
-) -> Result<Option<Arc<LiveKey>>, Stop> {
-    let from_header = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    let from_bearer = headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(bearer_token)
-        .find(|token| token.starts_with(KEY_PREFIX));
-    // Our key in `Authorization` never reaches the app, whichever header authenticated.
-    ctx.key_in_authorization = from_bearer.is_some();
-    for token in from_header.into_iter().chain(from_bearer) {
-        match keys.check(token) {
-            KeyCheck::NotAKey => continue,
-            KeyCheck::Refused(reason) => {
-                return Err(Failure::new(
-                    FailureKind::Unauthenticated,
-                    format!("The API key was refused: {reason}."),
-                )
-                .with_hint("check the key, or create a new one")
-                .into());
-            }
-            KeyCheck::Valid(key) => return Ok(Some(key)),
+        Some(principal) => {
+            ctx.principal = Some(principal);
+            Ok(())
         }
+        None => Err(Stop::SignIn),
     }
-    Ok(None)
-}
-
-/// The token of a `Bearer` credential; the scheme is case-insensitive (RFC 9110 §11.1).
-pub fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Applies the app's access policy to the signed-in identity.
 pub fn authorize(ctx: &RequestContext) -> Result<(), Stop> {
-    let (Some(app), Some(identity)) = (&ctx.app, &ctx.identity) else {
+    let (Some(app), Some(identity)) = (&ctx.app, ctx.identity()) else {
         return Ok(()); // a skip-auth route: nobody to authorize
     };
     admits(app, identity)
@@ -281,7 +186,7 @@ pub fn rewrite(ctx: &RequestContext, assertions: Option<&Assertions>, headers: &
     set(headers, X_FORWARDED_HOST, &ctx.host_with_port);
     set(headers, X_REAL_IP, &real_ip);
     headers.insert(header::HOST, app.host_header.clone());
-    if let Some(identity) = &ctx.identity {
+    if let Some(identity) = ctx.identity() {
         for (name, field) in &app.identity_headers {
             // Never empty, never several values: `field` skips empty values and `insert` replaces.
             if let Some(value) = app.header_value(identity, *field)
@@ -302,13 +207,13 @@ pub const ASSERTION_HEADER: header::HeaderName =
 
 /// The signed assertion for the request's identity, app and origin, if assertions are on.
 pub fn assertion(ctx: &RequestContext, assertions: Option<&Assertions>) -> Option<HeaderValue> {
-    let (assertions, identity, app, sid) = (
-        assertions?,
-        ctx.identity.as_ref()?,
-        ctx.app.as_ref()?,
-        ctx.sid()?,
-    );
-    assertions.assertion(identity, sid, &app.name, &ctx.origin())
+    let (assertions, principal, app) = (assertions?, ctx.principal.as_ref()?, ctx.app.as_ref()?);
+    assertions.assertion(
+        &principal.identity,
+        &principal.sid(),
+        &app.name,
+        &ctx.origin(),
+    )
 }
 
 // Names as constants: a `&'static str` name is parsed again on every insert.
@@ -340,5 +245,6 @@ pub async fn forward(ctx: &RequestContext, req: Request<Body>) -> Result<Respons
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     let request = Request::from_parts(parts, body);
-    Ok(upstream::send(app, request, ctx.upgrade.clone(), ctx.guard.clone()).await?)
+    let guard = ctx.principal.as_ref().map(|p| p.guard.clone());
+    Ok(upstream::send(app, request, ctx.upgrade.clone(), guard).await?)
 }

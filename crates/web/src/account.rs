@@ -12,7 +12,6 @@ use serde::Deserialize;
 
 use crate::admin::{Page, csrf_refusal, form_token, location};
 use crate::key_forms::{self, KeyForm};
-use crate::sign_in::current_session;
 use crate::state::{AppState, ClientAddr};
 
 const HERE: &str = "/.portcullis/account";
@@ -22,9 +21,11 @@ async fn signed_in(
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<std::sync::Arc<ActiveSession>, Response> {
-    current_session(state, headers)
-        .await
-        .ok_or_else(|| respond::sign_in_required(method, HERE, true))
+    match crate::sign_in::signed_in(state, headers).await {
+        Ok(Some(session)) => Ok(session),
+        Ok(None) => Err(respond::sign_in_required(method, HERE, true)),
+        Err(failure) => Err(respond::failure(&failure, true)),
+    }
 }
 
 pub async fn page(State(state): State<AppState>, method: Method, headers: HeaderMap) -> Response {

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use portcullis_proxy::forward_auth::{CheckQuery, Flavor};
 
-use crate::sign_in::current_session;
+use crate::sign_in::signed_in;
 use crate::state::AppState;
 
 async fn check(
@@ -59,8 +59,10 @@ pub async fn forward_auth(
 
 /// oauth2-proxy's `/oauth2/userinfo`: the signed-in user as JSON, or 401.
 pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(session) = current_session(&state, &headers).await else {
-        return StatusCode::UNAUTHORIZED.into_response();
+    let session = match signed_in(&state, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
+        Err(failure) => return portcullis_proxy::respond::failure(&failure, false),
     };
     let identity = &session.identity;
     Json(serde_json::json!({

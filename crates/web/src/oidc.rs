@@ -24,7 +24,7 @@ use portcullis_proxy::cookies;
 use portcullis_proxy::respond;
 use serde::Deserialize;
 
-use crate::sign_in::{current_session, start_session, user_agent};
+use crate::sign_in::{signed_in, start_session, user_agent};
 use crate::state::AppState;
 use portcullis_auth::audit::Entry;
 
@@ -207,7 +207,7 @@ pub async fn callback(
     let flow = match state.flows.finish(flow_state, binding.as_deref()).await {
         Ok(FlowOutcome::Fresh(flow)) => flow,
         Ok(FlowOutcome::AlreadyCompleted { return_to }) => {
-            if current_session(&state, &headers).await.is_some() {
+            if matches!(signed_in(&state, &headers).await, Ok(Some(_))) {
                 return respond::redirect(StatusCode::FOUND, &return_to);
             }
             refuse("flow_already_used".into()).await;

@@ -1,13 +1,15 @@
 //! The local sign-in form.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use portcullis_auth::LoginError;
+use portcullis_auth::principal::{Presented, Surface};
 use portcullis_auth::session::SessionOrigin;
+use portcullis_auth::{ActiveSession, LoginError};
 use portcullis_core::user::User;
 use portcullis_core::{Failure, FailureKind};
 use portcullis_proxy::cookies::{self, SESSION_COOKIE};
@@ -41,17 +43,21 @@ pub struct SignInBody {
 
 const WRONG_CREDENTIALS: &str = "Wrong username or password.";
 
-/// The session behind the request's cookie, if it is live.
-pub async fn current_session(
+/// Who is signed in, for Portcullis's own pages: the session, or `Ok(None)` for nobody. Decided
+/// by the one authenticator as for every surface; a store that cannot answer is an error the
+/// page shows as such (503), never "not signed in".
+pub async fn signed_in(
     state: &AppState,
     headers: &HeaderMap,
-) -> Option<std::sync::Arc<portcullis_auth::ActiveSession>> {
-    for value in cookies::values(headers, SESSION_COOKIE) {
-        if let Ok(Some(session)) = state.sessions.resolve(value).await {
-            return Some(session);
-        }
-    }
-    None
+) -> Result<Option<Arc<ActiveSession>>, Failure> {
+    let presented = Presented::read(headers, None);
+    let principal = state
+        .gateway
+        .auth
+        .authenticate(Surface::Pages, &presented)
+        .await
+        .map_err(Failure::from)?;
+    Ok(principal.and_then(|p| p.session().cloned()))
 }
 
 pub fn user_agent(headers: &HeaderMap) -> Option<String> {
@@ -128,7 +134,9 @@ pub async fn form(
     Query(query): Query<SignInQuery>,
 ) -> Response {
     let return_to = state.settings.return_target(query.rd.as_deref());
-    if current_session(&state, &headers).await.is_some() {
+    // Already signed in: straight on. (A store that cannot answer shows the form; signing in
+    // then says it is unavailable.)
+    if matches!(signed_in(&state, &headers).await, Ok(Some(_))) {
         return respond::redirect(StatusCode::FOUND, &return_to);
     }
     let notice = query

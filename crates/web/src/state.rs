@@ -72,7 +72,7 @@ impl AppState {
 
     /// Rebuilds the API key ring at once after a key changed (see [`Self::apply_user_change`]).
     pub async fn apply_key_change(&self) {
-        if let Err(e) = self.gateway.keys.reload().await {
+        if let Err(e) = self.gateway.auth.keys.reload().await {
             tracing::warn!(error = %e, "could not reload API keys at once; the change feed will");
         }
     }

@@ -19,7 +19,7 @@ use portcullis_auth::session::ActiveSession;
 use portcullis_core::Identity;
 use portcullis_core::session::Session;
 
-use crate::sign_in::current_session;
+use crate::sign_in::signed_in;
 use crate::state::AppState;
 
 fn wants_json(headers: &HeaderMap) -> bool {
@@ -237,8 +237,12 @@ fn html(identity: &Identity, body: &serde_json::Value) -> String {
 /// `/.portcullis/whoami` for the signed-in user.
 pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let browser = is_browser_navigation(&headers, "/.portcullis/whoami");
-    let Some(session) = current_session(&state, &headers).await else {
-        return respond::sign_in_required(&http::Method::GET, "/.portcullis/whoami", browser);
+    let session = match signed_in(&state, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => {
+            return respond::sign_in_required(&http::Method::GET, "/.portcullis/whoami", browser);
+        }
+        Err(failure) => return respond::failure(&failure, browser),
     };
     let body = report(&state, &session).await;
     if !browser {

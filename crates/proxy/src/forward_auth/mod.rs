@@ -17,6 +17,8 @@ use portcullis_core::{Failure, FailureKind, Identity};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use portcullis_auth::principal::{Presented, Surface};
+
 use crate::context::RequestContext;
 use crate::gateway::Gateway;
 use crate::phases::{self, Stop};
@@ -147,7 +149,7 @@ impl Gateway {
         let target = match description::described_target(flavor, headers, client.peer_trusted) {
             Ok(Some(target)) => target,
             Ok(None) if flavor == Flavor::OAuth2Proxy => {
-                return self.check_session_only(headers, query).await;
+                return self.check_session_only(headers, query, peer).await;
             }
             Ok(None) => {
                 let expected = match flavor {
@@ -221,52 +223,49 @@ impl Gateway {
             return Err(pin_mismatch(pinned, routed).into());
         }
         phases::admit_upgrade(ctx, phases::UpgradeMode::Refuse)?;
-        phases::authenticate(
-            &self.sessions,
-            &self.keys,
-            self.external.as_deref(),
-            ctx,
-            headers,
-        )
-        .await?;
+        phases::authenticate(&self.auth, ctx, headers).await?;
         phases::authorize(ctx)?;
-        if let Some(identity) = &ctx.identity {
+        if let Some(identity) = ctx.identity() {
             extra_allows(query, identity)?;
         }
         Ok(())
     }
 
     /// oauth2-proxy's bare `/oauth2/auth`: is there a session, and does it pass the query's rules
-    /// (and the pinned app's policy)?
-    async fn check_session_only(&self, headers: &HeaderMap, query: &CheckQuery) -> Response<Body> {
+    /// (and the pinned app's policy)? Pinned, it accepts what that app accepts; unpinned, a
+    /// session only, like Portcullis's own pages.
+    async fn check_session_only(
+        &self,
+        headers: &HeaderMap,
+        query: &CheckQuery,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         let pinned = match query.pinned(&self.routes) {
             Ok(pinned) => pinned,
             Err(failure) => return refusal(Flavor::OAuth2Proxy, &failure),
         };
-        for value in crate::cookies::values(headers, crate::cookies::SESSION_COOKIE) {
-            match self.sessions.resolve(value).await {
-                Ok(Some(session)) => {
-                    let identity = &session.identity;
-                    let decision = match pinned {
-                        Some(app) => phases::admits(app, identity),
-                        None => Ok(()),
-                    }
-                    .and_then(|()| extra_allows(query, identity));
-                    return match decision {
-                        Ok(()) => identity_response(
-                            StatusCode::ACCEPTED,
-                            identity,
-                            pinned.map(|app| app.as_ref()),
-                        ),
-                        Err(Stop::Fail(failure)) => refusal(Flavor::OAuth2Proxy, &failure),
-                        Err(Stop::SignIn) => empty(StatusCode::UNAUTHORIZED),
-                    };
-                }
-                Ok(None) => {}
-                Err(e) => return refusal(Flavor::OAuth2Proxy, &Failure::from(e)),
-            }
+        let surface = pinned.map_or(Surface::Pages, |app| Surface::App(&app.name));
+        let presented = Presented::read(headers, Some(peer.ip()));
+        let principal = match self.auth.authenticate(surface, &presented).await {
+            Ok(Some(principal)) => principal,
+            Ok(None) => return empty(StatusCode::UNAUTHORIZED),
+            Err(e) => return refusal(Flavor::OAuth2Proxy, &Failure::from(e)),
+        };
+        let identity = &principal.identity;
+        let decision = match pinned {
+            Some(app) => phases::admits(app, identity),
+            None => Ok(()),
         }
-        empty(StatusCode::UNAUTHORIZED)
+        .and_then(|()| extra_allows(query, identity));
+        match decision {
+            Ok(()) => identity_response(
+                StatusCode::ACCEPTED,
+                identity,
+                pinned.map(|app| app.as_ref()),
+            ),
+            Err(Stop::Fail(failure)) => refusal(Flavor::OAuth2Proxy, &failure),
+            Err(Stop::SignIn) => empty(StatusCode::UNAUTHORIZED),
+        }
     }
 }
 
@@ -289,7 +288,7 @@ fn allowed(flavor: Flavor, ctx: &RequestContext) -> Response<Body> {
     } else {
         StatusCode::OK
     };
-    match &ctx.identity {
+    match ctx.identity() {
         Some(identity) => identity_response(status, identity, ctx.app.as_deref()),
         // A skip-auth route: allowed, and nobody to describe.
         None => empty(status),

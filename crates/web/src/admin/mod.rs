@@ -26,7 +26,7 @@ use portcullis_proxy::html::app_page;
 use portcullis_proxy::respond::{self, html_response};
 
 use crate::csrf;
-use crate::sign_in::current_session;
+use crate::sign_in::signed_in;
 use crate::state::{AppState, ClientAddr};
 
 pub fn routes() -> Router<AppState> {
@@ -87,8 +87,10 @@ pub(crate) async fn admin(
     headers: &HeaderMap,
     here: &str,
 ) -> Result<Arc<ActiveSession>, Response> {
-    let Some(session) = current_session(state, headers).await else {
-        return Err(respond::sign_in_required(method, here, true));
+    let session = match signed_in(state, headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return Err(respond::sign_in_required(method, here, true)),
+        Err(failure) => return Err(respond::failure(&failure, true)),
     };
     if session.identity.role != Role::Admin {
         let failure = Failure::new(

@@ -9,14 +9,11 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderMap, Method, header};
 use portcullis_auth::audit::Actor;
-use portcullis_auth::keys::KeyCheck;
+use portcullis_auth::principal::{Presented, Surface};
 use portcullis_core::{Failure, FailureKind, Identity, Role};
-use portcullis_proxy::cookies::{self, SESSION_COOKIE};
-use portcullis_proxy::phases::bearer_token;
 use portcullis_proxy::respond;
 use serde::de::DeserializeOwned;
 
-use super::API_SCOPE;
 use crate::state::{AppState, ClientAddr};
 
 /// An API error: a failure rendered as JSON.
@@ -128,51 +125,24 @@ async fn caller(
     headers: &HeaderMap,
     client_ip: Option<String>,
 ) -> ApiResult<Caller> {
-    let presented = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_owned())
-        .or_else(|| {
-            let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-            bearer_token(value).map(str::to_owned)
-        });
-    if let Some(token) = presented {
-        match state.gateway.keys.check(&token) {
-            KeyCheck::Valid(key) if key.allowed_apps.iter().any(|a| a == API_SCOPE) => {
-                return Ok(Caller {
-                    identity: key.identity.clone(),
-                    actor: Actor::new(format!("{} (key {})", key.owner_id, key.id), client_ip),
-                });
-            }
-            KeyCheck::Valid(_) => {
-                return Err(ApiError(Failure::new(
-                    FailureKind::Forbidden,
-                    format!(
-                        "this API key is not allowed for the API; create one with the app {API_SCOPE}"
-                    ),
-                )));
-            }
-            KeyCheck::Refused(reason) => {
-                return Err(unauthenticated(&format!(
-                    "the API key was refused: {reason}"
-                )));
-            }
-            KeyCheck::NotAKey => {}
-        }
+    let presented = Presented::read(headers, None);
+    let principal = state
+        .gateway
+        .auth
+        .authenticate(Surface::Api, &presented)
+        .await
+        .map_err(|e| ApiError(Failure::from(e)))?
+        .ok_or_else(|| unauthenticated("sign in first"))?;
+    // A cookie is sent by the browser whoever made the page: a change made with one must come
+    // from this site. (A key is sent only by whoever holds it.)
+    if principal.session().is_some() && !same_origin(method, headers) {
+        return Err(ApiError(Failure::new(
+            FailureKind::Forbidden,
+            "cross-site requests cannot change anything here",
+        )));
     }
-    for value in cookies::values(headers, SESSION_COOKIE) {
-        if let Some(session) = state.sessions.resolve(value).await? {
-            if !same_origin(method, headers) {
-                return Err(ApiError(Failure::new(
-                    FailureKind::Forbidden,
-                    "cross-site requests cannot change anything here",
-                )));
-            }
-            return Ok(Caller {
-                identity: session.identity.clone(),
-                actor: Actor::new(session.user_id.clone(), client_ip),
-            });
-        }
-    }
-    Err(unauthenticated("sign in first"))
+    Ok(Caller {
+        actor: Actor::new(principal.actor_id(), client_ip),
+        identity: principal.identity,
+    })
 }

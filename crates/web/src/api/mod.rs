@@ -2,7 +2,7 @@
 //! stable `error` code, a `message` and a `hint` (see `portcullis_proxy::respond`).
 //!
 //! Callers: a signed-in session, or an API key scoped to the API (its apps include
-//! [`API_SCOPE`]). Admin endpoints also need the admin role. Cookie-authenticated requests that
+//! [`portcullis_auth::principal::API_SCOPE`]). Admin endpoints also need the admin role. Cookie-authenticated requests that
 //! change something must come from the same origin (CSRF).
 
 mod caller;
@@ -19,8 +19,6 @@ pub use directory::not_found;
 
 use crate::state::AppState;
 
-/// The app name an API key must be allowed to reach to use `/api/v1`.
-pub const API_SCOPE: &str = "portcullis-api";
 /// Largest page a list endpoint returns.
 const MAX_PAGE: u32 = 200;
 

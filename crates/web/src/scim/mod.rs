@@ -207,7 +207,7 @@ impl FromRequestParts<AppState> for ScimCaller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(portcullis_proxy::phases::bearer_token)
+            .and_then(portcullis_auth::principal::bearer_token)
             .unwrap_or("");
         if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
             return Err(ScimError::new(
