@@ -289,6 +289,30 @@ impl Authenticator {
         Ok(None)
     }
 
+    /// Brings every cache of credentials in line with a change to a user: the user's sessions
+    /// take the new identity (or end, with their streams, when the user may no longer sign in),
+    /// keys carry it, identities from outside are looked up again. The change feed calls this
+    /// in every process; a writer may call it at once for its own process.
+    pub async fn user_changed(&self, user_id: &str) -> Result<(), StoreError> {
+        // Keys first: by the time a disabled user's streams close, their keys are refused too.
+        self.keys.reload().await?;
+        self.identities_changed(user_id).await
+    }
+
+    /// [`Self::user_changed`] for a caller that has reloaded the keys itself, once for many
+    /// users (the change feed, applying a batch).
+    pub async fn identities_changed(&self, user_id: &str) -> Result<(), StoreError> {
+        let active = self.sessions.user_changed(user_id).await?;
+        if let Some(external) = &self.external {
+            if active {
+                external.user_changed(user_id);
+            } else {
+                external.user_ended(user_id);
+            }
+        }
+        Ok(())
+    }
+
     /// A Portcullis API key, if one was presented; a Portcullis key that does not work is
     /// refused outright rather than passed on.
     fn key(&self, presented: &Presented<'_>) -> Result<Option<Arc<LiveKey>>, AuthError> {

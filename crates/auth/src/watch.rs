@@ -5,47 +5,30 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_core::user::UserStatus;
 use portcullis_store::{ChangeKind, Store, StoreError};
 
 use crate::assertion::Assertions;
-use crate::external::ExternalAuth;
-use crate::keys::KeyRing;
-use crate::session::SessionManager;
+use crate::principal::Authenticator;
 
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 pub struct ChangeWatcher {
     store: Arc<dyn Store>,
-    sessions: Arc<SessionManager>,
-    keys: Arc<KeyRing>,
+    auth: Arc<Authenticator>,
     assertions: Option<Arc<Assertions>>,
-    external: Option<Arc<ExternalAuth>>,
     seen: i64,
 }
 
 impl ChangeWatcher {
     /// Starts from the newest change: the caches are built fresh at start-up.
-    pub async fn new(
-        store: Arc<dyn Store>,
-        sessions: Arc<SessionManager>,
-        keys: Arc<KeyRing>,
-    ) -> Result<Self, StoreError> {
+    pub async fn new(store: Arc<dyn Store>, auth: Arc<Authenticator>) -> Result<Self, StoreError> {
         let seen = store.latest_change().await?;
         Ok(ChangeWatcher {
             store,
-            sessions,
-            keys,
+            auth,
             assertions: None,
-            external: None,
             seen,
         })
-    }
-
-    /// Also drops cached external identities of changed users.
-    pub fn with_external(mut self, external: Option<Arc<ExternalAuth>>) -> Self {
-        self.external = external;
-        self
     }
 
     /// Also reloads the assertion signing keys when they are rotated anywhere.
@@ -54,32 +37,27 @@ impl ChangeWatcher {
         self
     }
 
-    /// Applies every change since the last call. Keys are rebuilt before sessions are ended, so
-    /// by the time a disabled user's streams close, their keys are refused too.
+    /// Applies every change since the last call. A change that cannot be applied (the store
+    /// went away meanwhile) stops the batch there: it is tried again on the next poll.
     pub async fn apply_pending(&mut self) -> Result<usize, StoreError> {
         let changes = self.store.changes_since(self.seen).await?;
-        self.sessions.feed_read();
+        self.auth.sessions.feed_read();
         if changes.is_empty() {
             return Ok(0);
         }
-        // Any user change can affect keys (a disabled owner's keys stop), and every key change does.
-        self.keys.reload().await?;
+        // Any user change can affect keys (a disabled owner's keys stop), and every key change
+        // does: the ring is rebuilt once for the batch, before sessions end, so by the time a
+        // disabled user's streams close their keys are refused too.
+        if changes
+            .iter()
+            .any(|c| matches!(c.kind, ChangeKind::User | ChangeKind::Key))
+        {
+            self.auth.keys.reload().await?;
+        }
         for change in &changes {
             match change.kind {
-                ChangeKind::User => {
-                    if let Some(external) = &self.external {
-                        let active = matches!(
-                            self.store.user_by_id(&change.subject).await?,
-                            Some(user) if user.status == UserStatus::Active
-                        );
-                        if active {
-                            external.user_changed(&change.subject);
-                        } else {
-                            external.user_ended(&change.subject);
-                        }
-                    }
-                    self.sessions.user_changed(&change.subject).await?;
-                }
+                ChangeKind::User => self.auth.identities_changed(&change.subject).await?,
+                ChangeKind::Key => {}
                 ChangeKind::SigningKey => {
                     if let Some(assertions) = &self.assertions
                         && let Err(e) = assertions.reload().await
@@ -87,8 +65,7 @@ impl ChangeWatcher {
                         tracing::error!(error = %e, "could not load the rotated signing keys");
                     }
                 }
-                ChangeKind::Session => self.sessions.ended_elsewhere(&change.subject),
-                ChangeKind::Key => {}
+                ChangeKind::Session => self.auth.sessions.ended_elsewhere(&change.subject),
             }
             self.seen = change.seq;
         }

@@ -287,16 +287,15 @@ async fn gateways(
             .context("building the HTTP client for identity sources")?,
     );
     let external = (!external.is_empty()).then(|| Arc::new(external));
-    let watcher = ChangeWatcher::new(store.clone(), sessions.clone(), keys.clone())
-        .await?
-        .with_assertions(assertions.clone())
-        .with_external(external.clone());
-    let trusted = TrustedProxies::new(config.trusted_proxies.clone());
     let auth = Arc::new(Authenticator {
         sessions: sessions.clone(),
         keys: keys.clone(),
         external,
     });
+    let watcher = ChangeWatcher::new(store.clone(), auth.clone())
+        .await?
+        .with_assertions(assertions.clone());
+    let trusted = TrustedProxies::new(config.trusted_proxies.clone());
     let gateways = (0..workers.max(1))
         .map(|_| {
             Ok(Arc::new(Gateway {

@@ -64,10 +64,9 @@ impl AppState {
     /// Applies a user change in this process at once; other processes follow the change feed
     /// within a second, and so would this one if applying here failed.
     pub async fn apply_user_change(&self, user_id: &str) {
-        if let Err(e) = self.sessions.user_changed(user_id).await {
+        if let Err(e) = self.gateway.auth.user_changed(user_id).await {
             tracing::warn!(error = %e, "could not apply a user change at once; the change feed will");
         }
-        self.apply_key_change().await;
     }
 
     /// Rebuilds the API key ring at once after a key changed (see [`Self::apply_user_change`]).

@@ -81,13 +81,13 @@ impl ActiveSession {
         }
     }
 
-    /// This session with `user`'s current identity; activity, tokens and guard stay shared.
-    pub(super) fn with_identity(&self, user: &User) -> Self {
+    /// This session with its user's current identity; activity, tokens and guard stay shared.
+    pub(super) fn with_identity(&self, identity: Arc<Identity>) -> Self {
         ActiveSession {
             id_hash: self.id_hash.clone(),
             sid: self.sid.clone(),
             user_id: self.user_id.clone(),
-            identity: Arc::new(user.identity()),
+            identity,
             created_at: self.created_at,
             shared: self.shared.clone(),
         }

@@ -133,7 +133,7 @@ async fn refresh_user(
     store: &dyn Store,
     cache: &SessionCache,
     user_id: &str,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     // The cached sessions are taken before the store is read: a session created meanwhile (the
     // user signing in again) is then either in the store's answer or not in this list, and is
     // never forgotten by mistake.
@@ -149,7 +149,7 @@ async fn refresh_user(
         for session in cached {
             cache.forget(&session.id_hash);
         }
-        return Ok(());
+        return Ok(false);
     };
     let remaining: HashSet<String> = store
         .sessions_of(user_id)
@@ -157,14 +157,17 @@ async fn refresh_user(
         .into_iter()
         .map(|s| s.id_hash)
         .collect();
+    let identity = Arc::new(user.identity());
     for session in cached {
-        if remaining.contains(&session.id_hash) {
-            cache.replace(&session, session.with_identity(&user));
-        } else {
+        if !remaining.contains(&session.id_hash) {
             cache.forget(&session.id_hash);
+        } else if session.identity != identity {
+            // Only a real change swaps the identity: an unchanged one keeps its `Arc`, which
+            // the assertion cache recognises (no re-signing for a change that changed nothing).
+            cache.replace(&session, session.with_identity(identity.clone()));
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Request facts recorded with a new session.
@@ -225,8 +228,9 @@ impl SessionManager {
             .clone()
     }
 
-    /// Applies a change to a user (see [`refresh_user`]).
-    pub async fn user_changed(&self, user_id: &str) -> Result<(), StoreError> {
+    /// Applies a change to a user (see [`refresh_user`]); returns whether the user may still
+    /// sign in.
+    pub async fn user_changed(&self, user_id: &str) -> Result<bool, StoreError> {
         refresh_user(&*self.store, &self.cache, user_id).await
     }
 
