@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::user::{User, UserStatus, validate_username};
-use portcullis_core::{Clock, Email, Role};
-use portcullis_store::{LinkedIdentity, NewUser, Store, StoreError, StoredKey};
+use portcullis_core::{Clock, Email, Failure, FailureKind, Role};
+use portcullis_store::{Conflict, LinkedIdentity, NewUser, Store, StoreError, StoredKey};
 
 use crate::audit::{Actor, Audit, Entry};
 use crate::keys;
@@ -18,8 +18,23 @@ pub enum DirectoryError {
     NoSuchUser(String),
     #[error("{0}")]
     Invalid(String),
+    /// The username or email belongs to someone else.
+    #[error("{0}")]
+    Taken(Conflict),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The one classification of directory failures; pages, JSON, SCIM errors render it.
+impl From<DirectoryError> for Failure {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::NoSuchUser(_) => Failure::new(FailureKind::NotFound, e.to_string()),
+            DirectoryError::Invalid(m) => Failure::bad_request(m),
+            DirectoryError::Taken(conflict) => Failure::from(StoreError::Conflict(conflict)),
+            DirectoryError::Store(s) => Failure::from(s),
+        }
+    }
 }
 
 /// The issuer under which pre-provisioned users' external ids are linked.
@@ -141,9 +156,7 @@ impl Directory {
             )
             .await
             .map_err(|e| match e {
-                StoreError::Conflict(_) => {
-                    DirectoryError::Invalid("that username or email is already taken".into())
-                }
+                StoreError::Conflict(conflict) => DirectoryError::Taken(conflict),
                 other => other.into(),
             })?;
         self.audited(

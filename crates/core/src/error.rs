@@ -14,6 +14,8 @@ pub enum FailureKind {
     Forbidden,
     /// No app or page matches (404).
     NotFound,
+    /// The request collides with what exists (a username already taken) (409).
+    Conflict,
     /// Too many attempts; retry later (429).
     RateLimited,
     /// The upstream could not be reached or broke the connection (502).
@@ -63,6 +65,7 @@ impl Failure {
             FailureKind::Unauthenticated => "unauthenticated",
             FailureKind::Forbidden => "forbidden",
             FailureKind::NotFound => "not_found",
+            FailureKind::Conflict => "conflict",
             FailureKind::RateLimited => "rate_limited",
             FailureKind::UpstreamUnavailable => "upstream_unavailable",
             FailureKind::UpstreamTimeout => "upstream_timeout",

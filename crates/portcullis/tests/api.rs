@@ -113,8 +113,22 @@ async fn admin_api_authorisation_validation_and_effects() {
         (created["username"].as_str(), created["role"].as_str()),
         (Some("dave"), Some("user"))
     );
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/.portcullis/api/v1/users",
+            Some(json!({"username": "dave"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "conflict");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("username is already taken")
+    );
     for (bad, expected) in [
-        (json!({"username": "dave"}), "already taken"),
         (json!({"email": "x@y"}), "missing field `username`"),
         (json!({"username": "e e"}), "may contain only"),
         (json!({"username": "eve", "role": "root"}), "is not a role"),

@@ -2,6 +2,7 @@
 //! transaction on the target, with the outbox triggers held off so the copy writes no events of
 //! its own and pending deliveries keep their sequence numbers.
 
+use crate::Conflict;
 use std::collections::BTreeMap;
 
 use sqlx::Row;
@@ -240,15 +241,15 @@ impl SqlStore {
             .fetch_one(target.pool()?)
             .await?;
         if users > 0 {
-            return Err(StoreError::Conflict(
+            return Err(StoreError::Conflict(Conflict::State(
                 "the target store already has users; copy into an empty, freshly migrated database"
                     .into(),
-            ));
+            )));
         }
         if target.dialect() != Dialect::Postgres {
-            return Err(StoreError::Conflict(
+            return Err(StoreError::Conflict(Conflict::State(
                 "copies go into PostgreSQL (store.url); SQLite is where deployments start".into(),
-            ));
+            )));
         }
         let dump = self.dump().await?;
         let mut tx = target.pool()?.begin().await?;

@@ -17,7 +17,7 @@ use portcullis_core::{Email, Role, Timestamp};
 
 pub use copy::{Dump, Value};
 pub use dialect::Dialect;
-pub use error::StoreError;
+pub use error::{Conflict, StoreError};
 pub use sql::{PoolSettings, SqlStore, TEST_DATABASE_VAR};
 
 /// A user to create. The id is chosen by the caller.

@@ -12,7 +12,7 @@ use portcullis_core::claims::MappedClaims;
 use portcullis_core::config::ProviderConfig;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Clock, Email, Role};
-use portcullis_store::{LinkedIdentity, NewUser, Store, StoreError};
+use portcullis_store::{Conflict, LinkedIdentity, NewUser, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginRefusal {
@@ -177,7 +177,7 @@ async fn create(
             password_hash: None,
         };
         match store.create_user(new_user, now).await {
-            Err(StoreError::Conflict(message)) if message.contains("username") => continue,
+            Err(StoreError::Conflict(Conflict::Username)) => continue,
             other => {
                 if let Ok(user) = &other {
                     tracing::info!(source = %source.id, user = %user.username, "user created at first sign-in");
@@ -186,7 +186,7 @@ async fn create(
             }
         }
     }
-    Err(StoreError::Conflict(format!(
+    Err(StoreError::Conflict(Conflict::Other(format!(
         "no free username near {base:?}"
-    )))
+    ))))
 }

@@ -1,5 +1,6 @@
 //! The [`Store`] operations, written once for both databases (see [`Dialect`](crate::Dialect)).
 
+use crate::Conflict;
 use async_trait::async_trait;
 use portcullis_core::session::Session;
 use portcullis_core::user::{User, UserStatus};
@@ -67,7 +68,7 @@ impl SqlStore {
             .execute(self.pool()?)
             .await?;
         if result.rows_affected() == 0 {
-            return Err(StoreError::Conflict("an admin already exists".into()));
+            return Err(StoreError::Conflict(Conflict::AdminExists));
         }
         Ok(User {
             id: user.id,

@@ -221,12 +221,11 @@ pub(crate) fn notice(done: Option<&str>) -> &'static str {
 
 /// A directory operation's failure as a page.
 pub(crate) fn directory_failure(e: DirectoryError) -> Response {
-    let failure = match e {
-        DirectoryError::NoSuchUser(_) => Failure::new(FailureKind::NotFound, e.to_string()),
-        DirectoryError::Invalid(m) => {
-            Failure::bad_request(m).with_hint("go back and correct the form")
-        }
-        DirectoryError::Store(s) => Failure::from(s),
+    let failure = Failure::from(e);
+    let failure = if failure.kind == FailureKind::BadRequest && failure.hint.is_none() {
+        failure.with_hint("go back and correct the form")
+    } else {
+        failure
     };
     respond::failure(&failure, true)
 }

@@ -33,12 +33,7 @@ impl From<Failure> for ApiError {
 
 impl From<portcullis_auth::directory::DirectoryError> for ApiError {
     fn from(e: portcullis_auth::directory::DirectoryError) -> Self {
-        use portcullis_auth::directory::DirectoryError::*;
-        ApiError(match e {
-            NoSuchUser(_) => Failure::new(FailureKind::NotFound, e.to_string()),
-            Invalid(m) => Failure::bad_request(m),
-            Store(s) => Failure::from(s),
-        })
+        ApiError(Failure::from(e))
     }
 }
 

@@ -133,9 +133,11 @@ impl IntoResponse for ScimError {
 impl From<portcullis_store::StoreError> for ScimError {
     fn from(e: portcullis_store::StoreError) -> Self {
         match e {
-            portcullis_store::StoreError::Conflict(m) => {
-                Self::new(StatusCode::CONFLICT, Some("uniqueness"), m)
-            }
+            portcullis_store::StoreError::Conflict(conflict) => Self::new(
+                StatusCode::CONFLICT,
+                Some("uniqueness"),
+                conflict.to_string(),
+            ),
             other => {
                 tracing::error!(error = %other, "SCIM: the store failed");
                 Self::new(
@@ -153,9 +155,11 @@ impl From<portcullis_auth::directory::DirectoryError> for ScimError {
         use portcullis_auth::directory::DirectoryError::*;
         match e {
             NoSuchUser(_) => Self::not_found("user"),
-            Invalid(m) if m.contains("taken") => {
-                Self::new(StatusCode::CONFLICT, Some("uniqueness"), m)
-            }
+            Taken(conflict) => Self::new(
+                StatusCode::CONFLICT,
+                Some("uniqueness"),
+                conflict.to_string(),
+            ),
             Invalid(m) => Self::invalid("invalidValue", m),
             Store(s) => s.into(),
         }
