@@ -1,6 +1,5 @@
 //! The [`Store`] operations, written once for both databases (see [`Dialect`](crate::Dialect)).
 
-use crate::Conflict;
 use async_trait::async_trait;
 use portcullis_core::session::Session;
 use portcullis_core::user::{User, UserStatus};
@@ -12,10 +11,14 @@ use super::rows::{
     delivery_from_row, flow_from_row, identity_from_row, key_from_row, session_from_row,
     user_from_row,
 };
+use crate::Conflict;
 use crate::{
     AuditEvent, AuthFlow, Change, ChangeKind, Delivery, GroupSummary, LinkedIdentity, NewUser,
     OutboxStats, Store, StoreError, StoredKey, StoredSigningKey,
 };
+
+/// How long the heartbeat (the change feed poll) waits for the database.
+const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl SqlStore {
     /// The user whose `column` equals `value`; names (username, email) compare without case.
@@ -640,13 +643,19 @@ impl Store for SqlStore {
     async fn changes_since(&self, seq: i64) -> Result<Vec<Change>, StoreError> {
         // The heartbeat: tried even while the database is known down, and what tells the
         // others whether to wait on it.
-        let rows = sqlx::query(
-            &self.q("SELECT seq, kind, subject FROM changes WHERE seq > ? ORDER BY seq LIMIT 1000"),
-        )
-        .bind(seq)
-        .fetch_all(self.heartbeat_pool())
-        .await
-        .map_err(StoreError::from);
+        let sql =
+            self.q("SELECT seq, kind, subject FROM changes WHERE seq > ? ORDER BY seq LIMIT 1000");
+        let query = sqlx::query(&sql).bind(seq).fetch_all(self.heartbeat_pool());
+        // A database that does not answer at all would hold this for the pool's whole acquire
+        // timeout (it keeps retrying to connect); the heartbeat gives up sooner, so the outage is
+        // known, and the request path stops waiting, within about a second.
+        let rows = match tokio::time::timeout(HEARTBEAT_TIMEOUT, query).await {
+            Ok(rows) => rows.map_err(StoreError::from),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the database did not answer within {} s",
+                HEARTBEAT_TIMEOUT.as_secs()
+            ))),
+        };
         let rows = self.heard(rows)?;
         rows.iter()
             .map(|row| {
