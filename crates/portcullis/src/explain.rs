@@ -127,13 +127,14 @@ fn explain(config: &Config, args: &ExplainArgs) -> Result<String, String> {
         out.push_str("\nThe subject is opaque (as it should be); it is never used as a name.\n");
     }
     out.push_str(&format!("\nHeaders the app {:?} receives\n", app.name));
-    for (name, field) in &app.identity_headers {
-        let value = app.header_value(&identity, *field).unwrap_or_default();
-        let shown = if value.is_empty() {
-            "(not sent: empty)"
-        } else {
-            &value
-        };
+    let sent: Vec<_> = app.identity_headers.values(&identity).collect();
+    for name in app.identity_headers.names() {
+        let shown = sent
+            .iter()
+            .rev()
+            .find(|(sent_name, _)| *sent_name == name)
+            .map(|(_, value)| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .unwrap_or_else(|| "(not sent: empty)".to_owned());
         out.push_str(&format!("  {}: {shown}\n", name.as_str()));
     }
     Ok(out)

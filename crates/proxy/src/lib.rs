@@ -16,6 +16,7 @@ pub mod forwarded;
 pub mod gateway;
 pub mod hop;
 pub mod html;
+pub mod identity_headers;
 pub mod metrics;
 pub mod phases;
 pub mod respond;

@@ -187,13 +187,9 @@ pub fn rewrite(ctx: &RequestContext, assertions: Option<&Assertions>, headers: &
     set(headers, X_REAL_IP, &real_ip);
     headers.insert(header::HOST, app.host_header.clone());
     if let Some(identity) = ctx.identity() {
-        for (name, field) in &app.identity_headers {
-            // Never empty, never several values: `field` skips empty values and `insert` replaces.
-            if let Some(value) = app.header_value(identity, *field)
-                && let Ok(value) = HeaderValue::from_bytes(value.as_bytes())
-            {
-                headers.insert(name.clone(), value);
-            }
+        // Never empty, never several values: `values` skips empty ones and `insert` replaces.
+        for (name, value) in app.identity_headers.values(identity) {
+            headers.insert(name.clone(), value);
         }
         if let Some(value) = assertion(ctx, assertions) {
             headers.insert(ASSERTION_HEADER, value);

@@ -1,21 +1,19 @@
 //! The route table: which app a request belongs to, compiled once from the configuration.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Method};
-use portcullis_core::Identity;
 use portcullis_core::config::{
     AppConfig, Config, TimeoutConfig, TrustedIdentityKind, WHOAMI_UPSTREAM, parse_upstream,
 };
-use portcullis_core::identity::IdentityField;
 use portcullis_core::path::has_prefix;
 use portcullis_core::policy::AccessPolicy;
 use portcullis_core::profile::{HeaderProfileConfig, headers_to_strip};
 use regex::Regex;
 
 use crate::hop::DropList;
+use crate::identity_headers::IdentityHeaders;
 use crate::metrics::AppMetrics;
 use crate::upstream;
 
@@ -42,9 +40,8 @@ pub struct App {
     pub authority: String,
     pub host_header: HeaderValue,
     pub base_path: String,
-    pub identity_headers: Vec<(HeaderName, IdentityField)>,
-    /// The app's names for Portcullis's roles, where they differ.
-    role_values: BTreeMap<String, String>,
+    /// The identity headers this app receives (its profile, custom names, role vocabulary).
+    pub identity_headers: IdentityHeaders,
     pub policy: AccessPolicy,
     pub skip_auth: Vec<SkipAuthRule>,
     /// Protocols a client may switch to, lower case (`websocket` unless configured).
@@ -64,17 +61,6 @@ impl App {
     /// The host this app is matched on, if any.
     pub fn host(&self) -> Option<&str> {
         self.host.as_deref()
-    }
-
-    /// The value of one identity header for this app: the identity's field, with the role in the
-    /// app's own vocabulary. `None` when empty: an identity header is never sent empty.
-    pub fn header_value(&self, identity: &Identity, field: IdentityField) -> Option<String> {
-        if field == IdentityField::Role
-            && let Some(value) = self.role_values.get(identity.role.as_str())
-        {
-            return Some(value.clone());
-        }
-        identity.field(field)
     }
 
     /// Whether a client may switch this app's connection to `protocol` (case-insensitive).
@@ -291,8 +277,10 @@ fn compile(
         authority,
         host_header,
         base_path,
-        identity_headers,
-        role_values: cfg.identity_headers.role_values.clone(),
+        identity_headers: IdentityHeaders::new(
+            identity_headers,
+            cfg.identity_headers.role_values.clone(),
+        ),
         policy: cfg.access.clone(),
         skip_auth,
         upgrades: cfg

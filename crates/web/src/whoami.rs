@@ -132,10 +132,10 @@ async fn report(state: &AppState, session: &ActiveSession) -> serde_json::Value 
         .map(|app| {
             let sent: serde_json::Map<String, serde_json::Value> = app
                 .identity_headers
-                .iter()
-                .filter_map(|(name, field)| {
-                    app.header_value(identity, *field)
-                        .map(|v| (name.as_str().to_owned(), v.into()))
+                .values(identity)
+                .map(|(name, value)| {
+                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    (name.as_str().to_owned(), value.into())
                 })
                 .collect();
             let denied = app.policy.evaluate(identity).err().map(|d| d.reason);

@@ -181,6 +181,17 @@ pub struct SessionOrigin {
 
 impl SessionManager {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: SessionPolicy) -> Self {
+        Self::with_refusal_memory(store, clock, policy, NEGATIVE_TTL)
+    }
+
+    /// [`Self::new`] remembering refused ids for `refused_for` instead of `NEGATIVE_TTL` (tests
+    /// that watch the memory drain).
+    pub fn with_refusal_memory(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        policy: SessionPolicy,
+        refused_for: Duration,
+    ) -> Self {
         SessionManager {
             store,
             clock,
@@ -192,7 +203,7 @@ impl SessionManager {
                     .build(),
                 unknown: moka::sync::Cache::builder()
                     .max_capacity(100_000)
-                    .time_to_live(NEGATIVE_TTL)
+                    .time_to_live(refused_for)
                     .build(),
                 stream_guards: Arc::default(),
             },

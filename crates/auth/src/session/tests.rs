@@ -113,3 +113,67 @@ async fn idle_and_absolute_expiry_end_the_session() {
     clock.advance(Duration::from_secs(500));
     assert!(manager.resolve(&token).await.unwrap().is_none(), "absolute");
 }
+
+/// A long-running process: sessions created, used (each one's stream guard taken, as the proxy
+/// does) and ended leave nothing behind; so do sessions that simply expire. (5,000 here; the
+/// `sessions` benchmark runs 100,000 in a release build, BENCHMARKS.md.)
+#[tokio::test]
+async fn ended_and_expired_sessions_leave_no_state_behind() {
+    // In memory whatever the pass: this is about the process, not the database.
+    let store: Arc<dyn Store> = Arc::new(SqlStore::in_memory().await.unwrap());
+    let clock = ManualClock::at(Timestamp(1_000_000));
+    let user = store
+        .create_user(
+            NewUser {
+                id: "u1".into(),
+                username: "alice".into(),
+                email: None,
+                display_name: None,
+                role: Role::User,
+                status: UserStatus::Active,
+                password_hash: None,
+            },
+            clock.now(),
+        )
+        .await
+        .unwrap();
+    let policy = SessionPolicy {
+        idle: Duration::from_secs(600),
+        absolute: Duration::from_secs(3600),
+    };
+    let refused_for = Duration::from_millis(300);
+    let manager = SessionManager::with_refusal_memory(
+        store.clone(),
+        Arc::new(clock.clone()),
+        policy,
+        refused_for,
+    );
+    let started = std::time::Instant::now();
+    for _ in 0..5_000 {
+        let (token, _) = manager
+            .create(&user, SessionOrigin::default())
+            .await
+            .unwrap();
+        let active = manager.resolve(&token).await.unwrap().unwrap();
+        drop(manager.stream_guard(&active));
+        manager.revoke(&token).await.unwrap();
+    }
+    // Some more that are never ended: they expire, and the sweep forgets them.
+    for _ in 0..500 {
+        let (token, _) = manager
+            .create(&user, SessionOrigin::default())
+            .await
+            .unwrap();
+        let active = manager.resolve(&token).await.unwrap().unwrap();
+        drop(manager.stream_guard(&active));
+    }
+    clock.advance(Duration::from_secs(601));
+    manager.sweep().await.unwrap();
+    tokio::time::sleep(refused_for + Duration::from_millis(100)).await;
+    assert_eq!(manager.held(), (0, 0, 0), "cached, refused, guards");
+    assert_eq!(store.count_sessions().await.unwrap(), 0);
+    eprintln!(
+        "5,500 sessions created, used and ended in {:?}",
+        started.elapsed()
+    );
+}

@@ -320,10 +320,8 @@ async fn canary_request(
             cfg.upstream.trim_end_matches('/')
         ))
         .json(&serde_json::json!({ "email": "", "password": "" }));
-    for (header, field) in &app.identity_headers {
-        if let Some(value) = app.header_value(identity, *field) {
-            request = request.header(header.clone(), value);
-        }
+    for (header, value) in app.identity_headers.values(identity) {
+        request = request.header(header.clone(), value);
     }
     let response = request.send().await.map_err(|e| {
         (

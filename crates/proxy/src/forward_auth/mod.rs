@@ -11,7 +11,6 @@ mod description;
 use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
-use portcullis_core::identity::IdentityField;
 use portcullis_core::policy::AccessPolicy;
 use portcullis_core::{Failure, FailureKind, Identity};
 use std::net::SocketAddr;
@@ -21,6 +20,7 @@ use portcullis_auth::principal::{Presented, Surface};
 
 use crate::context::RequestContext;
 use crate::gateway::Gateway;
+use crate::identity_headers::IdentityHeaders;
 use crate::phases::{self, Stop};
 use crate::respond;
 use crate::routes::{App, RouteTable};
@@ -107,22 +107,6 @@ fn pin_mismatch(pinned: &App, routed: &App) -> Failure {
 
 /// Where nginx finds the sign-in URL of a 401 (`$upstream_http_x_portcullis_sign_in`).
 const SIGN_IN_HEADER: HeaderName = HeaderName::from_static("x-portcullis-sign-in");
-
-/// Every header family an app behind forward-auth may read, oauth2-proxy's names first.
-const IDENTITY_FAMILIES: &[(&str, IdentityField)] = &[
-    ("x-auth-request-user", IdentityField::Username),
-    ("x-auth-request-email", IdentityField::Email),
-    ("x-auth-request-preferred-username", IdentityField::Username),
-    ("x-auth-request-groups", IdentityField::Groups),
-    ("x-forwarded-user", IdentityField::Username),
-    ("x-forwarded-email", IdentityField::Email),
-    ("x-forwarded-preferred-username", IdentityField::Username),
-    ("x-forwarded-groups", IdentityField::Groups),
-    ("remote-user", IdentityField::Username),
-    ("remote-email", IdentityField::Email),
-    ("remote-name", IdentityField::Name),
-    ("remote-groups", IdentityField::Groups),
-];
 
 /// Where to send someone who must sign in: the sign-in page on Portcullis's public URL, with the
 /// original URL to come back to.
@@ -300,28 +284,15 @@ fn allowed(flavor: Flavor, ctx: &RequestContext) -> Response<Body> {
 fn identity_response(status: StatusCode, identity: &Identity, app: Option<&App>) -> Response<Body> {
     let mut response = empty(status);
     let headers = response.headers_mut();
-    for (name, field) in IDENTITY_FAMILIES {
-        insert(
-            headers,
-            HeaderName::from_static(name),
-            identity.field(*field),
-        );
-    }
-    if let Some(app) = app {
-        for (name, field) in &app.identity_headers {
-            insert(headers, name.clone(), app.header_value(identity, *field));
-        }
+    let families = IdentityHeaders::families();
+    let own = app.map(|app| &app.identity_headers);
+    for (name, value) in families
+        .values(identity)
+        .chain(own.into_iter().flat_map(|h| h.values(identity)))
+    {
+        headers.insert(name.clone(), value);
     }
     response
-}
-
-/// Never an empty header: an absent value is left out.
-fn insert(headers: &mut HeaderMap, name: HeaderName, value: Option<String>) {
-    if let Some(value) = value.filter(|v| !v.is_empty())
-        && let Ok(value) = HeaderValue::from_str(&value)
-    {
-        headers.insert(name, value);
-    }
 }
 
 fn empty(status: StatusCode) -> Response<Body> {
