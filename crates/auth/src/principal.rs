@@ -15,15 +15,13 @@ use std::sync::Arc;
 
 use http::{HeaderMap, header};
 use portcullis_core::{Failure, FailureKind, Identity};
+use portcullis_http::cookies::{self, SESSION_COOKIE};
 use portcullis_store::StoreError;
 
 use crate::external::{ExternalAuth, ExternalError};
 use crate::guards::StreamGuard;
 use crate::keys::{KEY_PREFIX, KeyCheck, KeyRing, LiveKey};
 use crate::session::{ActiveSession, SessionManager};
-
-/// The cookie that carries the opaque session id.
-pub const SESSION_COOKIE: &str = "_portcullis";
 
 /// The app name an API key must be allowed for to call Portcullis's own API.
 pub const API_SCOPE: &str = "portcullis-api";
@@ -61,7 +59,7 @@ impl<'r> Presented<'r> {
             .chain(key_bearer)
             .collect();
         Presented {
-            cookies: cookie_values(headers, SESSION_COOKIE).collect(),
+            cookies: cookies::values(headers, SESSION_COOKIE).collect(),
             keys,
             bearer: bearers.into_iter().find(|t| !t.starts_with(KEY_PREFIX)),
             key_in_authorization: key_bearer.is_some(),
@@ -75,18 +73,6 @@ impl<'r> Presented<'r> {
 pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// Every value sent for the cookie `name`.
-pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.split_once('='))
-        .filter(move |(n, _)| n.trim() == name)
-        .map(|(_, v)| v.trim().trim_matches('"'))
 }
 
 /// Which credential authenticated a request.

@@ -1,5 +1,5 @@
 //! The error taxonomy. Every layer reports failures as a [`Failure`]; the edge maps the
-//! [`FailureKind`] to a status code in exactly one place (`portcullis_proxy::respond`).
+//! [`FailureKind`] to a status code in exactly one place (`portcullis_http::respond`).
 
 use std::fmt;
 

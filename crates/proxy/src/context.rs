@@ -8,9 +8,9 @@ use portcullis_auth::principal::Principal;
 use portcullis_core::path::canonicalize;
 use portcullis_core::{Failure, Identity};
 
-use crate::forwarded::{ClientFacts, TrustedProxies};
-use crate::respond::is_browser_navigation;
 use crate::routes::App;
+use portcullis_http::forwarded::{ClientFacts, TrustedProxies};
+use portcullis_http::respond::is_browser_navigation;
 
 pub struct RequestContext {
     pub method: Method,

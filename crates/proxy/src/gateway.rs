@@ -11,11 +11,11 @@ use portcullis_auth::principal::Authenticator;
 
 use crate::access::{AccessEntry, AccessLog};
 use crate::context::RequestContext;
-use crate::forwarded::TrustedProxies;
 use crate::metrics::Metrics;
 use crate::phases::{self, Stop};
-use crate::respond;
 use crate::routes::RouteTable;
+use portcullis_http::forwarded::TrustedProxies;
+use portcullis_http::respond;
 
 pub struct Gateway {
     pub routes: Arc<RouteTable>,

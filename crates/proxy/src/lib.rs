@@ -10,16 +10,12 @@
 pub mod access;
 pub mod body;
 pub mod context;
-pub mod cookies;
 pub mod forward_auth;
-pub mod forwarded;
 pub mod gateway;
 pub mod hop;
-pub mod html;
 pub mod identity_headers;
 pub mod metrics;
 pub mod phases;
-pub mod respond;
 pub mod routes;
 pub mod upstream;
 

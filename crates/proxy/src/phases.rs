@@ -1,7 +1,7 @@
 //! The phases of the pipeline, each a plain function over the [`RequestContext`].
 //!
 //! `route → authenticate → authorize → rewrite → forward`. A phase either fills in the context
-//! and lets the request continue, or stops it with a [`Stop`], which [`crate::respond`] turns into
+//! and lets the request continue, or stops it with a [`Stop`], which [`portcullis_http::respond`] turns into
 //! the response.
 
 use axum::body::Body;
@@ -14,7 +14,8 @@ use portcullis_core::{Failure, FailureKind, Identity};
 
 use crate::context::RequestContext;
 use crate::routes::{App, RouteTable};
-use crate::{cookies, upstream};
+use crate::upstream;
+use portcullis_http::cookies;
 
 /// Why a request went no further.
 #[derive(Debug)]

@@ -6,8 +6,8 @@ use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode};
 use portcullis_auth::ActiveSession;
 use portcullis_core::{Failure, FailureKind, Role};
-use portcullis_proxy::html::escape;
-use portcullis_proxy::respond;
+use portcullis_http::html::escape;
+use portcullis_http::respond;
 use serde::Deserialize;
 
 use crate::admin::{Page, csrf_refusal, form_token, location};

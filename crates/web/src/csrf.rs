@@ -12,7 +12,7 @@ use http::HeaderMap;
 use portcullis_auth::ActiveSession;
 use portcullis_auth::seal::Sealer;
 use portcullis_auth::secret::{constant_time_eq, looks_like_token, random_token};
-use portcullis_proxy::cookies::{self, CSRF_COOKIE};
+use portcullis_http::cookies::{self, CSRF_COOKIE};
 
 const SESSION_LABEL: &str = "csrf";
 

@@ -62,7 +62,7 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
     let session = match signed_in(&state, &headers).await {
         Ok(Some(session)) => session,
         Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
-        Err(failure) => return portcullis_proxy::respond::failure(&failure, false),
+        Err(failure) => return portcullis_http::respond::failure(&failure, false),
     };
     let identity = &session.identity;
     Json(serde_json::json!({
@@ -86,7 +86,7 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
             );
             response
         }
-        None => portcullis_proxy::respond::failure(
+        None => portcullis_http::respond::failure(
             &portcullis_core::Failure::new(
                 portcullis_core::FailureKind::NotFound,
                 "identity assertions are turned off here",

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use portcullis_proxy::html::escape;
+use portcullis_http::html::escape;
 use serde::Deserialize;
 
 /// A posted "create key" form.

@@ -20,8 +20,8 @@ use portcullis_auth::session::SessionOrigin;
 use portcullis_core::claims::map_claims;
 use portcullis_core::session::ProviderSession;
 use portcullis_core::{Failure, FailureKind};
-use portcullis_proxy::cookies;
-use portcullis_proxy::respond;
+use portcullis_http::cookies;
+use portcullis_http::respond;
 use serde::Deserialize;
 
 use crate::sign_in::{signed_in, start_session, user_agent};

@@ -1,7 +1,7 @@
 //! The HTML of Portcullis's own forms. Every dynamic value is escaped.
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use portcullis_proxy::html::{escape, page};
+use portcullis_http::html::{escape, page};
 
 pub struct SignInForm<'a> {
     /// `(id, label)` of each identity provider, shown as buttons above the local form.

@@ -19,7 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use portcullis_core::Failure;
 use portcullis_core::config::{RESERVED_PREFIXES, SHARED_PREFIXES};
 use portcullis_core::path::{canonicalize, has_prefix};
-use portcullis_proxy::respond;
+use portcullis_http::respond;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower::ServiceExt;

@@ -11,8 +11,8 @@ use portcullis_auth::session::SessionOrigin;
 use portcullis_core::Email;
 use portcullis_core::user::{UserStatus, validate_username};
 use portcullis_core::{Failure, Role};
-use portcullis_proxy::cookies;
-use portcullis_proxy::respond::{self, html_response};
+use portcullis_http::cookies;
+use portcullis_http::respond::{self, html_response};
 use portcullis_store::{NewUser, StoreError};
 use serde::Deserialize;
 

@@ -12,8 +12,8 @@ use portcullis_auth::session::SessionOrigin;
 use portcullis_auth::{ActiveSession, LoginError};
 use portcullis_core::user::User;
 use portcullis_core::{Failure, FailureKind};
-use portcullis_proxy::cookies::{self, SESSION_COOKIE};
-use portcullis_proxy::respond::{self, html_response};
+use portcullis_http::cookies::{self, SESSION_COOKIE};
+use portcullis_http::respond::{self, html_response};
 use serde::Deserialize;
 
 use crate::csrf;

@@ -10,8 +10,8 @@ use http::{HeaderMap, Method, StatusCode};
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use portcullis_core::config::ProviderSignOut;
 use portcullis_core::session::Session;
-use portcullis_proxy::cookies::{self, AFTER_SIGN_OUT_COOKIE, SESSION_COOKIE};
-use portcullis_proxy::respond::{self, allowed_redirect, html_response};
+use portcullis_http::cookies::{self, AFTER_SIGN_OUT_COOKIE, SESSION_COOKIE};
+use portcullis_http::respond::{self, allowed_redirect, html_response};
 use serde::Deserialize;
 
 use crate::pages;

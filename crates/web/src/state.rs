@@ -11,8 +11,8 @@ use portcullis_auth::oidc::{FlowManager, Providers};
 use portcullis_auth::seal::Sealer;
 use portcullis_auth::{LocalLogin, SessionManager, SetupToken};
 use portcullis_core::Clock;
-use portcullis_proxy::forwarded::{ClientFacts, TrustedProxies};
-use portcullis_proxy::respond::allowed_redirect;
+use portcullis_http::forwarded::{ClientFacts, TrustedProxies};
+use portcullis_http::respond::allowed_redirect;
 use portcullis_proxy::{Gateway, Metrics};
 use portcullis_store::Store;
 

@@ -11,8 +11,8 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, header};
-use portcullis_proxy::html::{escape, page_with_width};
-use portcullis_proxy::respond::{self, html_response, is_browser_navigation};
+use portcullis_http::html::{escape, page_with_width};
+use portcullis_http::respond::{self, html_response, is_browser_navigation};
 use tokio::net::TcpListener;
 
 use portcullis_auth::session::ActiveSession;

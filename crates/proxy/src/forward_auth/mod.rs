@@ -22,8 +22,8 @@ use crate::context::RequestContext;
 use crate::gateway::Gateway;
 use crate::identity_headers::IdentityHeaders;
 use crate::phases::{self, Stop};
-use crate::respond;
 use crate::routes::{App, RouteTable};
+use portcullis_http::respond;
 
 /// Which caller's conventions the answer follows, and which headers describe the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,8 +4,8 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode};
 use portcullis_core::Failure;
-use portcullis_proxy::html::escape;
-use portcullis_proxy::respond;
+use portcullis_http::html::escape;
+use portcullis_http::respond;
 use serde::Deserialize;
 
 use super::{Page, admin};

@@ -6,8 +6,8 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode};
 use portcullis_core::Failure;
-use portcullis_proxy::html::escape;
-use portcullis_proxy::respond;
+use portcullis_http::html::escape;
+use portcullis_http::respond;
 use serde::Deserialize;
 
 use super::{FormPost, Page, admin, admin_post, form_token, location};

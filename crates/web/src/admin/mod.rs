@@ -22,8 +22,8 @@ use portcullis_auth::ActiveSession;
 use portcullis_auth::audit::Actor;
 use portcullis_auth::directory::DirectoryError;
 use portcullis_core::{Failure, FailureKind, Role};
-use portcullis_proxy::html::app_page;
-use portcullis_proxy::respond::{self, html_response};
+use portcullis_http::html::app_page;
+use portcullis_http::respond::{self, html_response};
 
 use crate::csrf;
 use crate::sign_in::signed_in;

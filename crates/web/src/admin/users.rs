@@ -10,8 +10,8 @@ use portcullis_auth::password::check_new_password;
 use portcullis_core::Email;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Failure, FailureKind, Role};
-use portcullis_proxy::html::escape;
-use portcullis_proxy::respond;
+use portcullis_http::html::escape;
+use portcullis_http::respond;
 use portcullis_store::StoredKey;
 use serde::Deserialize;
 

@@ -11,7 +11,7 @@ use http::{HeaderMap, Method, header};
 use portcullis_auth::audit::Actor;
 use portcullis_auth::principal::{Presented, Surface};
 use portcullis_core::{Failure, FailureKind, Identity, Role};
-use portcullis_proxy::respond;
+use portcullis_http::respond;
 use serde::de::DeserializeOwned;
 
 use crate::state::{AppState, ClientAddr};

@@ -1,5 +1,5 @@
 //! The admin and self-service REST API under `/api/v1`. JSON in and out; errors are JSON with a
-//! stable `error` code, a `message` and a `hint` (see `portcullis_proxy::respond`).
+//! stable `error` code, a `message` and a `hint` (see `portcullis_http::respond`).
 //!
 //! Callers: a signed-in session, or an API key scoped to the API (its apps include
 //! [`portcullis_auth::principal::API_SCOPE`]). Admin endpoints also need the admin role. Cookie-authenticated requests that

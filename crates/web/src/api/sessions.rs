@@ -8,7 +8,7 @@ use portcullis_auth::audit::Entry;
 use portcullis_auth::secret::token_hash;
 use portcullis_core::session::Session;
 use portcullis_core::{Failure, FailureKind};
-use portcullis_proxy::cookies::{self, SESSION_COOKIE};
+use portcullis_http::cookies::{self, SESSION_COOKIE};
 use serde::Serialize;
 
 use super::caller::{ApiError, ApiResult, Caller};

@@ -2,7 +2,8 @@
 
 use http::header::{COOKIE, HeaderMap, HeaderValue};
 
-pub use portcullis_auth::principal::{SESSION_COOKIE, cookie_values as values};
+/// The cookie that carries the opaque session id.
+pub const SESSION_COOKIE: &str = "_portcullis";
 
 /// Double-submit token for Portcullis's own forms.
 pub const CSRF_COOKIE: &str = "_portcullis_csrf";
@@ -13,6 +14,18 @@ pub const AFTER_SIGN_OUT_COOKIE: &str = "_portcullis_after_sign_out";
 /// an app.
 fn is_own(name: &str) -> bool {
     name == SESSION_COOKIE || name.starts_with("_portcullis_")
+}
+
+/// Every value sent for the cookie `name` (a browser may send several with different paths).
+pub fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.split_once('='))
+        .filter(move |(n, _)| n.trim() == name)
+        .map(|(_, v)| v.trim().trim_matches('"'))
 }
 
 /// The first value sent for the cookie `name`.

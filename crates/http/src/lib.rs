@@ -1,0 +1,13 @@
+//! The HTTP toolkit shared by Portcullis's edges: the gateway (`portcullis-proxy`), its own web
+//! surface (`portcullis-web`) and the authenticator reading credentials (`portcullis-auth`).
+//! Failures become answers here in one place ([`respond`]); pages share one chrome and one
+//! escaping helper ([`html`]); cookies are named, read and kept from apps here ([`cookies`]);
+//! and what is believed about the client (address, scheme, host) is decided here, from the
+//! socket peer and the configured trusted proxies only ([`forwarded`]).
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod cookies;
+pub mod forwarded;
+pub mod html;
+pub mod respond;
