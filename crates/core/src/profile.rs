@@ -1,6 +1,6 @@
 //! Identity-header profiles: which headers an app receives and which identity field each carries.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
@@ -114,7 +114,8 @@ impl HeaderProfileConfig {
 }
 
 /// Headers that carry identity in some family Portcullis speaks, whether or not an app is
-/// configured to receive them. Client copies of all of them are removed from every request.
+/// configured to receive them. Client copies of all of them (and of every header any configured
+/// app receives) are removed from every request (`portcullis_proxy::RouteTable`).
 pub const KNOWN_IDENTITY_HEADERS: &[&str] = &[
     "x-forwarded-user",
     "x-forwarded-email",
@@ -136,21 +137,6 @@ pub const KNOWN_IDENTITY_HEADERS: &[&str] = &[
     "x-portcullis-user",
     "x-portcullis-email",
 ];
-
-/// Every header name to strip from client requests: the known families plus every header any
-/// configured profile emits.
-pub fn headers_to_strip<'a>(
-    profiles: impl IntoIterator<Item = &'a HeaderProfileConfig>,
-) -> BTreeSet<String> {
-    let mut names: BTreeSet<String> = KNOWN_IDENTITY_HEADERS
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    for profile in profiles {
-        names.extend(profile.mappings().into_iter().map(|(name, _)| name));
-    }
-    names
-}
 
 #[cfg(test)]
 mod tests {
@@ -193,19 +179,5 @@ mod tests {
             1
         );
         assert!(mappings.contains(&("x-forwarded-user".to_owned(), Email)));
-    }
-
-    #[test]
-    fn strip_list_covers_custom_names() {
-        let mut custom = BTreeMap::new();
-        custom.insert("X-Team-Login".to_owned(), Username);
-        let cfg = HeaderProfileConfig {
-            profile: ProfileName::Custom,
-            custom,
-            ..HeaderProfileConfig::default()
-        };
-        let strip = headers_to_strip([&cfg]);
-        assert!(strip.contains("x-team-login"));
-        assert!(strip.contains("remote-user"));
     }
 }

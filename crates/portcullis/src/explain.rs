@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use base64::Engine;
 use portcullis_core::claims::{Preset, map_claims};
-use portcullis_core::config::Config;
+use portcullis_core::config::{Config, ConfigIssue};
 use portcullis_core::identity::looks_opaque;
 use portcullis_core::{Identity, Role};
 use portcullis_proxy::RouteTable;
@@ -75,11 +75,13 @@ fn explain(config: &Config, args: &ExplainArgs) -> Result<String, String> {
     };
     let mapping = provider.map_or_else(|| Preset::Generic.defaults(), |p| p.mapping());
     let mapped = map_claims(&claims, &mapping).map_err(|e| e.to_string())?;
-    let table = RouteTable::build(
-        config,
-        Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9))),
-    )
-    .map_err(|e| e.to_string())?;
+    let compiled = config.compile().map_err(|issues| {
+        format!(
+            "the configuration is not valid: {}",
+            ConfigIssue::list(&issues)
+        )
+    })?;
+    let table = RouteTable::build(&compiled.routes, None);
     let app = table
         .apps()
         .find(|a| a.name == args.app)

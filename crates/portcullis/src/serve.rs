@@ -19,7 +19,7 @@ use portcullis_auth::seal::Sealer;
 use portcullis_auth::watch::ChangeWatcher;
 use portcullis_auth::{LocalLogin, LoginThrottle, PasswordHasher, SessionManager, SetupToken};
 use portcullis_core::Clock;
-use portcullis_core::config::{Config, WHOAMI_UPSTREAM};
+use portcullis_core::config::{CompiledRoutes, Config, Upstream};
 use portcullis_http::forwarded::TrustedProxies;
 use portcullis_provision::{ProvisionMetrics, Provisioner};
 use portcullis_proxy::access::AccessLog;
@@ -52,8 +52,8 @@ impl Running {
     }
 }
 
-fn needs_whoami(config: &Config) -> bool {
-    config.apps.is_empty() || config.apps.iter().any(|a| a.upstream == WHOAMI_UPSTREAM)
+fn needs_whoami(routes: &CompiledRoutes) -> bool {
+    routes.apps.iter().any(|a| a.upstream == Upstream::Whoami)
 }
 
 /// Builds everything from a validated configuration and starts serving on `config.listen`, with
@@ -252,7 +252,15 @@ async fn gateways(
         metrics,
         access_log,
     } = shared;
-    let whoami = if needs_whoami(config) {
+    // Compiled by the same pass that validated it at load: this cannot fail, but says why if it
+    // somehow did rather than starting half-configured.
+    let compiled = config.compile().map_err(|issues| {
+        anyhow::anyhow!(
+            "the configuration is not valid: {}",
+            portcullis_core::config::ConfigIssue::list(&issues)
+        )
+    })?;
+    let whoami = if needs_whoami(&compiled.routes) {
         Some(
             portcullis_web::whoami::spawn_upstream()
                 .await
@@ -299,7 +307,7 @@ async fn gateways(
     let gateways = (0..workers.max(1))
         .map(|_| {
             Ok(Arc::new(Gateway {
-                routes: Arc::new(RouteTable::build(config, whoami)?),
+                routes: Arc::new(RouteTable::build(&compiled.routes, whoami)),
                 auth: auth.clone(),
                 trusted: trusted.clone(),
                 metrics: metrics.clone(),

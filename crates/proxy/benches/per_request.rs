@@ -82,7 +82,7 @@ fn fixture() -> Fixture {
              [[apps]]\nname = 'api'\npath_prefix = '/api/v2'\nupstream = 'http://127.0.0.1:8081'\n",
         )
         .unwrap();
-        let table = RouteTable::build(&config, None).unwrap();
+        let table = RouteTable::build(&config.compile().unwrap().routes, None);
         let request = Request::get("/c/6a8e2f41?model=llama")
             .header("host", "chat.example.com")
             .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36")

@@ -4,30 +4,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Method};
-use portcullis_core::config::{
-    AppConfig, Config, TimeoutConfig, TrustedIdentityKind, WHOAMI_UPSTREAM, parse_upstream,
-};
+use portcullis_core::config::{CompiledApp, CompiledRoutes, CompiledRule, TimeoutConfig, Upstream};
 use portcullis_core::path::has_prefix;
 use portcullis_core::policy::AccessPolicy;
-use portcullis_core::profile::{HeaderProfileConfig, headers_to_strip};
-use regex::Regex;
+use portcullis_core::profile::KNOWN_IDENTITY_HEADERS;
 
 use crate::hop::DropList;
 use crate::identity_headers::IdentityHeaders;
 use crate::metrics::AppMetrics;
 use crate::upstream;
-
-pub struct SkipAuthRule {
-    methods: Vec<Method>,
-    path: Regex,
-}
-
-impl SkipAuthRule {
-    pub fn matches(&self, method: &Method, canonical_path: &str) -> bool {
-        (self.methods.is_empty() || self.methods.contains(method))
-            && self.path.is_match(canonical_path)
-    }
-}
 
 /// One app behind the gateway, ready to serve.
 pub struct App {
@@ -43,7 +28,7 @@ pub struct App {
     /// The identity headers this app receives (its profile, custom names, role vocabulary).
     pub identity_headers: IdentityHeaders,
     pub policy: AccessPolicy,
-    pub skip_auth: Vec<SkipAuthRule>,
+    pub skip_auth: Vec<CompiledRule>,
     /// Protocols a client may switch to, lower case (`websocket` unless configured).
     upgrades: Vec<String>,
     pub timeouts: TimeoutConfig,
@@ -103,62 +88,34 @@ const FORWARDING_HEADERS: &[&str] = &[
     "x-api-key",
 ];
 
-/// A configuration the route table cannot be built from (validation should have caught it).
-#[derive(Debug, thiserror::Error)]
-#[error("app {app}: {message}")]
-pub struct RouteError {
-    pub app: String,
-    pub message: String,
-}
-
-fn default_app() -> AppConfig {
-    AppConfig {
-        name: WHOAMI_UPSTREAM.into(),
-        host: None,
-        path_prefix: "/".into(),
-        upstream: WHOAMI_UPSTREAM.into(),
-        identity_headers: HeaderProfileConfig::default(),
-        access: AccessPolicy::default(),
-        skip_auth: Vec::new(),
-        timeouts: TimeoutConfig::default(),
-        strip_authorization: false,
-        upgrades: vec!["websocket".into()],
-    }
-}
-
 impl RouteTable {
-    /// Compiles the apps of a validated configuration. With no apps configured, everything goes to
-    /// the built-in whoami app at `whoami_addr`.
-    pub fn build(config: &Config, whoami_addr: Option<SocketAddr>) -> Result<Self, RouteError> {
-        let configured = if config.apps.is_empty() {
-            vec![default_app()]
-        } else {
-            config.apps.clone()
-        };
-        let identity: Vec<HeaderName> =
-            headers_to_strip(configured.iter().map(|a| &a.identity_headers))
-                .into_iter()
-                .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
-                .collect();
+    /// The route table of a compiled configuration; `whoami` is where the built-in whoami app
+    /// listens, for apps whose upstream is `whoami` (without it, such an app answers 502).
+    /// Cannot fail: the configuration's compilation parsed everything there was to parse.
+    pub fn build(compiled: &CompiledRoutes, whoami: Option<SocketAddr>) -> Self {
+        let identity = KNOWN_IDENTITY_HEADERS
+            .iter()
+            .map(|n| HeaderName::from_static(n))
+            .chain(
+                compiled
+                    .apps
+                    .iter()
+                    .flat_map(|app| app.identity_headers.iter().map(|(name, _)| name.clone())),
+            );
         let forwarding = FORWARDING_HEADERS
             .iter()
             .map(|n| HeaderName::from_static(n));
         let request_drop = DropList::hop_by_hop()
             .with(identity)
             .with(forwarding)
-            .with(outer_identity_headers(config));
-        let implicit = config.apps.is_empty();
-        let mut apps = configured
+            .with(compiled.outer_identity_headers.iter().cloned());
+        let mut apps: Vec<Arc<App>> = compiled
+            .apps
             .iter()
-            .map(|cfg| {
-                compile(cfg, whoami_addr, &request_drop).map(|mut app| {
-                    app.implicit = implicit;
-                    Arc::new(app)
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|app| Arc::new(App::new(app, whoami, &request_drop)))
+            .collect();
         apps.sort_by_key(|app| (app.host.is_none(), std::cmp::Reverse(app.prefix.len())));
-        Ok(RouteTable { apps })
+        RouteTable { apps }
     }
 
     pub fn route(&self, host: &str, canonical_path: &str) -> Option<Arc<App>> {
@@ -179,125 +136,51 @@ impl RouteTable {
     }
 }
 
-/// The headers proxies in front use to vouch for identity: the app gets Portcullis's own identity
-/// headers instead, and a client's forged copy never reaches it.
-fn outer_identity_headers(config: &Config) -> Vec<HeaderName> {
-    config
-        .trusted_identity
-        .iter()
-        .flat_map(|t| {
-            let own: &[&str] = match t.kind {
-                TrustedIdentityKind::Header => &[],
-                TrustedIdentityKind::AwsAlb => &[
-                    "x-amzn-oidc-data",
-                    "x-amzn-oidc-identity",
-                    "x-amzn-oidc-accesstoken",
-                ],
-                TrustedIdentityKind::CloudflareAccess => &[
-                    "cf-access-jwt-assertion",
-                    "cf-access-authenticated-user-email",
-                ],
-                TrustedIdentityKind::GoogleIap => &[
-                    "x-goog-iap-jwt-assertion",
-                    "x-goog-authenticated-user-email",
-                    "x-goog-authenticated-user-id",
-                ],
-            };
-            own.iter()
-                .map(|n| (*n).to_owned())
-                .chain(
-                    [
-                        &t.user_header,
-                        &t.email_header,
-                        &t.name_header,
-                        &t.groups_header,
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .cloned(),
-                )
-                .collect::<Vec<_>>()
-        })
-        .filter_map(|name| HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok())
-        .collect()
-}
-
-fn compile(
-    cfg: &AppConfig,
-    whoami_addr: Option<SocketAddr>,
-    request_drop: &DropList,
-) -> Result<App, RouteError> {
-    let fail = |message: String| RouteError {
-        app: cfg.name.clone(),
-        message,
-    };
-    let (authority, base_path) = if cfg.upstream == WHOAMI_UPSTREAM {
-        let addr =
-            whoami_addr.ok_or_else(|| fail("the built-in whoami app is not running".into()))?;
-        (addr.to_string(), String::new())
-    } else {
-        let url = parse_upstream(&cfg.upstream).map_err(fail)?;
-        (url.authority, url.base_path)
-    };
-    let host_header =
-        HeaderValue::from_str(&authority).map_err(|e| fail(format!("upstream host: {e}")))?;
-    let identity_headers = cfg
-        .identity_headers
-        .mappings()
-        .into_iter()
-        .map(|(name, field)| {
-            HeaderName::from_bytes(name.as_bytes())
-                .map(|n| (n, field))
-                .map_err(|e| fail(format!("header {name}: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let skip_auth = cfg
-        .skip_auth
-        .iter()
-        .map(|rule| {
-            // Anchored as a whole: `^/public|/admin` must not match `/x/admin`.
-            let path = Regex::new(&format!("^(?:{})", rule.path))
-                .map_err(|e| fail(format!("skip_auth {}: {e}", rule.path)))?;
-            let methods = rule
-                .methods
-                .iter()
-                .map(|m| {
-                    Method::from_bytes(m.as_bytes()).map_err(|e| fail(format!("method {m}: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(SkipAuthRule { methods, path })
-        })
-        .collect::<Result<Vec<_>, RouteError>>()?;
-    let upstream = upstream::Pool::new(&authority, cfg.timeouts.connect);
-    Ok(App {
-        implicit: false,
-        name: cfg.name.clone(),
-        host: cfg.host.as_ref().map(|h| h.to_ascii_lowercase()),
-        prefix: cfg.path_prefix.clone(),
-        authority,
-        host_header,
-        base_path,
-        identity_headers: IdentityHeaders::new(
-            identity_headers,
-            cfg.identity_headers.role_values.clone(),
-        ),
-        policy: cfg.access.clone(),
-        skip_auth,
-        upgrades: cfg
-            .upgrades
-            .iter()
-            .map(|p| p.to_ascii_lowercase())
-            .collect(),
-        timeouts: cfg.timeouts.clone(),
-        request_drop: if cfg.strip_authorization {
-            request_drop.clone().with([http::header::AUTHORIZATION])
-        } else {
-            request_drop.clone()
-        },
-        response_drop: DropList::hop_by_hop(),
-        upstream,
-        metrics: AppMetrics::default(),
-    })
+impl App {
+    fn new(app: &CompiledApp, whoami: Option<SocketAddr>, request_drop: &DropList) -> Self {
+        let (authority, base_path, host_header) = match &app.upstream {
+            Upstream::Whoami => {
+                // Not running (an offline tool's table): port 9 (discard) refuses, so a request
+                // gets a clear 502 rather than someone else's answer.
+                let addr = whoami.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9)));
+                let authority = addr.to_string();
+                // An IP address and port: always a valid header value.
+                let host = HeaderValue::from_str(&authority)
+                    .unwrap_or_else(|_| HeaderValue::from_static("127.0.0.1"));
+                (authority, String::new(), host)
+            }
+            Upstream::Http(url) => (
+                url.authority.clone(),
+                url.base_path.clone(),
+                url.host_header.clone(),
+            ),
+        };
+        App {
+            implicit: app.implicit,
+            name: app.name.clone(),
+            host: app.host.clone(),
+            prefix: app.prefix.clone(),
+            upstream: upstream::Pool::new(&authority, app.timeouts.connect),
+            authority,
+            host_header,
+            base_path,
+            identity_headers: IdentityHeaders::new(
+                app.identity_headers.clone(),
+                app.role_values.clone(),
+            ),
+            policy: app.policy.clone(),
+            skip_auth: app.skip_auth.clone(),
+            upgrades: app.upgrades.clone(),
+            timeouts: app.timeouts.clone(),
+            request_drop: if app.strip_authorization {
+                request_drop.clone().with([http::header::AUTHORIZATION])
+            } else {
+                request_drop.clone()
+            },
+            response_drop: DropList::hop_by_hop(),
+            metrics: AppMetrics::default(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -305,9 +188,9 @@ mod tests {
     use super::*;
 
     fn table(toml_text: &str) -> RouteTable {
-        let config: Config = toml::from_str(toml_text).unwrap();
-        assert!(config.validate().is_empty(), "{:?}", config.validate());
-        RouteTable::build(&config, Some("127.0.0.1:9".parse().unwrap())).unwrap()
+        let config: portcullis_core::config::Config = toml::from_str(toml_text).unwrap();
+        let compiled = config.compile().unwrap();
+        RouteTable::build(&compiled.routes, Some("127.0.0.1:9".parse().unwrap()))
     }
 
     #[tokio::test]
@@ -357,6 +240,26 @@ mod tests {
         assert!(app.skips_auth(&Method::GET, "/public/x"));
         assert!(!app.skips_auth(&Method::POST, "/public/x"));
         assert!(!app.skips_auth(&Method::GET, "/admin/public/x"));
+    }
+
+    #[tokio::test]
+    async fn client_copies_of_every_apps_identity_headers_are_removed_for_every_app() {
+        let t = table(
+            "[[apps]]\nname='a'\nupstream='whoami'\nidentity_headers={profile='custom', custom={'X-Team-Login'='username'}}\n\
+             [[apps]]\nname='b'\nupstream='whoami'\npath_prefix='/b'\n",
+        );
+        let b = t.route("h", "/b").unwrap();
+        for dropped in [
+            "x-team-login",
+            "remote-user",
+            "x-auth-request-email",
+            "x-forwarded-for",
+        ] {
+            assert!(
+                b.request_drop.contains(&HeaderName::from_static(dropped)),
+                "{dropped}"
+            );
+        }
     }
 
     #[tokio::test]

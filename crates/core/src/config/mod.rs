@@ -16,10 +16,12 @@ use crate::policy::AccessPolicy;
 use crate::profile::HeaderProfileConfig;
 use crate::session::SessionPolicy;
 
+mod apps;
 mod external;
 mod provisioning;
 mod store;
 mod validate;
+pub use apps::{Compiled, CompiledApp, CompiledRoutes, CompiledRule, Upstream};
 pub use external::*;
 pub use provisioning::*;
 pub use store::*;
@@ -484,6 +486,8 @@ impl Default for Config {
 pub struct UpstreamUrl {
     /// `host:port` as it goes into the `Host` header and the connection.
     pub authority: String,
+    /// The same, ready to send as `Host`.
+    pub host_header: http::HeaderValue,
     /// A path prefix the upstream expects (no trailing slash), often empty.
     pub base_path: String,
 }
@@ -508,7 +512,10 @@ pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
     if path.contains('?') || path.contains('#') {
         return Err(format!("{s:?} must not have a query or fragment"));
     }
+    let host_header = http::HeaderValue::from_str(authority)
+        .map_err(|_| format!("{s:?} has a host that cannot be sent in a Host header"))?;
     Ok(UpstreamUrl {
+        host_header,
         authority: authority.to_owned(),
         base_path: path.trim_end_matches('/').to_owned(),
     })
@@ -756,6 +763,7 @@ mod tests {
             parse_upstream("http://127.0.0.1:8080/base/"),
             Ok(UpstreamUrl {
                 authority: "127.0.0.1:8080".into(),
+                host_header: http::HeaderValue::from_static("127.0.0.1:8080"),
                 base_path: "/base".into()
             })
         );

@@ -4,10 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use regex::Regex;
-
 use super::*;
-use crate::path;
 use crate::profile::HeaderProfileConfig;
 
 /// One problem in a configuration, tied to the key that caused it.
@@ -15,6 +12,17 @@ use crate::profile::HeaderProfileConfig;
 pub struct ConfigIssue {
     pub key: String,
     pub message: String,
+}
+
+impl ConfigIssue {
+    /// Several issues on one line, for a message that must name them all.
+    pub fn list(issues: &[ConfigIssue]) -> String {
+        issues
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 impl fmt::Display for ConfigIssue {
@@ -26,6 +34,13 @@ impl fmt::Display for ConfigIssue {
 impl Config {
     /// Every problem in the configuration; empty when it is valid.
     pub fn validate(&self) -> Vec<ConfigIssue> {
+        self.compile().err().unwrap_or_default()
+    }
+
+    /// Checks the configuration and compiles what the running parts need (regexes, methods,
+    /// header names, upstream URLs) in the same pass, so what was validated is exactly what
+    /// runs: every problem at once, or the compiled parts.
+    pub fn compile(&self) -> Result<Compiled, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         let mut push = |key: String, message: String| issues.push(ConfigIssue { key, message });
 
@@ -122,120 +137,19 @@ impl Config {
 
         validate_providers(&self.providers, &mut push);
 
-        let mut names = std::collections::BTreeSet::new();
-        let mut routes = std::collections::BTreeSet::new();
-        for (i, app) in self.apps.iter().enumerate() {
-            let key = |field: &str| format!("apps[{i}].{field}");
-            if app.name.trim().is_empty() {
-                push(key("name"), "must not be empty".into());
-            } else if !names.insert(app.name.clone()) {
-                push(
-                    key("name"),
-                    format!("{:?} is used by two apps; names must be unique", app.name),
-                );
-            }
-            if app.upstream != WHOAMI_UPSTREAM
-                && let Err(e) = parse_upstream(&app.upstream)
-            {
-                push(key("upstream"), e);
-            }
-            match path::canonicalize(&app.path_prefix) {
-                Ok(canonical)
-                    if canonical.trim_end_matches('/') == app.path_prefix.trim_end_matches('/') =>
-                {
-                    if RESERVED_PREFIXES
-                        .iter()
-                        .any(|r| path::has_prefix(&canonical, r))
-                    {
-                        push(
-                            key("path_prefix"),
-                            format!("{canonical} is served by Portcullis itself"),
-                        );
-                    }
-                }
-                _ => push(
-                    key("path_prefix"),
-                    format!(
-                        "{:?} must be a plain absolute path such as /chat",
-                        app.path_prefix
-                    ),
-                ),
-            }
-            if let Some(host) = &app.host
-                && (host.is_empty() || host.contains(['/', ' ', ':']))
-            {
-                push(
-                    key("host"),
-                    format!("{host:?} must be a bare host name such as chat.example.com"),
-                );
-            }
-            let route = (
-                app.host.clone().map(|h| h.to_ascii_lowercase()),
-                app.path_prefix.trim_end_matches('/').to_owned(),
-            );
-            if !routes.insert(route) {
-                push(
-                    key("path_prefix"),
-                    "another app already matches the same host and path prefix".into(),
-                );
-            }
-            for role in &app.access.roles {
-                if crate::Role::parse(role).is_none() {
-                    push(
-                        key("access.roles"),
-                        format!("{role:?} is not a role (admin, user, pending)"),
-                    );
-                }
-            }
-            validate_headers(&app.identity_headers, &key("identity_headers"), &mut push);
-            for (j, rule) in app.skip_auth.iter().enumerate() {
-                let rule_key = key(&format!("skip_auth[{j}].path"));
-                if !rule.path.starts_with('^') {
-                    push(
-                        rule_key,
-                        format!(
-                            "{:?} must start with ^ so it cannot match in the middle of a path",
-                            rule.path
-                        ),
-                    );
-                } else if let Err(e) = Regex::new(&rule.path) {
-                    push(rule_key, format!("invalid regex: {e}"));
-                }
-                for method in &rule.methods {
-                    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-                        push(
-                            key(&format!("skip_auth[{j}].methods")),
-                            format!("{method:?} must be an upper-case HTTP method"),
-                        );
-                    }
-                }
-            }
-            for protocol in &app.upgrades {
-                if protocol.eq_ignore_ascii_case("h2c") {
-                    push(
-                        key("upgrades"),
-                        "h2c cannot be allowed: requests inside an h2c tunnel would reach the app without any check".into(),
-                    );
-                } else if !is_header_token(protocol) {
-                    push(
-                        key("upgrades"),
-                        format!("{protocol:?} is not a protocol name such as websocket"),
-                    );
-                }
-            }
-            let t = &app.timeouts;
-            if t.connect.is_zero() || t.response_header.is_zero() || t.idle.is_zero() {
-                push(key("timeouts"), "timeouts must be longer than zero".into());
-            }
-        }
+        let routes = apps::compile(self, &mut push);
         external::validate(self, &mut push);
         provisioning::validate(self, &mut push);
         store::validate(self, &mut push);
-        issues
+        if issues.is_empty() {
+            Ok(Compiled { routes })
+        } else {
+            Err(issues)
+        }
     }
 }
 
-fn is_header_token(name: &str) -> bool {
+pub(super) fn is_header_token(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
@@ -343,7 +257,11 @@ fn validate_providers(providers: &[ProviderConfig], push: &mut impl FnMut(String
     }
 }
 
-fn validate_headers(cfg: &HeaderProfileConfig, key: &str, push: &mut impl FnMut(String, String)) {
+pub(super) fn validate_headers(
+    cfg: &HeaderProfileConfig,
+    key: &str,
+    push: &mut impl FnMut(String, String),
+) {
     for (role, value) in &cfg.role_values {
         let k = format!("{key}.role_values.{role}");
         if crate::Role::parse(role).is_none() {

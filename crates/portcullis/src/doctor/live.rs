@@ -308,8 +308,16 @@ async fn canary_request(
             "use --canary with an Open WebUI app".into(),
         ));
     }
-    let table = RouteTable::build(config, Some(SocketAddr::from(([127, 0, 0, 1], 9))))
-        .map_err(|e| (e.to_string(), "fix the configuration first".to_owned()))?;
+    let compiled = config.compile().map_err(|issues| {
+        (
+            format!(
+                "the configuration is not valid: {}",
+                portcullis_core::config::ConfigIssue::list(&issues)
+            ),
+            "fix the configuration first (portcullis check-config)".to_owned(),
+        )
+    })?;
+    let table = RouteTable::build(&compiled.routes, None);
     let app = table
         .apps()
         .find(|a| a.name == name)
