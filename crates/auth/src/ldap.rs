@@ -10,13 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, ldap_escape};
-use portcullis_core::Clock;
 use portcullis_core::claims::{Preset, map_claims};
 use portcullis_core::config::LdapConfig;
 use portcullis_core::user::User;
-use portcullis_store::Store;
 
-use crate::oidc::login::{IdentitySource, LoginRefusal, resolve_user};
+use crate::directory::{Directory, IdentitySource, LoginRefusal};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// LDAP result code 49: invalid credentials.
@@ -36,8 +34,7 @@ pub enum LdapError {
 pub struct LdapLogin {
     config: LdapConfig,
     settings: LdapConnSettings,
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
+    directory: Arc<Directory>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> LdapError {
@@ -45,11 +42,7 @@ fn unavailable(e: impl std::fmt::Display) -> LdapError {
 }
 
 impl LdapLogin {
-    pub fn new(
-        config: LdapConfig,
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, LdapError> {
+    pub fn new(config: LdapConfig, directory: Arc<Directory>) -> Result<Self, LdapError> {
         let mut settings = LdapConnSettings::new()
             .set_conn_timeout(TIMEOUT)
             .set_starttls(config.starttls && config.url.starts_with("ldap://"));
@@ -59,8 +52,7 @@ impl LdapLogin {
         Ok(LdapLogin {
             config,
             settings,
-            store,
-            clock,
+            directory,
         })
     }
 
@@ -182,13 +174,17 @@ impl LdapLogin {
         let mapped = map_claims(&claims, &Preset::Generic.defaults())
             .map_err(|e| LdapError::Unavailable(format!("the LDAP entry cannot be mapped: {e}")))?;
         let source = IdentitySource {
+            kind: "ldap",
             id: "ldap",
             link_by_email: false,
             trust_unverified_email: true,
             admin_groups: &c.admin_groups,
         };
         let issuer = format!("ldap:{}", c.url);
-        let (user, _) = resolve_user(&self.store, &self.clock, &source, &issuer, &mapped).await?;
+        let (user, _) = self
+            .directory
+            .resolve_identity(&source, &issuer, &mapped)
+            .await?;
         Ok(user)
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_store::{Store, StoreError};
 
+use crate::directory::LoginRefusal;
 use crate::ldap::{LdapError, LdapLogin};
-use crate::oidc::login::LoginRefusal;
 use crate::password::PasswordHasher;
 use crate::throttle::{AttemptKeys, LoginThrottle};
 

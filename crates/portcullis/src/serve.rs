@@ -68,7 +68,13 @@ pub async fn start(
         .map_err(anyhow::Error::msg)?;
     let sealer = token_sealer(&config)?;
     let providers = Arc::new(Providers::new(&config.providers, clock.clone())?);
-    let sessions = session_manager(&config, &store, &clock, &providers, &sealer);
+    // The one owner of directory writes: sign-ins, refreshes, the admin surfaces and SCIM.
+    let directory = Arc::new(Directory::new(
+        store.clone(),
+        clock.clone(),
+        Audit::new(store.clone(), clock.clone()),
+    ));
+    let sessions = session_manager(&config, &store, &clock, &providers, &sealer, &directory);
     let provision_metrics = Arc::new(ProvisionMetrics::default());
     let mut metrics = Metrics::new();
     provision_metrics.register(metrics.registry_mut());
@@ -81,6 +87,7 @@ pub async fn start(
         Shared {
             store: &store,
             clock: &clock,
+            directory: &directory,
             sealer: &sealer,
             sessions: &sessions,
             metrics: &metrics,
@@ -108,16 +115,12 @@ pub async fn start(
         store: store.clone(),
         clock: clock.clone(),
         sessions: sessions.clone(),
-        local_login: Arc::new(local_login(&config, &store, &clock)?),
+        local_login: Arc::new(local_login(&config, &store, &clock, &directory)?),
         setup,
         gateway,
         metrics,
         audit: Audit::new(store.clone(), clock.clone()),
-        directory: Arc::new(Directory::new(
-            store.clone(),
-            clock.clone(),
-            Audit::new(store.clone(), clock.clone()),
-        )),
+        directory,
         providers,
         flows: Arc::new(FlowManager::new(store, clock)),
         sealer,
@@ -169,11 +172,12 @@ fn session_manager(
     clock: &Arc<dyn Clock>,
     providers: &Arc<Providers>,
     sealer: &Sealer,
+    directory: &Arc<Directory>,
 ) -> Arc<SessionManager> {
     let refresher = ProviderRefresher::new(
         providers.clone(),
         sealer.clone(),
-        store.clone(),
+        directory.clone(),
         clock.clone(),
     );
     Arc::new(
@@ -188,6 +192,7 @@ fn local_login(
     config: &Config,
     store: &Arc<dyn Store>,
     clock: &Arc<dyn Clock>,
+    directory: &Arc<Directory>,
 ) -> anyhow::Result<LocalLogin> {
     let local = &config.local_auth;
     let hasher = PasswordHasher::new(local.max_concurrent_hashes)?;
@@ -199,8 +204,7 @@ fn local_login(
     );
     let ldap = match &config.ldap {
         Some(ldap) => Some(Arc::new(
-            LdapLogin::new(ldap.clone(), store.clone(), clock.clone())
-                .context("setting up LDAP sign-in")?,
+            LdapLogin::new(ldap.clone(), directory.clone()).context("setting up LDAP sign-in")?,
         )),
         None => None,
     };
@@ -230,6 +234,7 @@ fn provisioner(
 struct Shared<'a> {
     store: &'a Arc<dyn Store>,
     clock: &'a Arc<dyn Clock>,
+    directory: &'a Arc<Directory>,
     sealer: &'a Sealer,
     sessions: &'a Arc<SessionManager>,
     metrics: &'a Arc<Metrics>,
@@ -247,6 +252,7 @@ async fn gateways(
     let Shared {
         store,
         clock,
+        directory,
         sealer,
         sessions,
         metrics,
@@ -287,7 +293,7 @@ async fn gateways(
     };
     let external = ExternalAuth::new(
         config,
-        store.clone(),
+        directory.clone(),
         clock.clone(),
         reqwest::Client::builder()
             .timeout(Duration::from_secs(10))

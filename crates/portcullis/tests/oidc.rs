@@ -662,6 +662,28 @@ async fn linking_by_email_needs_a_verified_email_and_the_operator_s_consent() {
         Role::Admin,
         "admin_groups maps the ml group to admin"
     );
+    // The link and what the claims changed are audited, by the provider.
+    let trail: Vec<(String, String)> = h
+        .running
+        .state
+        .store
+        .recent_audit(50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.actor.as_deref() == Some("provider:idp"))
+        .map(|e| (e.action, e.reason.unwrap_or_default()))
+        .collect();
+    for (action, reason) in [
+        ("identity_linked", idp.issuer.as_str()),
+        ("role_changed", "user -> admin (admin_groups)"),
+        ("groups_synced", "added [ml, staff], removed []"),
+    ] {
+        assert!(
+            trail.iter().any(|(a, r)| a == action && r == reason),
+            "{action} ({reason}) is not audited: {trail:?}"
+        );
+    }
     // Still refused for an unverified address, even with linking on.
     assert_eq!(
         sign_in_as(&h, "unverified").await.status(),

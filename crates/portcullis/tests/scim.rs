@@ -329,6 +329,44 @@ async fn entra_and_okta_provisioning_sequences() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = scim.call(M::GET, &format!("/Users/{oid}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Every SCIM write is in the audit trail, by the SCIM client, like any other change.
+    let trail: Vec<(String, String, String)> = state
+        .store
+        .audit_page(None, 500)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, e)| e.actor.as_deref() == Some("scim"))
+        .map(|(_, e)| {
+            (
+                e.action,
+                e.subject.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("user_created", "ada@example.com", "user"),
+        ("user_updated", "ada@example.com", ""),
+        ("group_created", "Engineers", ""),
+        ("group_added", "bob", "Engineers"),
+        ("group_removed", "bob", "Engineers"),
+        ("user_disabled", "ada@example.com", "disabled"),
+        (
+            "external_id_changed",
+            "ada@example.com",
+            "8c2a1f0e-entra-object-id",
+        ),
+        ("user_deleted", "otto@example.com", ""),
+    ] {
+        assert!(
+            trail
+                .iter()
+                .any(|(a, s, r)| (a.as_str(), s.as_str(), r.as_str()) == expected),
+            "{expected:?} is not in the SCIM audit trail: {trail:?}"
+        );
+    }
     h.running.shutdown().await;
 }
 

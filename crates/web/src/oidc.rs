@@ -11,8 +11,8 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
+use portcullis_auth::directory::{IdentitySource, LoginRefusal};
 use portcullis_auth::oidc::flow::FlowError;
-use portcullis_auth::oidc::login::{IdentitySource, LoginRefusal, resolve_user};
 use portcullis_auth::oidc::provider::Tokens;
 use portcullis_auth::oidc::{FlowOutcome, OidcError, Provider};
 use portcullis_auth::secret::{looks_like_token, random_token};
@@ -336,15 +336,11 @@ async fn complete(
         .await
         .map_err(Completion::Provider)?
         .issuer;
-    let (user, _) = resolve_user(
-        &state.store,
-        &state.clock,
-        &IdentitySource::of(&provider.config),
-        &issuer,
-        &mapped,
-    )
-    .await
-    .map_err(Completion::Refused)?;
+    let (user, _) = state
+        .directory
+        .resolve_identity(&IdentitySource::of(&provider.config), &issuer, &mapped)
+        .await
+        .map_err(Completion::Refused)?;
     let claim = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
     Ok(Completed {
         user,

@@ -6,21 +6,21 @@ use axum::Form;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
+use portcullis_auth::audit::Actor;
+use portcullis_auth::directory::{AddUser, DirectoryError};
 use portcullis_auth::password::check_new_password;
 use portcullis_auth::session::SessionOrigin;
 use portcullis_core::Email;
-use portcullis_core::user::{UserStatus, validate_username};
+use portcullis_core::user::validate_username;
 use portcullis_core::{Failure, Role};
 use portcullis_http::cookies;
 use portcullis_http::respond::{self, html_response};
-use portcullis_store::{NewUser, StoreError};
 use serde::Deserialize;
 
 use crate::csrf;
 use crate::pages::{self, SetupForm};
 use crate::sign_in::{start_session, user_agent};
 use crate::state::AppState;
-use portcullis_auth::audit::Entry;
 
 #[derive(Deserialize, Default)]
 pub struct SetupQuery {
@@ -149,41 +149,25 @@ pub async fn submit(
         Err(e) => return respond::failure(&Failure::internal(e.to_string()), true),
     };
     let optional = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-    let new_user = NewUser {
-        id: uuid::Uuid::new_v4().to_string(),
+    let client_ip = state.client(peer, &headers).client_ip.to_string();
+    let first_admin = AddUser {
         username: body.username.trim().to_owned(),
         // Checked by `validate` above.
         email: Email::parse_optional(Some(&body.email)).ok().flatten(),
         display_name: optional(&body.display_name),
         role: Role::Admin,
-        status: UserStatus::Active,
         password_hash: Some(password_hash),
     };
-    let user = match state
-        .store
-        .create_first_admin(new_user, state.clock.now())
-        .await
-    {
+    let actor = Actor::new("setup-link", Some(client_ip.clone()));
+    let user = match state.directory.add_first_admin(first_admin, &actor).await {
         Ok(user) => user,
-        Err(StoreError::Conflict(_)) => {
+        Err(DirectoryError::Taken(_)) => {
             state.setup.close();
             return closed_or_wrong(&state);
         }
         Err(e) => return respond::failure(&Failure::from(e), true),
     };
     state.setup.close();
-    let client_ip = state.client(peer, &headers).client_ip.to_string();
-    state
-        .audit
-        .record(Entry {
-            action: "user_created",
-            success: true,
-            actor: Some("setup-link"),
-            subject: Some(&user.username),
-            reason: Some("first admin"),
-            client_ip: Some(client_ip.clone()),
-        })
-        .await;
     let origin = SessionOrigin {
         client_ip: Some(client_ip),
         user_agent: user_agent(&headers),

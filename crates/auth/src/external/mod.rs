@@ -25,14 +25,13 @@ use portcullis_core::config::{
     BearerIssuerConfig, Config, TrustedIdentityConfig, TrustedIdentityKind,
 };
 use portcullis_core::{Clock, Failure, FailureKind, Identity, Timestamp};
-use portcullis_store::Store;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::directory::{Directory, IdentitySource, LoginRefusal};
 use crate::guards::{StreamGuard, StreamGuards};
 use crate::oidc::OidcError;
 use crate::oidc::jwks::JwksCache;
-use crate::oidc::login::{IdentitySource, LoginRefusal, resolve_user};
 use alb::AlbKeys;
 use pocketbase::PocketBase;
 
@@ -118,7 +117,7 @@ struct Resolved {
 }
 
 pub struct ExternalAuth {
-    store: Arc<dyn Store>,
+    directory: Arc<Directory>,
     clock: Arc<dyn Clock>,
     outer: Vec<Outer>,
     bearer: Vec<Bearer>,
@@ -149,7 +148,7 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 impl ExternalAuth {
     pub fn new(
         config: &Config,
-        store: Arc<dyn Store>,
+        directory: Arc<Directory>,
         clock: Arc<dyn Clock>,
         http: reqwest::Client,
     ) -> Self {
@@ -184,7 +183,7 @@ impl ExternalAuth {
             })
             .collect();
         ExternalAuth {
-            store,
+            directory,
             clock,
             outer,
             bearer,
@@ -264,6 +263,7 @@ impl ExternalAuth {
             let now = self.clock.now();
             let claims = source.verified_claims(value, headers, now).await?;
             let identity_source = IdentitySource {
+                kind: "proxy",
                 id: &c.id,
                 link_by_email: false,
                 trust_unverified_email: true,
@@ -319,6 +319,7 @@ impl ExternalAuth {
             };
             let claims = jwt::verify(token, &source.keys, &expect).await?;
             let identity_source = IdentitySource {
+                kind: "bearer",
                 id: &source.config.id,
                 link_by_email: source.config.link_by_email,
                 trust_unverified_email: false,
@@ -359,6 +360,7 @@ impl ExternalAuth {
                 Err(other) => return Err(other),
             };
             let identity_source = IdentitySource {
+                kind: "pocketbase",
                 id: &pocketbase.id,
                 link_by_email: *link_by_email,
                 trust_unverified_email: false,
@@ -406,7 +408,10 @@ impl ExternalAuth {
     ) -> Result<(Arc<Identity>, String), ExternalError> {
         let mapped = map_claims(claims, mapping)
             .map_err(|e| ExternalError::Rejected(format!("the identity cannot be mapped: {e}")))?;
-        let (user, _) = resolve_user(&self.store, &self.clock, source, issuer, &mapped).await?;
+        let (user, _) = self
+            .directory
+            .resolve_identity(source, issuer, &mapped)
+            .await?;
         Ok((Arc::new(user.identity()), user.id))
     }
 }

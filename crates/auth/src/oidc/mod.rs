@@ -14,7 +14,6 @@
 pub mod flow;
 pub mod id_token;
 pub mod jwks;
-pub mod login;
 pub mod provider;
 pub mod refresh;
 

@@ -7,17 +7,16 @@ use std::time::Duration;
 
 use portcullis_core::Clock;
 use portcullis_core::claims::map_claims;
-use portcullis_store::Store;
 
-use super::login::{IdentitySource, apply_claims};
 use super::{OidcError, Provider, Providers};
+use crate::directory::{Directory, IdentitySource};
 use crate::seal::Sealer;
 use crate::session::{RefreshOutcome, RefreshRequest, Refresher};
 
 pub struct ProviderRefresher {
     providers: Arc<Providers>,
     sealer: Sealer,
-    store: Arc<dyn Store>,
+    directory: Arc<Directory>,
     clock: Arc<dyn Clock>,
 }
 
@@ -25,13 +24,13 @@ impl ProviderRefresher {
     pub fn new(
         providers: Arc<Providers>,
         sealer: Sealer,
-        store: Arc<dyn Store>,
+        directory: Arc<Directory>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         ProviderRefresher {
             providers,
             sealer,
-            store,
+            directory,
             clock,
         }
     }
@@ -68,17 +67,17 @@ impl ProviderRefresher {
             .email
             .as_ref()
             .filter(|_| mapped.email_verified || provider.config.trusts_unverified_email());
-        match apply_claims(
-            &self.store,
-            &self.clock,
-            &IdentitySource::of(&provider.config),
-            request.user_id,
-            &mapped,
-            email,
-        )
-        .await
+        match self
+            .directory
+            .apply_claims(
+                &IdentitySource::of(&provider.config),
+                request.user_id,
+                &mapped,
+                email,
+            )
+            .await
         {
-            Ok(()) => true,
+            Ok(_) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "could not apply re-read claims");
                 false

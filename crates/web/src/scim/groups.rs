@@ -9,45 +9,20 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::Value;
 
+use portcullis_auth::directory::{ScimGroup, ScimGroupChange};
+
 use super::patch::{self, PatchBody};
 use super::{
-    GROUP_SCHEMA, ListQuery, SCIM_SOURCE, ScimCaller, ScimError, ScimResult, json_body,
-    list_response, location, scim_json,
+    GROUP_SCHEMA, ListQuery, ScimCaller, ScimError, ScimResult, json_body, list_response, location,
+    scim_json,
 };
 use crate::state::AppState;
 
-/// A group as SCIM knows it.
-struct Known {
-    name: String,
-    id: String,
-    external_id: Option<String>,
+async fn known(state: &AppState) -> ScimResult<Vec<ScimGroup>> {
+    Ok(state.directory.scim_groups().await?)
 }
 
-/// Every group, each with its SCIM id (given one at first sight: ids survive renames).
-async fn known(state: &AppState) -> ScimResult<Vec<Known>> {
-    let mut all = Vec::new();
-    for group in state.store.list_groups().await? {
-        let id = match group.scim_id {
-            Some(id) => id,
-            None => {
-                let id = uuid::Uuid::new_v4().to_string();
-                state
-                    .store
-                    .set_group_scim(&group.name, &id, group.external_id.as_deref())
-                    .await?;
-                id
-            }
-        };
-        all.push(Known {
-            name: group.name,
-            id,
-            external_id: group.external_id,
-        });
-    }
-    Ok(all)
-}
-
-async fn find(state: &AppState, id: &str) -> ScimResult<Known> {
+async fn find(state: &AppState, id: &str) -> ScimResult<ScimGroup> {
     known(state)
         .await?
         .into_iter()
@@ -55,7 +30,7 @@ async fn find(state: &AppState, id: &str) -> ScimResult<Known> {
         .ok_or_else(|| ScimError::not_found("group"))
 }
 
-async fn to_json(state: &AppState, group: &Known, with_members: bool) -> ScimResult<Value> {
+async fn to_json(state: &AppState, group: &ScimGroup, with_members: bool) -> ScimResult<Value> {
     let name = &group.name;
     let mut body = serde_json::json!({
         "schemas": [GROUP_SCHEMA],
@@ -179,72 +154,32 @@ fn fields(body: &Value) -> ScimResult<Fields> {
     })
 }
 
-/// Makes the group's name, external id and SCIM memberships those of `fields`; returns it.
-async fn save(state: &AppState, current: Option<&Known>, fields: &Fields) -> ScimResult<Known> {
-    let now = state.clock.now();
-    let id = match current {
-        Some(group) => {
-            if group.name != fields.display_name {
-                state
-                    .store
-                    .rename_group(&group.name, &fields.display_name, now)
-                    .await?;
-            }
-            group.id.clone()
-        }
-        None => {
-            state.store.create_group(&fields.display_name, now).await?;
-            uuid::Uuid::new_v4().to_string()
-        }
+/// Makes the group's name, external id and SCIM memberships those of `fields` (through the
+/// directory, audited); returns it.
+async fn save(
+    state: &AppState,
+    who: &ScimCaller,
+    current: Option<&ScimGroup>,
+    fields: &Fields,
+) -> ScimResult<ScimGroup> {
+    let wanted = ScimGroupChange {
+        name: &fields.display_name,
+        external_id: fields.external_id.as_deref(),
+        members: &fields.members,
     };
-    let name = &fields.display_name;
-    state
-        .store
-        .set_group_scim(name, &id, fields.external_id.as_deref())
+    let (group, changed) = state
+        .directory
+        .save_scim_group(current, &wanted, &who.actor)
         .await?;
-    let existing: Vec<String> = state
-        .store
-        .group_members(name)
-        .await?
-        .into_iter()
-        .filter(|(_, source)| source == SCIM_SOURCE)
-        .map(|(u, _)| u.id)
-        .collect();
-    let mut changed = Vec::new();
-    for id in &fields.members {
-        if !existing.contains(id) {
-            if state.store.user_by_id(id).await?.is_none() {
-                // A member that is not a user here cannot be one; the rest still apply.
-                tracing::warn!(group = %name, member = %id, "SCIM: ignoring a member that is not a user");
-                continue;
-            }
-            state
-                .store
-                .set_membership(id, name, SCIM_SOURCE, true, now)
-                .await?;
-            changed.push(id.clone());
-        }
-    }
-    for id in existing.iter().filter(|id| !fields.members.contains(id)) {
-        state
-            .store
-            .set_membership(id, name, SCIM_SOURCE, false, now)
-            .await?;
-        changed.push(id.clone());
-    }
     for id in changed {
         state.apply_user_change(&id).await;
     }
-    Ok(Known {
-        name: name.clone(),
-        id,
-        external_id: fields.external_id.clone(),
-    })
+    Ok(group)
 }
 
 pub async fn create(
     State(state): State<AppState>,
-    _who: ScimCaller,
+    who: ScimCaller,
     parsed: Result<Json<Value>, JsonRejection>,
 ) -> ScimResult<Response> {
     let fields = fields(&json_body(parsed, "valid JSON")?)?;
@@ -259,7 +194,7 @@ pub async fn create(
             format!("a group is already called {:?}", fields.display_name),
         ));
     }
-    let group = save(&state, None, &fields).await?;
+    let group = save(&state, &who, None, &fields).await?;
     Ok(scim_json(
         StatusCode::CREATED,
         &to_json(&state, &group, true).await?,
@@ -268,13 +203,13 @@ pub async fn create(
 
 pub async fn replace(
     State(state): State<AppState>,
-    _who: ScimCaller,
+    who: ScimCaller,
     Path(id): Path<String>,
     parsed: Result<Json<Value>, JsonRejection>,
 ) -> ScimResult<Response> {
     let current = find(&state, &id).await?;
     let fields = fields(&json_body(parsed, "valid JSON")?)?;
-    let group = save(&state, Some(&current), &fields).await?;
+    let group = save(&state, &who, Some(&current), &fields).await?;
     Ok(scim_json(
         StatusCode::OK,
         &to_json(&state, &group, true).await?,
@@ -283,7 +218,7 @@ pub async fn replace(
 
 pub async fn patch(
     State(state): State<AppState>,
-    _who: ScimCaller,
+    who: ScimCaller,
     Path(id): Path<String>,
     parsed: Result<Json<PatchBody>, JsonRejection>,
 ) -> ScimResult<Response> {
@@ -291,21 +226,14 @@ pub async fn patch(
     let current = find(&state, &id).await?;
     let mut resource = to_json(&state, &current, true).await?;
     // Only SCIM's own memberships are SCIM's to change.
-    let scim_members: Vec<String> = state
-        .store
-        .group_members(&current.name)
-        .await?
-        .into_iter()
-        .filter(|(_, s)| s == SCIM_SOURCE)
-        .map(|(u, _)| u.id)
-        .collect();
+    let scim_members = state.directory.scim_members(&current.name).await?;
     resource["members"] = scim_members
         .iter()
         .map(|id| serde_json::json!({ "value": id }))
         .collect();
     patch::apply(&mut resource, body)?;
     let fields = fields(&resource)?;
-    let group = save(&state, Some(&current), &fields).await?;
+    let group = save(&state, &who, Some(&current), &fields).await?;
     Ok(scim_json(
         StatusCode::OK,
         &to_json(&state, &group, true).await?,
@@ -314,19 +242,11 @@ pub async fn patch(
 
 pub async fn delete(
     State(state): State<AppState>,
-    _who: ScimCaller,
+    who: ScimCaller,
     Path(id): Path<String>,
 ) -> ScimResult<Response> {
     let name = find(&state, &id).await?.name;
-    let members: Vec<String> = state
-        .store
-        .group_members(&name)
-        .await?
-        .into_iter()
-        .map(|(u, _)| u.id)
-        .collect();
-    state.store.delete_group(&name).await?;
-    for id in members {
+    for id in state.directory.delete_group(&name, &who.actor).await? {
         state.apply_user_change(&id).await;
     }
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -27,10 +27,6 @@ pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
-/// Memberships written through SCIM.
-pub const SCIM_SOURCE: &str = "scim";
-/// The issuer under which SCIM `externalId`s are linked to users.
-pub const SCIM_ISSUER: &str = "scim";
 const MAX_COUNT: usize = 200;
 
 pub fn routes() -> Router<AppState> {

@@ -8,17 +8,16 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use portcullis_auth::directory::AddUser;
+use portcullis_auth::directory::{AddUser, ScimUser};
 use portcullis_core::Email;
 use portcullis_core::Role;
 use portcullis_core::user::{User, UserStatus, validate_username};
-use portcullis_store::LinkedIdentity;
 use serde_json::Value;
 
 use super::patch::{self, PatchBody};
 use super::{
-    ListQuery, SCIM_ISSUER, ScimCaller, ScimError, ScimResult, USER_SCHEMA, boolean, filter,
-    json_body, list_response, location, project, scim_json, timestamp,
+    ListQuery, ScimCaller, ScimError, ScimResult, USER_SCHEMA, boolean, filter, json_body,
+    list_response, location, project, scim_json, timestamp,
 };
 use crate::state::AppState;
 
@@ -93,13 +92,7 @@ fn fields(body: &Value) -> ScimResult<Fields> {
 }
 
 async fn external_id(state: &AppState, user_id: &str) -> ScimResult<Option<String>> {
-    Ok(state
-        .store
-        .identities_of(user_id)
-        .await?
-        .into_iter()
-        .find(|i| i.issuer == SCIM_ISSUER)
-        .map(|i| i.subject))
+    Ok(state.directory.scim_external_id(user_id).await?)
 }
 
 async fn to_json(state: &AppState, user: &User) -> ScimResult<Value> {
@@ -236,7 +229,7 @@ pub async fn create(
     ))
 }
 
-/// Brings the user in line with `fields` (status through the directory, so deactivation ends
+/// Brings the user in line with `fields` (through the directory, audited; deactivation ends
 /// sessions everywhere) and returns them as they are now.
 async fn save(
     state: &AppState,
@@ -244,50 +237,17 @@ async fn save(
     user: &User,
     fields: &Fields,
 ) -> ScimResult<User> {
-    let now = state.clock.now();
-    if user.username != fields.user_name
-        || user.email != fields.email
-        || user.display_name != fields.display_name
-    {
-        state
-            .store
-            .update_user(
-                &user.id,
-                &fields.user_name,
-                fields.email.as_ref(),
-                fields.display_name.as_deref(),
-                now,
-            )
-            .await?;
-    }
-    let active = user.status == UserStatus::Active;
-    if active != fields.active {
-        let status = if fields.active {
-            UserStatus::Active
-        } else {
-            UserStatus::Disabled
-        };
-        state
-            .directory
-            .set_status(&fields.user_name, status, &who.actor)
-            .await?;
-    }
-    let linked = external_id(state, &user.id).await?;
-    if fields.external_id.is_none() && linked.is_some() {
-        state.store.unlink_identity(&user.id, SCIM_ISSUER).await?;
-    }
-    if let Some(external) = &fields.external_id
-        && linked.as_deref() != Some(external)
-    {
-        let link = LinkedIdentity {
-            issuer: SCIM_ISSUER.into(),
-            subject: external.clone(),
-            user_id: user.id.clone(),
-            provider: "scim".into(),
-            email: fields.email.clone(),
-        };
-        state.store.link_identity(&link, now).await?;
-    }
+    let wanted = ScimUser {
+        username: &fields.user_name,
+        email: fields.email.as_ref(),
+        display_name: fields.display_name.as_deref(),
+        active: fields.active,
+        external_id: fields.external_id.as_deref(),
+    };
+    state
+        .directory
+        .save_scim_user(user, &wanted, &who.actor)
+        .await?;
     state.apply_user_change(&user.id).await;
     find(state, &user.id).await
 }
@@ -325,12 +285,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ScimResult<Response> {
     let user = find(&state, &id).await?;
-    // End sessions and keys first (on every process), then delete.
-    state
-        .directory
-        .set_status(&user.username, UserStatus::Disabled, &who.actor)
-        .await?;
+    state.directory.delete_user(&user, &who.actor).await?;
     state.apply_user_change(&user.id).await;
-    state.store.delete_user(&user.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -37,6 +37,19 @@ impl From<DirectoryError> for Failure {
     }
 }
 
+mod scim;
+mod sign_in;
+pub use scim::{SCIM_ISSUER, SCIM_SOURCE, ScimGroup, ScimGroupChange, ScimUser};
+pub use sign_in::{IdentitySource, LoginRefusal, Resolution};
+
+/// A username or email that belongs to someone else is the caller's conflict to resolve.
+fn taken(e: StoreError) -> DirectoryError {
+    match e {
+        StoreError::Conflict(conflict) => DirectoryError::Taken(conflict),
+        other => other.into(),
+    }
+}
+
 /// The issuer under which pre-provisioned users' external ids are linked.
 pub const EXTERNAL_ISSUER: &str = "external";
 
@@ -54,6 +67,20 @@ pub struct AddUser {
     pub display_name: Option<String>,
     pub role: Role,
     pub password_hash: Option<String>,
+}
+
+impl AddUser {
+    fn into_new_user(self) -> NewUser {
+        NewUser {
+            id: uuid::Uuid::new_v4().to_string(),
+            username: self.username,
+            email: self.email,
+            display_name: self.display_name,
+            role: self.role,
+            status: UserStatus::Active,
+            password_hash: self.password_hash,
+        }
+    }
 }
 
 /// What to do with dead letters of the provisioning outbox.
@@ -96,6 +123,12 @@ impl Directory {
         target: &str,
         reason: Option<&str>,
     ) -> Result<(), DirectoryError> {
+        self.record(action, actor, target, reason).await;
+        Ok(())
+    }
+
+    /// Writes one audit entry for a change made by `actor` to `target`.
+    async fn record(&self, action: &str, actor: &Actor, target: &str, reason: Option<&str>) {
         self.audit
             .record(Entry {
                 action,
@@ -106,7 +139,6 @@ impl Directory {
                 client_ip: actor.client_ip.clone(),
             })
             .await;
-        Ok(())
     }
 
     /// Retries or discards one dead letter (`(sink, seq)`) or all of them, audited; returns how
@@ -125,15 +157,7 @@ impl Directory {
                 "outbox_discarded",
             ),
         };
-        self.audit
-            .record(Entry {
-                action,
-                success: true,
-                actor: Some(&actor.id),
-                subject: Some(&format!("{count} dead letter(s)")),
-                reason: None,
-                client_ip: actor.client_ip.clone(),
-            })
+        self.record(action, actor, &format!("{count} dead letter(s)"), None)
             .await;
         Ok(count)
     }
@@ -142,23 +166,9 @@ impl Directory {
         validate_username(&new.username).map_err(DirectoryError::Invalid)?;
         let user = self
             .store
-            .create_user(
-                NewUser {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    username: new.username,
-                    email: new.email,
-                    display_name: new.display_name,
-                    role: new.role,
-                    status: UserStatus::Active,
-                    password_hash: new.password_hash,
-                },
-                self.clock.now(),
-            )
+            .create_user(new.into_new_user(), self.clock.now())
             .await
-            .map_err(|e| match e {
-                StoreError::Conflict(conflict) => DirectoryError::Taken(conflict),
-                other => other.into(),
-            })?;
+            .map_err(taken)?;
         self.audited(
             "user_created",
             actor,
@@ -166,6 +176,25 @@ impl Directory {
             Some(user.role.as_str()),
         )
         .await?;
+        Ok(user)
+    }
+
+    /// The first administrator, created only while there is none (the setup link); refused
+    /// with [`Conflict::AdminExists`] once one exists, however many tabs raced for it.
+    pub async fn add_first_admin(
+        &self,
+        mut new: AddUser,
+        actor: &Actor,
+    ) -> Result<User, DirectoryError> {
+        validate_username(&new.username).map_err(DirectoryError::Invalid)?;
+        new.role = Role::Admin;
+        let user = self
+            .store
+            .create_first_admin(new.into_new_user(), self.clock.now())
+            .await
+            .map_err(taken)?;
+        self.record("user_created", actor, &user.username, Some("first admin"))
+            .await;
         Ok(user)
     }
 
@@ -224,6 +253,17 @@ impl Directory {
         actor: &Actor,
     ) -> Result<(), DirectoryError> {
         let user = self.find(username).await?;
+        self.change_status(&user, username, status, actor).await
+    }
+
+    /// [`Self::set_status`] of a user already found (`username` is what the audit names them).
+    async fn change_status(
+        &self,
+        user: &User,
+        username: &str,
+        status: UserStatus,
+        actor: &Actor,
+    ) -> Result<(), DirectoryError> {
         self.store
             .set_status(&user.id, status, self.clock.now())
             .await?;
