@@ -1,6 +1,8 @@
-//! Directory operations for operators: the CLI now, the admin API later. Each operation changes
-//! the store, records the change on the feed (so running processes apply it within a second), and
-//! writes the audit trail.
+//! The directory's one writer. Every change to users, groups, memberships, identities and keys
+//! comes through here — the CLI, the REST API, the admin UI, SCIM ([`scim`]), the setup link,
+//! and sign-ins and refreshes from every identity source ([`sign_in`]) — and is audited with
+//! who made it. Running processes learn of each change from the change feed, which database
+//! triggers write in the same transaction, so no caller can forget to publish one.
 
 use std::sync::Arc;
 use std::time::Duration;
