@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_core::Failure;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_store::{Store, StoreError};
 
 use crate::directory::LoginRefusal;
 use crate::ldap::{LdapError, LdapLogin};
-use crate::password::PasswordHasher;
+use crate::password::{PasswordHasher, PasswordPolicy};
 use crate::throttle::{AttemptKeys, LoginThrottle};
 
 /// Why a sign-in failed. Callers show every `Rejected` the same way, so the response never says
@@ -29,6 +30,7 @@ pub enum LoginError {
 pub struct LocalLogin {
     store: Arc<dyn Store>,
     hasher: PasswordHasher,
+    policy: PasswordPolicy,
     throttle: LoginThrottle,
     /// Accounts without a local password are checked against the directory, when there is one.
     ldap: Option<Arc<LdapLogin>>,
@@ -39,9 +41,32 @@ impl LocalLogin {
         LocalLogin {
             store,
             hasher,
+            policy: PasswordPolicy::default(),
             throttle,
             ldap: None,
         }
+    }
+
+    /// What new passwords must be (default: [`PasswordPolicy::default`]).
+    pub fn with_policy(mut self, policy: PasswordPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn policy(&self) -> &PasswordPolicy {
+        &self.policy
+    }
+
+    /// The hash of a new password for the account known by `names` (username, email), after
+    /// the policy's check; a refusal is a bad request that says what to choose instead.
+    pub async fn hash_new(&self, password: &str, names: &[&str]) -> Result<String, Failure> {
+        self.policy
+            .check(password, names)
+            .map_err(Failure::bad_request)?;
+        self.hasher
+            .hash(password)
+            .await
+            .map_err(|e| Failure::internal(e.to_string()))
     }
 
     /// Also signs in accounts from an LDAP directory (those without a local password), with the
@@ -72,6 +97,30 @@ impl LocalLogin {
             Err(_) => {}
         }
         outcome
+    }
+
+    /// Checks that `password` is the current local password of `user`, throttled like a
+    /// sign-in: a session left open must not become a way to guess the password.
+    pub async fn check_current(
+        &self,
+        user: &User,
+        password: &str,
+        client_ip: Option<&str>,
+    ) -> Result<(), LoginError> {
+        let keys = AttemptKeys::new(&user.username, client_ip);
+        if let Err(retry_after) = self.throttle.check(&keys) {
+            return Err(LoginError::Throttled { retry_after });
+        }
+        let hash = self.store.password_hash(&user.id).await?;
+        if self.hasher.verify(hash.as_deref(), password).await {
+            self.throttle.record_success(&keys);
+            Ok(())
+        } else {
+            self.throttle.record_failure(&keys);
+            Err(LoginError::Rejected {
+                reason: "wrong_current_password",
+            })
+        }
     }
 
     async fn check_credentials(&self, login: &str, password: &str) -> Result<User, LoginError> {

@@ -27,8 +27,13 @@ pub struct PasswordHasher {
     decoy: Arc<String>,
 }
 
+/// The shortest password any configuration may allow (NIST SP 800-63B's minimum).
 pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longer inputs are refused before hashing, so nobody can make a sign-in hash megabytes.
 const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Common passwords of eight characters or more, lower-cased (see data/README.md).
+const COMMON_PASSWORDS: &str = include_str!("../data/common-passwords.txt");
 
 pub fn hash_blocking(password: &str) -> Result<String, PasswordError> {
     let salt = SaltString::generate(&mut OsRng);
@@ -47,17 +52,70 @@ fn verify_blocking(hash: &str, password: &str) -> bool {
     }
 }
 
-/// What is wrong with a new password, if anything.
-pub fn check_new_password(password: &str) -> Result<(), String> {
-    if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(format!(
-            "a password needs at least {MIN_PASSWORD_LEN} characters"
-        ));
+/// What a new password must be (NIST SP 800-63B): long enough, not a well-known one, not the
+/// account's own name — and no composition rules, which make passwords worse, not stronger.
+#[derive(Clone, Debug)]
+pub struct PasswordPolicy {
+    min_length: usize,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        PasswordPolicy {
+            min_length: MIN_PASSWORD_LEN,
+        }
     }
-    if password.len() > MAX_PASSWORD_LEN {
-        return Err(format!("a password has at most {MAX_PASSWORD_LEN} bytes"));
+}
+
+impl PasswordPolicy {
+    /// A policy with a longer minimum (never shorter than [`MIN_PASSWORD_LEN`]).
+    pub fn with_min_length(min_length: usize) -> Self {
+        PasswordPolicy {
+            min_length: min_length.max(MIN_PASSWORD_LEN),
+        }
     }
-    Ok(())
+
+    pub fn min_length(&self) -> usize {
+        self.min_length
+    }
+
+    /// What is wrong with `password` as a new password for the account known by `names`
+    /// (username, email, display name), as a sentence the person can act on.
+    pub fn check(&self, password: &str, names: &[&str]) -> Result<(), String> {
+        if password.chars().count() < self.min_length {
+            return Err(format!(
+                "A password needs at least {} characters; a few unrelated words make a good one.",
+                self.min_length
+            ));
+        }
+        if password.len() > MAX_PASSWORD_LEN {
+            return Err(format!("A password has at most {MAX_PASSWORD_LEN} bytes."));
+        }
+        let lower = password.to_lowercase();
+        if is_common(&lower) {
+            return Err(
+                "That password is on the list of the most common ones, which attackers try first; choose another."
+                    .into(),
+            );
+        }
+        let personal = names.iter().any(|name| {
+            let name = name.trim().to_lowercase();
+            !name.is_empty()
+                && (lower == name || name.split('@').next().is_some_and(|local| lower == local))
+        });
+        if personal {
+            return Err("A password must not be your username or email address.".into());
+        }
+        Ok(())
+    }
+}
+
+/// Whether the lower-cased `password` is in the bundled list.
+fn is_common(lower: &str) -> bool {
+    let mut lines = COMMON_PASSWORDS.lines();
+    // The list is small (11,611 lines, 120 kB) and checked only when a password is chosen, so
+    // walking it is fine; no table is kept in memory between checks.
+    lines.any(|common| common == lower)
 }
 
 impl PasswordHasher {
@@ -120,7 +178,36 @@ mod tests {
 
     #[test]
     fn new_password_rules() {
-        assert!(check_new_password("short").is_err());
-        assert!(check_new_password("long enough").is_ok());
+        let policy = PasswordPolicy::default();
+        let names = ["alice", "Alice.Smith@example.com"];
+        let refused = |p: &str| policy.check(p, &names).unwrap_err();
+        assert!(refused("short").contains("at least 8"));
+        assert!(refused(&"x".repeat(1025)).contains("at most"));
+        for common in [
+            "password",
+            "PASSWORD1",
+            "12345678",
+            "Iloveyou",
+            "qwertyuiop",
+        ] {
+            assert!(refused(common).contains("most common"), "{common}");
+        }
+        assert!(refused("alice.smith@example.com").contains("username or email"));
+        assert!(refused("ALICE.SMITH").contains("username or email"));
+        assert!(policy.check("correct horse battery", &names).is_ok());
+        // Composition is not a rule: a long lower-case phrase is fine.
+        assert!(policy.check("tulips in the rain", &names).is_ok());
+
+        let longer = PasswordPolicy::with_min_length(12);
+        assert!(
+            longer
+                .check("eleven char", &[])
+                .unwrap_err()
+                .contains("at least 12")
+        );
+        assert_eq!(
+            PasswordPolicy::with_min_length(4).min_length(),
+            MIN_PASSWORD_LEN
+        );
     }
 }

@@ -41,6 +41,10 @@ pub struct User {
     pub created_at: Timestamp,
     /// Last activity through any of their sessions; `None` until they first sign in.
     pub last_seen: Option<Timestamp>,
+    /// Whether the user has a local password (others sign in through a provider or LDAP).
+    pub has_password: bool,
+    /// The local password must be changed at the next sign-in (set by an admin).
+    pub must_change_password: bool,
 }
 
 impl User {
@@ -94,6 +98,8 @@ mod tests {
             groups: vec![],
             created_at: Timestamp(0),
             last_seen: None,
+            has_password: false,
+            must_change_password: false,
         }
     }
 

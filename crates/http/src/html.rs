@@ -38,6 +38,10 @@ a.button{display:block;text-align:center;text-decoration:none;margin-top:14px;fo
 .divider::before,.divider::after{content:"";flex:1;border-top:1px solid var(--line)}
 .alert{border:1px solid var(--bad);background:var(--bad-bg);color:var(--bad);border-radius:8px;padding:10px 12px;margin:12px 0 0}
 .hint{font-size:.9rem;color:var(--muted);margin-top:12px}
+label.check{display:flex;gap:8px;align-items:center;font-weight:500}
+label.check input{width:auto;margin:0}
+.field-error{color:var(--bad);font-size:.9rem;font-weight:600;margin:6px 0 0}
+input[aria-invalid=true]{border-color:var(--bad);border-width:2px}
 .code{font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;color:var(--muted)}
 table{width:100%;border-collapse:collapse;font-size:.92rem}
 th,td{text-align:left;padding:8px 6px;border-bottom:1px solid var(--line);vertical-align:top;word-break:break-all}

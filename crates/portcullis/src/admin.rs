@@ -11,8 +11,9 @@ use clap::{Subcommand, ValueEnum};
 use portcullis_auth::assertion::Assertions;
 use portcullis_auth::audit::Entry;
 use portcullis_auth::audit::{Actor, Audit};
+use portcullis_auth::directory::KeepSessions;
 use portcullis_auth::directory::{AddUser, Directory, DirectoryError, Settle};
-use portcullis_auth::password::{check_new_password, hash_blocking};
+use portcullis_auth::password::{PasswordPolicy, hash_blocking};
 use portcullis_core::config::Config;
 use portcullis_core::user::UserStatus;
 use portcullis_core::{Clock, Role, SystemClock};
@@ -71,6 +72,21 @@ pub enum UserCommand {
     AddToGroup {
         username: String,
         group: String,
+    },
+    /// Set a user's password from the first line of standard input; every session of theirs
+    /// ends. With --must-change they choose a new one at their next sign-in.
+    Passwd {
+        username: String,
+        #[arg(long)]
+        must_change: bool,
+    },
+    /// Print a one-time link with which the user chooses a new password (nothing changes until
+    /// they use it). Send it to them over a channel you trust.
+    ResetLink {
+        username: String,
+        /// How long the link works, such as 30m or 1d (default: local_auth.reset_link_lifetime).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<Duration>,
     },
 }
 
@@ -176,14 +192,22 @@ fn finish(result: Result<(), String>) -> ExitCode {
     }
 }
 
-fn read_password() -> Result<String, String> {
+/// A new password for the account known by `names`, from the first line of standard input,
+/// checked against the configured policy.
+fn read_password(config: &Config, names: &[&str]) -> Result<String, String> {
+    use std::io::IsTerminal as _;
+    if std::io::stdin().is_terminal() {
+        // Typing it here would show it on the screen and keep it in the terminal's scrollback.
+        return Err("pipe the password in on standard input (printf '%s\\n' \"$PASSWORD\" | portcullis …), or send the user a link with `portcullis user reset-link`".into());
+    }
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut line)
         .map_err(|e| format!("reading the password: {e}"))?;
     let password = line.trim_end_matches(['\r', '\n']).to_owned();
-    check_new_password(&password)?;
+    PasswordPolicy::with_min_length(config.local_auth.min_password_length)
+        .check(&password, names)?;
     Ok(password)
 }
 
@@ -207,7 +231,9 @@ async fn run_user(config: &Config, command: UserCommand) -> Result<(), String> {
             password_stdin,
         } => {
             let password_hash = if password_stdin {
-                Some(hash_blocking(&read_password()?).map_err(|e| e.to_string())?)
+                let names = [username.as_str(), email.as_deref().unwrap_or("")];
+                let password = read_password(config, &names)?;
+                Some(hash_blocking(&password).map_err(|e| e.to_string())?)
             } else {
                 None
             };
@@ -261,6 +287,43 @@ async fn run_user(config: &Config, command: UserCommand) -> Result<(), String> {
                 .await
                 .map_err(show)?;
             eprintln!("{username} is in {group}");
+        }
+        UserCommand::Passwd {
+            username,
+            must_change,
+        } => {
+            let user = dir.user(&username).await.map_err(show)?;
+            let names = [user.username.as_str(), user.email.as_deref().unwrap_or("")];
+            let password = read_password(config, &names)?;
+            let hash = hash_blocking(&password).map_err(|e| e.to_string())?;
+            dir.set_password(&user, Some(&hash), must_change, KeepSessions::None, &actor)
+                .await
+                .map_err(show)?;
+            let then = if must_change {
+                "; they choose a new one at their next sign-in"
+            } else {
+                ""
+            };
+            eprintln!("set the password of {username}: their sessions have ended{then}");
+        }
+        UserCommand::ResetLink {
+            username,
+            expires_in,
+        } => {
+            let lifetime = expires_in.unwrap_or(config.local_auth.reset_link_lifetime);
+            let issued = dir
+                .issue_reset_link(&username, lifetime, &actor)
+                .await
+                .map_err(show)?;
+            // The link alone on standard output, so scripts can capture it.
+            println!(
+                "{}",
+                portcullis_web::reset_url(&config.public_url(), &issued.token)
+            );
+            eprintln!(
+                "a one-time link for {username}, working until {} UTC; it is shown only now",
+                issued.expires_at.utc()
+            );
         }
     }
     Ok(())

@@ -128,7 +128,8 @@ fn hash_password() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let password = line.trim_end_matches(['\r', '\n']);
-    if let Err(problem) = portcullis_auth::password::check_new_password(password) {
+    let policy = portcullis_auth::password::PasswordPolicy::default();
+    if let Err(problem) = policy.check(password, &[]) {
         eprintln!("{problem}");
         return ExitCode::FAILURE;
     }

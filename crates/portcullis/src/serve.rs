@@ -14,6 +14,7 @@ use portcullis_auth::keys::KeyRing;
 use portcullis_auth::ldap::LdapLogin;
 use portcullis_auth::oidc::refresh::ProviderRefresher;
 use portcullis_auth::oidc::{FlowManager, Providers};
+use portcullis_auth::password::PasswordPolicy;
 use portcullis_auth::principal::Authenticator;
 use portcullis_auth::seal::Sealer;
 use portcullis_auth::watch::ChangeWatcher;
@@ -208,7 +209,10 @@ fn local_login(
         )),
         None => None,
     };
-    Ok(LocalLogin::new(store.clone(), hasher, throttle).with_ldap(ldap))
+    let policy = PasswordPolicy::with_min_length(local.min_password_length);
+    Ok(LocalLogin::new(store.clone(), hasher, throttle)
+        .with_policy(policy)
+        .with_ldap(ldap))
 }
 
 fn provisioner(
@@ -334,6 +338,7 @@ fn web_settings(config: &Config) -> WebSettings {
         metrics_allowed: config.metrics_allowed.clone(),
         local_auth_enabled: config.local_auth.enabled,
         allowed_redirect_hosts: config.redirect_hosts(),
+        reset_link_lifetime: config.local_auth.reset_link_lifetime,
     }
 }
 

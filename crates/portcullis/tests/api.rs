@@ -540,6 +540,9 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/outbox", &["get"]),
         ("/api/v1/outbox/retry", &["post"]),
         ("/api/v1/outbox/discard", &["post"]),
+        ("/api/v1/me/password", &["post"]),
+        ("/api/v1/users/{username}/password", &["put"]),
+        ("/api/v1/users/{username}/reset-link", &["post"]),
     ];
     assert_eq!(documented.len(), served.len(), "{documented:?}");
     for (path, methods) in served {

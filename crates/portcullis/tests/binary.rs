@@ -410,6 +410,48 @@ async fn operators_manage_users_and_keys_from_the_cli_while_serving() {
         "disabling in another process stops the key within one second"
     );
 
+    // Passwords: the policy's refusal says why; a reset link is printed alone on stdout.
+    let weak = cli(dir.path(), &["user", "passwd", "deploy-bot"], "password1\n");
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("most common"));
+    let set = cli(
+        dir.path(),
+        &["user", "passwd", "deploy-bot", "--must-change"],
+        "a new bot phrase\n",
+    );
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    assert!(String::from_utf8_lossy(&set.stderr).contains("at their next sign-in"));
+    let link = cli(dir.path(), &["user", "reset-link", "deploy-bot"], "");
+    assert!(
+        link.status.success(),
+        "{}",
+        String::from_utf8_lossy(&link.stderr)
+    );
+    let link = String::from_utf8(link.stdout).unwrap().trim().to_owned();
+    let path = &link[link.find("/.portcullis/reset?token=").expect(&link)..];
+    let form = http
+        .get(format!("{}{path}", served.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        form.status(),
+        StatusCode::OK,
+        "the running server knows the CLI's link"
+    );
+    let too_long = cli(
+        dir.path(),
+        &["user", "reset-link", "deploy-bot", "--expires-in", "30d"],
+        "",
+    );
+    assert!(String::from_utf8_lossy(&too_long.stderr).contains("5 minutes to 7 days"));
+    let nobody = cli(dir.path(), &["user", "reset-link", "nobody"], "");
+    assert!(!nobody.status.success());
+
     let unknown = cli(dir.path(), &["user", "disable", "nobody"], "");
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user is called \"nobody\""));

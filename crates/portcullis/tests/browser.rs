@@ -163,3 +163,91 @@ async fn an_admin_manages_users_and_keys_in_the_admin_ui() {
     browser.screenshot("admin-audit").await;
     h.running.shutdown().await;
 }
+
+/// The password flows as a person goes through them: an admin hands out a reset link, the user
+/// chooses a password with it, signs in, and changes it on the account page (a mistake first,
+/// shown next to the field).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_are_recovered_with_a_link_and_changed_on_the_account_page() {
+    let h = Harness::start("").await;
+    let admin = h.setup_admin().await;
+    h.add_user(
+        "grace",
+        Some("grace@example.com"),
+        None,
+        portcullis_core::Role::User,
+        &[],
+    )
+    .await;
+    let issued: serde_json::Value = h
+        .http
+        .post(h.url("/.portcullis/api/v1/users/grace/reset-link"))
+        .header("cookie", format!("_portcullis={admin}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let browser = Browser::start().await;
+    let base = &h.base;
+
+    browser.goto(issued["url"].as_str().unwrap()).await;
+    browser.wait_for_text("Choose a new password").await;
+    browser.type_into("#password", "password123").await;
+    browser.type_into("#confirm", "password123").await;
+    browser
+        .click("form[action='/.portcullis/reset'] button")
+        .await;
+    browser.wait_for_text("most common").await;
+    browser.screenshot("reset-link-refused").await;
+    browser.type_into("#password", "a garden of tulips").await;
+    browser.type_into("#confirm", "a garden of tulips").await;
+    browser
+        .click("form[action='/.portcullis/reset'] button")
+        .await;
+    browser
+        .wait_for_text("Your password has been changed")
+        .await;
+    browser.screenshot("sign-in-after-reset").await;
+
+    browser.type_into("#login", "grace").await;
+    browser.type_into("#password", "a garden of tulips").await;
+    browser
+        .click("form[action='/.portcullis/sign_in'] button")
+        .await;
+    // Signed in: the built-in whoami page (no app is configured) shows who.
+    browser.wait_for_text("grace@example.com").await;
+    browser.goto(&format!("{base}/.portcullis/account")).await;
+    browser.wait_for_text("Change password").await;
+    browser
+        .type_into("#current_password", "not it at all")
+        .await;
+    browser.type_into("#password", "rain on the window").await;
+    browser.type_into("#confirm", "rain on the window").await;
+    browser
+        .click("form[action='/.portcullis/account/password'] button")
+        .await;
+    let page = browser
+        .wait_for_text("That is not your current password.")
+        .await;
+    assert!(
+        page.contains("aria-invalid=\"true\""),
+        "the field is marked"
+    );
+    browser.screenshot("account-password-error").await;
+    browser
+        .type_into("#current_password", "a garden of tulips")
+        .await;
+    browser.type_into("#password", "rain on the window").await;
+    browser.type_into("#confirm", "rain on the window").await;
+    browser
+        .click("form[action='/.portcullis/account/password'] button")
+        .await;
+    browser
+        .wait_for_text("Your password has been changed; your other sessions have ended.")
+        .await;
+    browser.screenshot("account-password-changed").await;
+    assert!(h.sign_in("grace", "rain on the window").await.is_ok());
+    h.running.shutdown().await;
+}

@@ -415,6 +415,7 @@ async fn a_sqlite_deployment_moves_to_postgres_with_every_row() {
     old.cli(&["user", "disable", "bob"], None);
     old.cli(&["key", "create", "--user", "alice", "--name", "ci"], None);
     old.cli(&["keys", "rotate"], None);
+    old.cli(&["user", "reset-link", "alice"], None);
     let http = http();
     let session = sign_in_at(&http, &old.base, "alice", PASSWORD)
         .await
@@ -713,4 +714,103 @@ async fn scim_provider_refresh_and_api_changes_on_one_replica_hold_on_the_other(
     )
     .await;
     eprintln!("the role change reached B after {took:?}");
+}
+
+/// Submits the reset form of `link` with `password` at `base`: the response's status.
+async fn use_reset_link(
+    http: &reqwest::Client,
+    base: &str,
+    link: &str,
+    password: &str,
+) -> (StatusCode, String) {
+    let path = &link[link.find("/.portcullis/reset").unwrap()..];
+    let form = http.get(format!("{base}{path}")).send().await.unwrap();
+    let csrf_cookie = set_cookie_value(&form, "_portcullis_csrf").unwrap();
+    let html = form.text().await.unwrap();
+    let field = |name: &str| common::hidden_field(&html, name);
+    let response = http
+        .post(format!("{base}/.portcullis/reset"))
+        .header(COOKIE, format!("_portcullis_csrf={csrf_cookie}"))
+        .form(&[
+            ("csrf", field("csrf")),
+            ("token", field("token")),
+            ("password", password.into()),
+            ("confirm", password.into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_reset_link_made_on_one_replica_works_once_on_any() {
+    let pg = PgCluster::start();
+    let upstream = common::upstream::start().await;
+    let port_a = free_port();
+    let config = shared(
+        &pg,
+        &upstream.url(),
+        &format!("http://127.0.0.1:{port_a}"),
+        "",
+    );
+    let a = Replica::start_on(port_a, &config).await;
+    let b = Replica::start(&config).await;
+    a.cli(
+        &["user", "add", "alice", "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let http = http();
+    let on_a = sign_in_at(&http, &a.base, "alice", PASSWORD).await.unwrap();
+
+    let link = a
+        .cli(&["user", "reset-link", "alice"], None)
+        .trim()
+        .to_owned();
+    let (status, _) = use_reset_link(&http, &b.base, &link, "chosen on replica b").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "a link made on A works on B");
+    let (status, page) = use_reset_link_again(&http, &a.base, &link).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "and only once, on A too");
+    assert!(page.contains("used already"), "{page}");
+    within(
+        "the reset on B ends the session on A",
+        Duration::from_secs(1),
+        || {
+            let http = http.clone();
+            let (base, session) = (a.base.clone(), on_a.clone());
+            async move { status_with(&http, &base, &session).await == StatusCode::UNAUTHORIZED }
+        },
+    )
+    .await;
+    assert!(
+        sign_in_at(&http, &a.base, "alice", "chosen on replica b")
+            .await
+            .is_ok()
+    );
+
+    // Two tabs on two replicas racing with one link: exactly one sets its password.
+    let link = a
+        .cli(&["user", "reset-link", "alice"], None)
+        .trim()
+        .to_owned();
+    let (one, two) = tokio::join!(
+        use_reset_link(&http, &a.base, &link, "the phrase from a"),
+        use_reset_link(&http, &b.base, &link, "the phrase from b"),
+    );
+    let winners = [one.0, two.0]
+        .iter()
+        .filter(|s| **s == StatusCode::SEE_OTHER)
+        .count();
+    assert_eq!(winners, 1, "{one:?} {two:?}");
+}
+
+/// The link's form at `base` after it was used: its status and page.
+async fn use_reset_link_again(
+    http: &reqwest::Client,
+    base: &str,
+    link: &str,
+) -> (StatusCode, String) {
+    let path = &link[link.find("/.portcullis/reset").unwrap()..];
+    let response = http.get(format!("{base}{path}")).send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
 }

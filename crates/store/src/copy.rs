@@ -34,6 +34,18 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("created_at", Int),
             ("updated_at", Int),
             ("last_seen_at", Int),
+            ("must_change_password", Int),
+        ],
+    ),
+    (
+        "password_resets",
+        &[
+            ("token_hash", Text),
+            ("user_id", Text),
+            ("created_at", Int),
+            ("expires_at", Int),
+            ("created_by", Text),
+            ("used_at", Int),
         ],
     ),
     (

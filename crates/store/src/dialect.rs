@@ -11,7 +11,7 @@ pub enum Dialect {
 }
 
 /// The columns of a user row that `rows::user_from_row` reads (with `groups`, made per dialect).
-const USER_COLUMNS: [&str; 9] = [
+const USER_COLUMNS: [&str; 10] = [
     "id",
     "username",
     "email",
@@ -21,6 +21,7 @@ const USER_COLUMNS: [&str; 9] = [
     "created_at",
     "last_seen_at",
     "password_hash",
+    "must_change_password",
 ];
 
 /// The users columns PostgreSQL keeps as citext (migrations/postgres/0001_init.sql), so that

@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod copy;
+mod credentials;
 mod dialect;
 mod error;
 mod sql;
@@ -16,6 +17,7 @@ use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Email, Role, Timestamp};
 
 pub use copy::{Dump, Value};
+pub use credentials::{CredentialStore, PasswordReset, ResetLink};
 pub use dialect::Dialect;
 pub use error::{Conflict, StoreError};
 pub use sql::{PoolSettings, SqlStore, TEST_DATABASE_VAR};
@@ -164,7 +166,7 @@ pub struct AuditEvent {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: CredentialStore + Send + Sync + 'static {
     /// Cheap round trip, for `/ready`.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -1,7 +1,7 @@
 //! `/.portcullis/account`: a signed-in person's own profile, sessions and API keys.
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode};
 use portcullis_auth::ActiveSession;
@@ -12,7 +12,10 @@ use serde::Deserialize;
 
 use crate::admin::{Page, csrf_refusal, form_token, location};
 use crate::key_forms::{self, KeyForm};
+use crate::pages::{self, FieldError, NewPasswordForm};
+use crate::passwords::{self, NewPasswordBody, Refusal};
 use crate::state::{AppState, ClientAddr};
+use portcullis_auth::directory::KeepSessions;
 
 const HERE: &str = "/.portcullis/account";
 
@@ -28,14 +31,46 @@ async fn signed_in(
     }
 }
 
-pub async fn page(State(state): State<AppState>, method: Method, headers: HeaderMap) -> Response {
+#[derive(Deserialize, Default)]
+pub struct AccountQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Query(query): Query<AccountQuery>,
+) -> Response {
+    let notice = match query.done.as_deref() {
+        Some("password") => Some("Your password has been changed; your other sessions have ended."),
+        _ => None,
+    };
     match signed_in(&state, &method, &headers).await {
-        Ok(me) => render(&state, &me, None).await,
+        Ok(me) => {
+            let view = View {
+                notice,
+                ..View::default()
+            };
+            render(&state, &me, &view).await
+        }
         Err(refused) => refused,
     }
 }
 
-async fn render(state: &AppState, me: &ActiveSession, new_key: Option<&str>) -> Response {
+/// What a render of the page shows beyond the account itself.
+#[derive(Default)]
+struct View<'a> {
+    /// A key just created, shown once.
+    new_key: Option<&'a str>,
+    notice: Option<&'a str>,
+    /// What was wrong with a password change.
+    password_error: Option<&'a FieldError>,
+}
+
+async fn render(state: &AppState, me: &ActiveSession, view: &View<'_>) -> Response {
+    let new_key = view.new_key;
     let identity = &me.identity;
     // A directory that cannot be read gets a clear page, not empty lists.
     let (sessions, keys) = match tokio::try_join!(
@@ -85,12 +120,17 @@ async fn render(state: &AppState, me: &ActiveSession, new_key: Option<&str>) -> 
         })
         .collect();
     let new_key = key_forms::shown_once(new_key);
+    let notice = view
+        .notice
+        .map(|n| format!("<div class=\"notice\" role=\"status\">{}</div>", escape(n)))
+        .unwrap_or_default();
+    let password_panel = password_panel(state, me, &csrf, view.password_error).await;
     let body = format!(
-        "<h1>My account</h1>{new_key}\
+        "<h1>My account</h1>{notice}{new_key}\
          <div class=\"panel\"><table>\
            <tr><th>Username</th><td>{username}</td></tr><tr><th>Display name</th><td>{name}</td></tr>\
            <tr><th>Email</th><td>{email}</td></tr><tr><th>Role</th><td>{role}</td></tr>\
-           <tr><th>Groups</th><td>{groups}</td></tr></table></div>\
+           <tr><th>Groups</th><td>{groups}</td></tr></table></div>{password_panel}\
          <div class=\"panel\"><h2>Sessions</h2><table><thead><tr><th>Started</th><th>Last seen</th><th>From</th><th>Browser</th><th></th></tr></thead>\
            <tbody>{session_rows}</tbody></table></div>\
          <div class=\"panel\"><h2>API keys</h2><p class=\"muted\">For scripts and tools: send as <span class=\"code\">Authorization: Bearer …</span>. \
@@ -151,7 +191,11 @@ pub async fn create_key(
         Err(e) => return respond::failure(&Failure::bad_request(e.to_string()), true),
     };
     state.apply_key_change().await;
-    render(&state, &me, Some(&created.secret)).await
+    let view = View {
+        new_key: Some(&created.secret),
+        ..View::default()
+    };
+    render(&state, &me, &view).await
 }
 
 #[derive(Deserialize, Default)]
@@ -221,4 +265,89 @@ pub async fn end_session(
         return respond::failure(&Failure::from(e), true);
     }
     location(StatusCode::SEE_OTHER, HERE)
+}
+
+/// The change-password form, for accounts with a Portcullis password.
+async fn password_panel(
+    state: &AppState,
+    me: &ActiveSession,
+    csrf: &str,
+    error: Option<&FieldError>,
+) -> String {
+    let has_password =
+        matches!(state.store.user_by_id(&me.user_id).await, Ok(Some(u)) if u.has_password);
+    if !has_password {
+        return String::new();
+    }
+    let hidden = [("csrf", csrf)];
+    let form = NewPasswordForm {
+        action: "/.portcullis/account/password",
+        hidden: &hidden,
+        ask_current: true,
+        min_length: state.local_login.policy().min_length(),
+        error,
+        button: "Change password",
+    };
+    format!(
+        "<div class=\"panel\" id=\"password-panel\"><h2>Password</h2>\
+         <p class=\"muted\">Changing it ends your sessions in other browsers; this one stays signed in.</p>{}</div>",
+        pages::new_password_fields(&form)
+    )
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    from: ClientAddr,
+    method: Method,
+    headers: HeaderMap,
+    Form(body): Form<NewPasswordBody>,
+) -> Response {
+    let me = match signed_in(&state, &method, &headers).await {
+        Ok(me) => me,
+        Err(refused) => return refused,
+    };
+    if let Some(refused) = csrf_refusal(&state, &me, &body.csrf) {
+        return refused;
+    }
+    let user = match state.store.user_by_id(&me.user_id).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return respond::sign_in_required(&method, HERE, true),
+        Err(e) => return respond::failure(&Failure::from(e), true),
+    };
+    let checked =
+        match passwords::check_current(&state, &user, &body.current_password, from.0.as_deref())
+            .await
+        {
+            Ok(()) => passwords::new_hash(&state, &user, &body).await,
+            Err(refusal) => Err(refusal),
+        };
+    let hash = match checked {
+        Ok(hash) => hash,
+        Err(Refusal::Field(error)) => {
+            let view = View {
+                password_error: Some(&error),
+                ..View::default()
+            };
+            let mut response = render(&state, &me, &view).await;
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            return response;
+        }
+        Err(Refusal::Failure(failure)) => return respond::failure(&failure, true),
+    };
+    let actor = from.actor(&me.user_id);
+    if let Err(e) = state
+        .directory
+        .set_password(
+            &user,
+            Some(&hash),
+            false,
+            KeepSessions::This(&me.id_hash),
+            &actor,
+        )
+        .await
+    {
+        return respond::failure(&Failure::from(e), true);
+    }
+    state.apply_user_change(&user.id).await;
+    location(StatusCode::SEE_OTHER, &format!("{HERE}?done=password"))
 }

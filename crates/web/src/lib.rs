@@ -16,6 +16,8 @@ mod key_forms;
 mod linger;
 mod oidc;
 mod pages;
+mod passwords;
+mod pending;
 mod scim;
 mod server;
 mod setup;
@@ -25,6 +27,7 @@ mod state;
 pub mod whoami;
 mod workers;
 
+pub use passwords::reset_url;
 pub use portcullis_auth::audit::Audit;
 pub use server::{router, serve};
 pub use state::{AppState, WebSettings};

@@ -118,3 +118,146 @@ pub fn message(title: &str, text: &str, link: Option<(&str, &str)>) -> String {
         &format!("<h1>{}</h1><p>{}</p>{link}", escape(title), escape(text)),
     )
 }
+
+/// A form that chooses a new password: after a reset link, at a sign-in that must change it,
+/// or on the account page (which also asks for the current one).
+pub struct NewPasswordForm<'a> {
+    pub action: &'a str,
+    /// Hidden fields carried through (CSRF, the link's token, the pending sign-in).
+    pub hidden: &'a [(&'a str, &'a str)],
+    /// Ask for the current password too.
+    pub ask_current: bool,
+    pub min_length: usize,
+    /// What was wrong with the last attempt; the field it names gets the focus.
+    pub error: Option<&'a FieldError>,
+    pub button: &'a str,
+}
+
+/// An error of one form field, shown next to it.
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        FieldError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// One labelled input; with an error of its own it is marked invalid, described by the error
+/// and focused (so a screen reader announces what to fix first). `hint` is the id of text that
+/// describes it too.
+pub struct Field<'a> {
+    pub id: &'static str,
+    pub label: &'a str,
+    /// Further attributes (`type`, `autocomplete`, `required`…).
+    pub attributes: &'a str,
+    pub value: &'a str,
+    pub hint: Option<&'a str>,
+}
+
+impl Field<'_> {
+    pub fn render(&self, error: Option<&FieldError>) -> String {
+        let own = error.filter(|e| e.field == self.id);
+        let id = self.id;
+        let mut described: Vec<String> = self.hint.map(str::to_owned).into_iter().collect();
+        let mut extra = String::new();
+        let mut message = String::new();
+        if let Some(e) = own {
+            described.push(format!("{id}-error"));
+            extra.push_str(" aria-invalid=\"true\" autofocus");
+            message = format!(
+                "<p class=\"field-error\" id=\"{id}-error\">{}</p>",
+                escape(&e.message)
+            );
+        }
+        if !described.is_empty() {
+            extra.push_str(&format!(" aria-describedby=\"{}\"", described.join(" ")));
+        }
+        format!(
+            "<label for=\"{id}\">{label}</label>\
+             <input id=\"{id}\" name=\"{id}\" {attributes} value=\"{value}\"{extra}>{message}",
+            label = escape(self.label),
+            attributes = self.attributes,
+            value = escape(self.value),
+        )
+    }
+}
+
+pub fn new_password_fields(form: &NewPasswordForm<'_>) -> String {
+    let hidden: String = form
+        .hidden
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(name),
+                escape(value)
+            )
+        })
+        .collect();
+    let error = form.error;
+    // With no error the first field takes the focus; with one, the field it names does.
+    let focus = if error.is_none() { " autofocus" } else { "" };
+    let current = if form.ask_current {
+        let attributes =
+            format!("type=\"password\" autocomplete=\"current-password\" required{focus}");
+        Field {
+            id: "current_password",
+            label: "Current password",
+            attributes: &attributes,
+            value: "",
+            hint: None,
+        }
+        .render(error)
+    } else {
+        String::new()
+    };
+    let min = form.min_length;
+    let new_focus = if form.ask_current { "" } else { focus };
+    let new_attributes = format!(
+        "type=\"password\" autocomplete=\"new-password\" required minlength=\"{min}\"{new_focus}"
+    );
+    let confirm_attributes =
+        format!("type=\"password\" autocomplete=\"new-password\" required minlength=\"{min}\"");
+    let new = Field {
+        id: "password",
+        label: "New password",
+        attributes: &new_attributes,
+        value: "",
+        hint: Some("password-hint"),
+    };
+    let confirm = Field {
+        id: "confirm",
+        label: "Repeat the new password",
+        attributes: &confirm_attributes,
+        value: "",
+        hint: None,
+    };
+    format!(
+        "<form method=\"post\" action=\"{action}\">{hidden}{current}{new}\
+         <p class=\"hint\" id=\"password-hint\">At least {min} characters. Long phrases are good; very common passwords are refused.</p>\
+         {confirm}<button type=\"submit\">{button}</button></form>",
+        action = escape(form.action),
+        new = new.render(error),
+        confirm = confirm.render(error),
+        button = escape(form.button),
+    )
+}
+
+/// A page of its own with the form (reset link, must-change at sign-in).
+pub fn new_password_page(title: &str, intro: &str, form: &NewPasswordForm<'_>) -> String {
+    page(
+        title,
+        &format!(
+            "<h1>{}</h1><p>{}</p>{}",
+            escape(title),
+            escape(intro),
+            new_password_fields(form)
+        ),
+    )
+}

@@ -28,8 +28,8 @@ use crate::linger::Lingering;
 use crate::state::AppState;
 use crate::workers::{Handoff, Workers};
 use crate::{
-    account, admin, api, backchannel, forward_auth, health, oidc, scim, setup, sign_in, sign_out,
-    whoami,
+    account, admin, api, backchannel, forward_auth, health, oidc, passwords, scim, setup, sign_in,
+    sign_out, whoami,
 };
 
 /// Largest request head (request line + headers) accepted; larger ones get 431.
@@ -55,6 +55,14 @@ pub fn router(state: AppState) -> Router {
             get(sign_out::sign_out).post(sign_out::sign_out),
         )
         .route("/.portcullis/setup", get(setup::form).post(setup::submit))
+        .route(
+            passwords::RESET_PATH,
+            get(passwords::reset_form).post(passwords::reset_submit),
+        )
+        .route(
+            passwords::MUST_CHANGE_PATH,
+            post(passwords::must_change_submit),
+        )
         .route("/.portcullis/whoami", get(whoami::me))
         .route("/.portcullis/signed_out", get(sign_out::signed_out))
         .route("/.portcullis/start/{provider}", get(oidc::start))
@@ -87,6 +95,10 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .route("/.portcullis/account", get(account::page))
         .route("/.portcullis/account/keys", post(account::create_key))
+        .route(
+            "/.portcullis/account/password",
+            post(account::change_password),
+        )
         .route(
             "/.portcullis/account/keys/{id}/revoke",
             post(account::revoke_key),

@@ -8,7 +8,6 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use portcullis_auth::audit::Actor;
 use portcullis_auth::directory::{AddUser, DirectoryError};
-use portcullis_auth::password::check_new_password;
 use portcullis_auth::session::SessionOrigin;
 use portcullis_core::Email;
 use portcullis_core::user::validate_username;
@@ -107,15 +106,23 @@ pub async fn form(
     render(&state, &headers, StatusCode::OK, form)
 }
 
-fn validate(body: &SetupBody) -> Result<(), String> {
+fn validate(state: &AppState, body: &SetupBody) -> Result<(), String> {
     validate_username(body.username.trim())?;
-    check_new_password(&body.password)?;
+    let names = [body.username.as_str(), body.email.as_str()];
+    state.local_login.policy().check(&body.password, &names)?;
     if body.password != body.confirm {
         return Err("the two passwords differ".into());
     }
     Email::parse_optional(Some(&body.email))
         .map_err(|why| format!("the email address is not valid: {why}"))?;
     Ok(())
+}
+
+/// `problem` as a sentence: capitalised, with a full stop (policy messages already are).
+fn sentence(problem: &str) -> String {
+    let mut out = problem.trim_end_matches('.').to_owned();
+    out.push('.');
+    out
 }
 
 pub async fn submit(
@@ -141,8 +148,8 @@ pub async fn submit(
     if !csrf::verify(&headers, &body.csrf) {
         return retry("This form expired; please submit it again.");
     }
-    if let Err(problem) = validate(&body) {
-        return retry(&format!("Please fix this: {problem}."));
+    if let Err(problem) = validate(&state, &body) {
+        return retry(&format!("Please fix this: {}", sentence(&problem)));
     }
     let password_hash = match state.local_login.hasher().hash(&body.password).await {
         Ok(hash) => hash,

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::csrf;
 use crate::pages::{self, SignInForm};
+use crate::pending::PendingSignIn;
 use crate::state::AppState;
 use portcullis_auth::audit::Entry;
 
@@ -27,6 +28,8 @@ pub struct SignInQuery {
     rd: Option<String>,
     #[serde(default)]
     signed_out: Option<String>,
+    #[serde(default)]
+    password_changed: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -139,10 +142,14 @@ pub async fn form(
     if matches!(signed_in(&state, &headers).await, Ok(Some(_))) {
         return respond::redirect(StatusCode::FOUND, &return_to);
     }
-    let notice = query
-        .signed_out
-        .is_some()
-        .then_some("You have been signed out.");
+    let notice = if query.password_changed.is_some() {
+        Some("Your password has been changed. Sign in with the new one.")
+    } else {
+        query
+            .signed_out
+            .is_some()
+            .then_some("You have been signed out.")
+    };
     let form = SignInForm {
         providers: &[],
         local: true,
@@ -204,6 +211,12 @@ pub async fn submit(
         client_ip: Some(client_ip.clone()),
     };
     match outcome {
+        Ok(user) if user.must_change_password => {
+            let pending =
+                PendingSignIn::new(&user.id, &return_to, "local_password", state.clock.now());
+            let sealed = pending.seal(&state.sealer);
+            crate::passwords::must_change_page(&state, &headers, &sealed, StatusCode::OK, None)
+        }
         Ok(user) => {
             let origin = SessionOrigin {
                 client_ip: Some(client_ip.clone()),

@@ -31,6 +31,8 @@ pub struct WebSettings {
     pub local_auth_enabled: bool,
     /// Hosts an absolute `rd=` on sign-out may point to (e.g. the IdP's logout endpoint).
     pub allowed_redirect_hosts: Vec<String>,
+    /// How long a password reset link made in the UI or API works.
+    pub reset_link_lifetime: std::time::Duration,
 }
 
 impl WebSettings {

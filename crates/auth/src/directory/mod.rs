@@ -39,8 +39,10 @@ impl From<DirectoryError> for Failure {
     }
 }
 
+mod passwords;
 mod scim;
 mod sign_in;
+pub use passwords::{IssuedReset, KeepSessions};
 pub use scim::{SCIM_ISSUER, SCIM_SOURCE, ScimGroup, ScimGroupChange, ScimUser};
 pub use sign_in::{IdentitySource, LoginRefusal, Resolution};
 

@@ -308,6 +308,20 @@ pub struct LocalAuthConfig {
     pub base_backoff: Duration,
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
+    /// Shortest password accepted when one is chosen (8 at least).
+    #[serde(default = "default_min_password_length")]
+    pub min_password_length: usize,
+    /// How long a password reset link works.
+    #[serde(default = "default_reset_link_lifetime", with = "humantime_serde")]
+    pub reset_link_lifetime: Duration,
+}
+
+fn default_min_password_length() -> usize {
+    8
+}
+
+fn default_reset_link_lifetime() -> Duration {
+    Duration::from_secs(3600)
 }
 
 impl Default for LocalAuthConfig {
@@ -318,6 +332,8 @@ impl Default for LocalAuthConfig {
             free_attempts: default_free_attempts(),
             base_backoff: default_base_backoff(),
             max_backoff: default_max_backoff(),
+            min_password_length: default_min_password_length(),
+            reset_link_lifetime: default_reset_link_lifetime(),
         }
     }
 }

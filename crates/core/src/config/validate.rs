@@ -125,6 +125,22 @@ impl Config {
                 "must be at least 1".into(),
             );
         }
+        if !(8..=256).contains(&self.local_auth.min_password_length) {
+            push(
+                "local_auth.min_password_length".into(),
+                format!(
+                    "{} is outside 8 to 256 (NIST SP 800-63B asks for at least 8)",
+                    self.local_auth.min_password_length
+                ),
+            );
+        }
+        let lifetime = self.local_auth.reset_link_lifetime;
+        if lifetime < Duration::from_secs(300) || lifetime > Duration::from_secs(7 * 86_400) {
+            push(
+                "local_auth.reset_link_lifetime".into(),
+                "must be between 5m and 7d (a reset link is as good as the password)".into(),
+            );
+        }
         if tracing_filter_is_suspicious(&self.log.level) {
             push(
                 "log.level".into(),

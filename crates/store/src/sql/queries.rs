@@ -83,6 +83,8 @@ impl SqlStore {
             groups: Vec::new(),
             created_at: now,
             last_seen: None,
+            has_password: user.password_hash.is_some(),
+            must_change_password: false,
         })
     }
 

@@ -30,8 +30,17 @@ pub(super) fn user_from_row(row: &AnyRow) -> Result<(User, Option<String>), Stor
         last_seen: row
             .try_get::<Option<i64>, _>("last_seen_at")?
             .map(Timestamp),
+        has_password: false,
+        must_change_password: row.try_get::<i64, _>("must_change_password")? != 0,
     };
-    Ok((user, row.try_get("password_hash")?))
+    let hash: Option<String> = row.try_get("password_hash")?;
+    Ok((
+        User {
+            has_password: hash.is_some(),
+            ..user
+        },
+        hash,
+    ))
 }
 
 /// A stored address is valid unless it was written before addresses were checked; such a one

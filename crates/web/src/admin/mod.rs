@@ -7,6 +7,7 @@
 mod audit;
 mod groups;
 mod outbox;
+mod passwords;
 mod users;
 
 use std::convert::Infallible;
@@ -51,6 +52,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/.portcullis/admin/users/{username}/groups",
             post(users::add_group),
+        )
+        .route(
+            "/.portcullis/admin/users/{username}/password",
+            post(passwords::set),
+        )
+        .route(
+            "/.portcullis/admin/users/{username}/reset-link",
+            post(passwords::reset_link),
         )
         .route(
             "/.portcullis/admin/users/{username}/keys",
@@ -215,6 +224,7 @@ pub(crate) fn notice(done: Option<&str>) -> &'static str {
         Some("group") => "Added to the group.",
         Some("revoked") => "Key revoked.",
         Some("sessions") => "Sessions ended; their streams are closed.",
+        Some("password") => "Password set; the user's sessions have ended.",
         _ => "",
     }
 }

@@ -6,7 +6,6 @@ use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode};
 use portcullis_auth::audit::Actor;
 use portcullis_auth::directory::{AddUser, DirectoryError};
-use portcullis_auth::password::check_new_password;
 use portcullis_core::Email;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Failure, FailureKind, Role};
@@ -19,6 +18,7 @@ use portcullis_auth::ActiveSession;
 
 use super::{FormPost, Page, admin, admin_post, directory_failure, form_token, location, notice};
 use crate::key_forms::{self, KeyForm};
+use crate::pages::FieldError;
 use crate::state::AppState;
 
 const PAGE_SIZE: u32 = 25;
@@ -35,7 +35,7 @@ fn status_badge(status: UserStatus) -> String {
     )
 }
 
-fn user_href(username: &str) -> String {
+pub(crate) fn user_href(username: &str) -> String {
     format!("/.portcullis/admin/users/{}", escape(username))
 }
 
@@ -177,15 +177,10 @@ pub async fn create(
     let password_hash = if form.password.is_empty() {
         None
     } else {
-        if let Err(problem) = check_new_password(&form.password) {
-            return respond::failure(
-                &Failure::bad_request(problem).with_hint("go back and choose a longer password"),
-                true,
-            );
-        }
-        match state.local_login.hasher().hash(&form.password).await {
+        let names = [form.username.as_str(), form.email.as_str()];
+        match state.local_login.hash_new(&form.password, &names).await {
             Ok(hash) => Some(hash),
-            Err(e) => return respond::failure(&Failure::internal(e.to_string()), true),
+            Err(failure) => return respond::failure(&failure, true),
         }
     };
     let email = match Email::parse_optional(Some(&form.email)) {
@@ -226,17 +221,31 @@ pub async fn detail(
         Ok(me) => me,
         Err(refused) => return refused,
     };
-    render_detail(&state, &me, &username, notice(query.done.as_deref()), None).await
+    let view = DetailView {
+        notice: notice(query.done.as_deref()),
+        ..DetailView::default()
+    };
+    render_detail(&state, &me, &username, &view).await
 }
 
-/// The user page; `new_key` shows a just-created key once.
-async fn render_detail(
+/// What a render of the user page shows beyond the user.
+#[derive(Default)]
+pub(crate) struct DetailView<'a> {
+    pub notice: &'a str,
+    /// A secret shown once (a new key, a reset link), as HTML.
+    pub shown_once: String,
+    /// What was wrong with the password form.
+    pub password_error: Option<&'a FieldError>,
+}
+
+/// The user page.
+pub(crate) async fn render_detail(
     state: &AppState,
     me: &ActiveSession,
     username: &str,
-    notice: &str,
-    new_key: Option<&str>,
+    view: &DetailView<'_>,
 ) -> Response {
+    let notice = view.notice;
     let user = match state.directory.user(username).await {
         Ok(user) => user,
         Err(e) => return directory_failure(e),
@@ -276,7 +285,8 @@ async fn render_detail(
     } else {
         format!("<div class=\"notice\" role=\"status\">{notice}</div>")
     };
-    let new_key = key_forms::shown_once(new_key);
+    let new_key = &view.shown_once;
+    let password_panel = super::passwords::panel(state, &user, &base, &csrf, view.password_error);
     let (toggle_status, toggle_label, toggle_class) = match user.status {
         UserStatus::Active => ("disabled", "Disable user", "danger"),
         _ => ("active", "Enable user", ""),
@@ -311,7 +321,7 @@ async fn render_detail(
            <form method=\"post\" action=\"{base}/status\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <input type=\"hidden\" name=\"status\" value=\"{toggle_status}\">\
              <button type=\"submit\" class=\"{toggle_class}\">{toggle_label}</button></form>\
-         </div></div>\
+         </div></div>{password_panel}\
          <div class=\"panel\"><h2>Sessions</h2><table><thead><tr><th>Started</th><th>Last seen</th><th>From</th><th>Browser</th><th>Via</th><th></th></tr></thead>\
            <tbody>{session_rows}</tbody></table>\
            <form method=\"post\" action=\"{base}/sessions/end-all\" style=\"margin-top:14px\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -557,7 +567,11 @@ pub async fn create_key(
         Err(e) => return directory_failure(e),
     };
     state.apply_key_change().await;
-    render_detail(&state, &me, &username, "", Some(&created.secret)).await
+    let view = DetailView {
+        shown_once: key_forms::shown_once(Some(&created.secret)),
+        ..DetailView::default()
+    };
+    render_detail(&state, &me, &username, &view).await
 }
 
 #[derive(Deserialize, Default)]

@@ -60,6 +60,8 @@ pub struct Caller {
     pub identity: Arc<Identity>,
     /// Audit actor: the user id (with the key for key-authenticated calls) and client address.
     pub actor: Actor,
+    /// The id hash of the session the call came with; `None` for a key.
+    pub session: Option<String>,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -138,6 +140,7 @@ async fn caller(
     }
     Ok(Caller {
         actor: Actor::new(principal.actor_id(), client_ip),
+        session: principal.session().map(|s| s.id_hash.clone()),
         identity: principal.identity,
     })
 }

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
 use portcullis_auth::audit::Actor;
 use portcullis_auth::directory::AddUser;
-use portcullis_auth::password::check_new_password;
 use portcullis_core::Email;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Failure, FailureKind, Role};
@@ -33,6 +32,9 @@ pub struct UserView {
     created_at: i64,
     /// Unix seconds of the last activity through a session; `null` until the first sign-in.
     last_seen_at: Option<i64>,
+    /// Whether the user has a Portcullis password (others sign in through a provider or LDAP).
+    has_password: bool,
+    must_change_password: bool,
 }
 
 impl From<User> for UserView {
@@ -47,6 +49,8 @@ impl From<User> for UserView {
             groups: u.groups,
             created_at: u.created_at.0,
             last_seen_at: u.last_seen.map(|t| t.0),
+            has_password: u.has_password,
+            must_change_password: u.must_change_password,
         }
     }
 }
@@ -142,9 +146,8 @@ pub async fn create_user(
     let new = body(parsed)?;
     let password_hash = match &new.password {
         Some(password) => {
-            check_new_password(password).map_err(|m| ApiError(Failure::bad_request(m)))?;
-            let hash = state.local_login.hasher().hash(password).await;
-            Some(hash.map_err(|e| ApiError(Failure::internal(e.to_string())))?)
+            let names = [new.username.as_str(), new.email.as_deref().unwrap_or("")];
+            Some(state.local_login.hash_new(password, &names).await?)
         }
         None => None,
     };

@@ -10,10 +10,11 @@ mod directory;
 mod groups;
 mod me;
 pub(crate) mod outbox;
+mod passwords;
 mod sessions;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 
 pub use directory::not_found;
 
@@ -54,6 +55,12 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/audit", get(directory::audit))
         .route("/api/v1/audit.jsonl", get(directory::audit_export))
         .route("/api/v1/me", get(me::me))
+        .route("/api/v1/me/password", post(passwords::change_own))
+        .route("/api/v1/users/{username}/password", put(passwords::set))
+        .route(
+            "/api/v1/users/{username}/reset-link",
+            post(passwords::reset_link),
+        )
         .route("/api/v1/me/keys", get(me::keys).post(me::create_key))
         .route("/api/v1/me/keys/{id}", delete(me::revoke_key))
         .route("/api/v1/outbox", get(outbox::list))
