@@ -73,6 +73,25 @@ pub enum UserCommand {
         username: String,
         group: String,
     },
+    /// Change a user's username, email or display name (an empty value removes the email or
+    /// the display name).
+    Edit {
+        username: String,
+        #[arg(long = "username", value_name = "NEW_NAME")]
+        new_username: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Delete a user for good: their sessions, keys and memberships end, provisioning sinks get
+    /// the deletion, the audit trail keeps the record. Needs --yes.
+    Delete {
+        username: String,
+        #[arg(long)]
+        yes: bool,
+    },
     /// Set a user's password from the first line of standard input; every session of theirs
     /// ends. With --must-change they choose a new one at their next sign-in.
     Passwd {
@@ -175,11 +194,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 async fn directory(config: &Config) -> Result<Directory, String> {
     let store = crate::config::open_store(config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    Ok(Directory::new(
-        store.clone(),
-        clock.clone(),
-        Audit::new(store, clock),
-    ))
+    Ok(
+        Directory::new(store.clone(), clock.clone(), Audit::new(store, clock))
+            .with_known_apps(crate::config::app_names(config)),
+    )
 }
 
 fn finish(result: Result<(), String>) -> ExitCode {
@@ -288,6 +306,51 @@ async fn run_user(config: &Config, command: UserCommand) -> Result<(), String> {
                 .map_err(show)?;
             eprintln!("{username} is in {group}");
         }
+        UserCommand::Edit {
+            username,
+            new_username,
+            email,
+            name,
+        } => {
+            let user = dir.user(&username).await.map_err(show)?;
+            let new_name = new_username
+                .as_deref()
+                .map_or(user.username.as_str(), str::trim);
+            let email = match email.as_deref().map(str::trim) {
+                Some("") => None,
+                Some(email) => Some(
+                    email
+                        .parse::<portcullis_core::Email>()
+                        .map_err(|e| format!("--email: {e}"))?,
+                ),
+                None => user.email.clone(),
+            };
+            let name = match name.as_deref().map(str::trim) {
+                Some("") => None,
+                Some(name) => Some(name),
+                None => user.display_name.as_deref(),
+            };
+            let changed = dir
+                .edit_user(&user, new_name, email.as_ref(), name, &actor)
+                .await
+                .map_err(show)?;
+            if changed {
+                eprintln!("updated {new_name}");
+            } else {
+                eprintln!("{username} already is like that; nothing changed");
+            }
+        }
+        UserCommand::Delete { username, yes } => {
+            if !yes {
+                return Err(format!(
+                    "deleting {username} ends their sessions and keys for good; run again with --yes (or disable them instead: user disable {username})"
+                ));
+            }
+            dir.delete_user_named(&username, &actor)
+                .await
+                .map_err(show)?;
+            eprintln!("deleted {username}");
+        }
         UserCommand::Passwd {
             username,
             must_change,
@@ -359,19 +422,33 @@ async fn run_key(config: &Config, command: KeyCommand) -> Result<(), String> {
             eprintln!("revoked {id}");
         }
         KeyCommand::List { user } => {
-            println!("{:<36} {:<20} {:<10} apps", "id", "name", "state");
+            println!(
+                "{:<36} {:<20} {:<8} {:<20} {:<20} apps",
+                "id", "name", "state", "expires (UTC)", "last used (UTC)"
+            );
+            let now = SystemClock.now();
             for k in dir.keys_of(&user).await.map_err(show)? {
-                let state = if k.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "active"
+                let state = match (k.revoked_at, k.expires_at) {
+                    (Some(_), _) => "revoked",
+                    (None, Some(expires)) if expires <= now => "expired",
+                    _ => "active",
+                };
+                let when = |t: Option<portcullis_core::Timestamp>, none: &str| {
+                    t.map_or_else(|| none.to_owned(), |t| t.utc())
                 };
                 let apps = if k.allowed_apps.is_empty() {
                     "*".to_owned()
                 } else {
                     k.allowed_apps.join(",")
                 };
-                println!("{:<36} {:<20} {:<10} {apps}", k.id, k.name, state);
+                println!(
+                    "{:<36} {:<20} {:<8} {:<20} {:<20} {apps}",
+                    k.id,
+                    k.name,
+                    state,
+                    when(k.expires_at, "never"),
+                    when(k.last_used_at, "never")
+                );
             }
         }
     }

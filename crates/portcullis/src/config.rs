@@ -162,6 +162,11 @@ pub async fn open_store(
     Ok(std::sync::Arc::new(open_store_sql(config).await?))
 }
 
+/// The configured apps' names: what an API key may be limited to (besides the API scope).
+pub fn app_names(config: &Config) -> Vec<String> {
+    config.apps.iter().map(|app| app.name.clone()).collect()
+}
+
 #[cfg(test)]
 mod expand_tests {
     use super::expand;

@@ -70,11 +70,14 @@ pub async fn start(
     let sealer = token_sealer(&config)?;
     let providers = Arc::new(Providers::new(&config.providers, clock.clone())?);
     // The one owner of directory writes: sign-ins, refreshes, the admin surfaces and SCIM.
-    let directory = Arc::new(Directory::new(
-        store.clone(),
-        clock.clone(),
-        Audit::new(store.clone(), clock.clone()),
-    ));
+    let directory = Arc::new(
+        Directory::new(
+            store.clone(),
+            clock.clone(),
+            Audit::new(store.clone(), clock.clone()),
+        )
+        .with_known_apps(crate::config::app_names(&config)),
+    );
     let sessions = session_manager(&config, &store, &clock, &providers, &sealer, &directory);
     let provision_metrics = Arc::new(ProvisionMetrics::default());
     let mut metrics = Metrics::new();

@@ -446,6 +446,21 @@ async fn self_service_keys_and_csrf() {
         "a user's key is not an admin key"
     );
 
+    let (status, typo) = erin
+        .call(
+            Method::POST,
+            "/.portcullis/api/v1/me/keys",
+            Some(json!({"name": "typo", "apps": ["caht"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{typo}");
+    assert!(
+        typo["message"]
+            .as_str()
+            .unwrap()
+            .contains("no app is called \"caht\"; a key can be limited to: chat, portcullis-api"),
+        "{typo}"
+    );
     let (_, app_only) = erin
         .call(
             Method::POST,
@@ -520,7 +535,7 @@ async fn the_openapi_document_describes_every_route() {
     // Every route the API serves (crates/web/src/api/mod.rs), with its methods.
     let served = [
         ("/api/v1/users", &["get", "post"][..]),
-        ("/api/v1/users/{username}", &["get", "patch"]),
+        ("/api/v1/users/{username}", &["get", "patch", "delete"]),
         ("/api/v1/users/{username}/groups", &["post"]),
         ("/api/v1/users/{username}/keys", &["post"]),
         ("/api/v1/keys/{id}", &["delete"]),

@@ -369,6 +369,40 @@ async fn operators_manage_users_and_keys_from_the_cli_while_serving() {
     );
     let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
     assert!(key.starts_with("pcs_"), "{key}");
+    let typo = cli(
+        dir.path(),
+        &[
+            "key",
+            "create",
+            "--user",
+            "deploy-bot",
+            "--name",
+            "x",
+            "--app",
+            "ap",
+        ],
+        "",
+    );
+    assert!(
+        !typo.status.success(),
+        "a key for an app that does not exist"
+    );
+    let said = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        said.contains("no app is called \"ap\"; a key can be limited to: app, portcullis-api"),
+        "{said}"
+    );
+    let listed =
+        String::from_utf8(cli(dir.path(), &["key", "list", "--user", "deploy-bot"], "").stdout)
+            .unwrap();
+    assert!(
+        listed.contains("expires (UTC)") && listed.contains("last used (UTC)"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("pipeline") && listed.contains("never"),
+        "{listed}"
+    );
     let listed = String::from_utf8(cli(dir.path(), &["user", "list"], "").stdout).unwrap();
     assert!(
         listed.contains("deploy-bot") && listed.contains("deployers"),
@@ -451,6 +485,48 @@ async fn operators_manage_users_and_keys_from_the_cli_while_serving() {
     assert!(String::from_utf8_lossy(&too_long.stderr).contains("5 minutes to 7 days"));
     let nobody = cli(dir.path(), &["user", "reset-link", "nobody"], "");
     assert!(!nobody.status.success());
+
+    // Editing and deleting: a bad email is named; deleting needs --yes.
+    let bad = cli(
+        dir.path(),
+        &["user", "edit", "deploy-bot", "--email", "nope"],
+        "",
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--email"));
+    let edited = cli(
+        dir.path(),
+        &[
+            "user",
+            "edit",
+            "deploy-bot",
+            "--username",
+            "ci-bot",
+            "--name",
+            "CI bot",
+        ],
+        "",
+    );
+    assert!(
+        edited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&edited.stderr)
+    );
+    let listed = String::from_utf8(cli(dir.path(), &["user", "list"], "").stdout).unwrap();
+    assert!(
+        listed.contains("ci-bot") && !listed.contains("deploy-bot"),
+        "{listed}"
+    );
+    let unconfirmed = cli(dir.path(), &["user", "delete", "ci-bot"], "");
+    assert!(!unconfirmed.status.success());
+    assert!(String::from_utf8_lossy(&unconfirmed.stderr).contains("--yes"));
+    let deleted = cli(dir.path(), &["user", "delete", "ci-bot", "--yes"], "");
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    let listed = String::from_utf8(cli(dir.path(), &["user", "list"], "").stdout).unwrap();
+    assert!(!listed.contains("ci-bot"), "{listed}");
 
     let unknown = cli(dir.path(), &["user", "disable", "nobody"], "");
     assert!(!unknown.status.success());

@@ -48,7 +48,9 @@ pub fn create_form(action: &str, csrf: &str, placeholder: &str) -> String {
          <div><label for=\"key-name\">Key name</label><input id=\"key-name\" name=\"name\" required placeholder=\"{placeholder}\"></div>\
          <div><label for=\"key-apps\">Apps (comma-separated, empty: all)</label><input id=\"key-apps\" name=\"apps\"></div>\
          <div><label for=\"key-days\">Expires in days (empty: never)</label><input id=\"key-days\" name=\"expires_days\" inputmode=\"numeric\"></div>\
-         <button type=\"submit\">Create key</button></form>",
+         <button type=\"submit\">Create key</button></form>\
+         <p class=\"hint\">A key reaches the apps it names (empty: every app its owner may use). Portcullis's own API accepts only keys that name \
+         <span class=\"code\">portcullis-api</span>, with their owner's role.</p>",
         action = escape(action),
         csrf = escape(csrf),
         placeholder = escape(placeholder),

@@ -61,6 +61,9 @@ pub struct Directory {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     audit: Audit,
+    /// The configured apps' names, which a key may be limited to (with the API scope); `None`
+    /// accepts any name (tests that build a directory without a configuration).
+    known_apps: Option<Vec<String>>,
 }
 
 /// A user to add by hand.
@@ -108,6 +111,35 @@ impl Directory {
             store,
             clock,
             audit,
+            known_apps: None,
+        }
+    }
+
+    /// Refuses keys limited to an app that is not configured: such a key would work nowhere,
+    /// and the typo would go unnoticed until something fails.
+    pub fn with_known_apps(mut self, apps: Vec<String>) -> Self {
+        self.known_apps = Some(apps);
+        self
+    }
+
+    fn check_apps(&self, wanted: &[String]) -> Result<(), DirectoryError> {
+        let Some(known) = &self.known_apps else {
+            return Ok(());
+        };
+        let unknown = wanted
+            .iter()
+            .find(|app| app.as_str() != crate::principal::API_SCOPE && !known.contains(app));
+        match unknown {
+            None => Ok(()),
+            Some(app) => {
+                let mut names: Vec<&str> = known.iter().map(String::as_str).collect();
+                names.push(crate::principal::API_SCOPE);
+                Err(DirectoryError::Invalid(format!(
+                    "no app is called {app:?}; a key can be limited to: {} ({} is Portcullis's own API)",
+                    names.join(", "),
+                    crate::principal::API_SCOPE
+                )))
+            }
         }
     }
 
@@ -240,6 +272,53 @@ impl Directory {
         Ok((user, created))
     }
 
+    /// Changes a user's username, email and display name (what the admin UI, the API, the CLI
+    /// and SCIM edit), audited as `user_updated` when anything changed. A username or email
+    /// that belongs to someone else is a conflict the caller shows.
+    pub async fn edit_user(
+        &self,
+        user: &User,
+        username: &str,
+        email: Option<&Email>,
+        display_name: Option<&str>,
+        actor: &Actor,
+    ) -> Result<bool, DirectoryError> {
+        if user.username == username
+            && user.email.as_ref() == email
+            && user.display_name.as_deref() == display_name
+        {
+            return Ok(false);
+        }
+        if user.username != username {
+            validate_username(username).map_err(DirectoryError::Invalid)?;
+        }
+        self.store
+            .update_user(&user.id, username, email, display_name, self.clock.now())
+            .await
+            .map_err(taken)?;
+        let renamed = (user.username != username).then(|| format!("was {}", user.username));
+        self.record("user_updated", actor, username, renamed.as_deref())
+            .await;
+        Ok(true)
+    }
+
+    /// Deletes a user by name: their sessions, keys, memberships and identities end with them,
+    /// provisioning sinks get the deletion, and the audit trail keeps what happened. Nobody
+    /// deletes their own account (an admin locking themselves out by a slip).
+    pub async fn delete_user_named(
+        &self,
+        username: &str,
+        actor: &Actor,
+    ) -> Result<(), DirectoryError> {
+        let user = self.find(username).await?;
+        if user.id == actor.id || actor.id.starts_with(&format!("{} ", user.id)) {
+            return Err(DirectoryError::Invalid(
+                "you cannot delete your own account; ask another administrator".into(),
+            ));
+        }
+        self.delete_user(&user, actor).await
+    }
+
     pub async fn find_users(
         &self,
         query: Option<&str>,
@@ -347,6 +426,7 @@ impl Directory {
                 "a key needs a name (what uses it)".into(),
             ));
         }
+        self.check_apps(&allowed_apps)?;
         let owner = self.find(owner).await?;
         let (secret, hash) = keys::generate();
         let now = self.clock.now();

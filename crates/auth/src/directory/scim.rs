@@ -7,7 +7,7 @@ use portcullis_core::Email;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_store::{LinkedIdentity, StoreError};
 
-use super::{Directory, DirectoryError, taken};
+use super::{Directory, DirectoryError};
 use crate::audit::Actor;
 
 /// Memberships written through SCIM.
@@ -50,23 +50,14 @@ impl Directory {
         actor: &Actor,
     ) -> Result<(), DirectoryError> {
         let now = self.clock.now();
-        if user.username != wanted.username
-            || user.email.as_ref() != wanted.email
-            || user.display_name.as_deref() != wanted.display_name
-        {
-            self.store
-                .update_user(
-                    &user.id,
-                    wanted.username,
-                    wanted.email,
-                    wanted.display_name,
-                    now,
-                )
-                .await
-                .map_err(taken)?;
-            self.record("user_updated", actor, wanted.username, None)
-                .await;
-        }
+        self.edit_user(
+            user,
+            wanted.username,
+            wanted.email,
+            wanted.display_name,
+            actor,
+        )
+        .await?;
         if (user.status == UserStatus::Active) != wanted.active {
             let status = if wanted.active {
                 UserStatus::Active

@@ -8,6 +8,7 @@ mod audit;
 mod groups;
 mod outbox;
 mod passwords;
+mod profile;
 mod users;
 
 use std::convert::Infallible;
@@ -52,6 +53,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/.portcullis/admin/users/{username}/groups",
             post(users::add_group),
+        )
+        .route(
+            "/.portcullis/admin/users/{username}/profile",
+            post(profile::save),
+        )
+        .route(
+            "/.portcullis/admin/users/{username}/delete",
+            get(profile::confirm).post(profile::delete),
         )
         .route(
             "/.portcullis/admin/users/{username}/password",
@@ -225,6 +234,8 @@ pub(crate) fn notice(done: Option<&str>) -> &'static str {
         Some("revoked") => "Key revoked.",
         Some("sessions") => "Sessions ended; their streams are closed.",
         Some("password") => "Password set; the user's sessions have ended.",
+        Some("profile") => "Profile saved.",
+        Some("deleted") => "User deleted; their sessions and keys have ended.",
         _ => "",
     }
 }

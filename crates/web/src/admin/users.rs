@@ -236,6 +236,9 @@ pub(crate) struct DetailView<'a> {
     pub shown_once: String,
     /// What was wrong with the password form.
     pub password_error: Option<&'a FieldError>,
+    /// The profile form as posted, when it is shown again with an error.
+    pub profile: Option<super::profile::ProfileForm>,
+    pub profile_error: Option<&'a FieldError>,
 }
 
 /// The user page.
@@ -287,6 +290,11 @@ pub(crate) async fn render_detail(
     };
     let new_key = &view.shown_once;
     let password_panel = super::passwords::panel(state, &user, &base, &csrf, view.password_error);
+    let profile_values = view
+        .profile
+        .clone()
+        .unwrap_or_else(|| super::profile::ProfileForm::of(&user));
+    let profile_panel = super::profile::panel(&base, &csrf, &profile_values, view.profile_error);
     let (toggle_status, toggle_label, toggle_class) = match user.status {
         UserStatus::Active => ("disabled", "Disable user", "danger"),
         _ => ("active", "Enable user", ""),
@@ -321,7 +329,7 @@ pub(crate) async fn render_detail(
            <form method=\"post\" action=\"{base}/status\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <input type=\"hidden\" name=\"status\" value=\"{toggle_status}\">\
              <button type=\"submit\" class=\"{toggle_class}\">{toggle_label}</button></form>\
-         </div></div>{password_panel}\
+         </div></div>{profile_panel}{password_panel}\
          <div class=\"panel\"><h2>Sessions</h2><table><thead><tr><th>Started</th><th>Last seen</th><th>From</th><th>Browser</th><th>Via</th><th></th></tr></thead>\
            <tbody>{session_rows}</tbody></table>\
            <form method=\"post\" action=\"{base}/sessions/end-all\" style=\"margin-top:14px\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\

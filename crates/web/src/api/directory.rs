@@ -206,6 +206,18 @@ pub struct UserChange {
     status: Option<String>,
     #[serde(default)]
     role: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    /// An empty string removes the email (or the display name).
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+/// `""` means "none"; anything else is trimmed.
+fn cleared(value: &str) -> Option<&str> {
+    Some(value.trim()).filter(|v| !v.is_empty())
 }
 
 pub async fn update_user(
@@ -216,6 +228,27 @@ pub async fn update_user(
 ) -> ApiResult<Response> {
     who.require_admin()?;
     let change = body(parsed)?;
+    let mut username = username;
+    if change.username.is_some() || change.email.is_some() || change.display_name.is_some() {
+        let user = state.directory.user(&username).await?;
+        let new_name = change
+            .username
+            .as_deref()
+            .map_or(user.username.as_str(), str::trim);
+        let email = match change.email.as_deref() {
+            Some(email) => Email::parse_optional(cleared(email)).map_err(|e| ApiError(e.into()))?,
+            None => user.email.clone(),
+        };
+        let display_name = match change.display_name.as_deref() {
+            Some(name) => cleared(name),
+            None => user.display_name.as_deref(),
+        };
+        state
+            .directory
+            .edit_user(&user, new_name, email.as_ref(), display_name, &who.actor)
+            .await?;
+        username = new_name.to_owned();
+    }
     if let Some(status) = change.status.as_deref() {
         let status = match status {
             "active" => UserStatus::Active,
@@ -240,6 +273,23 @@ pub async fn update_user(
     let user = state.directory.user(&username).await?;
     state.apply_user_change(&user.id).await;
     Ok(Json(UserView::from(user)).into_response())
+}
+
+/// `DELETE /api/v1/users/{username}`: sessions, keys and memberships end with the user.
+pub async fn delete_user(
+    State(state): State<AppState>,
+    who: Caller,
+    Path(username): Path<String>,
+) -> ApiResult<Response> {
+    who.require_admin()?;
+    let user = state.directory.user(&username).await?;
+    state
+        .directory
+        .delete_user_named(&username, &who.actor)
+        .await?;
+    state.apply_user_change(&user.id).await;
+    state.apply_key_change().await;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]

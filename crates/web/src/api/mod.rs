@@ -31,7 +31,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/api/v1/users/{username}",
-            get(directory::get_user).patch(directory::update_user),
+            get(directory::get_user)
+                .patch(directory::update_user)
+                .delete(directory::delete_user),
         )
         .route(
             "/api/v1/users/{username}/groups",

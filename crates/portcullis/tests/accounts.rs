@@ -1,0 +1,323 @@
+//! Editing and deleting users through the API and the admin pages: validated fields, conflicts
+//! named, values kept on an error, and a deletion that ends everything the user had.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+mod common;
+
+use common::{Harness, hidden_field};
+use portcullis_core::Role;
+use reqwest::header::COOKIE;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn call(
+    h: &Harness,
+    cookie: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = h
+        .http
+        .request(method, h.url(path))
+        .header(COOKIE, format!("_portcullis={cookie}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn admins_edit_and_delete_users_through_the_api() {
+    let h = Harness::start("[[apps]]\nname = 'chat'\nupstream = '{upstream}'\n").await;
+    let admin = h.setup_admin().await;
+    h.add_user(
+        "hana",
+        Some("hana@example.com"),
+        Some("Hana H"),
+        Role::User,
+        &[],
+    )
+    .await;
+    h.add_user("ivan", Some("ivan@example.com"), None, Role::User, &[])
+        .await;
+    let hana = h.sign_in("hana", "user-password-1").await.unwrap();
+    let path = "/.portcullis/api/v1/users/hana";
+
+    for (body, status, says) in [
+        (
+            json!({"email": "not-an-address"}),
+            StatusCode::BAD_REQUEST,
+            "email",
+        ),
+        (
+            json!({"email": "ivan@example.com"}),
+            StatusCode::CONFLICT,
+            "email",
+        ),
+        (
+            json!({"username": "ivan"}),
+            StatusCode::CONFLICT,
+            "username",
+        ),
+        (
+            json!({"username": "has space"}),
+            StatusCode::BAD_REQUEST,
+            "username",
+        ),
+        (
+            json!({"nickname": "x"}),
+            StatusCode::BAD_REQUEST,
+            "nickname",
+        ),
+    ] {
+        let (got, answer) = call(&h, &admin, Method::PATCH, path, Some(body.clone())).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(says),
+            "{body}: {answer}"
+        );
+    }
+    let (status, _) = call(
+        &h,
+        &hana,
+        Method::PATCH,
+        path,
+        Some(json!({"display_name": "x"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, user) = call(
+        &h,
+        &admin,
+        Method::PATCH,
+        path,
+        Some(json!({"username": "hana.h", "email": "hana.h@example.com", "display_name": ""})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(user["username"], "hana.h");
+    assert_eq!(user["email"], "hana.h@example.com");
+    assert!(
+        user["display_name"].is_null(),
+        "an empty display name removes it"
+    );
+    let echo = h.echo("/chat", &hana).await;
+    assert_eq!(
+        common::received(&echo, "x-forwarded-user"),
+        ["hana.h"],
+        "running sessions carry the new name at once"
+    );
+
+    let (status, answer) = call(
+        &h,
+        &admin,
+        Method::DELETE,
+        "/.portcullis/api/v1/users/admin",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("your own account"),
+        "{answer}"
+    );
+    let (status, _) = call(
+        &h,
+        &admin,
+        Method::DELETE,
+        "/.portcullis/api/v1/users/hana.h",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&h, &hana, Method::GET, "/.portcullis/api/v1/me", None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the deleted user's session is gone"
+    );
+    let (status, _) = call(
+        &h,
+        &admin,
+        Method::GET,
+        "/.portcullis/api/v1/users/hana.h",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(
+        &h,
+        &admin,
+        Method::DELETE,
+        "/.portcullis/api/v1/users/hana.h",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, audit) = call(
+        &h,
+        &admin,
+        Method::GET,
+        "/.portcullis/api/v1/audit?limit=50",
+        None,
+    )
+    .await;
+    let actions: Vec<String> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["action"].as_str().unwrap(),
+                e["subject"].as_str().unwrap_or(""),
+                e["reason"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    for expected in ["user_updated hana.h was hana", "user_deleted hana.h "] {
+        assert!(
+            actions.iter().any(|a| a.starts_with(expected)),
+            "{expected} in {actions:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_admin_page_edits_a_profile_inline_and_confirms_a_deletion() {
+    let h = Harness::start("").await;
+    let admin = h.setup_admin().await;
+    h.add_user("jo", Some("jo@example.com"), None, Role::User, &[])
+        .await;
+    let jo = h.sign_in("jo", "user-password-1").await.unwrap();
+    let get = |path: &str| {
+        h.http
+            .get(h.url(path))
+            .header(COOKIE, format!("_portcullis={admin}"))
+            .send()
+    };
+    let page = get("/.portcullis/admin/users/jo")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_field(&page, "csrf");
+    let post = |path: &str, form: Vec<(&'static str, &str)>| {
+        h.http
+            .post(h.url(path))
+            .header(COOKIE, format!("_portcullis={admin}"))
+            .form(&form)
+            .send()
+    };
+
+    let bad = post(
+        "/.portcullis/admin/users/jo/profile",
+        vec![
+            ("csrf", &csrf),
+            ("username", "jo"),
+            ("email", "jo at example"),
+            ("display_name", "Jo Kept"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let html = bad.text().await.unwrap();
+    assert!(
+        html.contains("id=\"profile_email-error\">This is not an email address"),
+        "{html}"
+    );
+    assert!(
+        html.contains("value=\"jo at example\"") && html.contains("value=\"Jo Kept\""),
+        "what was typed is kept"
+    );
+
+    let taken = post(
+        "/.portcullis/admin/users/jo/profile",
+        vec![
+            ("csrf", &csrf),
+            ("username", "admin"),
+            ("email", ""),
+            ("display_name", ""),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        taken
+            .text()
+            .await
+            .unwrap()
+            .contains("id=\"profile_username-error\"")
+    );
+
+    let saved = post(
+        "/.portcullis/admin/users/jo/profile",
+        vec![
+            ("csrf", &csrf),
+            ("username", "joanna"),
+            ("email", "joanna@example.com"),
+            ("display_name", "Joanna"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        saved.headers()["location"],
+        "/.portcullis/admin/users/joanna?done=profile"
+    );
+
+    let confirm = get("/.portcullis/admin/users/joanna/delete").await.unwrap();
+    assert_eq!(confirm.status(), StatusCode::OK);
+    let html = confirm.text().await.unwrap();
+    assert!(
+        html.contains("Delete joanna?") && html.contains("cannot be undone"),
+        "{html}"
+    );
+    let forged = post(
+        "/.portcullis/admin/users/joanna/delete",
+        vec![("csrf", "forged")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let deleted = post(
+        "/.portcullis/admin/users/joanna/delete",
+        vec![("csrf", &csrf)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        deleted.headers()["location"],
+        "/.portcullis/admin/users?done=deleted"
+    );
+    let (status, _) = call(&h, &jo, Method::GET, "/.portcullis/api/v1/me", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let list = get("/.portcullis/admin/users?done=deleted")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list.contains("User deleted") && !list.contains("joanna"),
+        "{list}"
+    );
+}
