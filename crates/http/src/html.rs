@@ -17,6 +17,19 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// Table rows, or one row that says the table is empty (`columns` wide), so an empty table is
+/// never mistaken for one that failed to load.
+pub fn rows_or(rows: String, columns: usize, empty: &str) -> String {
+    if rows.is_empty() {
+        format!(
+            "<tr><td colspan=\"{columns}\" class=\"empty\">{}</td></tr>",
+            escape(empty)
+        )
+    } else {
+        rows
+    }
+}
+
 const STYLE: &str = r#"
 :root{--ink:#1c2430;--muted:#5b6676;--line:#d9dee5;--bg:#f4f6f9;--card:#fff;--accent:#2455c3;--accent-ink:#fff;--bad:#b42318;--bad-bg:#fef3f2;--ok:#067647}
 @media (prefers-color-scheme:dark){:root{--ink:#e6e9ee;--muted:#a3acb9;--line:#2e3744;--bg:#11161d;--card:#1a212b;--accent:#6d9bff;--accent-ink:#0b1220;--bad:#ff8a80;--bad-bg:#2a1715;--ok:#5fd39a}}
@@ -62,6 +75,10 @@ body.app{display:block;padding:0}
 .content td.nowrap{white-space:nowrap}
 .panel{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:20px;margin-bottom:20px}
 .panel h2{font-size:1.05rem;margin:0 0 12px}
+.panel{overflow-x:auto}
+.ways{margin-top:16px}
+td.empty{color:var(--muted);font-style:italic}
+@media (max-width:600px){.topbar{padding:10px 12px;gap:8px}.topbar nav{flex-wrap:wrap}.content{padding:0 12px}.panel{padding:14px}main{padding:20px}body{padding:12px}}
 .row{display:flex;gap:12px;align-items:flex-end;flex-wrap:wrap}
 .row>div{flex:1;min-width:150px}
 .row label{margin-top:0}

@@ -121,13 +121,29 @@ pub fn failure(f: &Failure, browser: bool) -> Response<Body> {
         .map(|h| format!("<p class=\"hint\">{}</p>", html::escape(&capitalised(h))))
         .unwrap_or_default();
     let body = format!(
-        "<h1>{}</h1><p>{}</p>{hint}<p class=\"code\">HTTP {} · {}</p>",
+        "<h1>{}</h1><p>{}</p>{hint}{ways}<p class=\"code\">HTTP {} · {}</p>",
         title_of(f.kind),
         html::escape(&f.message),
         status.as_u16(),
-        f.code()
+        f.code(),
+        ways = ways_out(f.kind),
     );
     html_response(status, html::page(title_of(f.kind), &body))
+}
+
+/// Links on from an error page, so none is a dead end: refused access can sign in as someone
+/// else; everything else can start again from the top.
+fn ways_out(kind: FailureKind) -> &'static str {
+    match kind {
+        FailureKind::Forbidden => {
+            "<p class=\"ways\"><a href=\"/\">Go to the start page</a> · <a href=\"/.portcullis/account\">My account</a> · \
+             <a href=\"/.portcullis/sign_out\">Sign out and use another account</a></p>"
+        }
+        FailureKind::RateLimited | FailureKind::Unauthenticated => {
+            "<p class=\"ways\"><a href=\"/.portcullis/sign_in\">Back to sign-in</a> · <a href=\"/\">Go to the start page</a></p>"
+        }
+        _ => "<p class=\"ways\"><a href=\"/\">Go to the start page</a></p>",
+    }
 }
 
 /// A hint as a sentence on a page ("try again" → "Try again").

@@ -321,3 +321,168 @@ async fn the_admin_page_edits_a_profile_inline_and_confirms_a_deletion() {
         "{list}"
     );
 }
+
+#[tokio::test]
+async fn pages_say_what_is_going_on_and_have_a_way_out() {
+    let h = Harness::start("").await;
+    let sign_in_page = || async {
+        h.http
+            .get(h.url("/.portcullis/sign_in"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = sign_in_page().await;
+    assert!(before.contains("Portcullis is not set up yet"), "{before}");
+    assert!(
+        before.contains("value=\"\" autofocus"),
+        "the login field has the focus: {before}"
+    );
+    let admin = h.setup_admin().await;
+    assert!(
+        !sign_in_page().await.contains("not set up yet"),
+        "said only while setup is pending"
+    );
+
+    h.add_user("kim", None, None, Role::User, &[]).await;
+    let refused = h.sign_in("kim", "wrong password").await.unwrap_err();
+    let html = refused.text().await.unwrap();
+    assert!(
+        html.contains("required autofocus aria-describedby=\"sign-in-error\""),
+        "the password field is next: {html}"
+    );
+
+    let kim = h.sign_in("kim", "user-password-1").await.unwrap();
+    let forbidden = h
+        .http
+        .get(h.url("/.portcullis/admin/users"))
+        .header(COOKIE, format!("_portcullis={kim}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    assert!(
+        forbidden
+            .text()
+            .await
+            .unwrap()
+            .contains("Sign out and use another account")
+    );
+    for _ in 0..6 {
+        let _ = h.sign_in("kim", "wrong password").await;
+    }
+    let throttled = h.sign_in("kim", "wrong password").await.unwrap_err();
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(throttled.text().await.unwrap().contains("Back to sign-in"));
+
+    let account = h
+        .http
+        .get(h.url("/.portcullis/account"))
+        .header(COOKIE, format!("_portcullis={kim}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(account.contains("No API keys yet."), "{account}");
+    let user_page = h
+        .http
+        .get(h.url("/.portcullis/admin/users/kim"))
+        .header(COOKIE, format!("_portcullis={admin}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        user_page.contains("No linked identities") && user_page.contains("No API keys."),
+        "{user_page}"
+    );
+}
+
+#[tokio::test]
+async fn groups_are_created_and_deleted_on_the_groups_page() {
+    let h = Harness::start("").await;
+    let admin = h.setup_admin().await;
+    h.add_user("lee", None, None, Role::User, &["ops"]).await;
+    let lee = h.sign_in("lee", "user-password-1").await.unwrap();
+    let get = |path: &str| {
+        h.http
+            .get(h.url(path))
+            .header(COOKIE, format!("_portcullis={admin}"))
+            .send()
+    };
+    let page = get("/.portcullis/admin/groups")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_field(&page, "csrf");
+    let create = |name: &'static str| {
+        h.http
+            .post(h.url("/.portcullis/admin/groups"))
+            .header(COOKIE, format!("_portcullis={admin}"))
+            .form(&[("csrf", csrf.as_str()), ("group_name", name)])
+            .send()
+    };
+    let bad = create("a,b").await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let html = bad.text().await.unwrap();
+    assert!(
+        html.contains("id=\"group_name-error\">a group name is non-empty and has no commas"),
+        "{html}"
+    );
+    assert!(html.contains("value=\"a,b\""), "what was typed is kept");
+    let made = create("reviewers").await.unwrap();
+    assert_eq!(made.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        made.headers()["location"],
+        "/.portcullis/admin/groups/reviewers"
+    );
+    let again = create("reviewers").await.unwrap();
+    assert!(again.text().await.unwrap().contains("exists already"));
+    let empty = get("/.portcullis/admin/groups/reviewers")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        empty.contains("No members.") && empty.contains("Delete this group…"),
+        "{empty}"
+    );
+
+    let (_, me) = call(&h, &lee, Method::GET, "/.portcullis/api/v1/me", None).await;
+    assert_eq!(me["identity"]["groups"], json!(["ops"]));
+    let deleted = h
+        .http
+        .post(h.url("/.portcullis/admin/groups/ops/delete"))
+        .header(COOKIE, format!("_portcullis={admin}"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::SEE_OTHER);
+    let (_, me) = call(&h, &lee, Method::GET, "/.portcullis/api/v1/me", None).await;
+    assert_eq!(
+        me["identity"]["groups"],
+        json!([]),
+        "the member's session loses the group at once"
+    );
+    let list = get("/.portcullis/admin/groups?done=deleted")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list.contains("Group deleted") && list.contains("reviewers") && !list.contains(">ops<"),
+        "{list}"
+    );
+}

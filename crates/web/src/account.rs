@@ -6,7 +6,7 @@ use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode};
 use portcullis_auth::ActiveSession;
 use portcullis_core::{Failure, FailureKind, Role};
-use portcullis_http::html::escape;
+use portcullis_http::html::{escape, rows_or};
 use portcullis_http::respond;
 use serde::Deserialize;
 
@@ -137,6 +137,8 @@ async fn render(state: &AppState, me: &ActiveSession, view: &View<'_>) -> Respon
            <table><thead><tr><th>Name</th><th>Apps</th><th>Expires</th><th></th></tr></thead><tbody>{key_rows}</tbody></table>\
            {key_form}</div>",
         key_form = key_forms::create_form(&format!("{HERE}/keys"), &csrf, "laptop-cli"),
+        session_rows = rows_or(session_rows, 5, "No sessions."),
+        key_rows = rows_or(key_rows, 4, "No API keys yet."),
         username = escape(&identity.username),
         name = escape(&identity.display_name),
         email = escape(identity.email.as_deref().unwrap_or("—")),

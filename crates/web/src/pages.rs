@@ -13,12 +13,19 @@ pub struct SignInForm<'a> {
     pub login: &'a str,
     pub error: Option<&'a str>,
     pub notice: Option<&'a str>,
+    /// No administrator exists yet: say where the setup link is.
+    pub setup_pending: bool,
 }
 
 pub fn sign_in(form: &SignInForm<'_>) -> String {
     let alert = form
         .error
-        .map(|e| format!("<div class=\"alert\" role=\"alert\">{}</div>", escape(e)))
+        .map(|e| {
+            format!(
+                "<div class=\"alert\" role=\"alert\" id=\"sign-in-error\">{}</div>",
+                escape(e)
+            )
+        })
         .unwrap_or_default();
     let notice = form
         .notice
@@ -47,21 +54,34 @@ pub fn sign_in(form: &SignInForm<'_>) -> String {
     } else {
         String::new()
     };
+    let setup = if form.setup_pending {
+        "<div class=\"notice\" role=\"status\">Portcullis is not set up yet. The first administrator is created with the \
+         one-time setup link that <span class=\"code\">portcullis serve</span> printed on its standard error when it started \
+         (“No administrator exists yet. Open this one-time link…”); restarting prints a new one.</div>"
+    } else {
+        ""
+    };
     let body = format!(
-        "<h1>Sign in</h1><p>Use your account to continue.</p>{notice}{buttons}{divider}{alert}{local}"
+        "<h1>Sign in</h1><p>Use your account to continue.</p>{setup}{notice}{buttons}{divider}{alert}{local}"
     );
     page("Sign in", &body)
 }
 
 fn local_form(form: &SignInForm<'_>) -> String {
+    // The field to type in next: after a refusal with the name kept, the password.
+    let (login_focus, password_focus) = if form.error.is_some() && !form.login.is_empty() {
+        ("", " autofocus aria-describedby=\"sign-in-error\"")
+    } else {
+        (" autofocus", "")
+    };
     format!(
         "<form method=\"post\" action=\"/.portcullis/sign_in\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <input type=\"hidden\" name=\"rd\" value=\"{rd}\">\
          <label for=\"login\">Username or email</label>\
-         <input id=\"login\" name=\"login\" autocomplete=\"username\" required value=\"{login}\">\
+         <input id=\"login\" name=\"login\" autocomplete=\"username\" required value=\"{login}\"{login_focus}>\
          <label for=\"password\">Password</label>\
-         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required{password_focus}>\
          <button type=\"submit\">Sign in</button></form>",
         csrf = escape(form.csrf),
         rd = escape(form.return_to),

@@ -122,6 +122,7 @@ fn render(
         csrf: &token,
         providers: &providers,
         local: state.settings.local_auth_enabled,
+        setup_pending: state.setup.is_open(),
         ..form
     };
     let mut response = html_response(status, pages::sign_in(&form));
@@ -158,6 +159,7 @@ pub async fn form(
         login: "",
         error: None,
         notice,
+        setup_pending: false,
     };
     render(&state, &headers, StatusCode::OK, form)
 }
@@ -178,6 +180,7 @@ pub async fn submit(
             login: &body.login,
             error: Some(error),
             notice: None,
+            setup_pending: false,
         };
         render(&state, &headers, status, form)
     };

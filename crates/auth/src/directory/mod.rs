@@ -54,6 +54,16 @@ fn taken(e: StoreError) -> DirectoryError {
     }
 }
 
+/// Group names travel in comma-separated headers, so they cannot hold a comma.
+fn valid_group_name(name: &str) -> Result<(), DirectoryError> {
+    if name.is_empty() || name.contains(',') || name.chars().any(char::is_control) {
+        return Err(DirectoryError::Invalid(
+            "a group name is non-empty and has no commas".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The issuer under which pre-provisioned users' external ids are linked.
 pub const EXTERNAL_ISSUER: &str = "external";
 
@@ -383,17 +393,25 @@ impl Directory {
         group: &str,
         actor: &Actor,
     ) -> Result<(), DirectoryError> {
-        if group.is_empty() || group.contains(',') || group.chars().any(char::is_control) {
-            return Err(DirectoryError::Invalid(
-                "a group name is non-empty and has no commas".into(),
-            ));
-        }
+        valid_group_name(group)?;
         let user = self.find(username).await?;
         self.store
             .add_to_group(&user.id, group, self.clock.now())
             .await?;
         self.audited("group_added", actor, username, Some(group))
             .await
+    }
+
+    /// Creates an empty local group (to add members to later); audited as `group_created`.
+    pub async fn create_group(&self, name: &str, actor: &Actor) -> Result<(), DirectoryError> {
+        let name = name.trim();
+        valid_group_name(name)?;
+        if !self.store.create_group(name, self.clock.now()).await? {
+            return Err(DirectoryError::Invalid(format!(
+                "a group called {name:?} exists already"
+            )));
+        }
+        self.audited("group_created", actor, name, None).await
     }
 
     /// Removes a hand-made membership (provider memberships follow the provider).

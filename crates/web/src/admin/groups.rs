@@ -2,15 +2,17 @@
 //! from. Hand-made memberships can be removed here; provider memberships follow the provider.
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode};
+use portcullis_auth::directory::DirectoryError;
 use portcullis_core::Failure;
-use portcullis_http::html::escape;
+use portcullis_http::html::{escape, rows_or};
 use portcullis_http::respond;
 use serde::Deserialize;
 
 use super::{FormPost, Page, admin, admin_post, form_token, location};
+use crate::pages::{Field, FieldError};
 use crate::state::AppState;
 
 fn group_href(name: &str) -> String {
@@ -20,11 +22,40 @@ fn group_href(name: &str) -> String {
     )
 }
 
-pub async fn list(State(state): State<AppState>, method: Method, headers: HeaderMap) -> Response {
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Response {
     let me = match admin(&state, &method, &headers, "/.portcullis/admin/groups").await {
         Ok(me) => me,
         Err(refused) => return refused,
     };
+    let done = match query.done.as_deref() {
+        Some("deleted") => {
+            "<div class=\"notice\" role=\"status\">Group deleted; its members' sessions carry their new groups.</div>"
+        }
+        _ => "",
+    };
+    render_list(&state, &me, done, "", None).await
+}
+
+/// The groups page; `typed` and `error` redisplay the create form after a refusal.
+async fn render_list(
+    state: &AppState,
+    me: &portcullis_auth::ActiveSession,
+    done: &str,
+    typed: &str,
+    error: Option<&FieldError>,
+) -> Response {
+    let csrf = form_token(state, me);
     let groups = match state.store.list_groups().await {
         Ok(groups) => groups,
         Err(e) => return respond::failure(&Failure::from(e), true),
@@ -40,9 +71,21 @@ pub async fn list(State(state): State<AppState>, method: Method, headers: Header
             )
         })
         .collect();
+    let rows = rows_or(rows, 2, "No groups yet.");
+    let name_field = Field {
+        id: "group_name",
+        label: "New group",
+        attributes: "required autocomplete=\"off\"",
+        value: typed,
+        hint: None,
+    }
+    .render(error);
     let body = format!(
-        "<h1>Groups</h1><p class=\"muted\">Local groups are made here or with the CLI; groups from an identity \
+        "<h1>Groups</h1>{done}<p class=\"muted\">Local groups are made here or with the CLI; groups from an identity \
          provider are synced at every sign-in and token refresh.</p>\
+         <div class=\"panel\"><form method=\"post\" action=\"/.portcullis/admin/groups\" class=\"row\">\
+           <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><div>{name_field}</div>\
+           <button type=\"submit\" class=\"secondary\">Create group</button></form></div>\
          <div class=\"panel\"><table><thead><tr><th>Group</th><th>Members</th></tr></thead><tbody>{rows}</tbody></table></div>"
     );
     let page = Page {
@@ -51,7 +94,70 @@ pub async fn list(State(state): State<AppState>, method: Method, headers: Header
         who: &me.identity.username,
         admin: true,
     };
-    page.render(StatusCode::OK, &body)
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    page.render(status, &body)
+}
+
+#[derive(Deserialize, Default)]
+pub struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    group_name: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    post: FormPost,
+    Form(form): Form<CreateForm>,
+) -> Response {
+    let (me, actor) = match admin_post(&state, &post, "/.portcullis/admin/groups", &form.csrf).await
+    {
+        Ok(ok) => ok,
+        Err(refused) => return refused,
+    };
+    match state.directory.create_group(&form.group_name, &actor).await {
+        Ok(()) => location(StatusCode::SEE_OTHER, &group_href(form.group_name.trim())),
+        Err(DirectoryError::Invalid(why)) => {
+            let error = FieldError::new("group_name", why);
+            render_list(&state, &me, "", &form.group_name, Some(&error)).await
+        }
+        Err(e) => super::directory_failure(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    post: FormPost,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    let actor = match admin_post(&state, &post, &group_href(&name), &form.csrf).await {
+        Ok((_, actor)) => actor,
+        Err(refused) => return refused,
+    };
+    match state.directory.delete_group(&name, &actor).await {
+        Ok(members) => {
+            for member in members {
+                state.apply_user_change(&member).await;
+            }
+            location(
+                StatusCode::SEE_OTHER,
+                "/.portcullis/admin/groups?done=deleted",
+            )
+        }
+        Err(e) => super::directory_failure(e),
+    }
 }
 
 pub async fn detail(
@@ -91,10 +197,19 @@ pub async fn detail(
             )
         })
         .collect();
+    let rows = rows_or(rows, 4, "No members. Add people from their user page.");
+    // Two steps without JavaScript: the button that deletes is inside a disclosure that says
+    // what deleting does.
     let body = format!(
-        "<p><a href=\"/.portcullis/admin/groups\">← All groups</a></p><h1>{}</h1>\
-         <div class=\"panel\"><table><thead><tr><th>Member</th><th>Name</th><th>Source</th><th></th></tr></thead><tbody>{rows}</tbody></table></div>",
-        escape(&name)
+        "<p><a href=\"/.portcullis/admin/groups\">← All groups</a></p><h1>{group}</h1>\
+         <div class=\"panel\"><table><thead><tr><th>Member</th><th>Name</th><th>Source</th><th></th></tr></thead><tbody>{rows}</tbody></table></div>\
+         <div class=\"panel\"><details><summary>Delete this group…</summary>\
+           <p>Every membership of {group} ends, whatever its source (a provider that still sends the group adds it again at the next sign-in). \
+           Apps that allow this group stop admitting its members.</p>\
+           <form method=\"post\" action=\"{href}/delete\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+           <button type=\"submit\" class=\"danger\" style=\"width:auto\">Delete {group}</button></form></details></div>",
+        group = escape(&name),
+        href = escape(&group_href(&name)),
     );
     let page = Page {
         title: &name,

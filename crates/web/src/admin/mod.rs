@@ -90,8 +90,15 @@ pub fn routes() -> Router<AppState> {
         .route("/.portcullis/admin/outbox", get(outbox::page))
         .route("/.portcullis/admin/outbox/retry", post(outbox::retry))
         .route("/.portcullis/admin/outbox/discard", post(outbox::discard))
-        .route("/.portcullis/admin/groups", get(groups::list))
+        .route(
+            "/.portcullis/admin/groups",
+            get(groups::list).post(groups::create),
+        )
         .route("/.portcullis/admin/groups/{name}", get(groups::detail))
+        .route(
+            "/.portcullis/admin/groups/{name}/delete",
+            post(groups::delete),
+        )
         .route(
             "/.portcullis/admin/users/{username}/groups/remove",
             post(groups::remove),

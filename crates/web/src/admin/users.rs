@@ -9,7 +9,7 @@ use portcullis_auth::directory::{AddUser, DirectoryError};
 use portcullis_core::Email;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Failure, FailureKind, Role};
-use portcullis_http::html::escape;
+use portcullis_http::html::{escape, rows_or};
 use portcullis_http::respond;
 use portcullis_store::StoredKey;
 use serde::Deserialize;
@@ -342,6 +342,13 @@ pub(crate) async fn render_detail(
            <tbody>{key_rows}</tbody></table>\
            {key_form}</div>",
         key_form = key_forms::create_form(&format!("{base}/keys"), &csrf, "ci-pipeline"),
+        session_rows = rows_or(session_rows, 6, "No sessions: not signed in anywhere."),
+        identity_rows = rows_or(
+            identity_rows,
+            4,
+            "No linked identities: signs in with a Portcullis password only."
+        ),
+        key_rows = rows_or(key_rows, 6, "No API keys."),
         username = escape(&user.username),
         name = escape(user.display_name.as_deref().unwrap_or("—")),
         email = escape(user.email.as_deref().unwrap_or("—")),
