@@ -71,14 +71,14 @@ body.app{display:block;padding:0}
 .content{max-width:1100px;margin:24px auto;padding:0 24px;background:none;border:0;border-radius:0;box-shadow:none}
 .content h1{margin-bottom:16px}
 .content th{width:auto}
-.content td,.content th{word-break:normal;overflow-wrap:anywhere}
+.content td,.content th{word-break:normal;overflow-wrap:break-word}
 .content td.nowrap{white-space:nowrap}
 .panel{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:20px;margin-bottom:20px}
 .panel h2{font-size:1.05rem;margin:0 0 12px}
 .panel{overflow-x:auto}
 .ways{margin-top:16px}
 td.empty{color:var(--muted);font-style:italic}
-@media (max-width:600px){.topbar{padding:10px 12px;gap:8px}.topbar nav{flex-wrap:wrap}.content{padding:0 12px}.panel{padding:14px}main{padding:20px}body{padding:12px}}
+@media (max-width:600px){.panel table:has(thead){min-width:560px}.topbar{padding:10px 12px;gap:8px}.topbar nav{flex-wrap:wrap}.content{padding:0 12px}.panel{padding:14px}main{padding:20px}body{padding:12px}}
 .row{display:flex;gap:12px;align-items:flex-end;flex-wrap:wrap}
 .row>div{flex:1;min-width:150px}
 .row label{margin-top:0}

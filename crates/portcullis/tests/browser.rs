@@ -251,3 +251,69 @@ async fn passwords_are_recovered_with_a_link_and_changed_on_the_account_page() {
     assert!(h.sign_in("grace", "rain on the window").await.is_ok());
     h.running.shutdown().await;
 }
+
+/// Every admin page at a desktop and a phone width: screenshots to look at, and no horizontal
+/// scrolling of the page itself at 390 px (wide tables scroll inside their panel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_page_fits_a_desktop_and_a_phone() {
+    let h = Harness::start("").await;
+    let admin = h.setup_admin().await;
+    h.add_user(
+        "frank",
+        Some("frank@example.com"),
+        Some("Frank Fields"),
+        portcullis_core::Role::User,
+        &["ops"],
+    )
+    .await;
+    let _ = h.sign_in("frank", "user-password-1").await.unwrap();
+    let key = h
+        .http
+        .post(h.url("/.portcullis/api/v1/users/frank/keys"))
+        .header("cookie", format!("_portcullis={admin}"))
+        .json(&serde_json::json!({"name": "a-rather-long-key-name-for-a-pipeline"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(key.status(), reqwest::StatusCode::CREATED);
+    let browser = Browser::start().await;
+    let base = &h.base;
+    browser
+        .goto(&format!(
+            "{base}/.portcullis/sign_in?rd=/.portcullis/admin/users"
+        ))
+        .await;
+    browser.type_into("#login", "admin").await;
+    browser.type_into("#password", common::ADMIN_PASSWORD).await;
+    browser
+        .click("form[action='/.portcullis/sign_in'] button")
+        .await;
+    browser.wait_for_text("Add a user").await;
+
+    let pages = [
+        ("admin-users", "/.portcullis/admin/users"),
+        ("admin-user", "/.portcullis/admin/users/frank"),
+        ("admin-user-delete", "/.portcullis/admin/users/frank/delete"),
+        ("admin-groups", "/.portcullis/admin/groups"),
+        ("admin-group", "/.portcullis/admin/groups/ops"),
+        ("admin-audit", "/.portcullis/admin/audit"),
+        ("admin-outbox", "/.portcullis/admin/outbox"),
+        ("account", "/.portcullis/account"),
+    ];
+    for (width, height) in [(1280, 900), (390, 844)] {
+        browser.resize(width, height).await;
+        for (name, path) in pages {
+            browser.goto(&format!("{base}{path}")).await;
+            browser.wait_for_text("Portcullis").await;
+            browser.screenshot(&format!("{name}-{width}")).await;
+            let overflow = browser
+                .eval("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
+                .await;
+            assert!(
+                overflow.as_i64().unwrap() <= 0,
+                "{path} scrolls sideways by {overflow} px at {width} px"
+            );
+        }
+    }
+    h.running.shutdown().await;
+}
