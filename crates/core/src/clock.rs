@@ -20,6 +20,30 @@ impl Timestamp {
         later.0.saturating_sub(self.0)
     }
 
+    /// Midnight UTC of a `YYYY-MM-DD` date (what an HTML date input sends); `None` if it is not
+    /// one.
+    pub fn from_date(date: &str) -> Option<Timestamp> {
+        let mut parts = date.trim().splitn(3, '-');
+        let year: i64 = parts.next()?.parse().ok()?;
+        let month: i64 = parts.next()?.parse().ok()?;
+        let day: i64 = parts.next()?.parse().ok()?;
+        if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+            return None;
+        }
+        // Days since 1970-01-01 from a civil date (Howard Hinnant's algorithm, the inverse of
+        // the one in `utc`).
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let mp = if month > 2 { month - 3 } else { month + 9 };
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let midnight = Timestamp(days * 86_400);
+        // 2026-02-31 is not a date: it must read back as itself.
+        midnight.utc().starts_with(date.trim()).then_some(midnight)
+    }
+
     /// `YYYY-MM-DD HH:MM:SS` in UTC, for people reading logs and pages.
     pub fn utc(self) -> String {
         let days = self.0.div_euclid(86_400);
@@ -84,6 +108,20 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_read_back() {
+        let t = Timestamp::from_date("2026-12-02").unwrap();
+        assert_eq!(t.utc(), "2026-12-02 00:00:00");
+        assert_eq!(Timestamp::from_date("1970-01-01"), Some(Timestamp(0)));
+        assert_eq!(
+            Timestamp::from_date("2024-02-29").unwrap().utc(),
+            "2024-02-29 00:00:00"
+        );
+        for bad in ["2026-02-31", "2026-13-01", "yesterday", "", "2026-1"] {
+            assert_eq!(Timestamp::from_date(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn utc_dates() {

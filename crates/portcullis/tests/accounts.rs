@@ -486,3 +486,92 @@ async fn groups_are_created_and_deleted_on_the_groups_page() {
         "{list}"
     );
 }
+
+#[tokio::test]
+async fn the_audit_log_is_filtered_by_user_action_and_time() {
+    let h = Harness::start("").await;
+    let admin = h.setup_admin().await;
+    h.add_user("mia", None, None, Role::User, &[]).await;
+    h.add_user("ned", None, None, Role::User, &[]).await;
+    let _ = h.sign_in("mia", "user-password-1").await.unwrap();
+    let _ = h.sign_in("ned", "wrong password").await;
+    let (status, _) = call(
+        &h,
+        &admin,
+        Method::PATCH,
+        "/.portcullis/api/v1/users/ned",
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let api = |query: &'static str| call(&h, &admin, Method::GET, query, None);
+    let subjects = |body: &Value| -> Vec<String> {
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["action"].as_str().unwrap(),
+                    e["subject"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    let (_, by_ned) = api("/.portcullis/api/v1/audit?user=ned").await;
+    assert_eq!(
+        subjects(&by_ned),
+        ["role_changed ned", "sign_in ned"],
+        "{by_ned}"
+    );
+    let (_, sign_ins) = api("/.portcullis/api/v1/audit?action=sign_in").await;
+    assert!(
+        subjects(&sign_ins)
+            .iter()
+            .all(|s| s.starts_with("sign_in ")),
+        "{sign_ins}"
+    );
+    assert_eq!(subjects(&sign_ins).len(), 3, "admin, mia, ned: {sign_ins}");
+    let (_, by_admin) = api("/.portcullis/api/v1/audit?user=admin&action=role_changed").await;
+    assert_eq!(
+        subjects(&by_admin),
+        ["role_changed ned"],
+        "the admin's own actions count as theirs"
+    );
+    let (_, future) = api("/.portcullis/api/v1/audit?since=4102444800").await;
+    assert!(subjects(&future).is_empty());
+    let (status, unknown) = api("/.portcullis/api/v1/audit?user=nobody").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
+
+    let page = |query: &'static str| {
+        let h = &h;
+        let admin = admin.clone();
+        async move {
+            let response = h
+                .http
+                .get(h.url(&format!("/.portcullis/admin/audit{query}")))
+                .header(COOKIE, format!("_portcullis={admin}"))
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    let (status, html) = page("?user=mia&action=&since=&until=").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("<td>mia</td>") && !html.contains("<td>ned</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("id=\"user\" name=\"user\" type=\"text\" value=\"mia\""),
+        "the filter stays filled in"
+    );
+    let (_, none) = page("?since=2100-01-01").await;
+    assert!(none.contains("No entries match."), "{none}");
+    let (status, bad) = page("?since=yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad.contains("is not a date like 2026-12-01"), "{bad}");
+}

@@ -333,7 +333,7 @@ async fn entra_and_okta_provisioning_sequences() {
     // Every SCIM write is in the audit trail, by the SCIM client, like any other change.
     let trail: Vec<(String, String, String)> = state
         .store
-        .audit_page(None, 500)
+        .audit_page(&Default::default(), 500)
         .await
         .unwrap()
         .into_iter()

@@ -100,7 +100,10 @@ fn users_search() {
 #[divan::bench]
 fn audit_newest_page() {
     let f = fixture();
-    let events = f.runtime.block_on(f.store.audit_page(None, 50)).unwrap();
+    let events = f
+        .runtime
+        .block_on(f.store.audit_page(&Default::default(), 50))
+        .unwrap();
     assert_eq!(events.len(), 50);
 }
 
@@ -109,7 +112,13 @@ fn audit_deep_page() {
     let f = fixture();
     let events = f
         .runtime
-        .block_on(f.store.audit_page(Some(10_000), 50))
+        .block_on(f.store.audit_page(
+            &portcullis_store::AuditFilter {
+                before: Some(10_000),
+                ..Default::default()
+            },
+            50,
+        ))
         .unwrap();
     assert_eq!(events.len(), 50);
 }

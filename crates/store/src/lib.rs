@@ -165,6 +165,22 @@ pub struct AuditEvent {
     pub client_ip: Option<String>,
 }
 
+/// Which audit entries to list.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// Only entries older than this id (the next page).
+    pub before: Option<i64>,
+    /// Only this action (`sign_in`, `user_deleted`…).
+    pub action: Option<String>,
+    /// Only entries by or about this user: `(id, username)` — the trail names actors by id
+    /// (with ` (key …)` for key calls) and subjects by username.
+    pub user: Option<(String, String)>,
+    /// Only entries at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only entries before this time.
+    pub until: Option<Timestamp>,
+}
+
 #[async_trait]
 pub trait Store: CredentialStore + Send + Sync + 'static {
     /// Cheap round trip, for `/ready`.
@@ -399,11 +415,11 @@ pub trait Store: CredentialStore + Send + Sync + 'static {
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The newest events first.
     async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
-    /// A page of the audit trail, newest first, with each record's id; `before` continues from
-    /// the last id of the previous page.
+    /// A page of the audit trail, newest first, with each record's id, narrowed by `filter`;
+    /// `filter.before` continues from the last id of the previous page.
     async fn audit_page(
         &self,
-        before: Option<i64>,
+        filter: &AuditFilter,
         limit: u32,
     ) -> Result<Vec<(i64, AuditEvent)>, StoreError>;
 }

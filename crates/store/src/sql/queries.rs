@@ -13,8 +13,8 @@ use super::rows::{
 };
 use crate::Conflict;
 use crate::{
-    AuditEvent, AuthFlow, Change, ChangeKind, Delivery, GroupSummary, LinkedIdentity, NewUser,
-    OutboxStats, Store, StoreError, StoredKey, StoredSigningKey,
+    AuditEvent, AuditFilter, AuthFlow, Change, ChangeKind, Delivery, GroupSummary, LinkedIdentity,
+    NewUser, OutboxStats, Store, StoreError, StoredKey, StoredSigningKey,
 };
 
 /// How long the heartbeat (the change feed poll) waits for the database.
@@ -1062,7 +1062,7 @@ impl Store for SqlStore {
 
     async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
         Ok(self
-            .audit_page(None, limit)
+            .audit_page(&AuditFilter::default(), limit)
             .await?
             .into_iter()
             .map(|(_, e)| e)
@@ -1071,19 +1071,52 @@ impl Store for SqlStore {
 
     async fn audit_page(
         &self,
-        before: Option<i64>,
+        filter: &AuditFilter,
         limit: u32,
     ) -> Result<Vec<(i64, AuditEvent)>, StoreError> {
-        // Two spellings rather than `(? IS NULL OR id < ?)`, which keeps SQLite off the
-        // primary-key index (measured: 3.7 ms instead of 0.2 ms for a deep page of 100k).
-        let (sql_before, sql_first) = (
-            self.q("SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?"),
-            self.q("SELECT * FROM audit ORDER BY id DESC LIMIT ?"),
-        );
-        let query = match before {
-            Some(before) => sqlx::query(&sql_before).bind(before),
-            None => sqlx::query(&sql_first),
-        };
+        // Only the conditions asked for are written: a `(? IS NULL OR id < ?)` would keep
+        // SQLite off the primary-key index (measured: 3.7 ms instead of 0.2 ms for a deep page
+        // of 100k).
+        let mut conditions: Vec<&str> = Vec::new();
+        if filter.before.is_some() {
+            conditions.push("id < ?");
+        }
+        if filter.action.is_some() {
+            conditions.push("action = ?");
+        }
+        if filter.user.is_some() {
+            conditions.push("(actor = ? OR actor LIKE ? OR subject = ?)");
+        }
+        if filter.since.is_some() {
+            conditions.push("at >= ?");
+        }
+        if filter.until.is_some() {
+            conditions.push("at < ?");
+        }
+        let mut sql = String::from("SELECT * FROM audit");
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        let sql = self.q(&sql);
+        let mut query = sqlx::query(&sql);
+        if let Some(before) = filter.before {
+            query = query.bind(before);
+        }
+        if let Some(action) = &filter.action {
+            query = query.bind(action);
+        }
+        if let Some((id, username)) = &filter.user {
+            // Ids are UUIDs (no `%` or `_` of LIKE's own), so the prefix match is exact.
+            query = query.bind(id).bind(format!("{id} (key %")).bind(username);
+        }
+        if let Some(since) = filter.since {
+            query = query.bind(since.0);
+        }
+        if let Some(until) = filter.until {
+            query = query.bind(until.0);
+        }
         let rows = query.bind(i64::from(limit)).fetch_all(self.pool()?).await?;
         rows.iter()
             .map(|row| {

@@ -5,6 +5,7 @@
 //! API and the CLI, so they are audited and take effect at once.
 
 mod audit;
+pub(crate) use audit::audit_filter;
 mod groups;
 mod outbox;
 mod passwords;

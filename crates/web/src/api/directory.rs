@@ -374,6 +374,17 @@ pub struct AuditPage {
     before: Option<i64>,
     #[serde(default = "default_limit")]
     limit: u32,
+    /// Entries by or about this username.
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    /// Unix seconds: entries at or after.
+    #[serde(default)]
+    since: Option<i64>,
+    /// Unix seconds: entries before.
+    #[serde(default)]
+    until: Option<i64>,
 }
 
 fn event_json(id: i64, e: &AuditEvent) -> serde_json::Value {
@@ -390,7 +401,18 @@ pub async fn audit(
 ) -> ApiResult<Response> {
     who.require_admin()?;
     let limit = page.limit.clamp(1, MAX_PAGE);
-    let events = state.store.audit_page(page.before, limit).await?;
+    let filter = crate::admin::audit_filter(
+        &state,
+        page.before,
+        page.user.as_deref(),
+        page.action.as_deref(),
+        (
+            page.since.map(portcullis_core::Timestamp),
+            page.until.map(portcullis_core::Timestamp),
+        ),
+    )
+    .await?;
+    let events = state.store.audit_page(&filter, limit).await?;
     let next = (events.len() == usize::try_from(limit).unwrap_or(usize::MAX))
         .then(|| events.last().map(|(id, _)| *id))
         .flatten();
@@ -405,8 +427,11 @@ pub async fn audit_export(State(state): State<AppState>, who: Caller) -> ApiResu
     let pages = futures_util::stream::unfold(Some(None), move |cursor: Option<Option<i64>>| {
         let store = store.clone();
         async move {
-            let before = cursor?;
-            match store.audit_page(before, 1000).await {
+            let filter = portcullis_store::AuditFilter {
+                before: cursor?,
+                ..Default::default()
+            };
+            match store.audit_page(&filter, 1000).await {
                 Ok(events) if events.is_empty() => None,
                 Ok(events) => {
                     let next = events.last().map(|(id, _)| *id);
