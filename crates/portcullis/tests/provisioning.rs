@@ -109,34 +109,56 @@ fn serve(config: &Path) -> tokio::process::Child {
         .unwrap()
 }
 
-async fn wait_until_listening(port: u16) {
-    wait_for(
-        "Portcullis to listen",
-        Duration::from_secs(60),
-        async || {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        },
-    )
-    .await;
+/// Starts `portcullis serve` with the configuration `write_config(port)` writes, on a free port,
+/// and waits until it answers. A bare connect is not proof: the port was free when picked, but
+/// another test's server (an upstream that answers 200 to anything) may take it before this one
+/// binds; then this one exits, and it is started again on another port.
+async fn serve_on_a_free_port(
+    config: &Path,
+    write_config: impl Fn(u16),
+) -> (tokio::process::Child, u16) {
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        let port = free_port();
+        write_config(port);
+        let mut server = serve(config);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if server.try_wait().ok().flatten().is_some() {
+                break; // lost the port to another test
+            }
+            let ping = http
+                .get(format!("http://127.0.0.1:{port}/ping"))
+                .send()
+                .await;
+            if let Ok(response) = ping
+                && response.text().await.is_ok_and(|body| body == "OK")
+            {
+                return (server, port);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    panic!("portcullis serve did not start on any of five free ports");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_outage_and_a_killed_process_lose_no_user() {
     let (url, received) = receiver().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let config = dir.path().join("portcullis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = '127.0.0.1:{port}'\ndata_dir = '{}'\n{}",
-            dir.path().join("data").display(),
-            sink_toml(&url)
-        ),
-    )
-    .unwrap();
+    let write_config = |port: u16| {
+        std::fs::write(
+            &config,
+            format!(
+                "listen = '127.0.0.1:{port}'\ndata_dir = '{}'\n{}",
+                dir.path().join("data").display(),
+                sink_toml(&url)
+            ),
+        )
+        .unwrap();
+    };
+    write_config(free_port());
     cli(&config, &["user", "add", "operator", "--role", "admin"]);
     let key = cli(
         &config,
@@ -154,8 +176,7 @@ async fn a_sink_outage_and_a_killed_process_lose_no_user() {
     .trim()
     .to_owned();
 
-    let mut server = serve(&config);
-    wait_until_listening(port).await;
+    let (mut server, port) = serve_on_a_free_port(&config, write_config).await;
     // 1,000 sign-ups while the sink is down.
     let http = reqwest::Client::new();
     let api = format!("http://127.0.0.1:{port}/api/v1/users");
