@@ -194,6 +194,8 @@ async fn passwords_are_recovered_with_a_link_and_changed_on_the_account_page() {
 
     browser.goto(issued["url"].as_str().unwrap()).await;
     browser.wait_for_text("Choose a new password").await;
+    let violations = browser.accessibility_violations().await;
+    assert!(violations.is_empty(), "reset page: {violations:#?}");
     browser.type_into("#password", "password123").await;
     browser.type_into("#confirm", "password123").await;
     browser
@@ -236,6 +238,11 @@ async fn passwords_are_recovered_with_a_link_and_changed_on_the_account_page() {
         "the field is marked"
     );
     browser.screenshot("account-password-error").await;
+    let violations = browser.accessibility_violations().await;
+    assert!(
+        violations.is_empty(),
+        "account page with an error: {violations:#?}"
+    );
     browser
         .type_into("#current_password", "a garden of tulips")
         .await;
@@ -252,8 +259,9 @@ async fn passwords_are_recovered_with_a_link_and_changed_on_the_account_page() {
     h.running.shutdown().await;
 }
 
-/// Every admin page at a desktop and a phone width: screenshots to look at, and no horizontal
-/// scrolling of the page itself at 390 px (wide tables scroll inside their panel).
+/// Every admin page at a desktop and a phone width: screenshots to look at, no serious
+/// accessibility violation (axe-core), and no horizontal scrolling of the page itself at 390 px
+/// (wide tables scroll inside their panel).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_admin_page_fits_a_desktop_and_a_phone() {
     let h = Harness::start("").await;
@@ -306,6 +314,11 @@ async fn every_admin_page_fits_a_desktop_and_a_phone() {
             browser.goto(&format!("{base}{path}")).await;
             browser.wait_for_text("Portcullis").await;
             browser.screenshot(&format!("{name}-{width}")).await;
+            let violations = browser.accessibility_violations().await;
+            assert!(
+                violations.is_empty(),
+                "{path} at {width} px: {violations:#?}"
+            );
             let overflow = browser
                 .eval("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
                 .await;

@@ -212,6 +212,31 @@ impl Browser {
         .await
     }
 
+    /// The serious and critical accessibility violations axe-core finds on the current page, as
+    /// `rule: element, …` lines (axe-core from tests/axe, installed by scripts/install-test-deps).
+    pub async fn accessibility_violations(&self) -> Vec<String> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/axe/node_modules/axe-core/axe.min.js"
+        );
+        let axe = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e}; scripts/install-test-deps installs axe-core"));
+        // WebDriver's script runs outside the page's CSP (which allows no script at all), and a
+        // returned promise is awaited.
+        let script = format!(
+            "{axe}\nreturn axe.run(document, {{ resultTypes: ['violations'] }}).then(r => r.violations\
+             .filter(v => v.impact === 'serious' || v.impact === 'critical')\
+             .map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', ')));"
+        );
+        let found = self.eval(&script).await;
+        found
+            .as_array()
+            .unwrap_or_else(|| panic!("axe-core did not run: {found}"))
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
     /// Saves a PNG of the current page as `target/screenshots/<name>.png`.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let data = self

@@ -171,7 +171,7 @@ pub async fn list(
     let body = format!(
         "<h1>Audit log</h1><p class=\"muted\">Every sign-in, sign-out and directory change, newest first. \
          <a href=\"/.portcullis/api/v1/audit.jsonl\">Export as JSON lines</a>.</p>{filters}\
-         <div class=\"panel\"><table><thead><tr><th>Time (UTC)</th><th>Action</th><th>Outcome</th><th>Actor</th><th>Subject</th><th>Detail</th><th>From</th></tr></thead>\
+         <div class=\"panel\" tabindex=\"0\" role=\"region\" aria-label=\"Audit entries\"><table><thead><tr><th>Time (UTC)</th><th>Action</th><th>Outcome</th><th>Actor</th><th>Subject</th><th>Detail</th><th>From</th></tr></thead>\
          <tbody>{rows}</tbody></table><div class=\"pager\"><span>{newest}</span><span></span><span>{next}</span></div></div>"
     );
     Page {

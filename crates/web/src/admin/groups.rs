@@ -86,7 +86,7 @@ async fn render_list(
          <div class=\"panel\"><form method=\"post\" action=\"/.portcullis/admin/groups\" class=\"row\">\
            <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><div>{name_field}</div>\
            <button type=\"submit\" class=\"secondary\">Create group</button></form></div>\
-         <div class=\"panel\"><table><thead><tr><th>Group</th><th>Members</th></tr></thead><tbody>{rows}</tbody></table></div>"
+         <div class=\"panel\" tabindex=\"0\" role=\"region\" aria-label=\"Groups\"><table><thead><tr><th>Group</th><th>Members</th></tr></thead><tbody>{rows}</tbody></table></div>"
     );
     let page = Page {
         title: "Groups",
@@ -202,7 +202,7 @@ pub async fn detail(
     // what deleting does.
     let body = format!(
         "<p><a href=\"/.portcullis/admin/groups\">← All groups</a></p><h1>{group}</h1>\
-         <div class=\"panel\"><table><thead><tr><th>Member</th><th>Name</th><th>Source</th><th></th></tr></thead><tbody>{rows}</tbody></table></div>\
+         <div class=\"panel\" tabindex=\"0\" role=\"region\" aria-label=\"Members\"><table><thead><tr><th>Member</th><th>Name</th><th>Source</th><th></th></tr></thead><tbody>{rows}</tbody></table></div>\
          <div class=\"panel\"><details><summary>Delete this group…</summary>\
            <p>Every membership of {group} ends, whatever its source (a provider that still sends the group adds it again at the next sign-in). \
            Apps that allow this group stop admitting its members.</p>\

@@ -67,7 +67,7 @@ pub async fn page(State(state): State<AppState>, method: Method, headers: Header
         "<h1>Provisioning</h1><p class=\"muted\">Directory changes on their way to the apps (see docs/provisioning.md).</p>\
          <div class=\"panel\"><table><tr><th>Waiting</th><td>{pending}</td></tr><tr><th>Oldest waiting</th><td>{oldest}</td></tr>\
          <tr><th>Dead letters</th><td>{dead_count}</td></tr></table></div>\
-         <div class=\"panel\"><h2>Dead letters</h2><table><thead><tr><th>Sink</th><th>User</th><th>Event</th><th>Attempts</th><th>Last error</th><th></th></tr></thead>\
+         <div class=\"panel\" tabindex=\"0\" role=\"region\" aria-label=\"Dead letters\"><h2>Dead letters</h2><table><thead><tr><th>Sink</th><th>User</th><th>Event</th><th>Attempts</th><th>Last error</th><th></th></tr></thead>\
          <tbody>{rows}</tbody></table>\
          <form method=\"post\" action=\"{HERE}/retry\" style=\"margin-top:14px\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <button type=\"submit\" class=\"secondary\" style=\"width:auto\">Retry all</button></form></div>",

@@ -102,7 +102,7 @@ pub async fn list(
          <form class=\"panel row\" method=\"get\" action=\"/.portcullis/admin/users\" role=\"search\">\
            <div><label for=\"q\">Search by name or email</label><input id=\"q\" name=\"q\" value=\"{q}\"></div>\
            <button type=\"submit\">Search</button></form>\
-         <div class=\"panel\"><table><thead><tr><th>Username</th><th>Name</th><th>Email</th><th>Role</th><th>Status</th><th>Groups</th></tr></thead>\
+         <div class=\"panel\" tabindex=\"0\" role=\"region\" aria-label=\"Users\"><table><thead><tr><th>Username</th><th>Name</th><th>Email</th><th>Role</th><th>Status</th><th>Groups</th></tr></thead>\
          <tbody>{rows}</tbody></table>\
          <div class=\"pager\"><span>{prev}</span><span>{range}</span><span>{next}</span></div></div>\
          <form class=\"panel\" method=\"post\" action=\"/.portcullis/admin/users\"><h2>Add a user</h2>\
@@ -334,9 +334,9 @@ pub(crate) async fn render_detail(
            <tbody>{session_rows}</tbody></table>\
            <form method=\"post\" action=\"{base}/sessions/end-all\" style=\"margin-top:14px\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <button type=\"submit\" class=\"secondary\" style=\"width:auto\">End all sessions</button></form></div>\
-         <div class=\"panel\"><h2>Linked identities</h2><table><thead><tr><th>Provider</th><th>Issuer</th><th>Subject</th><th>Email</th></tr></thead>\
+         <div class=\"panel\" tabindex=\"0\" role=\"region\" aria-label=\"Linked identities\"><h2>Linked identities</h2><table><thead><tr><th>Provider</th><th>Issuer</th><th>Subject</th><th>Email</th></tr></thead>\
            <tbody>{identity_rows}</tbody></table></div>\
-         <div class=\"panel\"><h2>Provisioning</h2><table><thead><tr><th>Sink</th><th>Last event</th><th>State</th><th>Attempts</th><th>Last error</th></tr></thead>\
+         <div class=\"panel\" tabindex=\"0\" role=\"region\" aria-label=\"Provisioning\"><h2>Provisioning</h2><table><thead><tr><th>Sink</th><th>Last event</th><th>State</th><th>Attempts</th><th>Last error</th></tr></thead>\
            <tbody>{provisioning_rows}</tbody></table></div>\
          <div class=\"panel\"><h2>API keys</h2><table><thead><tr><th>Name</th><th>Apps</th><th>Expires</th><th>Last used</th><th>State</th><th></th></tr></thead>\
            <tbody>{key_rows}</tbody></table>\
