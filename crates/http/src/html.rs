@@ -31,8 +31,8 @@ pub fn rows_or(rows: String, columns: usize, empty: &str) -> String {
 }
 
 const STYLE: &str = r#"
-:root{--ink:#1c2430;--muted:#5b6676;--line:#d9dee5;--bg:#f4f6f9;--card:#fff;--accent:#2455c3;--accent-ink:#fff;--bad:#b42318;--bad-bg:#fef3f2;--ok:#067647}
-@media (prefers-color-scheme:dark){:root{--ink:#e6e9ee;--muted:#a3acb9;--line:#2e3744;--bg:#11161d;--card:#1a212b;--accent:#6d9bff;--accent-ink:#0b1220;--bad:#ff8a80;--bad-bg:#2a1715;--ok:#5fd39a}}
+:root{--ink:#1c2430;--muted:#5b6676;--line:#d9dee5;--bg:#f4f6f9;--card:#fff;--accent:#2455c3;--accent-ink:#fff;--bad:#b42318;--bad-bg:#fef3f2;--bad-ink:#fff;--ok:#067647}
+@media (prefers-color-scheme:dark){:root{--ink:#e6e9ee;--muted:#a3acb9;--line:#2e3744;--bg:#11161d;--card:#1a212b;--accent:#6d9bff;--accent-ink:#0b1220;--bad:#ff8a80;--bad-bg:#2a1715;--bad-ink:#1a0705;--ok:#5fd39a}}
 *{box-sizing:border-box}
 body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);background:var(--bg);min-height:100vh;display:flex;flex-direction:column;align-items:center;justify-content:center;padding:24px}
 .brand{display:flex;align-items:center;gap:10px;font-weight:650;letter-spacing:.2px;margin-bottom:18px;color:var(--ink)}
@@ -84,7 +84,7 @@ td.empty{color:var(--muted);font-style:italic}
 .row label{margin-top:0}
 .row button,td button{width:auto;margin-top:0;padding:9px 14px}
 button.secondary{background:var(--card);color:var(--ink);border:1px solid var(--line)}
-button.danger{background:var(--bad);color:#fff}
+button.danger{background:var(--bad);color:var(--bad-ink)}
 select{font:inherit;padding:9px 10px;border:1px solid var(--line);border-radius:8px;background:var(--card);color:var(--ink);width:100%}
 .badge{display:inline-block;padding:1px 8px;border-radius:999px;font-size:.8rem;border:1px solid var(--line);white-space:nowrap}
 .badge.bad{color:var(--bad);border-color:var(--bad)}

@@ -308,16 +308,24 @@ async fn every_admin_page_fits_a_desktop_and_a_phone() {
         ("admin-outbox", "/.portcullis/admin/outbox"),
         ("account", "/.portcullis/account"),
     ];
-    for (width, height) in [(1280, 900), (390, 844)] {
+    // Light and dark mode each get axe-core's contrast check (WCAG AA).
+    for (width, height, scheme) in [
+        (1280, 900, "light"),
+        (390, 844, "light"),
+        (1280, 900, "dark"),
+    ] {
         browser.resize(width, height).await;
+        browser.color_scheme(scheme).await;
         for (name, path) in pages {
             browser.goto(&format!("{base}{path}")).await;
             browser.wait_for_text("Portcullis").await;
-            browser.screenshot(&format!("{name}-{width}")).await;
+            browser
+                .screenshot(&format!("{name}-{width}-{scheme}"))
+                .await;
             let violations = browser.accessibility_violations().await;
             assert!(
                 violations.is_empty(),
-                "{path} at {width} px: {violations:#?}"
+                "{path} at {width} px, {scheme}: {violations:#?}"
             );
             let overflow = browser
                 .eval("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")

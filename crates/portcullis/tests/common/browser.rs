@@ -202,6 +202,19 @@ impl Browser {
         .await;
     }
 
+    /// Makes pages see `prefers-color-scheme: dark` (or light), through Chromium's DevTools.
+    pub async fn color_scheme(&self, scheme: &str) {
+        self.command(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({
+                "cmd": "Emulation.setEmulatedMedia",
+                "params": { "features": [{ "name": "prefers-color-scheme", "value": scheme }] }
+            })),
+        )
+        .await;
+    }
+
     /// Runs `script` in the page and returns its value.
     pub async fn eval(&self, script: &str) -> Value {
         self.command(
