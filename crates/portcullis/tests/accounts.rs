@@ -5,34 +5,11 @@
 
 mod common;
 
-use common::{Harness, hidden_field};
+use common::{Harness, call, hidden_field};
 use portcullis_core::Role;
 use reqwest::header::COOKIE;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-async fn call(
-    h: &Harness,
-    cookie: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = h
-        .http
-        .request(method, h.url(path))
-        .header(COOKIE, format!("_portcullis={cookie}"));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
 
 #[tokio::test]
 async fn admins_edit_and_delete_users_through_the_api() {

@@ -9,34 +9,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Harness, hidden_field, set_cookie_value};
+use common::{Harness, call, hidden_field, set_cookie_value};
 use portcullis_core::{Clock, ManualClock, Role, Timestamp};
 use reqwest::header::COOKIE;
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
-
-async fn call(
-    h: &Harness,
-    cookie: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = h
-        .http
-        .request(method, h.url(path))
-        .header(COOKIE, format!("_portcullis={cookie}"));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
+use serde_json::json;
 
 /// Whether `cookie` is still a live session.
 async fn signed_in(h: &Harness, cookie: &str) -> bool {

@@ -11,6 +11,7 @@ use portcullis_http::respond;
 use serde::Deserialize;
 
 use crate::admin::{Page, csrf_refusal, form_token, location};
+use crate::csrf::CsrfForm;
 use crate::key_forms::{self, KeyForm};
 use crate::pages::{self, FieldError, NewPasswordForm};
 use crate::passwords::{self, NewPasswordBody, Refusal};
@@ -197,12 +198,6 @@ pub async fn create_key(
         ..View::default()
     };
     render(&state, &me, &view).await
-}
-
-#[derive(Deserialize, Default)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 pub async fn revoke_key(

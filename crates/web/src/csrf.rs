@@ -14,6 +14,13 @@ use portcullis_auth::seal::Sealer;
 use portcullis_auth::secret::{constant_time_eq, looks_like_token, random_token};
 use portcullis_http::cookies::{self, CSRF_COOKIE};
 
+/// A form that posts nothing but its CSRF token (revoke, end, delete, create a link).
+#[derive(serde::Deserialize, Default)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
 const SESSION_LABEL: &str = "csrf";
 
 /// The token for the forms of a signed-in page.

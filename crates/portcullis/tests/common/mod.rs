@@ -291,6 +291,28 @@ impl Harness {
     }
 }
 
+/// A JSON call with a session cookie: the status and the body (JSON, or the text as a string).
+pub async fn call(
+    h: &Harness,
+    cookie: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut request = h
+        .http
+        .request(method, h.url(path))
+        .header(COOKIE, format!("_portcullis={cookie}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, body)
+}
+
 /// A stable fake UUID per username, so tests can recognise the subject.
 pub fn uuid_like(username: &str) -> String {
     let mut n: u64 = 0xcbf29ce484222325;

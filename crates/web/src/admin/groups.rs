@@ -12,6 +12,7 @@ use portcullis_http::respond;
 use serde::Deserialize;
 
 use super::{FormPost, Page, admin, admin_post, form_token, location};
+use crate::csrf::CsrfForm;
 use crate::pages::{Field, FieldError};
 use crate::state::AppState;
 
@@ -130,17 +131,11 @@ pub async fn create(
     }
 }
 
-#[derive(Deserialize, Default)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn delete(
     State(state): State<AppState>,
     post: FormPost,
     Path(name): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Response {
     let actor = match admin_post(&state, &post, &group_href(&name), &form.csrf).await {
         Ok((_, actor)) => actor,

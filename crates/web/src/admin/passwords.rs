@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::users::{DetailView, render_detail, user_href};
 use super::{FormPost, admin_post, directory_failure, location};
+use crate::csrf::CsrfForm;
 use crate::pages::{Field, FieldError};
 use crate::passwords::reset_url;
 use crate::state::AppState;
@@ -146,17 +147,11 @@ pub async fn set(
     location(StatusCode::SEE_OTHER, &format!("{base}?done=password"))
 }
 
-#[derive(Deserialize, Default)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn reset_link(
     State(state): State<AppState>,
     post: FormPost,
     Path(username): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Response {
     let base = user_href(&username);
     let (me, actor) = match admin_post(&state, &post, &base, &form.csrf).await {

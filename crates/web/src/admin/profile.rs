@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::users::{DetailView, render_detail, user_href};
 use super::{FormPost, Page, admin, admin_post, directory_failure, form_token, location};
+use crate::csrf::CsrfForm;
 use crate::pages::{Field, FieldError};
 use crate::state::AppState;
 
@@ -186,17 +187,11 @@ pub async fn confirm(
     .render(StatusCode::OK, &body)
 }
 
-#[derive(Deserialize, Default)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn delete(
     State(state): State<AppState>,
     post: FormPost,
     Path(username): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Response {
     let base = user_href(&username);
     let (_, actor) = match admin_post(&state, &post, &base, &form.csrf).await {

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use portcullis_auth::ActiveSession;
 
 use super::{FormPost, Page, admin, admin_post, directory_failure, form_token, location, notice};
+use crate::csrf::CsrfForm;
 use crate::key_forms::{self, KeyForm};
 use crate::pages::FieldError;
 use crate::state::AppState;
@@ -587,12 +588,6 @@ pub async fn create_key(
         ..DetailView::default()
     };
     render_detail(&state, &me, &username, &view).await
-}
-
-#[derive(Deserialize, Default)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 pub async fn revoke_key(
