@@ -19,6 +19,9 @@ pub struct Actor {
     /// The client address as resolved from the socket peer and trusted proxies; `None` for the
     /// operator CLI, which runs on the host itself.
     pub client_ip: Option<String>,
+    /// The actor proved a second factor (a session that did, or the operator on the host):
+    /// what creating a key for a `require_mfa` app takes.
+    pub second_factor: bool,
 }
 
 impl Actor {
@@ -26,7 +29,13 @@ impl Actor {
         Actor {
             id: id.into(),
             client_ip,
+            second_factor: false,
         }
+    }
+
+    pub fn with_second_factor(mut self, proved: bool) -> Self {
+        self.second_factor = proved;
+        self
     }
 }
 

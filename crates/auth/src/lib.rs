@@ -8,6 +8,7 @@ pub mod assertion;
 pub mod audit;
 pub mod directory;
 pub mod external;
+pub mod factors;
 pub mod guards;
 pub mod keys;
 pub mod ldap;

@@ -112,6 +112,18 @@ impl Principal {
         }
     }
 
+    /// Whether a `require_mfa` app admits this credential: a session proved with a second
+    /// factor, or an API key (a credential issued deliberately, not a sign-in; creating one
+    /// that reaches such an app takes a session with a second factor). An identity another
+    /// system vouches for says nothing about factors, so it does not.
+    pub fn meets_mfa(&self) -> bool {
+        match &self.credential {
+            Credential::Session(session) => session.mfa(),
+            Credential::Key(_) => true,
+            Credential::External => false,
+        }
+    }
+
     /// The audit actor's id: the user, with the key for key-authenticated calls.
     pub fn actor_id(&self) -> String {
         match &self.credential {

@@ -25,7 +25,13 @@ pub struct Session {
     pub user_agent: Option<String>,
     /// The provider side of the sign-in (`None` for local accounts).
     pub provider: Option<ProviderSession>,
+    /// How the sign-in was proved: RFC 8176 method values (`pwd`, `otp`, `mfa`, …), `mfa`
+    /// whenever more than one factor was (or the provider said so).
+    pub amr: Vec<String>,
 }
+
+/// The `amr` value a session carries when it was proved with more than one factor.
+pub const AMR_MFA: &str = "mfa";
 
 /// What Portcullis keeps about a sign-in through an identity provider.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +92,7 @@ mod tests {
             client_ip: None,
             user_agent: None,
             provider: None,
+            amr: Vec::new(),
         };
         assert_eq!(s.check(&policy, Timestamp(1059)), Ok(()));
         assert_eq!(s.check(&policy, Timestamp(1060)), Err(Expiry::Idle));

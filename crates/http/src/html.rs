@@ -95,6 +95,10 @@ select{font:inherit;padding:9px 10px;border:1px solid var(--line);border-radius:
 .secret{font:14px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;background:var(--bg);border:1px solid var(--line);padding:10px;border-radius:8px;word-break:break-all;color:var(--ink)}
 td form{display:inline}
 .muted{color:var(--muted)}
+.qr svg{display:block;width:208px;height:208px;background:#fff;padding:8px;border-radius:8px}
+ol.codes{columns:2;gap:24px;font-size:15px;color:var(--ink);padding-left:28px}
+details summary{cursor:pointer;color:var(--accent);font-weight:600}
+details form{margin-top:8px}
 "#;
 
 const LOGO: &str = r#"<svg viewBox="0 0 32 32" aria-hidden="true"><rect x="3" y="4" width="26" height="24" rx="4" fill="none" stroke="currentColor" stroke-width="2.4"/><path d="M10 4v24M16 4v24M22 4v24M3 13h26M3 20h26" stroke="currentColor" stroke-width="2"/></svg>"#;

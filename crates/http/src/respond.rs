@@ -163,27 +163,85 @@ pub fn sign_in_location(return_to: &str) -> String {
     )
 }
 
+/// [`sign_in_location`] for `challenge`: a step-up says so (`mfa=1`), so the sign-in page asks
+/// for the second factor even where it cannot tell what `return_to` needs.
+pub fn challenge_location(challenge: Challenge, return_to: &str) -> String {
+    let location = sign_in_location(return_to);
+    match challenge {
+        Challenge::SignIn => location,
+        Challenge::StepUp => format!("{location}&{STEP_UP_PARAM}=1"),
+    }
+}
+
+/// The sign-in page's query parameter that asks for a second factor.
+pub const STEP_UP_PARAM: &str = "mfa";
+
+/// Why a request must go to the sign-in page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Challenge {
+    /// Nobody is signed in.
+    SignIn,
+    /// Signed in, but the app needs a second factor the session was not proved with; the
+    /// sign-in page asks for it.
+    StepUp,
+}
+
 /// Browsers are redirected to sign in (302, or 303 after a non-GET so the browser follows with
 /// GET); everyone else gets 401 with JSON that says where to sign in.
 pub fn sign_in_required(method: &Method, return_to: &str, browser: bool) -> Response<Body> {
-    sign_in_required_at(method, &sign_in_location(return_to), browser)
+    challenge_at(
+        Challenge::SignIn,
+        method,
+        &sign_in_location(return_to),
+        browser,
+    )
+}
+
+/// [`sign_in_required`] for a session that needs a second factor: the same sign-in page (which
+/// asks for the factor), and for non-browsers RFC 9470's `insufficient_user_authentication`.
+pub fn step_up_required(method: &Method, return_to: &str, browser: bool) -> Response<Body> {
+    let location = challenge_location(Challenge::StepUp, return_to);
+    challenge_at(Challenge::StepUp, method, &location, browser)
 }
 
 /// [`sign_in_required`] with the sign-in URL already built (forward-auth points at Portcullis's
 /// public URL from another host).
 pub fn sign_in_required_at(method: &Method, location: &str, browser: bool) -> Response<Body> {
+    challenge_at(Challenge::SignIn, method, location, browser)
+}
+
+/// Sends the client to `location` to sign in or step up: browsers by redirect, everyone else
+/// with a 401 that says where and why.
+pub fn challenge_at(
+    challenge: Challenge,
+    method: &Method,
+    location: &str,
+    browser: bool,
+) -> Response<Body> {
     if !browser {
+        let (error, message, www_authenticate) = match challenge {
+            Challenge::SignIn => (
+                "unauthenticated",
+                "sign in first, or send an API key",
+                "Bearer realm=\"portcullis\"",
+            ),
+            Challenge::StepUp => (
+                "mfa_required",
+                "this app needs a second factor: sign in again at sign_in_url and give one",
+                "Bearer realm=\"portcullis\", error=\"insufficient_user_authentication\", error_description=\"a second factor is required\"",
+            ),
+        };
         let mut response = json(
             StatusCode::UNAUTHORIZED,
             serde_json::json!({
-                "error": "unauthenticated",
-                "message": "sign in first, or send an API key",
+                "error": error,
+                "message": message,
                 "sign_in_url": location,
             }),
         );
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"portcullis\""),
+            HeaderValue::from_static(www_authenticate),
         );
         return response;
     }

@@ -99,6 +99,13 @@ pub enum UserCommand {
         #[arg(long)]
         must_change: bool,
     },
+    /// Remove every second factor (authenticator app) and recovery code of a user, for a lost
+    /// phone; they sign in with the password alone until they set up a new app. Needs --yes.
+    ResetFactors {
+        username: String,
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print a one-time link with which the user chooses a new password (nothing changes until
     /// they use it). Send it to them over a channel you trust.
     ResetLink {
@@ -181,7 +188,8 @@ pub enum KeyCommand {
 /// The operator at this machine's shell: the audit trail says "cli" and "local" for where.
 fn actor() -> Actor {
     let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-    Actor::new(format!("cli:{user}"), Some("local".into()))
+    // The operator on the host is beyond any sign-in's factors.
+    Actor::new(format!("cli:{user}"), Some("local".into())).with_second_factor(true)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -196,7 +204,7 @@ async fn directory(config: &Config) -> Result<Directory, String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Ok(
         Directory::new(store.clone(), clock.clone(), Audit::new(store, clock))
-            .with_known_apps(crate::config::app_names(config)),
+            .with_known_apps(crate::config::known_apps(config)),
     )
 }
 
@@ -368,6 +376,16 @@ async fn run_user(config: &Config, command: UserCommand) -> Result<(), String> {
                 ""
             };
             eprintln!("set the password of {username}: their sessions have ended{then}");
+        }
+        UserCommand::ResetFactors { username, yes } => {
+            if !yes {
+                return Err(format!(
+                    "resetting the second factors of {username} lets whoever has their password alone sign in; check who is asking, then run again with --yes"
+                ));
+            }
+            let user = dir.user(&username).await.map_err(show)?;
+            let removed = dir.reset_factors(&user, &actor).await.map_err(show)?;
+            eprintln!("removed {removed} second factor(s) of {username}, and their recovery codes");
         }
         UserCommand::ResetLink {
             username,

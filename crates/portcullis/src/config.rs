@@ -162,9 +162,21 @@ pub async fn open_store(
     Ok(std::sync::Arc::new(open_store_sql(config).await?))
 }
 
-/// The configured apps' names: what an API key may be limited to (besides the API scope).
-pub fn app_names(config: &Config) -> Vec<String> {
-    config.apps.iter().map(|app| app.name.clone()).collect()
+/// The configured apps: what an API key may be limited to (besides the API scope), and which
+/// of them need a second factor.
+pub fn known_apps(config: &Config) -> portcullis_auth::directory::KnownApps {
+    let needs =
+        |app: &&portcullis_core::config::AppConfig| app.require_mfa.unwrap_or(config.mfa.required);
+    portcullis_auth::directory::KnownApps {
+        names: config.apps.iter().map(|app| app.name.clone()).collect(),
+        need_mfa: config
+            .apps
+            .iter()
+            .filter(needs)
+            .map(|app| app.name.clone())
+            .collect(),
+        api_needs_mfa: config.mfa.required,
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use anyhow::Context;
 use portcullis_auth::assertion::Assertions;
 use portcullis_auth::directory::Directory;
 use portcullis_auth::external::ExternalAuth;
+use portcullis_auth::factors::SecondFactors;
 use portcullis_auth::keys::KeyRing;
 use portcullis_auth::ldap::LdapLogin;
 use portcullis_auth::oidc::refresh::ProviderRefresher;
@@ -76,7 +77,7 @@ pub async fn start(
             clock.clone(),
             Audit::new(store.clone(), clock.clone()),
         )
-        .with_known_apps(crate::config::app_names(&config)),
+        .with_known_apps(crate::config::known_apps(&config)),
     );
     let sessions = session_manager(&config, &store, &clock, &providers, &sealer, &directory);
     let provision_metrics = Arc::new(ProvisionMetrics::default());
@@ -120,6 +121,7 @@ pub async fn start(
         clock: clock.clone(),
         sessions: sessions.clone(),
         local_login: Arc::new(local_login(&config, &store, &clock, &directory)?),
+        factors: Arc::new(second_factors(&config, &store, &clock, &sealer)),
         setup,
         gateway,
         metrics,
@@ -216,6 +218,30 @@ fn local_login(
     Ok(LocalLogin::new(store.clone(), hasher, throttle)
         .with_policy(policy)
         .with_ldap(ldap))
+}
+
+/// Second factors, throttled like passwords (with their own counts: a wrong code does not
+/// bring a wrong password's lock closer, and the other way round).
+fn second_factors(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    sealer: &Sealer,
+) -> SecondFactors {
+    let local = &config.local_auth;
+    let throttle = LoginThrottle::new(
+        clock.clone(),
+        local.free_attempts,
+        local.base_backoff,
+        local.max_backoff,
+    );
+    SecondFactors::new(
+        store.clone(),
+        clock.clone(),
+        sealer.clone(),
+        throttle,
+        &config.mfa.issuer,
+    )
 }
 
 fn provisioner(
@@ -342,6 +368,7 @@ fn web_settings(config: &Config) -> WebSettings {
         local_auth_enabled: config.local_auth.enabled,
         allowed_redirect_hosts: config.redirect_hosts(),
         reset_link_lifetime: config.local_auth.reset_link_lifetime,
+        mfa_required: config.mfa.required,
     }
 }
 

@@ -42,6 +42,7 @@ impl Gateway {
         }
         .unwrap_or_else(|stop| match stop {
             Stop::SignIn => respond::sign_in_required(&ctx.method, &ctx.return_to(), ctx.browser),
+            Stop::StepUp => respond::step_up_required(&ctx.method, &ctx.return_to(), ctx.browser),
             Stop::Fail(failure) => respond::failure(&failure, ctx.browser),
         });
         self.log(&ctx, response, started)

@@ -9,8 +9,8 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response};
 
 use portcullis_auth::assertion::Assertions;
-use portcullis_auth::principal::{Authenticator, Presented, Surface};
-use portcullis_core::{Failure, FailureKind, Identity};
+use portcullis_auth::principal::{Authenticator, Credential, Presented, Principal, Surface};
+use portcullis_core::{Failure, FailureKind};
 
 use crate::context::RequestContext;
 use crate::routes::{App, RouteTable};
@@ -22,6 +22,9 @@ use portcullis_http::cookies;
 pub enum Stop {
     /// The client must sign in first.
     SignIn,
+    /// Signed in, but the app needs a second factor the session was not proved with: the
+    /// sign-in page asks for one (and replaces the session).
+    StepUp,
     Fail(Failure),
 }
 
@@ -133,16 +136,18 @@ pub async fn authenticate(
     }
 }
 
-/// Applies the app's access policy to the signed-in identity.
+/// Applies the app's access policy to the signed-in principal.
 pub fn authorize(ctx: &RequestContext) -> Result<(), Stop> {
-    let (Some(app), Some(identity)) = (&ctx.app, ctx.identity()) else {
+    let (Some(app), Some(principal)) = (&ctx.app, &ctx.principal) else {
         return Ok(()); // a skip-auth route: nobody to authorize
     };
-    admits(app, identity)
+    admits(app, principal)
 }
 
-/// Whether `app`'s access policy admits `identity`, phrased for the 403 page when it does not.
-pub fn admits(app: &App, identity: &Identity) -> Result<(), Stop> {
+/// Whether `app` admits `principal`: its access policy, then its second-factor requirement
+/// (who may come in is said first: stepping up would not help someone the policy refuses).
+pub fn admits(app: &App, principal: &Principal) -> Result<(), Stop> {
+    let identity = &principal.identity;
     app.policy.evaluate(identity).map_err(|denial| {
         Stop::Fail(
             Failure::new(
@@ -154,7 +159,23 @@ pub fn admits(app: &App, identity: &Identity) -> Result<(), Stop> {
             )
             .with_hint("ask an administrator for access, or sign out and use another account"),
         )
-    })
+    })?;
+    if app.require_mfa && !principal.meets_mfa() {
+        return Err(match principal.credential {
+            Credential::Session(_) => Stop::StepUp,
+            _ => Stop::Fail(
+                Failure::new(
+                    FailureKind::Forbidden,
+                    format!(
+                        "The app \"{}\" needs a second factor, which an identity vouched for by another system does not show.",
+                        app.name
+                    ),
+                )
+                .with_hint("sign in to Portcullis itself, with a second factor"),
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Makes the headers safe and truthful for the app: removes hop-by-hop headers, every client copy

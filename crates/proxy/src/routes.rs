@@ -28,6 +28,8 @@ pub struct App {
     /// The identity headers this app receives (its profile, custom names, role vocabulary).
     pub identity_headers: IdentityHeaders,
     pub policy: AccessPolicy,
+    /// Sessions need a second factor here (`require_mfa`).
+    pub require_mfa: bool,
     pub skip_auth: Vec<CompiledRule>,
     /// Protocols a client may switch to, lower case (`websocket` unless configured).
     upgrades: Vec<String>,
@@ -169,6 +171,7 @@ impl App {
                 app.role_values.clone(),
             ),
             policy: app.policy.clone(),
+            require_mfa: app.require_mfa,
             skip_auth: app.skip_auth.clone(),
             upgrades: app.upgrades.clone(),
             timeouts: app.timeouts.clone(),

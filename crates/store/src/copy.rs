@@ -49,6 +49,28 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     (
+        "factors",
+        &[
+            ("id", Text),
+            ("user_id", Text),
+            ("kind", Text),
+            ("label", Text),
+            ("secret_enc", Text),
+            ("last_step", Int),
+            ("created_at", Int),
+            ("last_used_at", Int),
+        ],
+    ),
+    (
+        "recovery_codes",
+        &[
+            ("user_id", Text),
+            ("code_hash", Text),
+            ("created_at", Int),
+            ("used_at", Int),
+        ],
+    ),
+    (
         "groups",
         &[
             ("name", Text),
@@ -89,6 +111,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("refresh_token_enc", Text),
             ("access_expires_at", Int),
             ("claim_sources", Text),
+            ("amr", Text),
         ],
     ),
     (

@@ -32,6 +32,38 @@ pub enum ResetLink {
     Unknown,
 }
 
+/// A second factor of a user: for now an authenticator app (TOTP).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Factor {
+    pub id: String,
+    pub user_id: String,
+    pub kind: FactorKind,
+    /// What the user called it ("Phone").
+    pub label: String,
+    /// The secret, sealed with the token key.
+    pub secret_enc: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FactorKind {
+    /// A time-based one-time password app (RFC 6238).
+    Totp,
+}
+
+impl FactorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactorKind::Totp => "totp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        (s == "totp").then_some(FactorKind::Totp)
+    }
+}
+
 #[async_trait]
 pub trait CredentialStore {
     /// Sets the user's local password hash (`None` removes it) and whether it must be changed
@@ -57,4 +89,37 @@ pub trait CredentialStore {
         user_id: &str,
         keep: &str,
     ) -> Result<Vec<String>, StoreError>;
+
+    /// The user's second factors, oldest first.
+    async fn factors(&self, user_id: &str) -> Result<Vec<Factor>, StoreError>;
+    async fn insert_factor(&self, factor: &Factor) -> Result<(), StoreError>;
+    /// Removes one factor of the user; false when the user has no such factor. The last one
+    /// takes the recovery codes with it: they stand in for factors, not on their own.
+    async fn delete_factor(&self, user_id: &str, factor_id: &str) -> Result<bool, StoreError>;
+    /// Removes every factor and recovery code of the user; returns how many factors went.
+    async fn delete_factors(&self, user_id: &str) -> Result<u64, StoreError>;
+    /// Accepts the TOTP time step `step` of a factor at most once: true only when it is later
+    /// than every step accepted before (two replicas racing with one code: one wins).
+    async fn use_totp_step(
+        &self,
+        factor_id: &str,
+        step: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Replaces the user's recovery codes (hashes) with a new set.
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        code_hashes: &[String],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Uses one recovery code: true at most once per code.
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// How many of the user's recovery codes are still unused.
+    async fn recovery_codes_left(&self, user_id: &str) -> Result<u64, StoreError>;
 }

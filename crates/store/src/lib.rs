@@ -17,7 +17,7 @@ use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Email, Role, Timestamp};
 
 pub use copy::{Dump, Value};
-pub use credentials::{CredentialStore, PasswordReset, ResetLink};
+pub use credentials::{CredentialStore, Factor, FactorKind, PasswordReset, ResetLink};
 pub use dialect::Dialect;
 pub use error::{Conflict, StoreError};
 pub use sql::{PoolSettings, SqlStore, TEST_DATABASE_VAR};

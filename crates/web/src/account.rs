@@ -25,9 +25,19 @@ async fn signed_in(
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<std::sync::Arc<ActiveSession>, Response> {
+    signed_in_at(state, method, headers, HERE).await
+}
+
+/// The session of a page of one's own at `here`, or the way to sign in and come back.
+pub(crate) async fn signed_in_at(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    here: &str,
+) -> Result<std::sync::Arc<ActiveSession>, Response> {
     match crate::sign_in::signed_in(state, headers).await {
         Ok(Some(session)) => Ok(session),
-        Ok(None) => Err(respond::sign_in_required(method, HERE, true)),
+        Ok(None) => Err(respond::sign_in_required(method, here, true)),
         Err(failure) => Err(respond::failure(&failure, true)),
     }
 }
@@ -46,6 +56,8 @@ pub async fn page(
 ) -> Response {
     let notice = match query.done.as_deref() {
         Some("password") => Some("Your password has been changed; your other sessions have ended."),
+        Some("factor") => Some("Your authenticator app is set up."),
+        Some("factor_removed") => Some("The factor has been removed."),
         _ => None,
     };
     match signed_in(&state, &method, &headers).await {
@@ -62,15 +74,17 @@ pub async fn page(
 
 /// What a render of the page shows beyond the account itself.
 #[derive(Default)]
-struct View<'a> {
+pub(crate) struct View<'a> {
     /// A key just created, shown once.
-    new_key: Option<&'a str>,
-    notice: Option<&'a str>,
+    pub new_key: Option<&'a str>,
+    pub notice: Option<&'a str>,
     /// What was wrong with a password change.
-    password_error: Option<&'a FieldError>,
+    pub password_error: Option<&'a FieldError>,
+    /// What was wrong with a change to the second factors.
+    pub factor_error: Option<&'a FieldError>,
 }
 
-async fn render(state: &AppState, me: &ActiveSession, view: &View<'_>) -> Response {
+pub(crate) async fn render(state: &AppState, me: &ActiveSession, view: &View<'_>) -> Response {
     let new_key = view.new_key;
     let identity = &me.identity;
     // A directory that cannot be read gets a clear page, not empty lists.
@@ -126,12 +140,13 @@ async fn render(state: &AppState, me: &ActiveSession, view: &View<'_>) -> Respon
         .map(|n| format!("<div class=\"notice\" role=\"status\">{}</div>", escape(n)))
         .unwrap_or_default();
     let password_panel = password_panel(state, me, &csrf, view.password_error).await;
+    let factors_panel = crate::account_factors::panel(state, me, &csrf, view.factor_error).await;
     let body = format!(
         "<h1>My account</h1>{notice}{new_key}\
          <div class=\"panel\"><table>\
            <tr><th>Username</th><td>{username}</td></tr><tr><th>Display name</th><td>{name}</td></tr>\
            <tr><th>Email</th><td>{email}</td></tr><tr><th>Role</th><td>{role}</td></tr>\
-           <tr><th>Groups</th><td>{groups}</td></tr></table></div>{password_panel}\
+           <tr><th>Groups</th><td>{groups}</td></tr></table></div>{password_panel}{factors_panel}\
          <div class=\"panel\"><h2>Sessions</h2><table><thead><tr><th>Started</th><th>Last seen</th><th>From</th><th>Browser</th><th></th></tr></thead>\
            <tbody>{session_rows}</tbody></table></div>\
          <div class=\"panel\"><h2>API keys</h2><p class=\"muted\">For scripts and tools: send as <span class=\"code\">Authorization: Bearer …</span>.</p>\
@@ -185,12 +200,12 @@ pub async fn create_key(
             &form.name,
             apps,
             lifetime,
-            &from.actor(&me.user_id),
+            &from.actor(&me.user_id).with_second_factor(me.mfa()),
         )
         .await
     {
         Ok(created) => created,
-        Err(e) => return respond::failure(&Failure::bad_request(e.to_string()), true),
+        Err(e) => return respond::failure(&Failure::from(e), true),
     };
     state.apply_key_change().await;
     let view = View {

@@ -6,10 +6,13 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod account;
+mod account_factors;
 mod admin;
 mod api;
 mod backchannel;
 mod csrf;
+mod factor_pages;
+mod factors;
 mod forward_auth;
 mod health;
 mod key_forms;

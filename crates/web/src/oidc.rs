@@ -250,6 +250,7 @@ pub async fn callback(
                         .map(|secs| state.clock.now().plus(std::time::Duration::from_secs(secs))),
                     claim_sources: done.claim_sources.clone(),
                 }),
+                amr: done.amr.clone(),
             };
             let method = format!("oidc:{}", provider.id());
             start_session(
@@ -302,6 +303,8 @@ struct Completed {
     provider_sid: Option<String>,
     /// Where each identity field came from, for whoami.
     claim_sources: Vec<(String, String)>,
+    /// How the provider proved the sign-in (`mfa` when its claims meet `mfa_amr`/`mfa_acr`).
+    amr: Vec<String>,
 }
 
 /// Exchanges the code, verifies the claims, and finds or creates the user.
@@ -347,6 +350,7 @@ async fn complete(
         tokens,
         provider_subject: claim("sub"),
         provider_sid: claim("sid"),
+        amr: provider.amr(&claims),
         claim_sources: mapped
             .sources
             .iter()

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::csrf;
 use crate::pages::{self, FieldError, NewPasswordForm};
-use crate::pending::PendingSignIn;
+use crate::pending::{PendingSignIn, Step};
 use crate::sign_in::{start_session, user_agent};
 use crate::state::AppState;
 use portcullis_auth::session::SessionOrigin;
@@ -239,7 +239,9 @@ pub async fn must_change_submit(
     Form(body): Form<NewPasswordBody>,
 ) -> Response {
     let start_over = || respond::redirect(StatusCode::SEE_OTHER, "/.portcullis/sign_in");
-    let Some(pending) = PendingSignIn::open(&state.sealer, &body.pending, state.clock.now()) else {
+    let now = state.clock.now();
+    let Some(pending) = PendingSignIn::open(&state.sealer, Step::NewPassword, &body.pending, now)
+    else {
         return start_over();
     };
     let retry = |status, error: FieldError| {
@@ -275,6 +277,7 @@ pub async fn must_change_submit(
     let origin = SessionOrigin {
         client_ip: Some(client_ip),
         user_agent: user_agent(&headers),
+        amr: pending.amr.clone(),
         ..SessionOrigin::default()
     };
     start_session(

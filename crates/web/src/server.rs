@@ -28,8 +28,8 @@ use crate::linger::Lingering;
 use crate::state::AppState;
 use crate::workers::{Handoff, Workers};
 use crate::{
-    account, admin, api, backchannel, forward_auth, health, oidc, passwords, scim, setup, sign_in,
-    sign_out, whoami,
+    account, account_factors, admin, api, backchannel, factor_pages, factors, forward_auth, health,
+    oidc, passwords, scim, setup, sign_in, sign_out, whoami,
 };
 
 /// Largest request head (request line + headers) accepted; larger ones get 431.
@@ -62,6 +62,19 @@ pub fn router(state: AppState) -> Router {
         .route(
             passwords::MUST_CHANGE_PATH,
             post(passwords::must_change_submit),
+        )
+        .route(factor_pages::FACTOR_PATH, post(factors::submit))
+        .route(
+            factor_pages::ENROL_PATH,
+            get(account_factors::enrol_form).post(account_factors::enrol_submit),
+        )
+        .route(
+            "/.portcullis/account/factors/{id}/remove",
+            post(account_factors::remove),
+        )
+        .route(
+            "/.portcullis/account/recovery-codes",
+            post(account_factors::renew_recovery_codes),
         )
         .route("/.portcullis/whoami", get(whoami::me))
         .route("/.portcullis/signed_out", get(sign_out::signed_out))

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::csrf;
 use crate::pages::{self, SignInForm};
-use crate::pending::PendingSignIn;
+use crate::pending::{PendingSignIn, Step};
 use crate::state::AppState;
 use portcullis_auth::audit::Entry;
 
@@ -30,6 +30,9 @@ pub struct SignInQuery {
     signed_out: Option<String>,
     #[serde(default)]
     password_changed: Option<String>,
+    /// The gateway sent a signed-in session here for a second factor (`Challenge::StepUp`).
+    #[serde(default)]
+    mfa: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -45,6 +48,10 @@ pub struct SignInBody {
 }
 
 const WRONG_CREDENTIALS: &str = "Wrong username or password.";
+/// How this form proves who someone is, for the audit trail.
+const METHOD: &str = "local_password";
+/// RFC 8176's `amr` value for a password.
+pub const AMR_PASSWORD: &str = "pwd";
 
 /// Who is signed in, for Portcullis's own pages: the session, or `Ok(None)` for nobody. Decided
 /// by the one authenticator as for every surface; a store that cannot answer is an error the
@@ -97,12 +104,32 @@ pub async fn start_session(
             client_ip,
         })
         .await;
+    let mut response = respond::redirect(status, return_to);
+    set_session_cookie(state, &mut response, &token);
+    response
+}
+
+/// Hands the browser the cookie of a new session.
+pub fn set_session_cookie(state: &AppState, response: &mut Response, token: &str) {
     let cookie = cookies::with_domain(
-        cookies::set_cookie(SESSION_COOKIE, &token, state.settings.cookie_secure, None),
+        cookies::set_cookie(SESSION_COOKIE, token, state.settings.cookie_secure, None),
         state.settings.cookie_domain.as_deref(),
     );
-    let mut response = respond::redirect(status, return_to);
     cookies::append(response.headers_mut(), &cookie);
+}
+
+/// The refusal of an attempt made too soon after too many failures, with `Retry-After`;
+/// `message` has a `{}` for the seconds.
+pub fn throttled(message: &str, retry_after: std::time::Duration) -> Response {
+    let seconds = retry_after.as_secs().max(1);
+    let failure = Failure::new(
+        FailureKind::RateLimited,
+        message.replacen("{}", &seconds.to_string(), 1),
+    );
+    let mut response = respond::failure(&failure, true);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response
 }
 
@@ -138,9 +165,15 @@ pub async fn form(
     Query(query): Query<SignInQuery>,
 ) -> Response {
     let return_to = state.settings.return_target(query.rd.as_deref());
-    // Already signed in: straight on. (A store that cannot answer shows the form; signing in
-    // then says it is unavailable.)
-    if matches!(signed_in(&state, &headers).await, Ok(Some(_))) {
+    // Already signed in: straight on, unless the way on needs a second factor the session was
+    // not proved with (then this is the step-up). A store that cannot answer shows the form;
+    // signing in then says it is unavailable.
+    if let Ok(Some(me)) = signed_in(&state, &headers).await {
+        let wants_factor =
+            query.mfa.is_some() || crate::factors::target_needs_mfa(&state, &headers, &return_to);
+        if wants_factor && !me.mfa() {
+            return crate::factors::step_up_page(&state, &headers, &me, &return_to).await;
+        }
         return respond::redirect(StatusCode::FOUND, &return_to);
     }
     let notice = if query.password_changed.is_some() {
@@ -213,29 +246,40 @@ pub async fn submit(
         reason: Some(reason),
         client_ip: Some(client_ip.clone()),
     };
+    let password_only = vec![AMR_PASSWORD.to_owned()];
     match outcome {
-        Ok(user) if user.must_change_password => {
-            let pending =
-                PendingSignIn::new(&user.id, &return_to, "local_password", state.clock.now());
-            let sealed = pending.seal(&state.sealer);
-            crate::passwords::must_change_page(&state, &headers, &sealed, StatusCode::OK, None)
-        }
-        Ok(user) => {
-            let origin = SessionOrigin {
-                client_ip: Some(client_ip.clone()),
-                user_agent: user_agent(&headers),
-                ..SessionOrigin::default()
-            };
-            start_session(
-                &state,
-                &user,
-                origin,
-                "local_password",
-                &return_to,
-                StatusCode::SEE_OTHER,
-            )
-            .await
-        }
+        Ok(user) => match state.factors.has_factor(&user.id).await {
+            Ok(true) => crate::factors::after_password(&state, &headers, &user, &return_to, METHOD),
+            Ok(false) if user.must_change_password => {
+                let pending = PendingSignIn::new(
+                    Step::NewPassword,
+                    &user.id,
+                    &return_to,
+                    (METHOD, &password_only),
+                    state.clock.now(),
+                );
+                let sealed = pending.seal(&state.sealer);
+                crate::passwords::must_change_page(&state, &headers, &sealed, StatusCode::OK, None)
+            }
+            Ok(false) => {
+                let origin = SessionOrigin {
+                    client_ip: Some(client_ip.clone()),
+                    user_agent: user_agent(&headers),
+                    amr: password_only,
+                    ..SessionOrigin::default()
+                };
+                start_session(
+                    &state,
+                    &user,
+                    origin,
+                    METHOD,
+                    &return_to,
+                    StatusCode::SEE_OTHER,
+                )
+                .await
+            }
+            Err(e) => respond::failure(&Failure::from(e), true),
+        },
         Err(LoginError::Rejected { reason }) => {
             state.metrics.sign_in("failure");
             state.audit.record(audit_failure(reason)).await;
@@ -244,18 +288,10 @@ pub async fn submit(
         Err(LoginError::Throttled { retry_after }) => {
             state.metrics.sign_in("throttled");
             state.audit.record(audit_failure("throttled")).await;
-            let failure = Failure::new(
-                FailureKind::RateLimited,
-                format!(
-                    "Too many failed sign-ins. Try again in {} seconds.",
-                    retry_after.as_secs().max(1)
-                ),
-            );
-            let mut response = respond::failure(&failure, true);
-            if let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            response
+            throttled(
+                "Too many failed sign-ins. Try again in {} seconds.",
+                retry_after,
+            )
         }
         Err(LoginError::Unavailable(message)) => {
             state.metrics.sign_in("failure");

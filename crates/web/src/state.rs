@@ -7,6 +7,7 @@ use http::HeaderMap;
 use http::request::Parts;
 use ipnet::IpNet;
 use portcullis_auth::directory::Directory;
+use portcullis_auth::factors::SecondFactors;
 use portcullis_auth::oidc::{FlowManager, Providers};
 use portcullis_auth::seal::Sealer;
 use portcullis_auth::{LocalLogin, SessionManager, SetupToken};
@@ -33,6 +34,8 @@ pub struct WebSettings {
     pub allowed_redirect_hosts: Vec<String>,
     /// How long a password reset link made in the UI or API works.
     pub reset_link_lifetime: std::time::Duration,
+    /// `mfa.required`: Portcullis's admin pages and API need a second factor too.
+    pub mfa_required: bool,
 }
 
 impl WebSettings {
@@ -52,6 +55,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub sessions: Arc<SessionManager>,
     pub local_login: Arc<LocalLogin>,
+    pub factors: Arc<SecondFactors>,
     pub setup: Arc<SetupToken>,
     pub gateway: Arc<Gateway>,
     pub metrics: Arc<Metrics>,

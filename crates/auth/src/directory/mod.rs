@@ -20,6 +20,9 @@ pub enum DirectoryError {
     NoSuchUser(String),
     #[error("{0}")]
     Invalid(String),
+    /// Allowed to others, or in other circumstances, but not to this actor now.
+    #[error("{0}")]
+    Forbidden(String),
     /// The username or email belongs to someone else.
     #[error("{0}")]
     Taken(Conflict),
@@ -33,6 +36,7 @@ impl From<DirectoryError> for Failure {
         match e {
             DirectoryError::NoSuchUser(_) => Failure::new(FailureKind::NotFound, e.to_string()),
             DirectoryError::Invalid(m) => Failure::bad_request(m),
+            DirectoryError::Forbidden(m) => Failure::new(FailureKind::Forbidden, m),
             DirectoryError::Taken(conflict) => Failure::from(StoreError::Conflict(conflict)),
             DirectoryError::Store(s) => Failure::from(s),
         }
@@ -71,9 +75,19 @@ pub struct Directory {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     audit: Audit,
-    /// The configured apps' names, which a key may be limited to (with the API scope); `None`
+    /// The configured apps, which a key may be limited to (with the API scope); `None`
     /// accepts any name (tests that build a directory without a configuration).
-    known_apps: Option<Vec<String>>,
+    known_apps: Option<KnownApps>,
+}
+
+/// What the directory knows of the configured apps, for the keys it makes.
+#[derive(Clone, Debug, Default)]
+pub struct KnownApps {
+    pub names: Vec<String>,
+    /// The apps that need a second factor (`require_mfa`).
+    pub need_mfa: Vec<String>,
+    /// Portcullis's API needs one too (`mfa.required`).
+    pub api_needs_mfa: bool,
 }
 
 /// A user to add by hand.
@@ -125,17 +139,46 @@ impl Directory {
         }
     }
 
-    /// Refuses keys limited to an app that is not configured: such a key would work nowhere,
-    /// and the typo would go unnoticed until something fails.
-    pub fn with_known_apps(mut self, apps: Vec<String>) -> Self {
+    /// Refuses keys limited to an app that is not configured (such a key would work nowhere,
+    /// and the typo would go unnoticed until something fails), and keys that reach an app
+    /// needing a second factor unless their creator proved one.
+    pub fn with_known_apps(mut self, apps: KnownApps) -> Self {
         self.known_apps = Some(apps);
         self
+    }
+
+    /// A key is a credential `require_mfa` does not ask again, so making one that reaches such
+    /// an app takes what the app would have asked: a second factor.
+    fn check_key_mfa(&self, wanted: &[String], actor: &Actor) -> Result<(), DirectoryError> {
+        let Some(known) = &self.known_apps else {
+            return Ok(());
+        };
+        let needs = |app: &str| {
+            if app == crate::principal::API_SCOPE {
+                known.api_needs_mfa
+            } else {
+                known.need_mfa.iter().any(|n| n == app)
+            }
+        };
+        // No app named: the key reaches every app (not the API).
+        let guarded = if wanted.is_empty() {
+            known.need_mfa.first().cloned()
+        } else {
+            wanted.iter().find(|app| needs(app)).cloned()
+        };
+        match guarded {
+            Some(app) if !actor.second_factor => Err(DirectoryError::Forbidden(format!(
+                "a key that reaches \"{app}\", which needs a second factor, can only be made from a session signed in with one (sign in again with your authenticator app), or with the CLI"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn check_apps(&self, wanted: &[String]) -> Result<(), DirectoryError> {
         let Some(known) = &self.known_apps else {
             return Ok(());
         };
+        let known = &known.names;
         let unknown = wanted
             .iter()
             .find(|app| app.as_str() != crate::principal::API_SCOPE && !known.contains(app));
@@ -445,6 +488,7 @@ impl Directory {
             ));
         }
         self.check_apps(&allowed_apps)?;
+        self.check_key_mfa(&allowed_apps, actor)?;
         let owner = self.find(owner).await?;
         let (secret, hash) = keys::generate();
         let now = self.clock.now();

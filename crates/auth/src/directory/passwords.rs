@@ -1,6 +1,6 @@
 //! Local passwords: changed by their owner, set by an admin, or recovered with a one-time reset
-//! link. Every change is audited and ends the sessions it should (a password that leaked must
-//! not leave the thief signed in).
+//! link; and the admin's reset of second factors. Every change is audited and ends the sessions
+//! it should (a password that leaked must not leave the thief signed in).
 
 use std::time::Duration;
 
@@ -62,6 +62,16 @@ impl Directory {
             (Some(_), false) => None,
         };
         self.audited(action, actor, &user.username, reason).await
+    }
+
+    /// Removes every second factor and recovery code of `user`: an admin's answer to a lost
+    /// phone (audited `factors_reset`). Returns how many factors went.
+    pub async fn reset_factors(&self, user: &User, actor: &Actor) -> Result<u64, DirectoryError> {
+        let removed = self.store.delete_factors(&user.id).await?;
+        let reason = format!("{removed} removed");
+        self.audited("factors_reset", actor, &user.username, Some(&reason))
+            .await?;
+        Ok(removed)
     }
 
     /// A one-time link for `username` to choose a new password, valid for `lifetime`.

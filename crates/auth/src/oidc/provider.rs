@@ -326,6 +326,33 @@ impl Provider {
         Ok(claims)
     }
 
+    /// How the provider says it proved the sign-in, for the session: its `amr` values (RFC
+    /// 8176), with `mfa` added when they, or its `acr`, are ones `mfa_amr`/`mfa_acr` trust.
+    /// Without those settings a provider sign-in never counts as multi-factor: providers
+    /// send `amr` inconsistently, and trusting an unconfigured claim would let `require_mfa`
+    /// be met by a provider that never asked for a second factor.
+    pub fn amr(&self, claims: &Value) -> Vec<String> {
+        let mut amr: Vec<String> = claims
+            .get("amr")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|m| !m.is_empty() && m.len() <= 32 && m.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_owned)
+            .take(16)
+            .collect();
+        let acr = claims.get("acr").and_then(Value::as_str);
+        let trusted_amr = amr.iter().any(|m| self.config.mfa_amr.contains(m));
+        let trusted_acr = acr.is_some_and(|a| self.config.mfa_acr.iter().any(|t| t == a));
+        let mfa = portcullis_core::session::AMR_MFA;
+        amr.retain(|m| m != mfa);
+        if trusted_amr || trusted_acr {
+            amr.push(mfa.to_owned());
+        }
+        amr
+    }
+
     /// The user's current claims for an access token: userinfo (OIDC) or GitHub's user; `None`
     /// for a provider without a userinfo endpoint.
     pub async fn current_claims(&self, access_token: &str) -> Result<Option<Value>, OidcError> {

@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use portcullis_core::session::{Session, SessionPolicy};
+use portcullis_core::session::{AMR_MFA, Session, SessionPolicy};
 use portcullis_core::user::User;
 use portcullis_core::{Identity, Timestamp};
 
@@ -24,6 +24,8 @@ pub struct ActiveSession {
     pub user_id: String,
     pub identity: Arc<Identity>,
     pub created_at: Timestamp,
+    /// How the sign-in was proved (RFC 8176 values).
+    pub amr: Arc<[String]>,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -72,6 +74,7 @@ impl ActiveSession {
             user_id: session.user_id.clone(),
             identity: Arc::new(user.identity()),
             created_at: session.created_at,
+            amr: session.amr.clone().into(),
             shared: Arc::new(Shared {
                 last_seen: AtomicI64::new(session.last_seen.0),
                 last_persisted: AtomicI64::new(session.last_seen.0),
@@ -89,6 +92,7 @@ impl ActiveSession {
             user_id: self.user_id.clone(),
             identity,
             created_at: self.created_at,
+            amr: self.amr.clone(),
             shared: self.shared.clone(),
         }
     }
@@ -106,7 +110,13 @@ impl ActiveSession {
             client_ip: None,
             user_agent: None,
             provider: None,
+            amr: Vec::new(),
         }
+    }
+
+    /// Whether the sign-in was proved with more than one factor, which `require_mfa` asks.
+    pub fn mfa(&self) -> bool {
+        self.amr.iter().any(|m| m == AMR_MFA)
     }
 
     pub fn expires_at(&self, policy: &SessionPolicy) -> Timestamp {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use portcullis_core::session::{ProviderSession, Session, SessionPolicy};
+use portcullis_core::session::{AMR_MFA, ProviderSession, Session, SessionPolicy};
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Clock, Timestamp};
 use portcullis_store::{Store, StoreError};
@@ -177,6 +177,8 @@ pub struct SessionOrigin {
     pub user_agent: Option<String>,
     /// The provider side of the sign-in, if it went through one.
     pub provider: Option<ProviderSession>,
+    /// How the sign-in was proved (RFC 8176 values; see [`Session::amr`]).
+    pub amr: Vec<String>,
 }
 
 impl SessionManager {
@@ -272,6 +274,7 @@ impl SessionManager {
             client_ip: origin.client_ip,
             user_agent: origin.user_agent,
             provider: origin.provider,
+            amr: origin.amr,
         };
         self.store.insert_session(&session).await?;
         let active = Arc::new(ActiveSession::new(&session, user));
@@ -279,6 +282,38 @@ impl SessionManager {
             .live
             .insert(session.id_hash.clone(), Cached::Live(active.clone()));
         Ok((token, active))
+    }
+
+    /// Replaces the session `id_hash` of `user` with a new one that was also proved with
+    /// `methods` (a second factor, say): a new id, so a cookie from before the step-up never
+    /// carries its privileges (OWASP: renew the session id on privilege change). The provider
+    /// side of the sign-in carries over; the old session ends (and with it, on every replica,
+    /// whatever it had open).
+    pub async fn step_up(
+        &self,
+        id_hash: &str,
+        user: &User,
+        methods: &[&str],
+    ) -> Result<(String, Arc<ActiveSession>), StoreError> {
+        let old =
+            self.store.session(id_hash).await?.ok_or_else(|| {
+                StoreError::Corrupt("the session to step up has ended".to_owned())
+            })?;
+        let mut amr = old.amr.clone();
+        for method in methods.iter().chain([&AMR_MFA]) {
+            if !amr.iter().any(|m| m == method) {
+                amr.push((*method).to_owned());
+            }
+        }
+        let origin = SessionOrigin {
+            client_ip: old.client_ip,
+            user_agent: old.user_agent,
+            provider: old.provider,
+            amr,
+        };
+        let created = self.create(user, origin).await?;
+        self.end(id_hash).await?;
+        Ok(created)
     }
 
     /// The live session for a cookie value, or `None`. Malformed values never reach the store.

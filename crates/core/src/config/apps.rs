@@ -56,6 +56,8 @@ pub struct CompiledApp {
     pub strip_authorization: bool,
     /// Protocols a client may switch to, lower case.
     pub upgrades: Vec<String>,
+    /// A session needs a second factor here.
+    pub require_mfa: bool,
     /// The built-in whoami app standing in because no app is configured: it never claims the
     /// paths Portcullis shares with apps.
     pub implicit: bool,
@@ -102,12 +104,12 @@ pub(super) fn compile(config: &Config, push: &mut impl FnMut(String, String)) ->
                 "another app already matches the same host and path prefix".into(),
             );
         }
-        if let Some(compiled) = compile_app(app, &key, push) {
+        if let Some(compiled) = compile_app(app, config.mfa.required, &key, push) {
             apps.push(compiled);
         }
     }
     if config.apps.is_empty() {
-        apps.push(whoami_app());
+        apps.push(whoami_app(config));
     }
     CompiledRoutes {
         apps,
@@ -116,7 +118,7 @@ pub(super) fn compile(config: &Config, push: &mut impl FnMut(String, String)) ->
 }
 
 /// The built-in whoami app at `/`, for a configuration without apps.
-fn whoami_app() -> CompiledApp {
+fn whoami_app(config: &Config) -> CompiledApp {
     CompiledApp {
         name: WHOAMI_UPSTREAM.into(),
         host: None,
@@ -129,6 +131,7 @@ fn whoami_app() -> CompiledApp {
         timeouts: TimeoutConfig::default(),
         strip_authorization: false,
         upgrades: vec!["websocket".into()],
+        require_mfa: config.mfa.required,
         implicit: true,
     }
 }
@@ -136,6 +139,7 @@ fn whoami_app() -> CompiledApp {
 /// One app, or `None` when it has a problem (each one pushed).
 fn compile_app(
     app: &AppConfig,
+    mfa_required: bool,
     key: &impl Fn(&str) -> String,
     push: &mut impl FnMut(String, String),
 ) -> Option<CompiledApp> {
@@ -231,6 +235,7 @@ fn compile_app(
             .iter()
             .map(|p| p.to_ascii_lowercase())
             .collect(),
+        require_mfa: app.require_mfa.unwrap_or(mfa_required),
         implicit: false,
     })
 }

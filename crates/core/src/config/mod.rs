@@ -58,6 +58,9 @@ pub struct Config {
     pub session: SessionConfig,
     #[serde(default)]
     pub local_auth: LocalAuthConfig,
+    /// Second factors (authenticator apps, recovery codes) and where they are required.
+    #[serde(default)]
+    pub mfa: MfaConfig,
     /// The signed identity assertion (`X-Portcullis-Assertion`) sent with each request.
     #[serde(default)]
     pub assertion: AssertionConfig,
@@ -157,6 +160,16 @@ pub struct ProviderConfig {
     /// on to the sign-out's `rd`; `local` ends only Portcullis's session.
     #[serde(default)]
     pub sign_out: ProviderSignOut,
+    /// A sign-in through this provider counts as multi-factor when its ID token's `amr` holds
+    /// any of these values (e.g. `["mfa"]` for Entra, `["mfa", "otp", "hwk"]` for Keycloak).
+    /// Unset, and without `mfa_acr`: it never does, and `require_mfa` apps ask for a
+    /// Portcullis factor (step-up).
+    #[serde(default)]
+    pub mfa_amr: Vec<String>,
+    /// The same for the ID token's `acr` (a value the provider only sends after a second
+    /// factor, e.g. Keycloak's level-of-assurance names).
+    #[serde(default)]
+    pub mfa_acr: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -338,6 +351,33 @@ impl Default for LocalAuthConfig {
     }
 }
 
+/// Second factors.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaConfig {
+    /// Every app (unless it sets `require_mfa = false`) and Portcullis's admin pages and API
+    /// need a second factor in the session.
+    #[serde(default)]
+    pub required: bool,
+    /// The name authenticator apps show above the account (the `issuer` of the `otpauth://`
+    /// link).
+    #[serde(default = "default_mfa_issuer")]
+    pub issuer: String,
+}
+
+fn default_mfa_issuer() -> String {
+    "Portcullis".into()
+}
+
+impl Default for MfaConfig {
+    fn default() -> Self {
+        MfaConfig {
+            required: false,
+            issuer: default_mfa_issuer(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
@@ -366,6 +406,11 @@ pub struct AppConfig {
     /// `websocket`. `h2c` is never allowed: inside its tunnel requests would go unchecked.
     #[serde(default = "default_upgrades")]
     pub upgrades: Vec<String>,
+    /// Sessions need a second factor for this app: a Portcullis factor, or a provider sign-in
+    /// whose `amr`/`acr` says so. Unset: `mfa.required`. API keys are not sessions and are not
+    /// asked (see docs/second-factors.md).
+    #[serde(default)]
+    pub require_mfa: Option<bool>,
 }
 
 fn default_upgrades() -> Vec<String> {
@@ -478,6 +523,7 @@ impl Default for Config {
             cookie: CookieConfig::default(),
             session: SessionConfig::default(),
             local_auth: LocalAuthConfig::default(),
+            mfa: MfaConfig::default(),
             assertion: AssertionConfig::default(),
             shutdown_grace: default_shutdown_grace(),
             metrics_allowed: default_metrics_allowed(),

@@ -141,6 +141,14 @@ impl Config {
                 "must be between 5m and 7d (a reset link is as good as the password)".into(),
             );
         }
+        let issuer = self.mfa.issuer.trim();
+        if issuer.is_empty() || issuer.len() > 64 || issuer.contains(':') {
+            push(
+                "mfa.issuer".into(),
+                "must be a short name without ':' (authenticator apps show it above the account)"
+                    .into(),
+            );
+        }
         if tracing_filter_is_suspicious(&self.log.level) {
             push(
                 "log.level".into(),

@@ -23,7 +23,7 @@ use crate::gateway::Gateway;
 use crate::identity_headers::IdentityHeaders;
 use crate::phases::{self, Stop};
 use crate::routes::{App, RouteTable};
-use portcullis_http::respond;
+use portcullis_http::respond::{self, Challenge};
 
 /// Which caller's conventions the answer follows, and which headers describe the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,12 +110,12 @@ const SIGN_IN_HEADER: HeaderName = HeaderName::from_static("x-portcullis-sign-in
 
 /// Where to send someone who must sign in: the sign-in page on Portcullis's public URL, with the
 /// original URL to come back to.
-fn sign_in_url(public_url: &str, ctx: &RequestContext) -> String {
+fn sign_in_url(public_url: &str, challenge: Challenge, ctx: &RequestContext) -> String {
     let back = format!("{}://{}{}", ctx.scheme, ctx.host_with_port, ctx.return_to());
     format!(
         "{}{}",
         public_url.trim_end_matches('/'),
-        respond::sign_in_location(&back)
+        respond::challenge_location(challenge, &back)
     )
 }
 
@@ -165,30 +165,8 @@ impl Gateway {
                 }
                 response
             }
-            Err(Stop::SignIn) => {
-                let location = sign_in_url(public_url, &ctx);
-                match flavor {
-                    Flavor::ForwardAuth if ctx.browser => {
-                        respond::redirect(StatusCode::FOUND, &location)
-                    }
-                    Flavor::ForwardAuth | Flavor::OAuth2Proxy => {
-                        respond::sign_in_required_at(&ctx.method, &location, false)
-                    }
-                    Flavor::AuthRequest => {
-                        let mut response =
-                            respond::sign_in_required_at(&ctx.method, &location, false);
-                        // `Location` for configurations written for Authelia; our own header
-                        // for ours, because nginx's default `proxy_redirect` rewrites a
-                        // `Location` that starts with the `proxy_pass` URL.
-                        if let Ok(value) = HeaderValue::from_str(&location) {
-                            let headers = response.headers_mut();
-                            headers.insert(header::LOCATION, value.clone());
-                            headers.insert(SIGN_IN_HEADER, value);
-                        }
-                        response
-                    }
-                }
-            }
+            Err(Stop::SignIn) => challenge(flavor, Challenge::SignIn, &ctx, public_url),
+            Err(Stop::StepUp) => challenge(flavor, Challenge::StepUp, &ctx, public_url),
             Err(Stop::Fail(failure)) => refusal(flavor, &failure),
         }
     }
@@ -237,7 +215,7 @@ impl Gateway {
         };
         let identity = &principal.identity;
         let decision = match pinned {
-            Some(app) => phases::admits(app, identity),
+            Some(app) => phases::admits(app, &principal),
             None => Ok(()),
         }
         .and_then(|()| extra_allows(query, identity));
@@ -248,7 +226,36 @@ impl Gateway {
                 pinned.map(|app| app.as_ref()),
             ),
             Err(Stop::Fail(failure)) => refusal(Flavor::OAuth2Proxy, &failure),
-            Err(Stop::SignIn) => empty(StatusCode::UNAUTHORIZED),
+            Err(Stop::SignIn | Stop::StepUp) => empty(StatusCode::UNAUTHORIZED),
+        }
+    }
+}
+
+/// Sends the client to sign in (or step up) on Portcullis's public URL, the way each flavour's
+/// proxy passes it on.
+fn challenge(
+    flavor: Flavor,
+    challenge: Challenge,
+    ctx: &RequestContext,
+    public_url: &str,
+) -> Response<Body> {
+    let location = sign_in_url(public_url, challenge, ctx);
+    match flavor {
+        Flavor::ForwardAuth if ctx.browser => respond::redirect(StatusCode::FOUND, &location),
+        Flavor::ForwardAuth | Flavor::OAuth2Proxy => {
+            respond::challenge_at(challenge, &ctx.method, &location, false)
+        }
+        Flavor::AuthRequest => {
+            let mut response = respond::challenge_at(challenge, &ctx.method, &location, false);
+            // `Location` for configurations written for Authelia; our own header for ours,
+            // because nginx's default `proxy_redirect` rewrites a `Location` that starts with
+            // the `proxy_pass` URL.
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                let headers = response.headers_mut();
+                headers.insert(header::LOCATION, value.clone());
+                headers.insert(SIGN_IN_HEADER, value);
+            }
+            response
         }
     }
 }

@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::SqlStore;
 use crate::StoreError;
-use crate::credentials::{CredentialStore, PasswordReset, ResetLink};
+use crate::credentials::{CredentialStore, Factor, FactorKind, PasswordReset, ResetLink};
 
 #[async_trait]
 impl CredentialStore for SqlStore {
@@ -123,5 +123,153 @@ impl CredentialStore for SqlStore {
         rows.iter()
             .map(|row| row.try_get("id_hash").map_err(StoreError::from))
             .collect()
+    }
+
+    async fn factors(&self, user_id: &str) -> Result<Vec<Factor>, StoreError> {
+        let rows = sqlx::query(&self.q(
+            "SELECT id, user_id, kind, label, secret_enc, created_at, last_used_at FROM factors \
+             WHERE user_id = ? ORDER BY created_at, id",
+        ))
+        .bind(user_id)
+        .fetch_all(self.pool()?)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                Ok(Factor {
+                    id: row.try_get("id")?,
+                    user_id: row.try_get("user_id")?,
+                    kind: FactorKind::parse(&kind).ok_or_else(|| {
+                        StoreError::Corrupt(format!("a factor has the unknown kind {kind:?}"))
+                    })?,
+                    label: row.try_get("label")?,
+                    secret_enc: row.try_get("secret_enc")?,
+                    created_at: Timestamp(row.try_get("created_at")?),
+                    last_used_at: row
+                        .try_get::<Option<i64>, _>("last_used_at")?
+                        .map(Timestamp),
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_factor(&self, f: &Factor) -> Result<(), StoreError> {
+        sqlx::query(&self.q(
+            "INSERT INTO factors (id, user_id, kind, label, secret_enc, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(&f.id)
+        .bind(&f.user_id)
+        .bind(f.kind.as_str())
+        .bind(&f.label)
+        .bind(&f.secret_enc)
+        .bind(f.created_at.0)
+        .execute(self.pool()?)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_factor(&self, user_id: &str, factor_id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool()?.begin().await?;
+        let deleted = sqlx::query(&self.q("DELETE FROM factors WHERE user_id = ? AND id = ?"))
+            .bind(user_id)
+            .bind(factor_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(&self.q("DELETE FROM recovery_codes WHERE user_id = ?1 \
+             AND NOT EXISTS (SELECT 1 FROM factors WHERE user_id = ?1)"))
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn delete_factors(&self, user_id: &str) -> Result<u64, StoreError> {
+        let mut tx = self.pool()?.begin().await?;
+        let deleted = sqlx::query(&self.q("DELETE FROM factors WHERE user_id = ?"))
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(&self.q("DELETE FROM recovery_codes WHERE user_id = ?"))
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn use_totp_step(
+        &self,
+        factor_id: &str,
+        step: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        // One statement checks and advances the step: of two uses racing, exactly one finds
+        // the step still ahead of the last one.
+        let updated = sqlx::query(&self.q(
+            "UPDATE factors SET last_step = ?1, last_used_at = ?2 WHERE id = ?3 AND last_step < ?1",
+        ))
+        .bind(step)
+        .bind(now.0)
+        .bind(factor_id)
+        .execute(self.pool()?)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        code_hashes: &[String],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool()?.begin().await?;
+        sqlx::query(&self.q("DELETE FROM recovery_codes WHERE user_id = ?"))
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        for hash in code_hashes {
+            sqlx::query(
+                &self.q(
+                    "INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES (?, ?, ?)",
+                ),
+            )
+            .bind(user_id)
+            .bind(hash)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(&self.q("UPDATE recovery_codes SET used_at = ? \
+             WHERE user_id = ? AND code_hash = ? AND used_at IS NULL"))
+        .bind(now.0)
+        .bind(user_id)
+        .bind(code_hash)
+        .execute(self.pool()?)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn recovery_codes_left(&self, user_id: &str) -> Result<u64, StoreError> {
+        let left: i64 = sqlx::query_scalar(
+            &self.q("SELECT count(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL"),
+        )
+        .bind(user_id)
+        .fetch_one(self.pool()?)
+        .await?;
+        Ok(u64::try_from(left).unwrap_or(0))
     }
 }

@@ -914,8 +914,8 @@ impl Store for SqlStore {
     async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
         let p = s.provider.as_ref();
         sqlx::query(&self.q("INSERT INTO sessions (id_hash, user_id, created_at, last_seen, client_ip, user_agent, provider, id_token_enc, \
-             provider_subject, provider_sid, refresh_token_enc, access_expires_at, claim_sources) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+             provider_subject, provider_sid, refresh_token_enc, access_expires_at, claim_sources, amr) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
         .bind(&s.id_hash)
         .bind(&s.user_id)
         .bind(s.created_at.0)
@@ -929,6 +929,7 @@ impl Store for SqlStore {
         .bind(p.and_then(|p| p.refresh_token_enc.as_ref()))
         .bind(p.and_then(|p| p.access_expires_at).map(|t| t.0))
         .bind(p.map(|p| serde_json::to_string(&p.claim_sources).unwrap_or_default()))
+        .bind((!s.amr.is_empty()).then(|| s.amr.join(" ")))
         .execute(self.pool()?)
         .await?;
         self.user_seen(&s.user_id, s.last_seen).await

@@ -102,6 +102,12 @@ pub(super) fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
             }),
             None => None,
         },
+        amr: row
+            .try_get::<Option<String>, _>("amr")?
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
     })
 }
 

@@ -173,6 +173,7 @@ async fn sessions_round_trip_and_expire() {
             access_expires_at: Some(Timestamp(99)),
             claim_sources: vec![("name".into(), "given_name + family_name".into())],
         }),
+        amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
     };
     store.insert_session(&s).await.unwrap();
     store.touch_session("h", Timestamp(20)).await.unwrap();
@@ -185,7 +186,13 @@ async fn sessions_round_trip_and_expire() {
         .update_session_tokens("h", None, Some(Timestamp(120)))
         .await
         .unwrap();
-    let provider = store.session("h").await.unwrap().unwrap().provider.unwrap();
+    let stored = store.session("h").await.unwrap().unwrap();
+    assert_eq!(
+        stored.amr,
+        ["pwd", "otp", "mfa"],
+        "how it was proved survives"
+    );
+    let provider = stored.provider.unwrap();
     assert_eq!(
         provider.refresh_token_enc.as_deref(),
         Some("sealed"),
@@ -367,6 +374,7 @@ async fn keys_and_the_change_feed() {
         client_ip: None,
         user_agent: None,
         provider: None,
+        amr: Vec::new(),
     };
     store.insert_session(&session).await.unwrap();
     store.touch_session("s1", Timestamp(9)).await.unwrap();
@@ -434,4 +442,89 @@ async fn audit_is_newest_first() {
         events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
         ["sign_out", "sign_in"]
     );
+}
+
+#[tokio::test]
+async fn factor_codes_and_recovery_codes_work_once() {
+    use crate::{CredentialStore, Factor, FactorKind};
+    let store = SqlStore::throwaway().await.unwrap();
+    store
+        .create_user(new_user("u", "u", Role::User), Timestamp(1))
+        .await
+        .unwrap();
+    let factor = |id: &str, at| Factor {
+        id: id.into(),
+        user_id: "u".into(),
+        kind: FactorKind::Totp,
+        label: format!("phone {id}"),
+        secret_enc: "sealed".into(),
+        created_at: Timestamp(at),
+        last_used_at: None,
+    };
+    store.insert_factor(&factor("f1", 2)).await.unwrap();
+    store.insert_factor(&factor("f2", 3)).await.unwrap();
+    let listed = store.factors("u").await.unwrap();
+    assert_eq!(
+        listed.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        ["f1", "f2"]
+    );
+    // A time step is accepted once, and never an older one after it.
+    assert!(store.use_totp_step("f1", 100, Timestamp(5)).await.unwrap());
+    assert!(!store.use_totp_step("f1", 100, Timestamp(6)).await.unwrap());
+    assert!(!store.use_totp_step("f1", 99, Timestamp(6)).await.unwrap());
+    assert!(store.use_totp_step("f1", 101, Timestamp(7)).await.unwrap());
+    assert_eq!(
+        store.factors("u").await.unwrap()[0].last_used_at,
+        Some(Timestamp(7))
+    );
+    // Recovery codes: each once; a new set replaces the old.
+    let hashes = vec!["a".to_owned(), "b".to_owned()];
+    store
+        .replace_recovery_codes("u", &hashes, Timestamp(8))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .use_recovery_code("u", "a", Timestamp(9))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_recovery_code("u", "a", Timestamp(9))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_recovery_code("other", "b", Timestamp(9))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.recovery_codes_left("u").await.unwrap(), 1);
+    store
+        .replace_recovery_codes("u", &["c".to_owned()], Timestamp(10))
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .use_recovery_code("u", "b", Timestamp(11))
+            .await
+            .unwrap()
+    );
+    // Removing one factor keeps the codes; removing the last takes them along.
+    assert!(store.delete_factor("u", "f1").await.unwrap());
+    assert!(!store.delete_factor("u", "f1").await.unwrap());
+    assert_eq!(store.recovery_codes_left("u").await.unwrap(), 1);
+    assert!(store.delete_factor("u", "f2").await.unwrap());
+    assert_eq!(store.recovery_codes_left("u").await.unwrap(), 0);
+    // An admin's reset takes everything; deleting the user would too (cascade).
+    store.insert_factor(&factor("f3", 12)).await.unwrap();
+    store
+        .replace_recovery_codes("u", &hashes, Timestamp(12))
+        .await
+        .unwrap();
+    assert_eq!(store.delete_factors("u").await.unwrap(), 1);
+    assert!(store.factors("u").await.unwrap().is_empty());
+    assert_eq!(store.recovery_codes_left("u").await.unwrap(), 0);
 }

@@ -5,6 +5,7 @@
 //! API and the CLI, so they are audited and take effect at once.
 
 mod audit;
+mod factors;
 pub(crate) use audit::audit_filter;
 mod groups;
 mod outbox;
@@ -68,6 +69,10 @@ pub fn routes() -> Router<AppState> {
             post(passwords::set),
         )
         .route(
+            "/.portcullis/admin/users/{username}/factors/reset",
+            post(factors::reset),
+        )
+        .route(
             "/.portcullis/admin/users/{username}/reset-link",
             post(passwords::reset_link),
         )
@@ -129,6 +134,9 @@ pub(crate) async fn admin(
         .with_hint("ask an administrator if you need access");
         return Err(respond::failure(&failure, true));
     }
+    if state.settings.mfa_required && !session.mfa() {
+        return Err(respond::step_up_required(method, here, true));
+    }
     Ok(session)
 }
 
@@ -164,7 +172,7 @@ pub(crate) async fn admin_post(
     if let Some(refused) = csrf_refusal(state, &me, csrf) {
         return Err(refused);
     }
-    let actor = post.from.actor(&me.user_id);
+    let actor = post.from.actor(&me.user_id).with_second_factor(me.mfa());
     Ok((me, actor))
 }
 
@@ -242,6 +250,9 @@ pub(crate) fn notice(done: Option<&str>) -> &'static str {
         Some("revoked") => "Key revoked.",
         Some("sessions") => "Sessions ended; their streams are closed.",
         Some("password") => "Password set; the user's sessions have ended.",
+        Some("factors") => {
+            "Second factors reset: the user signs in with the password alone until they set up a new app."
+        }
         Some("profile") => "Profile saved.",
         Some("deleted") => "User deleted; their sessions and keys have ended.",
         _ => "",

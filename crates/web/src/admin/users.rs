@@ -258,10 +258,11 @@ pub(crate) async fn render_detail(
         Ok(keys) => keys,
         Err(e) => return directory_failure(e),
     };
-    let (sessions, identities, deliveries) = match tokio::try_join!(
+    let (sessions, identities, deliveries, factors) = match tokio::try_join!(
         state.store.sessions_of(&user.id),
         state.store.identities_of(&user.id),
-        state.store.deliveries_of_user(&user.id)
+        state.store.deliveries_of_user(&user.id),
+        state.factors.summary(&user.id)
     ) {
         Ok(found) => found,
         Err(e) => return respond::failure(&Failure::from(e), true),
@@ -291,6 +292,7 @@ pub(crate) async fn render_detail(
     };
     let new_key = &view.shown_once;
     let password_panel = super::passwords::panel(state, &user, &base, &csrf, view.password_error);
+    let factors_panel = super::factors::panel(&factors, &base, &csrf);
     let profile_values = view
         .profile
         .clone()
@@ -330,7 +332,7 @@ pub(crate) async fn render_detail(
            <form method=\"post\" action=\"{base}/status\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <input type=\"hidden\" name=\"status\" value=\"{toggle_status}\">\
              <button type=\"submit\" class=\"{toggle_class}\">{toggle_label}</button></form>\
-         </div></div>{profile_panel}{password_panel}\
+         </div></div>{profile_panel}{password_panel}{factors_panel}\
          <div class=\"panel\"><h2>Sessions</h2><table><thead><tr><th>Started</th><th>Last seen</th><th>From</th><th>Browser</th><th>Via</th><th></th></tr></thead>\
            <tbody>{session_rows}</tbody></table>\
            <form method=\"post\" action=\"{base}/sessions/end-all\" style=\"margin-top:14px\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -410,11 +412,17 @@ fn session_row(s: &portcullis_core::session::Session, base: &str, csrf: &str) ->
         seen = when(Some(s.last_seen)),
         ip = escape(s.client_ip.as_deref().unwrap_or("—")),
         agent = escape(&agent),
-        via = escape(
+        via = escape(&format!(
+            "{}{}",
             s.provider
                 .as_ref()
-                .map_or("password", |p| p.provider.as_str())
-        ),
+                .map_or("password", |p| p.provider.as_str()),
+            if s.amr.iter().any(|m| m == portcullis_core::session::AMR_MFA) {
+                " + second factor"
+            } else {
+                ""
+            }
+        )),
         id = escape(&s.id_hash),
     )
 }

@@ -62,6 +62,9 @@ pub struct Caller {
     pub actor: Actor,
     /// The id hash of the session the call came with; `None` for a key.
     pub session: Option<String>,
+    /// `mfa.required`, and the session was not proved with a second factor: admin calls are
+    /// refused.
+    pub mfa_missing: bool,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -75,7 +78,15 @@ impl FromRequestParts<AppState> for Caller {
 
 impl Caller {
     pub fn require_admin(&self) -> ApiResult<()> {
-        if self.identity.role == Role::Admin {
+        if self.identity.role == Role::Admin && self.mfa_missing {
+            Err(ApiError(
+                Failure::new(
+                    FailureKind::Forbidden,
+                    "the admin API needs a session signed in with a second factor (mfa.required)",
+                )
+                .with_hint("sign in again with your authenticator app, or use an API key"),
+            ))
+        } else if self.identity.role == Role::Admin {
             Ok(())
         } else {
             Err(ApiError(Failure::new(
@@ -138,8 +149,13 @@ async fn caller(
             "cross-site requests cannot change anything here",
         )));
     }
+    // Keys are not asked for a second factor (see `Principal::meets_mfa`); sessions are, where
+    // `mfa.required` covers Portcullis's own API.
+    let session_mfa = principal.session().is_some_and(|s| s.mfa());
+    let mfa_missing = state.settings.mfa_required && !principal.meets_mfa();
     Ok(Caller {
-        actor: Actor::new(principal.actor_id(), client_ip),
+        mfa_missing,
+        actor: Actor::new(principal.actor_id(), client_ip).with_second_factor(session_mfa),
         session: principal.session().map(|s| s.id_hash.clone()),
         identity: principal.identity,
     })

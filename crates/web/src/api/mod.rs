@@ -7,6 +7,7 @@
 
 mod caller;
 mod directory;
+mod factors;
 mod groups;
 mod me;
 pub(crate) mod outbox;
@@ -59,6 +60,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/me", get(me::me))
         .route("/api/v1/me/password", post(passwords::change_own))
         .route("/api/v1/users/{username}/password", put(passwords::set))
+        .route(
+            "/api/v1/users/{username}/factors",
+            get(factors::list).delete(factors::reset),
+        )
         .route(
             "/api/v1/users/{username}/reset-link",
             post(passwords::reset_link),

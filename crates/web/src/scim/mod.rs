@@ -157,6 +157,7 @@ impl From<portcullis_auth::directory::DirectoryError> for ScimError {
                 conflict.to_string(),
             ),
             Invalid(m) => Self::invalid("invalidValue", m),
+            Forbidden(m) => Self::new(StatusCode::FORBIDDEN, None, m),
             Store(s) => s.into(),
         }
     }
