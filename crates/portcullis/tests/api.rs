@@ -558,6 +558,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/me/password", &["post"]),
         ("/api/v1/users/{username}/password", &["put"]),
         ("/api/v1/users/{username}/reset-link", &["post"]),
+        ("/api/v1/users/{username}/factors", &["get", "delete"]),
     ];
     assert_eq!(documented.len(), served.len(), "{documented:?}");
     for (path, methods) in served {

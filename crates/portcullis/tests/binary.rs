@@ -486,6 +486,28 @@ async fn operators_manage_users_and_keys_from_the_cli_while_serving() {
     let nobody = cli(dir.path(), &["user", "reset-link", "nobody"], "");
     assert!(!nobody.status.success());
 
+    // Resetting second factors (a lost phone) needs --yes, and says what it removed.
+    let unconfirmed = cli(dir.path(), &["user", "reset-factors", "deploy-bot"], "");
+    assert!(!unconfirmed.status.success());
+    assert!(String::from_utf8_lossy(&unconfirmed.stderr).contains("--yes"));
+    let reset = cli(
+        dir.path(),
+        &["user", "reset-factors", "deploy-bot", "--yes"],
+        "",
+    );
+    assert!(
+        String::from_utf8_lossy(&reset.stderr).contains("removed 0 second factor(s) of deploy-bot"),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    let nobody = cli(
+        dir.path(),
+        &["user", "reset-factors", "nobody", "--yes"],
+        "",
+    );
+    assert!(!nobody.status.success());
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("nobody"));
+
     // Editing and deleting: a bad email is named; deleting needs --yes.
     let bad = cli(
         dir.path(),

@@ -15,13 +15,31 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, COOKIE, LOCATION};
 
 /// The forward-auth page's Portcullis configuration (one `chat` app on `chat.example.com`),
-/// with this test's upstream and its proxies trusted.
+/// with this test's upstream and its proxies trusted; the app needs a second factor, so that
+/// every proxy's handling of a step-up is checked too.
 fn config() -> String {
     "trusted_proxies = ['127.0.0.1/32']\n\
      [[apps]]\nname = 'chat'\nhost = 'chat.example.com'\nupstream = '{upstream}'\n\
      identity_headers = { profile = 'forwarded' }\n\
-     access = { groups = ['staff'] }\n"
+     access = { groups = ['staff'] }\nrequire_mfa = true\n"
         .to_owned()
+}
+
+/// A session of `username` proved with a password and an authenticator app (how it was
+/// proved is what the proxies are tested on here; tests/second_factors.rs proves the codes).
+async fn session_with_second_factor(h: &Harness, username: &str) -> String {
+    let state = &h.running.state;
+    let user = state
+        .store
+        .user_by_username(username)
+        .await
+        .unwrap()
+        .unwrap();
+    let origin = portcullis_auth::session::SessionOrigin {
+        amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
+        ..Default::default()
+    };
+    state.sessions.create(&user, origin).await.unwrap().0
 }
 
 async fn portcullis() -> (Harness, String) {
@@ -37,7 +55,9 @@ async fn portcullis() -> (Harness, String) {
     .await;
     h.add_user("olaf", Some("olaf@example.com"), None, Role::User, &[])
         .await;
-    let cookie = h.sign_in("erin", "user-password-1").await.unwrap();
+    h.add_user("mia", Some("mia@example.com"), None, Role::User, &["staff"])
+        .await;
+    let cookie = session_with_second_factor(&h, "erin").await;
     (h, cookie)
 }
 
@@ -116,6 +136,28 @@ async fn behaves_like_a_gateway(h: &Harness, cookie: &str, front: &Front) {
             "the forged {name} reached the app: {echo}"
         );
     }
+
+    // mia may use the app, but signed in with her password alone: every flavour sends the
+    // browser to the sign-in page, which asks for her second factor (`mfa=1`), and back.
+    let hits = h.upstream.hits();
+    let mia = h.sign_in("mia", "user-password-1").await.unwrap();
+    let step_up = client
+        .get(front.url("/models?x=1"))
+        .header(COOKIE, format!("_portcullis={mia}"))
+        .header(ACCEPT, "text/html")
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(step_up.status(), StatusCode::FOUND, "{:?}", front.kind);
+    let location = step_up.headers()[LOCATION].to_str().unwrap();
+    assert_eq!(
+        location,
+        format!("{}/.portcullis/sign_in?rd={back}&mfa=1", h.base),
+        "{:?}",
+        front.kind
+    );
+    assert_eq!(h.upstream.hits(), hits, "nothing reached the app");
 
     // olaf is not in `staff`: refused with 403 by every flavour.
     let olaf = h.sign_in("olaf", "user-password-1").await.unwrap();

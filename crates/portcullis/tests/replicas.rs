@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::idp::{Idp, Person, free_port};
 use common::replicas::{PgCluster, Replica, TOKEN_KEY, within};
-use common::{set_cookie_value, sign_in_at};
+use common::{factors, set_cookie_value, sign_in_at};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION};
 use tokio::sync::Mutex;
@@ -383,7 +383,8 @@ async fn a_database_outage_keeps_known_sessions_and_recovers_without_a_restart()
 
 /// A SQLite deployment moves to PostgreSQL with `portcullis copy-store`: every row of every table
 /// arrives (users, memberships, sessions, keys, flows, audit, the change feed, signing keys, the
-/// outbox and its pending deliveries), and Portcullis on PostgreSQL carries on with them.
+/// outbox and its pending deliveries, second factors), and Portcullis on PostgreSQL carries on
+/// with them.
 #[tokio::test]
 async fn a_sqlite_deployment_moves_to_postgres_with_every_row() {
     let idp = common::fake_idp::FakeIdp::start().await;
@@ -420,6 +421,9 @@ async fn a_sqlite_deployment_moves_to_postgres_with_every_row() {
     let session = sign_in_at(&http, &old.base, "alice", PASSWORD)
         .await
         .unwrap();
+    // An authenticator app with its recovery codes; the session it stepped up is the one kept.
+    let enrolled = factors::enrol(&http, &old.base, &session, now()).await;
+    let session = enrolled.cookie.clone();
     http.get(format!("{}/.portcullis/start/fake?rd=/", old.base))
         .send()
         .await
@@ -488,9 +492,14 @@ async fn a_sqlite_deployment_moves_to_postgres_with_every_row() {
         status_with(&http, &new.base, &session).await,
         StatusCode::OK
     );
-    sign_in_at(&http, &new.base, "alice", PASSWORD)
-        .await
-        .unwrap();
+    // The factor moved too: the password alone no longer signs in; a recovery code does.
+    let login = ("alice", PASSWORD);
+    let code = &enrolled.recovery_codes[0];
+    assert!(
+        factors::sign_in_with_code(&http, &new.base, login, code)
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -802,6 +811,63 @@ async fn a_reset_link_made_on_one_replica_works_once_on_any() {
         .filter(|s| **s == StatusCode::SEE_OTHER)
         .count();
     assert_eq!(winners, 1, "{one:?} {two:?}");
+}
+
+fn now() -> portcullis_core::Timestamp {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    portcullis_core::Timestamp(i64::try_from(secs).unwrap())
+}
+
+/// An authenticator app set up through replica A signs in on B at once; a code used on one is
+/// refused on the other; a recovery code raced on both works on exactly one.
+#[tokio::test]
+async fn a_factor_set_up_on_one_replica_works_once_on_any() {
+    let pg = PgCluster::start();
+    let upstream = common::upstream::start().await;
+    let port_a = free_port();
+    let config = shared(
+        &pg,
+        &upstream.url(),
+        &format!("http://127.0.0.1:{port_a}"),
+        "",
+    );
+    let a = Replica::start_on(port_a, &config).await;
+    let b = Replica::start(&config).await;
+    a.cli(
+        &["user", "add", "alice", "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let http = http();
+    let on_a = sign_in_at(&http, &a.base, "alice", PASSWORD).await.unwrap();
+    let enrolled = factors::enrol(&http, &a.base, &on_a, now()).await;
+
+    // The code of the next time step (an app a little ahead is accepted) works on B once…
+    let next = enrolled.secret.code_at(now().plus(Duration::from_secs(30)));
+    let login = ("alice", PASSWORD);
+    let on_b = factors::sign_in_with_code(&http, &b.base, login, &next).await;
+    assert!(on_b.is_ok(), "an app set up on A works on B: {on_b:?}");
+    // …and not again on A.
+    let again = factors::sign_in_with_code(&http, &a.base, login, &next).await;
+    assert_eq!(again, Err(StatusCode::UNAUTHORIZED));
+
+    // One recovery code, two tabs on two replicas: exactly one signs in.
+    let code = &enrolled.recovery_codes[0];
+    let (one, two) = tokio::join!(
+        factors::sign_in_with_code(&http, &a.base, login, code),
+        factors::sign_in_with_code(&http, &b.base, login, code),
+    );
+    assert_eq!(
+        [one.is_ok(), two.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "{one:?} {two:?}"
+    );
+
+    // An admin's reset on B: A asks for no code any more.
+    b.cli(&["user", "reset-factors", "alice", "--yes"], None);
+    assert!(sign_in_at(&http, &a.base, "alice", PASSWORD).await.is_ok());
 }
 
 /// The link's form at `base` after it was used: its status and page.

@@ -178,6 +178,7 @@ pub async fn submit(
     let origin = SessionOrigin {
         client_ip: Some(client_ip),
         user_agent: user_agent(&headers),
+        amr: vec![crate::sign_in::AMR_PASSWORD.to_owned()],
         ..SessionOrigin::default()
     };
     start_session(

@@ -163,6 +163,9 @@ async fn report(state: &AppState, session: &ActiveSession) -> serde_json::Value 
         "sources": field_sources(identity, record.as_ref()),
         "name_warning": warning,
         "session_expires_at": session.expires_at(state.sessions.policy()).0,
+        // How the sign-in was proved (RFC 8176), and whether `require_mfa` apps take it.
+        "amr": session.amr.as_ref(),
+        "second_factor": session.mfa(),
         "apps": apps,
     })
 }
@@ -185,6 +188,27 @@ fn rows<'a>(pairs: impl Iterator<Item = (String, &'a serde_json::Value)>) -> Str
             )
         })
         .collect()
+}
+
+/// "pwd, otp, mfa (a second factor)" or "pwd (no second factor)".
+fn proved_with(amr: &serde_json::Value, second_factor: bool) -> String {
+    let methods: Vec<&str> = amr
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    let methods = if methods.is_empty() {
+        "—".to_owned()
+    } else {
+        methods.join(", ")
+    };
+    let factor = if second_factor {
+        "a second factor"
+    } else {
+        "no second factor"
+    };
+    format!("{methods} ({factor})")
 }
 
 fn html(identity: &Identity, body: &serde_json::Value) -> String {
@@ -223,11 +247,15 @@ fn html(identity: &Identity, body: &serde_json::Value) -> String {
         })
         .collect();
     format!(
-        "<h1>Signed in as {}</h1><p>Through {}; groups: {}; role: {}; this session ends at the latest at {} UTC.</p>\
+        "<h1>Signed in as {}</h1><p>Through {}; proved with: {}; groups: {}; role: {}; this session ends at the latest at {} UTC.</p>\
          {warning}<h2>Where each field came from</h2><table><tr><th>field</th><th>from</th><th>value</th></tr>{sources}</table>\
          {apps}<p><a href=\"/.portcullis/sign_out\">Sign out</a></p>",
         escape(&identity.display_name),
         escape(&text(&body["signed_in_with"])),
+        escape(&proved_with(
+            &body["amr"],
+            body["second_factor"].as_bool().unwrap_or(false)
+        )),
         escape(&identity.groups.join(", ")),
         escape(identity.role.as_str()),
         portcullis_core::Timestamp(body["session_expires_at"].as_i64().unwrap_or_default()).utc(),
