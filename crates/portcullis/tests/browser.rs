@@ -259,6 +259,188 @@ async fn passwords_are_recovered_with_a_link_and_changed_on_the_account_page() {
     h.running.shutdown().await;
 }
 
+/// The second-factor pages must be usable with a keyboard and a screen reader, and fit a phone.
+async fn check_page(browser: &Browser, name: &str) {
+    for (width, suffix) in [(1280, ""), (390, "-phone")] {
+        browser.resize(width, 900).await;
+        browser.screenshot(&format!("{name}{suffix}")).await;
+        let violations = browser.accessibility_violations().await;
+        assert!(
+            violations.is_empty(),
+            "{name} at {width} px: {violations:#?}"
+        );
+        let sideways = browser
+            .eval("return document.documentElement.scrollWidth > window.innerWidth")
+            .await;
+        assert_eq!(sideways, false, "{name} scrolls sideways at {width} px");
+    }
+    browser.resize(1280, 900).await;
+}
+
+/// Signs in at the test provider's real login and consent pages as alice.
+async fn provider_sign_in(browser: &Browser, issuer: &str) {
+    browser.click("a.button").await;
+    browser.wait_for_url(issuer).await;
+    browser.wait_for_text("name=\"login\"").await;
+    browser.type_into("input[name=login]", "alice").await;
+    browser.type_into("input[name=password]", "whatever").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("prompt\" value=\"consent").await;
+    browser.click("button[type=submit]").await;
+}
+
+/// The text of the element `css` on the current page.
+async fn text_of(browser: &Browser, css: &str) -> String {
+    let script = format!("return document.querySelector({css:?}).textContent");
+    browser.eval(&script).await.as_str().unwrap().to_owned()
+}
+
+/// Types the code the authenticator app with `secret` shows at `at` (seconds from now).
+async fn type_code(browser: &Browser, css: &str, secret: &str, ahead: u64) {
+    let secret = portcullis_auth::factors::totp::TotpSecret::from_base32(secret).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = secret.code_at(portcullis_core::Timestamp(
+        i64::try_from(now + ahead).unwrap(),
+    ));
+    browser.type_into(css, &code).await;
+}
+
+/// A provider sign-in without `amr` reaches a `require_mfa` app only after a Portcullis factor:
+/// the first time by setting up an authenticator app (QR code, first code, recovery codes), the
+/// next time with the app's code. A local account gets the code step after its password, and
+/// a recovery code stands in for a lost phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_factors_are_set_up_and_used_in_chromium() {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start(&base, &[]);
+    let app = "[[apps]]\nname = 'vault'\nupstream = '{upstream}'\nrequire_mfa = true\nidentity_headers = { profile = 'openwebui' }\n";
+    let h = Harness::start_at(port, &format!("{app}{}", idp.provider_toml(""))).await;
+    h.setup_admin().await;
+    h.add_user(
+        "grace",
+        Some("grace@example.com"),
+        None,
+        portcullis_core::Role::User,
+        &[],
+    )
+    .await;
+    // Signed in through the provider, which says nothing about factors: set one up first.
+    let browser = Browser::start().await;
+    browser.goto(&format!("{base}/c/42")).await;
+    browser.wait_for_text("Continue with Test IdP").await;
+    provider_sign_in(&browser, &idp.issuer).await;
+    browser.wait_for_text("A second factor is needed").await;
+    check_page(&browser, "step-up-set-up-needed").await;
+    browser.click("a.button").await;
+    browser.wait_for_text("Set up an authenticator app").await;
+    check_page(&browser, "factor-set-up").await;
+    let secret = text_of(&browser, "#totp-secret").await.replace(' ', "");
+    browser.type_into("#label", "Pixel").await;
+    browser.type_into("#code", "000000").await;
+    browser
+        .click("form[action='/.portcullis/account/factors/totp'] button")
+        .await;
+    let page = browser.wait_for_text("That code is not right").await;
+    assert!(
+        page.contains("aria-invalid=\"true\""),
+        "the field is marked"
+    );
+    browser.screenshot("factor-set-up-wrong-code").await;
+    assert_eq!(
+        text_of(&browser, "#totp-secret").await.replace(' ', ""),
+        secret,
+        "the same secret, so the app already scanned still works"
+    );
+    type_code(&browser, "#code", &secret, 0).await;
+    browser
+        .click("form[action='/.portcullis/account/factors/totp'] button")
+        .await;
+    browser.wait_for_text("They are shown only now").await;
+    check_page(&browser, "recovery-codes").await;
+    browser.click("a.button").await;
+    browser.wait_for_url(&format!("{base}/c/42")).await;
+    browser.wait_for_text("Alice Anders").await;
+
+    // Another browser, another provider sign-in: now the app's code is asked.
+    let second = Browser::start().await;
+    second.goto(&format!("{base}/c/43")).await;
+    second.wait_for_text("Continue with Test IdP").await;
+    provider_sign_in(&second, &idp.issuer).await;
+    second.wait_for_text("Two-step verification").await;
+    check_page(&second, "step-up-code").await;
+    // The code of the next step: the one just used to set the app up is spent.
+    type_code(&second, "#code", &secret, 30).await;
+    second
+        .click("form[action='/.portcullis/sign_in/factor'] button")
+        .await;
+    second.wait_for_url(&format!("{base}/c/43")).await;
+    second.wait_for_text("Alice Anders").await;
+    second.goto(&format!("{base}/.portcullis/whoami")).await;
+    second.wait_for_text("(a second factor)").await;
+
+    // A local account: the app on the account page, then the code step after the password.
+    let third = Browser::start().await;
+    third
+        .goto(&format!(
+            "{base}/.portcullis/sign_in?rd=/.portcullis/account"
+        ))
+        .await;
+    third.type_into("#login", "grace").await;
+    third.type_into("#password", "user-password-1").await;
+    third
+        .click("form[action='/.portcullis/sign_in'] button")
+        .await;
+    third.wait_for_text("Second factors").await;
+    third.click("#factors-panel a.button").await;
+    third.wait_for_text("Set up an authenticator app").await;
+    let secret = text_of(&third, "#totp-secret").await.replace(' ', "");
+    type_code(&third, "#code", &secret, 0).await;
+    third
+        .click("form[action='/.portcullis/account/factors/totp'] button")
+        .await;
+    third.wait_for_text("They are shown only now").await;
+    let codes = third
+        .eval(
+            "return [...document.querySelectorAll('#recovery-codes li')].map(li => li.textContent)",
+        )
+        .await;
+    let recovery = codes[0].as_str().unwrap().to_owned();
+    third.click("a.button").await;
+    let page = third.wait_for_text("Recovery codes left: 10 of 10").await;
+    assert!(page.contains("Authenticator app"), "{page}");
+    check_page(&third, "account-with-factor").await;
+
+    let fourth = Browser::start().await;
+    fourth
+        .goto(&format!(
+            "{base}/.portcullis/sign_in?rd=/.portcullis/account"
+        ))
+        .await;
+    fourth.type_into("#login", "grace").await;
+    fourth.type_into("#password", "user-password-1").await;
+    fourth
+        .click("form[action='/.portcullis/sign_in'] button")
+        .await;
+    fourth.wait_for_text("Your password is right").await;
+    check_page(&fourth, "sign-in-code").await;
+    fourth.type_into("#code", "123456").await;
+    fourth
+        .click("form[action='/.portcullis/sign_in/factor'] button")
+        .await;
+    fourth.wait_for_text("That code is not right").await;
+    fourth.screenshot("sign-in-code-wrong").await;
+    fourth.type_into("#code", &recovery).await;
+    fourth
+        .click("form[action='/.portcullis/sign_in/factor'] button")
+        .await;
+    fourth.wait_for_text("Recovery codes left: 9 of 10").await;
+    h.running.shutdown().await;
+}
+
 /// Every admin page at a desktop and a phone width: screenshots to look at, no serious
 /// accessibility violation (axe-core), and no horizontal scrolling of the page itself at 390 px
 /// (wide tables scroll inside their panel).

@@ -147,9 +147,9 @@ pub(crate) async fn render(state: &AppState, me: &ActiveSession, view: &View<'_>
            <tr><th>Username</th><td>{username}</td></tr><tr><th>Display name</th><td>{name}</td></tr>\
            <tr><th>Email</th><td>{email}</td></tr><tr><th>Role</th><td>{role}</td></tr>\
            <tr><th>Groups</th><td>{groups}</td></tr></table></div>{password_panel}{factors_panel}\
-         <div class=\"panel\"><h2>Sessions</h2><table><thead><tr><th>Started</th><th>Last seen</th><th>From</th><th>Browser</th><th></th></tr></thead>\
+         <div class=\"panel\" tabindex=\"0\" role=\"region\" aria-label=\"Sessions\"><h2>Sessions</h2><table><thead><tr><th>Started</th><th>Last seen</th><th>From</th><th>Browser</th><th></th></tr></thead>\
            <tbody>{session_rows}</tbody></table></div>\
-         <div class=\"panel\"><h2>API keys</h2><p class=\"muted\">For scripts and tools: send as <span class=\"code\">Authorization: Bearer …</span>.</p>\
+         <div class=\"panel\" tabindex=\"0\" role=\"region\" aria-label=\"API keys\"><h2>API keys</h2><p class=\"muted\">For scripts and tools: send as <span class=\"code\">Authorization: Bearer …</span>.</p>\
            <table><thead><tr><th>Name</th><th>Apps</th><th>Expires</th><th></th></tr></thead><tbody>{key_rows}</tbody></table>\
            {key_form}</div>",
         key_form = key_forms::create_form(&format!("{HERE}/keys"), &csrf, "laptop-cli"),
