@@ -9,6 +9,7 @@
 
 mod recovery;
 pub mod totp;
+pub mod webauthn;
 
 use std::sync::Arc;
 use std::time::Duration;
