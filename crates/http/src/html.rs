@@ -101,6 +101,26 @@ details summary{cursor:pointer;color:var(--accent);font-weight:600}
 details form{margin-top:8px}
 "#;
 
+/// The one script Portcullis's pages run (passkey ceremonies), inlined where a page offers
+/// passkeys; the Content-Security-Policy allows exactly this text by its hash.
+const PASSKEY_SCRIPT: &str = include_str!("../assets/passkey.js");
+
+/// The passkey script, for a page with `data-passkey` forms.
+pub fn passkey_script() -> String {
+    format!("<script>{PASSKEY_SCRIPT}</script>")
+}
+
+/// The CSP source that allows [`passkey_script`] and no other script.
+pub fn script_source() -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(PASSKEY_SCRIPT.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
 const LOGO: &str = r#"<svg viewBox="0 0 32 32" aria-hidden="true"><rect x="3" y="4" width="26" height="24" rx="4" fill="none" stroke="currentColor" stroke-width="2.4"/><path d="M10 4v24M16 4v24M22 4v24M3 13h26M3 20h26" stroke="currentColor" stroke-width="2"/></svg>"#;
 
 /// A complete page. `body` must already be escaped HTML.

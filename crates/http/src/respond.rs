@@ -84,10 +84,14 @@ pub fn html_response(status: StatusCode, page: String) -> Response<Body> {
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     // Page addresses can carry one-time tokens (reset links); no page hands its address on.
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    headers.insert(
-        "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    // No script runs but the passkey one, allowed by its hash (never inline code from a value).
+    let policy = format!(
+        "default-src 'none'; script-src {}; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        crate::html::script_source()
     );
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        headers.insert("content-security-policy", value);
+    }
     response
 }
 

@@ -242,6 +242,7 @@ fn second_factors(
         throttle,
         &config.mfa.issuer,
     )
+    .with_passkeys_for(&config.public_url())
 }
 
 fn provisioner(

@@ -56,6 +56,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("kind", Text),
             ("label", Text),
             ("secret_enc", Text),
+            ("credential_id", Text),
             ("last_step", Int),
             ("created_at", Int),
             ("last_used_at", Int),

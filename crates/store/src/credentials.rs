@@ -32,7 +32,7 @@ pub enum ResetLink {
     Unknown,
 }
 
-/// A second factor of a user: for now an authenticator app (TOTP).
+/// A second factor of a user: an authenticator app (TOTP) or a passkey.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Factor {
     pub id: String,
@@ -40,8 +40,12 @@ pub struct Factor {
     pub kind: FactorKind,
     /// What the user called it ("Phone").
     pub label: String,
-    /// The secret, sealed with the token key.
+    /// The secret (a passkey's credential), sealed with the token key.
     pub secret_enc: String,
+    /// A passkey's credential id (base64url), by which a passwordless sign-in finds it.
+    pub credential_id: Option<String>,
+    /// TOTP: the last time step accepted; passkey: the last signature counter.
+    pub last_step: i64,
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,
 }
@@ -50,17 +54,24 @@ pub struct Factor {
 pub enum FactorKind {
     /// A time-based one-time password app (RFC 6238).
     Totp,
+    /// A WebAuthn credential (platform authenticator or security key).
+    Passkey,
 }
 
 impl FactorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             FactorKind::Totp => "totp",
+            FactorKind::Passkey => "passkey",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        (s == "totp").then_some(FactorKind::Totp)
+        match s {
+            "totp" => Some(FactorKind::Totp),
+            "passkey" => Some(FactorKind::Passkey),
+            _ => None,
+        }
     }
 }
 
@@ -104,6 +115,17 @@ pub trait CredentialStore {
         &self,
         factor_id: &str,
         step: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// The passkey with this credential id, whoever's it is.
+    async fn factor_by_credential(&self, credential_id: &str)
+    -> Result<Option<Factor>, StoreError>;
+    /// Records a passkey's use with signature counter `counter`: true when the counter grew
+    /// (or the authenticator keeps none, sending 0), in the statement that checks it.
+    async fn use_passkey_counter(
+        &self,
+        factor_id: &str,
+        counter: i64,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
     /// Replaces the user's recovery codes (hashes) with a new set.

@@ -58,6 +58,7 @@ pub async fn page(
         Some("password") => Some("Your password has been changed; your other sessions have ended."),
         Some("factor") => Some("Your authenticator app is set up."),
         Some("factor_removed") => Some("The factor has been removed."),
+        Some("passkey") => Some("Your passkey is added."),
         _ => None,
     };
     match signed_in(&state, &method, &headers).await {

@@ -1,14 +1,16 @@
-//! A person's own second factors, from the account page: set up an authenticator app, remove
-//! one, make new recovery codes. Removing a factor or renewing the codes takes a current code
-//! (a re-authentication at that moment: a session left open must not be enough to take a
-//! factor off); adding one to an account that has a factor takes a session proved with it.
+//! A person's own second factors, from the account page: set up an authenticator app, add a
+//! passkey, remove one, make new recovery codes. Removing a factor takes a recent
+//! re-authentication (a session proved with a second factor in the last ten minutes, or a
+//! current code: a session left open must not be enough to take a factor off); renewing the
+//! codes takes a current code; adding one to an account that has a factor takes a session
+//! proved with one.
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode};
 use portcullis_auth::ActiveSession;
-use portcullis_auth::factors::{AMR_OTP, FactorError, TotpEnrolment};
+use portcullis_auth::factors::{AMR_OTP, AMR_PASSKEY, FactorError, TotpEnrolment};
 use portcullis_core::Role;
 use portcullis_core::user::User;
 use portcullis_core::{Failure, FailureKind};
@@ -24,6 +26,14 @@ use crate::sign_in::{set_session_cookie, throttled};
 use crate::state::{AppState, ClientAddr};
 
 const ACCOUNT: &str = "/.portcullis/account";
+/// How long after proving a second factor a session counts as freshly re-authenticated.
+const RECENT: i64 = 600;
+
+/// Whether `me` proved a second factor within [`RECENT`] seconds (a step-up makes a new
+/// session, so its start is when the factor was proved).
+fn recently_proved(state: &AppState, me: &ActiveSession) -> bool {
+    me.mfa() && state.clock.now().0 - me.created_at.0 < RECENT
+}
 
 #[derive(Deserialize, Default)]
 pub struct RdQuery {
@@ -261,6 +271,90 @@ fn shown_once(me: &ActiveSession, heading: &str, codes: &[String], continue_to: 
     response
 }
 
+#[derive(Deserialize, Default)]
+pub struct PasskeyBody {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    challenge: String,
+    #[serde(default)]
+    credential: String,
+    #[serde(default)]
+    label: String,
+}
+
+/// `POST /.portcullis/account/passkeys`: the passkey the browser just made. Like a first app
+/// code, it steps up a session that had no second factor.
+pub async fn add_passkey(
+    State(state): State<AppState>,
+    from: ClientAddr,
+    method: Method,
+    headers: HeaderMap,
+    Form(body): Form<PasskeyBody>,
+) -> Response {
+    let (me, user) = match me_and_user(&state, &method, &headers, ACCOUNT).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
+    if let Some(refused) = csrf_refusal(&state, &me, &body.csrf) {
+        return refused;
+    }
+    if let Some(refused) = needs_step_up_first(&state, &me, &method, ACCOUNT).await {
+        return refused;
+    }
+    let actor = from.actor(&me.user_id);
+    let confirmed = state
+        .factors
+        .confirm_passkey(
+            &user,
+            &body.challenge,
+            &body.credential,
+            &body.label,
+            &actor,
+        )
+        .await;
+    let codes = match confirmed {
+        Ok(codes) => codes,
+        Err(
+            e @ (FactorError::Passkey(_) | FactorError::Invalid(_) | FactorError::EnrolmentExpired),
+        ) => {
+            if let FactorError::Passkey(why) = &e {
+                tracing::info!(user = %user.username, reason = %why, "a new passkey was refused");
+            }
+            let error = FieldError::new("label", e.to_string());
+            let view = View {
+                factor_error: Some(&error),
+                ..View::default()
+            };
+            let mut response = account::render(&state, &me, &view).await;
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            return response;
+        }
+        Err(other) => return respond::failure(&Failure::from(other), true),
+    };
+    let stepped_up = if me.mfa() {
+        None
+    } else {
+        match state
+            .sessions
+            .step_up(&me.id_hash, &user, &[AMR_PASSKEY])
+            .await
+        {
+            Ok(created) => Some(created),
+            Err(e) => return respond::failure(&Failure::from(e), true),
+        }
+    };
+    let session = stepped_up.as_ref().map_or(&me, |(_, session)| session);
+    let mut response = match codes {
+        Some(codes) => shown_once(session, "Passkey added", &codes, ACCOUNT),
+        None => location(StatusCode::SEE_OTHER, &format!("{ACCOUNT}?done=passkey")),
+    };
+    if let Some((token, _)) = &stepped_up {
+        set_session_cookie(&state, &mut response, token);
+    }
+    response
+}
+
 /// Checks a current code for a change to the account's factors; the refusal is the account
 /// page with the error in the factors panel, or the throttle's answer.
 async fn reauthenticate(
@@ -361,8 +455,17 @@ pub async fn panel(
     csrf: &str,
     error: Option<&FieldError>,
 ) -> String {
+    // Adding a passkey to an account with a factor needs a session proved with one.
+    let may_add = me.mfa() || !state.factors.has_factor(&me.user_id).await.unwrap_or(true);
+    let ceremony = match state.store.user_by_id(&me.user_id).await {
+        Ok(Some(user)) if may_add => state.factors.begin_passkey(&user).await.ok(),
+        _ => None,
+    };
+    let recent = recently_proved(state, me);
     match state.factors.summary(&me.user_id).await {
-        Ok(summary) => factor_pages::account_panel(&summary, csrf, error),
+        Ok(summary) => {
+            factor_pages::account_panel(&summary, csrf, error, (ceremony.as_ref(), recent))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "could not read the user's factors");
             "<div class=\"panel\"><h2>Second factors</h2><div class=\"alert\" role=\"alert\">Your second factors cannot be read right now.</div></div>".to_owned()

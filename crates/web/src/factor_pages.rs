@@ -3,8 +3,9 @@
 //! value is escaped.
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use portcullis_auth::factors::{FactorSummary, RECOVERY_CODES};
-use portcullis_http::html::{escape, page, rows_or};
+use portcullis_auth::factors::{FactorSummary, PasskeyCeremony, RECOVERY_CODES};
+use portcullis_http::html::{escape, page, passkey_script, rows_or};
+use portcullis_store::FactorKind;
 
 use crate::pages::{Field, FieldError};
 
@@ -22,6 +23,33 @@ pub struct CodeForm<'a> {
     pub error: Option<&'a FieldError>,
     /// Why the code is asked (a step-up names the app's need).
     pub intro: &'a str,
+    /// A passkey ceremony, when the account has a passkey.
+    pub passkey: Option<&'a PasskeyCeremony>,
+}
+
+/// A form that runs a passkey ceremony when submitted (the page must carry
+/// [`passkey_script`]): the script fills in `credential` and posts it with `challenge`.
+pub fn passkey_form(
+    action: &str,
+    hidden_fields: &[(&str, &str)],
+    ceremony: &PasskeyCeremony,
+    before_button: &str,
+    button: &str,
+) -> String {
+    let fields: String = hidden_fields
+        .iter()
+        .map(|(name, value)| hidden(name, value))
+        .collect();
+    format!(
+        "<form method=\"post\" action=\"{action}\" data-passkey=\"{options}\" class=\"passkey\">{fields}{challenge}\
+         <input type=\"hidden\" name=\"credential\" value=\"\">{before_button}\
+         <button type=\"submit\" class=\"secondary\">{button}</button>\
+         <p class=\"field-error passkey-error\" role=\"alert\" hidden></p></form>",
+        action = escape(action),
+        options = escape(&ceremony.options),
+        challenge = hidden("challenge", &ceremony.sealed),
+        button = escape(button),
+    )
 }
 
 fn hidden(name: &str, value: &str) -> String {
@@ -52,11 +80,26 @@ fn code_field(error: Option<&FieldError>, label: &str, focus: bool) -> String {
 }
 
 pub fn code_page(form: &CodeForm<'_>) -> String {
+    let passkey = form
+        .passkey
+        .map(|ceremony| {
+            let fields = [
+                ("csrf", form.csrf),
+                ("pending", form.pending),
+                ("rd", form.return_to),
+            ];
+            format!(
+                "<p class=\"divider\"><span>or</span></p>{}{}",
+                passkey_form(FACTOR_PATH, &fields, ceremony, "", "Use a passkey"),
+                passkey_script()
+            )
+        })
+        .unwrap_or_default();
     let body = format!(
         "<h1>Two-step verification</h1><p>{intro}</p>\
          <form method=\"post\" action=\"{FACTOR_PATH}\">{csrf}{pending}{rd}{code}\
          <p class=\"hint\" id=\"code-hint\">The six digits your authenticator app shows now, or one of your recovery codes (each works once).</p>\
-         <button type=\"submit\">Verify</button></form>\
+         <button type=\"submit\">Verify</button></form>{passkey}\
          <p class=\"hint\">Lost your phone and your recovery codes? An administrator can reset your second factors.</p>\
          <p><a href=\"/.portcullis/sign_out\">Cancel and sign out</a></p>",
         intro = escape(form.intro),
@@ -150,19 +193,32 @@ pub fn recovery_codes_body(heading: &str, codes: &[String], continue_to: &str) -
 
 /// The account page's panel: the factors, each removable with a current code, the recovery
 /// codes left, and the way to add an app.
-pub fn account_panel(summary: &FactorSummary, csrf: &str, error: Option<&FieldError>) -> String {
+pub fn account_panel(
+    summary: &FactorSummary,
+    csrf: &str,
+    error: Option<&FieldError>,
+    (passkey, recent): (Option<&PasskeyCeremony>, bool),
+) -> String {
     let rows: String = summary
         .factors
         .iter()
         .map(|f| {
             let id = escape(&f.id);
+            // Within minutes of proving a second factor, that proof is the re-authentication.
+            let confirm = if recent {
+                String::new()
+            } else {
+                format!(
+                    "<label for=\"remove-code-{id}\">Confirm with a current code or a recovery code</label>\
+                     <input id=\"remove-code-{id}\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required maxlength=\"16\">"
+                )
+            };
             format!(
-                "<tr><td>{label}</td><td>Authenticator app</td><td>{added} UTC</td><td>{used}</td><td>\
+                "<tr><td>{label}</td><td>{kind}</td><td>{added} UTC</td><td>{used}</td><td>\
                  <details><summary>Remove…</summary>\
-                 <form method=\"post\" action=\"/.portcullis/account/factors/{id}/remove\">{csrf}\
-                 <label for=\"remove-code-{id}\">Confirm with a current code</label>\
-                 <input id=\"remove-code-{id}\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required maxlength=\"16\">\
+                 <form method=\"post\" action=\"/.portcullis/account/factors/{id}/remove\">{csrf}{confirm}\
                  <button type=\"submit\" class=\"danger\">Remove {label}</button></form></details></td></tr>",
+                kind = kind_name(f.kind),
                 label = escape(&f.label),
                 added = f.created_at.utc(),
                 used = f
@@ -197,9 +253,34 @@ pub fn account_panel(summary: &FactorSummary, csrf: &str, error: Option<&FieldEr
     };
     format!(
         "<div class=\"panel\" id=\"factors-panel\" tabindex=\"0\" role=\"region\" aria-label=\"Second factors\"><h2>Second factors</h2>{alert}\
-         <p class=\"muted\">A code from an authenticator app, asked after your password, and wherever an app needs a second factor.</p>\
+         <p class=\"muted\">An authenticator app's code or a passkey, asked after your password and wherever an app needs a second factor. \
+         A passkey also signs you in without a password.</p>\
          <table><thead><tr><th>Name</th><th>Kind</th><th>Added</th><th>Last used</th><th></th></tr></thead><tbody>{rows}</tbody></table>\
-         {recovery}<p><a class=\"button secondary\" href=\"{ENROL_PATH}\">Set up an authenticator app</a></p></div>",
+         {recovery}<p><a class=\"button secondary\" href=\"{ENROL_PATH}\">Set up an authenticator app</a></p>{passkey}</div>",
         rows = rows_or(rows, 5, "No second factor yet."),
+        passkey = passkey
+            .map(|ceremony| {
+                let name = "<label for=\"passkey-label\">Passkey name</label>\
+                            <input id=\"passkey-label\" name=\"label\" maxlength=\"64\" autocomplete=\"off\" placeholder=\"Laptop\">";
+                format!(
+                    "{}{}",
+                    passkey_form(PASSKEY_PATH, &[("csrf", csrf)], ceremony, name, "Add a passkey"),
+                    passkey_script()
+                )
+            })
+            .unwrap_or_default(),
     )
+}
+
+/// Where a passwordless sign-in with a passkey is posted.
+pub const PASSKEY_SIGN_IN_PATH: &str = "/.portcullis/sign_in/passkey";
+
+/// Where a new passkey is posted.
+pub const PASSKEY_PATH: &str = "/.portcullis/account/passkeys";
+
+pub fn kind_name(kind: FactorKind) -> &'static str {
+    match kind {
+        FactorKind::Totp => "Authenticator app",
+        FactorKind::Passkey => "Passkey",
+    }
 }

@@ -10,11 +10,12 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode, header};
 use portcullis_auth::ActiveSession;
 use portcullis_auth::audit::Entry;
-use portcullis_auth::factors::{AMR_OTP, FactorError, Proof};
+use portcullis_auth::factors::{AMR_OTP, AMR_PASSKEY, FactorError, Proof};
 use portcullis_auth::session::SessionOrigin;
 use portcullis_core::Failure;
 use portcullis_core::config::SHARED_PREFIXES;
 use portcullis_core::path;
+use portcullis_core::session::AMR_MFA;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_http::cookies;
 use portcullis_http::respond::{self, html_response};
@@ -37,22 +38,33 @@ pub struct CodeBody {
     rd: Option<String>,
     #[serde(default)]
     pub code: String,
+    /// A passkey's answer (JSON, filled in by the page's script) and its sealed challenge.
+    #[serde(default)]
+    pub credential: String,
+    #[serde(default)]
+    pub challenge: String,
 }
 
-const SIGN_IN_INTRO: &str = "Your password is right. Now the code from your authenticator app.";
-const STEP_UP_INTRO: &str =
-    "This page needs a second factor. Give the code from your authenticator app to continue.";
+const SIGN_IN_INTRO: &str = "Your password is right. Now your second factor: the code from your authenticator app, or your passkey.";
+const STEP_UP_INTRO: &str = "This page needs a second factor. Give the code from your authenticator app, or use your passkey, to continue.";
 
-/// The code page, with a double-submit CSRF token (the browser may have no session yet).
-fn code_page(
+/// The code page of `user_id`'s sign-in or step-up (with a passkey button when they have one),
+/// with a double-submit CSRF token (the browser may have no session yet).
+async fn code_page(
     state: &AppState,
     headers: &HeaderMap,
     status: StatusCode,
-    pending: &str,
+    (user_id, pending): (&str, &str),
     return_to: &str,
     error: Option<&FieldError>,
 ) -> Response {
     let (token, set_cookie) = csrf::token_for_form(headers, state.settings.cookie_secure);
+    let passkeys = state.factors.passkeys_of(user_id).await.unwrap_or_default();
+    let ceremony = if passkeys.is_empty() {
+        None
+    } else {
+        state.factors.begin_passkey_assertion(&passkeys).ok()
+    };
     let form = CodeForm {
         csrf: &token,
         pending,
@@ -63,6 +75,7 @@ fn code_page(
         } else {
             SIGN_IN_INTRO
         },
+        passkey: ceremony.as_ref(),
     };
     let mut response = html_response(status, factor_pages::code_page(&form));
     if let Some(cookie) = set_cookie {
@@ -72,7 +85,7 @@ fn code_page(
 }
 
 /// The step after a correct password of `user`, who has a factor: nothing is signed in yet.
-pub fn after_password(
+pub async fn after_password(
     state: &AppState,
     headers: &HeaderMap,
     user: &User,
@@ -90,10 +103,11 @@ pub fn after_password(
         state,
         headers,
         StatusCode::OK,
-        &pending.seal(&state.sealer),
+        (&user.id, &pending.seal(&state.sealer)),
         return_to,
         None,
     )
+    .await
 }
 
 /// The sign-in page for someone signed in whose way on needs a factor the session lacks: the
@@ -105,7 +119,10 @@ pub async fn step_up_page(
     return_to: &str,
 ) -> Response {
     match state.factors.has_factor(&me.user_id).await {
-        Ok(true) => code_page(state, headers, StatusCode::OK, "", return_to, None),
+        Ok(true) => {
+            let user = (me.user_id.as_str(), "");
+            code_page(state, headers, StatusCode::OK, user, return_to, None).await
+        }
         Ok(false) => html_response(StatusCode::OK, factor_pages::enrol_needed_page(return_to)),
         Err(e) => respond::failure(&Failure::from(e), true),
     }
@@ -162,28 +179,11 @@ pub async fn submit(
 ) -> Response {
     let return_to = state.settings.return_target(body.rd.as_deref());
     let client_ip = state.client(peer, &headers).client_ip.to_string();
-    let retry = |status, message: &str| {
-        let error = FieldError::new("code", message);
-        code_page(
-            &state,
-            &headers,
-            status,
-            &body.pending,
-            &return_to,
-            Some(&error),
-        )
-    };
-    if !csrf::verify(&headers, &body.csrf) {
-        return retry(
-            StatusCode::FORBIDDEN,
-            "This form expired. Please type the code again.",
-        );
-    }
     let start_over = || respond::redirect(StatusCode::SEE_OTHER, "/.portcullis/sign_in");
     if !body.pending.is_empty() {
         let now = state.clock.now();
         return match PendingSignIn::open(&state.sealer, Step::SecondFactor, &body.pending, now) {
-            Some(pending) => finish_sign_in(&state, &headers, pending, &body.code, client_ip).await,
+            Some(pending) => finish_sign_in(&state, &headers, pending, &body, client_ip).await,
             None => start_over(),
         };
     }
@@ -198,14 +198,49 @@ pub async fn submit(
         Ok(None) => return start_over(),
         Err(failure) => return respond::failure(&failure, true),
     };
-    match state
-        .factors
-        .verify(&user, &body.code, Some(&client_ip))
-        .await
-    {
-        Ok(proof) => step_up(&state, &session, &user, &proof, client_ip, &return_to).await,
-        Err(e) => refused(&state, e, &user, client_ip, retry).await,
+    if !csrf::verify(&headers, &body.csrf) {
+        let error = FieldError::new("code", "This form expired. Please try again.");
+        let who = (user.id.as_str(), "");
+        return code_page(
+            &state,
+            &headers,
+            StatusCode::FORBIDDEN,
+            who,
+            &return_to,
+            Some(&error),
+        )
+        .await;
     }
+    match prove(&state, &user, &body, &client_ip).await {
+        Ok(proof) => step_up(&state, &session, &user, &proof, client_ip, &return_to).await,
+        Err(e) => match refused(&state, e, &user, client_ip).await {
+            Ok((status, error)) => {
+                let who = (user.id.as_str(), "");
+                code_page(&state, &headers, status, who, &return_to, Some(&error)).await
+            }
+            Err(answer) => answer,
+        },
+    }
+}
+
+/// Checks the second factor a code form posted: a passkey's answer, or a code.
+async fn prove(
+    state: &AppState,
+    user: &User,
+    body: &CodeBody,
+    client_ip: &str,
+) -> Result<Proof, FactorError> {
+    if body.credential.is_empty() {
+        return state
+            .factors
+            .verify(user, &body.code, Some(client_ip))
+            .await;
+    }
+    let (_, proof) = state
+        .factors
+        .verify_passkey(&body.challenge, &body.credential, Some(&user.id))
+        .await?;
+    Ok(proof)
 }
 
 async fn active_user(state: &AppState, user_id: &str) -> Result<Option<User>, Failure> {
@@ -223,29 +258,42 @@ async fn finish_sign_in(
     state: &AppState,
     headers: &HeaderMap,
     pending: PendingSignIn,
-    code: &str,
+    body: &CodeBody,
     client_ip: String,
 ) -> Response {
     let sealed = pending.seal(&state.sealer);
     let return_to = pending.return_to.clone();
-    let retry = |status, message: &str| {
-        let error = FieldError::new("code", message);
-        code_page(state, headers, status, &sealed, &return_to, Some(&error))
-    };
     let user = match active_user(state, &pending.user_id).await {
         Ok(Some(user)) => user,
         Ok(None) => return respond::redirect(StatusCode::SEE_OTHER, "/.portcullis/sign_in"),
         Err(failure) => return respond::failure(&failure, true),
     };
-    let proof = match state.factors.verify(&user, code, Some(&client_ip)).await {
+    let who = (user.id.as_str(), sealed.as_str());
+    if !csrf::verify(headers, &body.csrf) {
+        let error = FieldError::new("code", "This form expired. Please try again.");
+        return code_page(
+            state,
+            headers,
+            StatusCode::FORBIDDEN,
+            who,
+            &return_to,
+            Some(&error),
+        )
+        .await;
+    }
+    let proof = match prove(state, &user, body, &client_ip).await {
         Ok(proof) => proof,
-        Err(e) => return refused(state, e, &user, client_ip, retry).await,
+        Err(e) => {
+            return match refused(state, e, &user, client_ip).await {
+                Ok((status, error)) => {
+                    code_page(state, headers, status, who, &return_to, Some(&error)).await
+                }
+                Err(answer) => answer,
+            };
+        }
     };
     let mut amr = pending.amr.clone();
-    amr.extend([
-        AMR_OTP.to_owned(),
-        portcullis_core::session::AMR_MFA.to_owned(),
-    ]);
+    amr.extend([proof_amr(&proof).to_owned(), AMR_MFA.to_owned()]);
     let method = format!("{} + {}", pending.method, proof_name(&proof));
     if user.must_change_password {
         let next = pending
@@ -265,7 +313,7 @@ async fn finish_sign_in(
         &user,
         origin,
         &method,
-        &pending.return_to,
+        &return_to,
         StatusCode::SEE_OTHER,
     )
     .await
@@ -304,46 +352,154 @@ async fn step_up(
     response
 }
 
-fn proof_name(proof: &Proof) -> &'static str {
+pub(crate) fn proof_name(proof: &Proof) -> &'static str {
     match proof {
         Proof::App { .. } => "authenticator_app",
         Proof::RecoveryCode { .. } => "recovery_code",
+        Proof::Passkey { .. } => "passkey",
     }
 }
 
-/// A code refused: the form again with the reason, or the throttle's answer. Wrong codes are
-/// audited like wrong passwords; throttled ones are not (each would be a row an attacker
-/// writes at will).
+/// The RFC 8176 method a proof adds to a session's `amr`.
+pub(crate) fn proof_amr(proof: &Proof) -> &'static str {
+    match proof {
+        Proof::Passkey { .. } => AMR_PASSKEY,
+        Proof::App { .. } | Proof::RecoveryCode { .. } => AMR_OTP,
+    }
+}
+
+/// A factor refused: `Ok` with the status and the error to show the form again with, or the
+/// answer itself (the throttle's, or a failure). Wrong codes and passkeys are audited like
+/// wrong passwords; throttled attempts are not (each would be a row an attacker writes at will).
 async fn refused(
     state: &AppState,
     e: FactorError,
     user: &User,
     client_ip: String,
-    retry: impl FnOnce(StatusCode, &str) -> Response,
+) -> Result<(StatusCode, FieldError), Response> {
+    let reason = match &e {
+        FactorError::WrongCode => "wrong_code",
+        FactorError::Passkey(why) => {
+            tracing::info!(user = %user.username, reason = %why, "a passkey was refused");
+            "passkey_refused"
+        }
+        FactorError::Throttled { retry_after } => {
+            state.metrics.sign_in("throttled");
+            return Err(throttled(
+                "Too many wrong codes. Try again in {} seconds.",
+                *retry_after,
+            ));
+        }
+        _ => return Err(respond::failure(&Failure::from(e), true)),
+    };
+    state.metrics.sign_in("failure");
+    state
+        .audit
+        .record(Entry {
+            action: "second_factor",
+            success: false,
+            actor: None,
+            subject: Some(&user.username),
+            reason: Some(reason),
+            client_ip: Some(client_ip),
+        })
+        .await;
+    Ok((
+        StatusCode::UNAUTHORIZED,
+        FieldError::new("code", e.to_string()),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+pub struct PasskeySignInBody {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    challenge: String,
+    #[serde(default)]
+    credential: String,
+    #[serde(default)]
+    rd: Option<String>,
+}
+
+/// `POST /.portcullis/sign_in/passkey`: a passwordless sign-in with a discoverable passkey
+/// whose authenticator verified the user (PIN or biometrics): two factors in one.
+pub async fn passkey_sign_in(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(body): Form<PasskeySignInBody>,
 ) -> Response {
-    match e {
-        FactorError::WrongCode => {
+    let return_to = state.settings.return_target(body.rd.as_deref());
+    let again = |status, error: &str| {
+        crate::sign_in::form_with_error(&state, &headers, status, &return_to, error)
+    };
+    if !csrf::verify(&headers, &body.csrf) {
+        return again(
+            StatusCode::FORBIDDEN,
+            "This form expired. Please sign in again.",
+        );
+    }
+    let client_ip = state.client(peer, &headers).client_ip.to_string();
+    let verified = state
+        .factors
+        .verify_passkey(&body.challenge, &body.credential, None)
+        .await;
+    let user = match verified {
+        Ok((user_id, _)) => active_user(&state, &user_id).await,
+        Err(FactorError::Passkey(why)) => {
+            tracing::info!(reason = %why, "a passkey sign-in was refused");
+            Ok(None)
+        }
+        Err(e) => return respond::failure(&Failure::from(e), true),
+    };
+    let user = match user {
+        Ok(Some(user)) => user,
+        Ok(None) => {
             state.metrics.sign_in("failure");
             state
                 .audit
                 .record(Entry {
-                    action: "second_factor",
+                    action: "sign_in",
                     success: false,
                     actor: None,
-                    subject: Some(&user.username),
-                    reason: Some("wrong_code"),
+                    subject: None,
+                    reason: Some("passkey_refused"),
                     client_ip: Some(client_ip),
                 })
                 .await;
-            retry(StatusCode::UNAUTHORIZED, &e.to_string())
+            return again(
+                StatusCode::UNAUTHORIZED,
+                "That passkey did not work. Try again, or sign in with your password.",
+            );
         }
-        FactorError::Throttled { retry_after } => {
-            state.metrics.sign_in("throttled");
-            throttled(
-                "Too many wrong codes. Try again in {} seconds.",
-                retry_after,
-            )
-        }
-        other => respond::failure(&Failure::from(other), true),
+        Err(failure) => return respond::failure(&failure, true),
+    };
+    let amr = vec![AMR_PASSKEY.to_owned(), AMR_MFA.to_owned()];
+    if user.must_change_password {
+        let pending = PendingSignIn::new(
+            Step::NewPassword,
+            &user.id,
+            &return_to,
+            ("passkey", &amr),
+            state.clock.now(),
+        );
+        let sealed = pending.seal(&state.sealer);
+        return crate::passwords::must_change_page(&state, &headers, &sealed, StatusCode::OK, None);
     }
+    let origin = SessionOrigin {
+        client_ip: Some(client_ip),
+        user_agent: user_agent(&headers),
+        amr,
+        ..SessionOrigin::default()
+    };
+    start_session(
+        &state,
+        &user,
+        origin,
+        "passkey",
+        &return_to,
+        StatusCode::SEE_OTHER,
+    )
+    .await
 }

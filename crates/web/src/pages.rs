@@ -15,6 +15,8 @@ pub struct SignInForm<'a> {
     pub notice: Option<&'a str>,
     /// No administrator exists yet: say where the setup link is.
     pub setup_pending: bool,
+    /// A passwordless passkey ceremony, where passkeys work.
+    pub passkey: Option<&'a portcullis_auth::factors::PasskeyCeremony>,
 }
 
 pub fn sign_in(form: &SignInForm<'_>) -> String {
@@ -54,6 +56,20 @@ pub fn sign_in(form: &SignInForm<'_>) -> String {
     } else {
         String::new()
     };
+    let passkey = match (form.local, form.passkey) {
+        (true, Some(ceremony)) => format!(
+            "<p class=\"divider\"><span>or</span></p>{}{}",
+            crate::factor_pages::passkey_form(
+                crate::factor_pages::PASSKEY_SIGN_IN_PATH,
+                &[("csrf", form.csrf), ("rd", form.return_to)],
+                ceremony,
+                "",
+                "Sign in with a passkey",
+            ),
+            portcullis_http::html::passkey_script()
+        ),
+        _ => String::new(),
+    };
     let setup = if form.setup_pending {
         "<div class=\"notice\" role=\"status\">Portcullis is not set up yet. The first administrator is created with the \
          one-time setup link that <span class=\"code\">portcullis serve</span> printed on its standard error when it started \
@@ -62,7 +78,7 @@ pub fn sign_in(form: &SignInForm<'_>) -> String {
         ""
     };
     let body = format!(
-        "<h1>Sign in</h1><p>Use your account to continue.</p>{setup}{notice}{buttons}{divider}{alert}{local}"
+        "<h1>Sign in</h1><p>Use your account to continue.</p>{setup}{notice}{buttons}{divider}{alert}{local}{passkey}"
     );
     page("Sign in", &body)
 }

@@ -69,6 +69,14 @@ pub fn router(state: AppState) -> Router {
             get(account_factors::enrol_form).post(account_factors::enrol_submit),
         )
         .route(
+            factor_pages::PASSKEY_PATH,
+            post(account_factors::add_passkey),
+        )
+        .route(
+            factor_pages::PASSKEY_SIGN_IN_PATH,
+            post(factors::passkey_sign_in),
+        )
+        .route(
             "/.portcullis/account/factors/{id}/remove",
             post(account_factors::remove),
         )

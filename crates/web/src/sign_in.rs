@@ -133,6 +133,28 @@ pub fn throttled(message: &str, retry_after: std::time::Duration) -> Response {
     response
 }
 
+/// The sign-in page again, with `error` (a refused passkey, say).
+pub(crate) fn form_with_error(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    return_to: &str,
+    error: &str,
+) -> Response {
+    let form = SignInForm {
+        providers: &[],
+        local: true,
+        csrf: "",
+        return_to,
+        login: "",
+        error: Some(error),
+        notice: None,
+        setup_pending: false,
+        passkey: None,
+    };
+    render(state, headers, status, form)
+}
+
 fn render(
     state: &AppState,
     headers: &HeaderMap,
@@ -145,11 +167,14 @@ fn render(
         .all()
         .map(|p| (p.id().to_owned(), p.config.display_name().to_owned()))
         .collect();
+    // A fresh challenge per page: a passkey may sign in without a password.
+    let ceremony = state.factors.begin_passkey_assertion(&[]).ok();
     let form = SignInForm {
         csrf: &token,
         providers: &providers,
         local: state.settings.local_auth_enabled,
         setup_pending: state.setup.is_open(),
+        passkey: ceremony.as_ref(),
         ..form
     };
     let mut response = html_response(status, pages::sign_in(&form));
@@ -193,6 +218,7 @@ pub async fn form(
         error: None,
         notice,
         setup_pending: false,
+        passkey: None,
     };
     render(&state, &headers, StatusCode::OK, form)
 }
@@ -214,6 +240,7 @@ pub async fn submit(
             error: Some(error),
             notice: None,
             setup_pending: false,
+            passkey: None,
         };
         render(&state, &headers, status, form)
     };
@@ -249,7 +276,9 @@ pub async fn submit(
     let password_only = vec![AMR_PASSWORD.to_owned()];
     match outcome {
         Ok(user) => match state.factors.has_factor(&user.id).await {
-            Ok(true) => crate::factors::after_password(&state, &headers, &user, &return_to, METHOD),
+            Ok(true) => {
+                crate::factors::after_password(&state, &headers, &user, &return_to, METHOD).await
+            }
             Ok(false) if user.must_change_password => {
                 let pending = PendingSignIn::new(
                     Step::NewPassword,

@@ -61,7 +61,8 @@ pub struct RelyingParty {
 }
 
 impl RelyingParty {
-    /// The relying party of Portcullis at `public_url` (`https://auth.example.com`).
+    /// The relying party of Portcullis at `public_url` (`https://auth.example.com`); `None`
+    /// when its host is an IP address, which browsers refuse as an RP ID.
     pub fn of(public_url: &str) -> Option<Self> {
         let rest = public_url
             .strip_prefix("https://")
@@ -73,7 +74,8 @@ impl RelyingParty {
             .to_ascii_lowercase();
         let origin =
             public_url[..public_url.len() - rest.len() + authority.len()].to_ascii_lowercase();
-        (!host.is_empty()).then_some(RelyingParty { id: host, origin })
+        let ip = host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[');
+        (!host.is_empty() && !ip).then_some(RelyingParty { id: host, origin })
     }
 }
 
@@ -431,6 +433,11 @@ mod tests {
             ("localhost", "http://localhost:4180")
         );
         assert!(RelyingParty::of("ftp://x").is_none());
+        assert!(
+            RelyingParty::of("http://127.0.0.1:4180").is_none(),
+            "no IP as an RP ID"
+        );
+        assert!(RelyingParty::of("http://[::1]:4180").is_none());
     }
 
     fn rp_with_port() -> RelyingParty {

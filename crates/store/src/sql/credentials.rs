@@ -126,43 +126,55 @@ impl CredentialStore for SqlStore {
     }
 
     async fn factors(&self, user_id: &str) -> Result<Vec<Factor>, StoreError> {
-        let rows = sqlx::query(&self.q(
-            "SELECT id, user_id, kind, label, secret_enc, created_at, last_used_at FROM factors \
-             WHERE user_id = ? ORDER BY created_at, id",
-        ))
-        .bind(user_id)
-        .fetch_all(self.pool()?)
+        let rows =
+            sqlx::query(&self.q("SELECT * FROM factors WHERE user_id = ? ORDER BY created_at, id"))
+                .bind(user_id)
+                .fetch_all(self.pool()?)
+                .await?;
+        rows.iter().map(factor_from_row).collect()
+    }
+
+    async fn factor_by_credential(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<Factor>, StoreError> {
+        let row = sqlx::query(&self.q("SELECT * FROM factors WHERE credential_id = ?"))
+            .bind(credential_id)
+            .fetch_optional(self.pool()?)
+            .await?;
+        row.as_ref().map(factor_from_row).transpose()
+    }
+
+    async fn use_passkey_counter(
+        &self,
+        factor_id: &str,
+        counter: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            &self.q("UPDATE factors SET last_step = ?1, last_used_at = ?2 \
+             WHERE id = ?3 AND (last_step < ?1 OR (?1 = 0 AND last_step = 0))"),
+        )
+        .bind(counter)
+        .bind(now.0)
+        .bind(factor_id)
+        .execute(self.pool()?)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let kind: String = row.try_get("kind")?;
-                Ok(Factor {
-                    id: row.try_get("id")?,
-                    user_id: row.try_get("user_id")?,
-                    kind: FactorKind::parse(&kind).ok_or_else(|| {
-                        StoreError::Corrupt(format!("a factor has the unknown kind {kind:?}"))
-                    })?,
-                    label: row.try_get("label")?,
-                    secret_enc: row.try_get("secret_enc")?,
-                    created_at: Timestamp(row.try_get("created_at")?),
-                    last_used_at: row
-                        .try_get::<Option<i64>, _>("last_used_at")?
-                        .map(Timestamp),
-                })
-            })
-            .collect()
+        Ok(updated.rows_affected() == 1)
     }
 
     async fn insert_factor(&self, f: &Factor) -> Result<(), StoreError> {
         sqlx::query(&self.q(
-            "INSERT INTO factors (id, user_id, kind, label, secret_enc, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO factors (id, user_id, kind, label, secret_enc, credential_id, last_step, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(&f.id)
         .bind(&f.user_id)
         .bind(f.kind.as_str())
         .bind(&f.label)
         .bind(&f.secret_enc)
+        .bind(&f.credential_id)
+        .bind(f.last_step)
         .bind(f.created_at.0)
         .execute(self.pool()?)
         .await?;
@@ -272,4 +284,23 @@ impl CredentialStore for SqlStore {
         .await?;
         Ok(u64::try_from(left).unwrap_or(0))
     }
+}
+
+fn factor_from_row(row: &sqlx::any::AnyRow) -> Result<Factor, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    Ok(Factor {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        kind: FactorKind::parse(&kind).ok_or_else(|| {
+            StoreError::Corrupt(format!("a factor has the unknown kind {kind:?}"))
+        })?,
+        label: row.try_get("label")?,
+        secret_enc: row.try_get("secret_enc")?,
+        credential_id: row.try_get("credential_id")?,
+        last_step: row.try_get("last_step")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        last_used_at: row
+            .try_get::<Option<i64>, _>("last_used_at")?
+            .map(Timestamp),
+    })
 }

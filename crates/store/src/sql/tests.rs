@@ -458,6 +458,8 @@ async fn factor_codes_and_recovery_codes_work_once() {
         kind: FactorKind::Totp,
         label: format!("phone {id}"),
         secret_enc: "sealed".into(),
+        credential_id: None,
+        last_step: 0,
         created_at: Timestamp(at),
         last_used_at: None,
     };
@@ -477,6 +479,53 @@ async fn factor_codes_and_recovery_codes_work_once() {
         store.factors("u").await.unwrap()[0].last_used_at,
         Some(Timestamp(7))
     );
+    // A passkey is found by its credential id; its counter must grow, unless it keeps none.
+    let passkey = Factor {
+        kind: FactorKind::Passkey,
+        credential_id: Some("cred-1".into()),
+        ..factor("p1", 4)
+    };
+    store.insert_factor(&passkey).await.unwrap();
+    let found = store.factor_by_credential("cred-1").await.unwrap().unwrap();
+    assert_eq!((found.id.as_str(), found.kind), ("p1", FactorKind::Passkey));
+    assert!(
+        store
+            .factor_by_credential("cred-2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .use_passkey_counter("p1", 0, Timestamp(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .use_passkey_counter("p1", 0, Timestamp(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .use_passkey_counter("p1", 3, Timestamp(6))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_passkey_counter("p1", 3, Timestamp(6))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_passkey_counter("p1", 0, Timestamp(6))
+            .await
+            .unwrap()
+    );
+    assert!(store.delete_factor("u", "p1").await.unwrap());
     // Recovery codes: each once; a new set replaces the old.
     let hashes = vec!["a".to_owned(), "b".to_owned()];
     store

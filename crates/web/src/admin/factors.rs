@@ -29,10 +29,10 @@ pub(crate) fn panel(summary: &FactorSummary, base: &str, csrf: &str) -> String {
     }
     format!(
         "<div class=\"panel\" id=\"factors-panel\"><h2>Second factors</h2>\
-         <p>Authenticator apps: {apps}. Recovery codes left: {left}.</p>\
+         <p>{apps}. Recovery codes left: {left}.</p>\
          <details><summary>Reset second factors…</summary>\
          <form method=\"post\" action=\"{base}/factors/reset\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <p class=\"hint\">For a lost phone: every authenticator app and recovery code of this user stops working. \
+         <p class=\"hint\">For a lost phone or key: every authenticator app, passkey and recovery code of this user stops working. \
          Check who is asking first; the user then signs in with the password alone, and sets up a new app.</p>\
          <button type=\"submit\" class=\"danger\">Reset second factors</button></form></details></div>",
         apps = apps.join(", "),
