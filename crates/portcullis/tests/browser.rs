@@ -441,6 +441,85 @@ async fn second_factors_are_set_up_and_used_in_chromium() {
     h.running.shutdown().await;
 }
 
+/// Passkeys with Chromium's virtual authenticator: added on the account page (the session
+/// steps up, recovery codes are shown once), then a passwordless sign-in that reaches a
+/// `require_mfa` app directly, and the passkey as the second factor after a password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkeys_are_added_and_sign_in_with_chromiums_virtual_authenticator() {
+    let app = "[[apps]]\nname = 'vault'\nupstream = '{upstream}'\nrequire_mfa = true\n";
+    let h = Harness::start_on_localhost(app).await;
+    h.setup_admin().await;
+    h.add_user(
+        "grace",
+        Some("grace@example.com"),
+        Some("Grace Hopper"),
+        portcullis_core::Role::User,
+        &[],
+    )
+    .await;
+    let base = format!("http://localhost:{}", h.running.addr.port());
+    let browser = Browser::start().await;
+    let authenticator = browser.add_virtual_authenticator().await;
+
+    browser
+        .goto(&format!(
+            "{base}/.portcullis/sign_in?rd=/.portcullis/account"
+        ))
+        .await;
+    browser.type_into("#login", "grace").await;
+    browser.type_into("#password", "user-password-1").await;
+    browser
+        .click("form[action='/.portcullis/sign_in'] button")
+        .await;
+    browser.wait_for_text("Add a passkey").await;
+    browser.type_into("#passkey-label", "Laptop").await;
+    browser
+        .click("form[action='/.portcullis/account/passkeys'] button")
+        .await;
+    browser.wait_for_text("Passkey added").await;
+    browser.wait_for_text("They are shown only now").await;
+    let held = browser.credentials(&authenticator).await;
+    assert_eq!(held.len(), 1, "one discoverable credential: {held:?}");
+    assert_eq!(held[0]["isResidentCredential"], true);
+    browser.click("a.button").await;
+    let page = browser.wait_for_text("Passkey").await;
+    assert!(page.contains("Laptop"), "{page}");
+    check_page(&browser, "account-with-passkey").await;
+
+    // Signed out, the passkey alone signs in, and counts as two factors: the vault opens.
+    browser.goto(&format!("{base}/.portcullis/sign_out")).await;
+    browser.wait_for_text("signed out").await;
+    browser.goto(&format!("{base}/vault/report")).await;
+    browser.wait_for_text("Sign in with a passkey").await;
+    check_page(&browser, "sign-in-with-passkey").await;
+    browser
+        .click("form[action='/.portcullis/sign_in/passkey'] button")
+        .await;
+    browser.wait_for_url(&format!("{base}/vault/report")).await;
+    browser.goto(&format!("{base}/.portcullis/whoami")).await;
+    let page = browser.wait_for_text("(a second factor)").await;
+    assert!(page.contains("hwk, mfa"), "{page}");
+
+    // After a password, the passkey is the second factor.
+    browser.goto(&format!("{base}/.portcullis/sign_out")).await;
+    browser.wait_for_text("signed out").await;
+    browser
+        .goto(&format!("{base}/.portcullis/sign_in?rd=/vault/second"))
+        .await;
+    browser.type_into("#login", "grace").await;
+    browser.type_into("#password", "user-password-1").await;
+    browser
+        .click("form[action='/.portcullis/sign_in'] button")
+        .await;
+    browser.wait_for_text("Use a passkey").await;
+    check_page(&browser, "sign-in-code-or-passkey").await;
+    browser
+        .click("form.passkey[action='/.portcullis/sign_in/factor'] button")
+        .await;
+    browser.wait_for_url(&format!("{base}/vault/second")).await;
+    h.running.shutdown().await;
+}
+
 /// Every admin page at a desktop and a phone width: screenshots to look at, no serious
 /// accessibility violation (axe-core), and no horizontal scrolling of the page itself at 390 px
 /// (wide tables scroll inside their panel).

@@ -494,3 +494,71 @@ async fn admins_reset_factors_and_mfa_required_covers_the_admin_surface() {
         "{trail:#?}"
     );
 }
+
+#[tokio::test]
+async fn forged_passkey_answers_sign_nobody_in() {
+    let h = Harness::start_on_localhost("").await;
+    h.setup_admin().await;
+    let form = h
+        .http
+        .get(h.url("/.portcullis/sign_in?rd=/after"))
+        .send()
+        .await
+        .unwrap();
+    let csrf_cookie = set_cookie_value(&form, "_portcullis_csrf").unwrap();
+    let page = form.text().await.unwrap();
+    assert!(page.contains("Sign in with a passkey"), "{page}");
+    let challenge = {
+        let marker = "name=\"challenge\" value=\"";
+        let start = page.find(marker).unwrap() + marker.len();
+        page[start..start + page[start..].find('"').unwrap()].to_owned()
+    };
+    let cookies = format!("_portcullis_csrf={csrf_cookie}");
+    let forged = json!({
+        "id": "Y2lk", "clientDataJSON": "e30", "authenticatorData": "AAAA", "signature": "AAAA"
+    })
+    .to_string();
+    for (csrf, challenge, credential, status) in [
+        (
+            csrf_cookie.as_str(),
+            challenge.as_str(),
+            forged.as_str(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            csrf_cookie.as_str(),
+            "forged-challenge",
+            forged.as_str(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            csrf_cookie.as_str(),
+            challenge.as_str(),
+            "not json",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "wrong",
+            challenge.as_str(),
+            forged.as_str(),
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let response = post(
+            &h,
+            &cookies,
+            "/.portcullis/sign_in/passkey",
+            &[
+                ("csrf", csrf),
+                ("challenge", challenge),
+                ("credential", credential),
+                ("rd", "/after"),
+            ],
+        )
+        .await;
+        assert_eq!(response.status(), status, "{credential} {challenge}");
+        assert!(set_cookie_value(&response, "_portcullis").is_none());
+        let html = response.text().await.unwrap();
+        assert!(html.contains("Sign in"), "the sign-in page again: {html}");
+    }
+}

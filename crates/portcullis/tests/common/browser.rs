@@ -215,6 +215,40 @@ impl Browser {
         .await;
     }
 
+    /// Adds a virtual authenticator (WebDriver's WebAuthn extension): a platform passkey
+    /// provider that holds discoverable credentials, verifies the user, and says yes at once.
+    /// Returns its id.
+    pub async fn add_virtual_authenticator(&self) -> String {
+        let id = self
+            .command(
+                reqwest::Method::POST,
+                "/webauthn/authenticator",
+                Some(json!({
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserVerified": true,
+                    "automaticPresenceSimulation": true
+                })),
+            )
+            .await;
+        id.as_str().unwrap().to_owned()
+    }
+
+    /// The credentials a virtual authenticator holds.
+    pub async fn credentials(&self, authenticator: &str) -> Vec<Value> {
+        self.command(
+            reqwest::Method::GET,
+            &format!("/webauthn/authenticator/{authenticator}/credentials"),
+            None,
+        )
+        .await
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    }
+
     /// Runs `script` in the page and returns its value.
     pub async fn eval(&self, script: &str) -> Value {
         self.command(

@@ -138,6 +138,15 @@ impl Harness {
         Self::start_full(upstream, port, &extra).await
     }
 
+    /// Starts with `public_url` on `localhost` (browsers refuse an IP address as a passkey's
+    /// relying party).
+    pub async fn start_on_localhost(extra: &str) -> Harness {
+        let upstream = upstream::start().await;
+        let port = idp::free_port();
+        let extra = format!("public_url = \"http://localhost:{port}\"\n{extra}");
+        Self::start_full(upstream, port, &extra).await
+    }
+
     /// Starts with an injected clock (for tests of expiry and give-up ages).
     pub async fn start_with_clock(extra: &str, clock: Arc<dyn portcullis_core::Clock>) -> Harness {
         let upstream = upstream::start().await;
