@@ -99,22 +99,18 @@ td form{display:inline}
 ol.codes{columns:2;gap:24px;font-size:15px;color:var(--ink);padding-left:28px}
 details summary{cursor:pointer;color:var(--accent);font-weight:600}
 details form{margin-top:8px}
+button.copy{width:auto;margin-top:10px;padding:7px 14px}
 "#;
 
-/// The one script Portcullis's pages run (passkey ceremonies), inlined where a page offers
-/// passkeys; the Content-Security-Policy allows exactly this text by its hash.
-const PASSKEY_SCRIPT: &str = include_str!("../assets/passkey.js");
+/// The one script Portcullis's pages run (copy buttons, passkey ceremonies), inlined at the end
+/// of every page; the Content-Security-Policy allows exactly this text by its hash.
+const PAGE_SCRIPT: &str = include_str!("../assets/pages.js");
 
-/// The passkey script, for a page with `data-passkey` forms.
-pub fn passkey_script() -> String {
-    format!("<script>{PASSKEY_SCRIPT}</script>")
-}
-
-/// The CSP source that allows [`passkey_script`] and no other script.
+/// The CSP source that allows the page script and no other script.
 pub fn script_source() -> String {
     use base64::Engine;
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(PASSKEY_SCRIPT.as_bytes());
+    let digest = sha2::Sha256::digest(PAGE_SCRIPT.as_bytes());
     format!(
         "'sha256-{}'",
         base64::engine::general_purpose::STANDARD.encode(digest)
@@ -122,6 +118,16 @@ pub fn script_source() -> String {
 }
 
 const LOGO: &str = r#"<svg viewBox="0 0 32 32" aria-hidden="true"><rect x="3" y="4" width="26" height="24" rx="4" fill="none" stroke="currentColor" stroke-width="2.4"/><path d="M10 4v24M16 4v24M22 4v24M3 13h26M3 20h26" stroke="currentColor" stroke-width="2"/></svg>"#;
+
+/// A button that copies the text of the element `target` (an id) to the clipboard; hidden on a
+/// browser that runs no script.
+pub fn copy_button(target: &str, what: &str) -> String {
+    format!(
+        "<button type=\"button\" class=\"secondary copy\" data-copy=\"{}\" aria-label=\"Copy {}\" hidden>Copy</button>",
+        escape(target),
+        escape(what)
+    )
+}
 
 /// A complete page. `body` must already be escaped HTML.
 pub fn page(title: &str, body: &str) -> String {
@@ -136,7 +142,7 @@ pub fn page_with_width(title: &str, body: &str, wide: bool) -> String {
          <meta name=\"referrer\" content=\"same-origin\">\
          <title>{title} · Portcullis</title><style>{STYLE}</style></head>\
          <body><div class=\"brand\">{LOGO}<span>Portcullis</span></div>\
-         <main{class}>{body}</main><footer>Protected by Portcullis</footer></body></html>",
+         <main{class}>{body}</main><footer>Protected by Portcullis</footer><script>{PAGE_SCRIPT}</script></body></html>",
         title = escape(title)
     )
 }
@@ -166,7 +172,7 @@ pub fn app_page(title: &str, nav: &[(&str, &str, bool)], who: &str, body: &str) 
          <title>{title} · Portcullis</title><style>{STYLE}</style></head>\
          <body class=\"app\"><header class=\"topbar\"><div class=\"brand\">{LOGO}<span>Portcullis</span></div>\
          <nav aria-label=\"Main\">{links}</nav><div class=\"who\">{who} · <a href=\"/.portcullis/sign_out\">Sign out</a></div></header>\
-         <main class=\"content\">{body}</main></body></html>",
+         <main class=\"content\">{body}</main><script>{PAGE_SCRIPT}</script></body></html>",
         title = escape(title),
         who = escape(who),
     )

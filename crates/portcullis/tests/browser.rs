@@ -121,6 +121,18 @@ async fn an_admin_manages_users_and_keys_in_the_admin_ui() {
     let key = page[start..start + page[start..].find('<').unwrap()].to_owned();
     assert!(key.starts_with("pcs_"), "{key}");
     browser.screenshot("admin-user-new-key").await;
+    // The page script (allowed by its hash, the only script the CSP lets run) shows the copy
+    // button, and the button copies the key.
+    let shown = browser
+        .eval("return !document.querySelector('button[data-copy=\"new-key\"]').hidden")
+        .await;
+    assert_eq!(shown, true, "the copy button runs");
+    browser.click("button[data-copy='new-key']").await;
+    let answer = browser.wait_for_text("data-copy=\"new-key\"").await;
+    assert!(
+        answer.contains(">Copied<") || answer.contains("Copying failed"),
+        "the button answered"
+    );
     let works = h
         .http
         .get(h.url("/deploy"))

@@ -4,7 +4,7 @@
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use portcullis_auth::factors::{FactorSummary, PasskeyCeremony, RECOVERY_CODES};
-use portcullis_http::html::{escape, page, passkey_script, rows_or};
+use portcullis_http::html::{copy_button, escape, page, rows_or};
 use portcullis_store::FactorKind;
 
 use crate::pages::{Field, FieldError};
@@ -27,8 +27,8 @@ pub struct CodeForm<'a> {
     pub passkey: Option<&'a PasskeyCeremony>,
 }
 
-/// A form that runs a passkey ceremony when submitted (the page must carry
-/// [`passkey_script`]): the script fills in `credential` and posts it with `challenge`.
+/// A form that runs a passkey ceremony when submitted: the page script fills in `credential`
+/// and posts it with `challenge`.
 pub fn passkey_form(
     action: &str,
     hidden_fields: &[(&str, &str)],
@@ -89,9 +89,8 @@ pub fn code_page(form: &CodeForm<'_>) -> String {
                 ("rd", form.return_to),
             ];
             format!(
-                "<p class=\"divider\"><span>or</span></p>{}{}",
-                passkey_form(FACTOR_PATH, &fields, ceremony, "", "Use a passkey"),
-                passkey_script()
+                "<p class=\"divider\"><span>or</span></p>{}",
+                passkey_form(FACTOR_PATH, &fields, ceremony, "", "Use a passkey")
             )
         })
         .unwrap_or_default();
@@ -184,10 +183,11 @@ pub fn recovery_codes_body(heading: &str, codes: &[String], continue_to: &str) -
          <div class=\"panel\" id=\"recovery-codes\"><h2>Your recovery codes</h2>\
          <p>If you lose your phone, each of these codes signs you in once instead of the app. Keep them somewhere safe \
          (a password manager, or printed). <strong>They are shown only now.</strong></p>\
-         <ol class=\"codes code\">{items}</ol></div>\
+         <ol class=\"codes code\" id=\"recovery-code-list\">{items}</ol>{copy}</div>\
          <p><a class=\"button\" href=\"{continue_to}\">Continue</a></p>",
         heading = escape(heading),
         continue_to = escape(continue_to),
+        copy = copy_button("recovery-code-list", "the recovery codes"),
     )
 }
 
@@ -262,11 +262,7 @@ pub fn account_panel(
             .map(|ceremony| {
                 let name = "<label for=\"passkey-label\">Passkey name</label>\
                             <input id=\"passkey-label\" name=\"label\" maxlength=\"64\" autocomplete=\"off\" placeholder=\"Laptop\">";
-                format!(
-                    "{}{}",
-                    passkey_form(PASSKEY_PATH, &[("csrf", csrf)], ceremony, name, "Add a passkey"),
-                    passkey_script()
-                )
+                passkey_form(PASSKEY_PATH, &[("csrf", csrf)], ceremony, name, "Add a passkey")
             })
             .unwrap_or_default(),
     )

@@ -63,8 +63,9 @@ pub fn shown_once(secret: Option<&str>) -> String {
         .map(|k| {
             format!(
                 "<div class=\"panel\"><h2>New API key</h2><p>Copy it now: it will not be shown again.</p>\
-                 <div class=\"secret\" id=\"new-key\">{}</div></div>",
-                escape(k)
+                 <div class=\"secret\" id=\"new-key\">{}</div>{}</div>",
+                escape(k),
+                portcullis_http::html::copy_button("new-key", "the new key")
             )
         })
         .unwrap_or_default()

@@ -58,15 +58,14 @@ pub fn sign_in(form: &SignInForm<'_>) -> String {
     };
     let passkey = match (form.local, form.passkey) {
         (true, Some(ceremony)) => format!(
-            "<p class=\"divider\"><span>or</span></p>{}{}",
+            "<p class=\"divider\"><span>or</span></p>{}",
             crate::factor_pages::passkey_form(
                 crate::factor_pages::PASSKEY_SIGN_IN_PATH,
                 &[("csrf", form.csrf), ("rd", form.return_to)],
                 ceremony,
                 "",
                 "Sign in with a passkey",
-            ),
-            portcullis_http::html::passkey_script()
+            )
         ),
         _ => String::new(),
     };

@@ -171,10 +171,11 @@ pub async fn reset_link(
     let view = DetailView {
         shown_once: format!(
             "<div class=\"panel\"><h2>Reset link</h2><p>Send it to {user} over a channel you trust. It works once, until {until} UTC, \
-             and is not shown again.</p><div class=\"secret\" id=\"reset-link\">{url}</div></div>",
+             and is not shown again.</p><div class=\"secret\" id=\"reset-link\">{url}</div>{copy}</div>",
             user = escape(&username),
             until = issued.expires_at.utc(),
             url = escape(&url),
+            copy = portcullis_http::html::copy_button("reset-link", "the reset link"),
         ),
         ..DetailView::default()
     };

@@ -1,6 +1,23 @@
+// The one script of Portcullis's pages; their Content-Security-Policy allows it by its hash and
+// nothing else. Every page works without it, except passkeys, which need the browser's API.
+//
+// Copy buttons: a `button[data-copy]` (hidden until this runs) copies the text of the element
+// whose id it names.
+for (const button of document.querySelectorAll("button[data-copy]")) {
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    const text = document.getElementById(button.dataset.copy).innerText.trim();
+    try {
+      await navigator.clipboard.writeText(text);
+      button.textContent = "Copied";
+    } catch (error) {
+      button.textContent = "Copying failed: select the text and copy it";
+    }
+  });
+}
+
 // Passkeys: a form marked `data-passkey` (the WebAuthn options, as JSON) runs the browser's
-// ceremony when submitted, puts the answer in its `credential` field and posts it. The page's
-// Content-Security-Policy allows this script by its hash and nothing else.
+// ceremony when submitted, puts the answer in its `credential` field and posts it.
 (() => {
   const encode = (buffer) =>
     btoa(String.fromCharCode(...new Uint8Array(buffer)))
