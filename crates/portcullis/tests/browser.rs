@@ -616,3 +616,89 @@ async fn every_admin_page_fits_a_desktop_and_a_phone() {
     }
     h.running.shutdown().await;
 }
+
+/// The pages outside the admin UI pass axe-core too, at a desktop and a phone width: the setup
+/// page, the sign-in page, whoami, the must-change step, and the error pages (404, 403, 429).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_other_page_passes_axe_at_both_widths() {
+    let h = Harness::start("[local_auth]\nfree_attempts = 1\nbase_backoff = '60s'\n").await;
+    let base = h.base.clone();
+    let browser = Browser::start().await;
+    let link = h.running.setup_link.clone().unwrap();
+    browser.goto(&link).await;
+    browser.wait_for_text("Create the admin account").await;
+    check_page(&browser, "setup").await;
+    let admin = h.setup_admin().await;
+    h.add_user(
+        "ivan",
+        Some("ivan@example.com"),
+        None,
+        portcullis_core::Role::User,
+        &[],
+    )
+    .await;
+    let set = h
+        .http
+        .put(h.url("/.portcullis/api/v1/users/ivan/password"))
+        .header("cookie", format!("_portcullis={admin}"))
+        .json(&serde_json::json!({"password": "a temporary phrase", "must_change": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(set.status().is_success());
+
+    browser.goto(&format!("{base}/.portcullis/sign_in")).await;
+    browser.wait_for_text("Sign in").await;
+    check_page(&browser, "sign-in-page").await;
+    browser.type_into("#login", "ivan").await;
+    browser.type_into("#password", "a temporary phrase").await;
+    browser
+        .click("form[action='/.portcullis/sign_in'] button")
+        .await;
+    browser.wait_for_text("Your administrator asks you").await;
+    check_page(&browser, "must-change").await;
+    browser.type_into("#password", "ivan picks a phrase").await;
+    browser.type_into("#confirm", "ivan picks a phrase").await;
+    browser
+        .click("form[action='/.portcullis/sign_in/new_password'] button")
+        .await;
+    browser.wait_for_text("ivan@example.com").await;
+    browser.goto(&format!("{base}/.portcullis/whoami")).await;
+    browser.wait_for_text("Where each field came from").await;
+    check_page(&browser, "whoami-page").await;
+    browser
+        .goto(&format!("{base}/.portcullis/admin/users"))
+        .await;
+    browser.wait_for_text("Access denied").await;
+    check_page(&browser, "error-403").await;
+    browser
+        .goto(&format!("{base}/.portcullis/no-such-page"))
+        .await;
+    browser
+        .wait_for_text("Portcullis has no page at this address")
+        .await;
+    check_page(&browser, "error-404").await;
+
+    // One free attempt: two wrong passwords lock the account, the third attempt is throttled.
+    let fresh = Browser::start().await;
+    fresh.goto(&format!("{base}/.portcullis/sign_in")).await;
+    let wrong = "Wrong username or password.";
+    for (i, expected) in [wrong, wrong, "Too many failed sign-ins"]
+        .iter()
+        .enumerate()
+    {
+        fresh.wait_for_text("Sign in").await;
+        if i == 0 {
+            // Afterwards the form keeps the name and asks only for the password again.
+            fresh.type_into("#login", "ivan").await;
+        }
+        fresh.type_into("#password", "not the phrase").await;
+        fresh
+            .click("form[action='/.portcullis/sign_in'] button")
+            .await;
+        fresh.wait_for_text(expected).await;
+    }
+    fresh.wait_for_text("Too many failed sign-ins").await;
+    check_page(&fresh, "error-429").await;
+    h.running.shutdown().await;
+}
