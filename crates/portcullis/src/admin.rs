@@ -113,6 +113,9 @@ pub enum UserCommand {
         /// How long the link works, such as 30m or 1d (default: local_auth.reset_link_lifetime).
         #[arg(long, value_parser = humantime::parse_duration)]
         expires_in: Option<Duration>,
+        /// Mail the link to the user's address through [smtp] instead of printing it.
+        #[arg(long)]
+        email: bool,
     },
 }
 
@@ -390,17 +393,43 @@ async fn run_user(config: &Config, command: UserCommand) -> Result<(), String> {
         UserCommand::ResetLink {
             username,
             expires_in,
+            email,
         } => {
             let lifetime = expires_in.unwrap_or(config.local_auth.reset_link_lifetime);
+            // Whether it can be mailed is known before a link exists.
+            let mail = if email {
+                let smtp = config
+                    .smtp
+                    .as_ref()
+                    .ok_or("no [smtp] relay is configured, so the link cannot be mailed; leave out --email to print it")?;
+                let user = dir.user(&username).await.map_err(show)?;
+                let to = user.email.clone().ok_or(format!(
+                    "{username} has no email address; leave out --email to print the link"
+                ))?;
+                Some((portcullis_web::mail::Mailer::new(smtp)?, user, to))
+            } else {
+                None
+            };
             let issued = dir
                 .issue_reset_link(&username, lifetime, &actor)
                 .await
                 .map_err(show)?;
+            let url = portcullis_web::reset_url(&config.public_url(), &issued.token);
+            if let Some((mailer, user, to)) = mail {
+                let name = user.display_name.as_deref().unwrap_or(&user.username);
+                mailer
+                    .send_reset_link(&to, name, &url, issued.expires_at)
+                    .await
+                    .map_err(|f| f.message)?;
+                dir.reset_link_sent(&user, &to, &actor).await;
+                eprintln!(
+                    "sent a one-time link to {to}, working until {} UTC",
+                    issued.expires_at.utc()
+                );
+                return Ok(());
+            }
             // The link alone on standard output, so scripts can capture it.
-            println!(
-                "{}",
-                portcullis_web::reset_url(&config.public_url(), &issued.token)
-            );
+            println!("{url}");
             eprintln!(
                 "a one-time link for {username}, working until {} UTC; it is shown only now",
                 issued.expires_at.utc()

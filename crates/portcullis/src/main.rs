@@ -103,6 +103,11 @@ fn with_config(
 fn check_config(path: Option<&std::path::Path>) -> ExitCode {
     match config::load(path) {
         Ok((cfg, used)) => {
+            // What only building it can tell: the sender's syntax, a readable CA file.
+            if let Some(Err(problem)) = cfg.smtp.as_ref().map(portcullis_web::mail::Mailer::new) {
+                eprintln!("{problem}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
             let source = used
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "built-in defaults".into());

@@ -122,6 +122,12 @@ pub async fn start(
         sessions: sessions.clone(),
         local_login: Arc::new(local_login(&config, &store, &clock, &directory)?),
         factors: Arc::new(second_factors(&config, &store, &clock, &sealer)),
+        mailer: match &config.smtp {
+            Some(smtp) => Some(Arc::new(
+                portcullis_web::mail::Mailer::new(smtp).map_err(anyhow::Error::msg)?,
+            )),
+            None => None,
+        },
         setup,
         gateway,
         metrics,

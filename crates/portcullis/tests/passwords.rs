@@ -602,3 +602,120 @@ async fn the_admin_page_sets_passwords_and_shows_a_reset_link_once() {
     .unwrap();
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 }
+
+/// The link of a reset mail, as the message carries it (quoted-printable soft breaks undone).
+fn link_in(message: &str) -> String {
+    let text = message
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    let start = text.find("http://").expect("a link in the mail");
+    text[start..].split_whitespace().next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn reset_links_are_mailed_through_a_real_smtp_server_with_starttls() {
+    let smtp = common::smtp::SmtpServer::start(true).await;
+    let h = Harness::start(&format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = {}\nfrom = \"Portcullis <auth@example.com>\"\nca_file = \"{}\"\n",
+        smtp.port,
+        smtp.ca_file.as_ref().unwrap().display()
+    ))
+    .await;
+    let admin = h.setup_admin().await;
+    h.add_user(
+        "erin",
+        Some("erin@example.com"),
+        Some("Erin E"),
+        Role::User,
+        &[],
+    )
+    .await;
+    h.add_user("nomail", None, None, Role::User, &[]).await;
+    let send = json!({"send_email": true});
+    let (status, body) = call(
+        &h,
+        &admin,
+        Method::POST,
+        "/.portcullis/api/v1/users/erin/reset-link",
+        Some(send.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["sent_to"], "erin@example.com");
+    assert!(
+        body.get("url").is_none(),
+        "a mailed link is not also returned"
+    );
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1);
+    let message = &messages[0];
+    assert!(
+        message.contains("Subject: Choose a new password"),
+        "{message}"
+    );
+    assert!(message.contains("erin@example.com"), "{message}");
+    let link = link_in(message);
+    let page = h.http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "{link}");
+    assert!(page.text().await.unwrap().contains("Choose a new password"));
+
+    // Nobody to send it to: said at once, and no link is made.
+    let (status, body) = call(
+        &h,
+        &admin,
+        Method::POST,
+        "/.portcullis/api/v1/users/nomail/reset-link",
+        Some(send.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("no email address")
+    );
+    let (status, body) = call(
+        &h,
+        &admin,
+        Method::POST,
+        "/.portcullis/api/v1/users/erin/reset-link",
+        Some(json!({"send_by": "pigeon"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let trail = audit_actions(&h, &admin).await;
+    assert!(
+        trail.iter().any(|a| a == "password_reset_sent erin"),
+        "{trail:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_relay_without_starttls_is_refused_not_used_in_clear_text() {
+    let smtp = common::smtp::SmtpServer::start(false).await;
+    let h = Harness::start(&format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = {}\nfrom = \"auth@example.com\"\n",
+        smtp.port
+    ))
+    .await;
+    let admin = h.setup_admin().await;
+    let (status, body) = call(
+        &h,
+        &admin,
+        Method::POST,
+        "/.portcullis/api/v1/users/admin/reset-link",
+        Some(json!({"send_email": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be sent through 127.0.0.1"),
+        "{body}"
+    );
+    assert!(smtp.messages().is_empty(), "nothing went out in clear text");
+}

@@ -17,6 +17,7 @@ mod forward_auth;
 mod health;
 mod key_forms;
 mod linger;
+pub mod mail;
 mod oidc;
 mod pages;
 mod passwords;

@@ -36,6 +36,46 @@ pub fn reset_url(public_url: &str, token: &str) -> String {
     )
 }
 
+/// Where a reset link for `user` can be mailed: the relay and their address, or why it cannot
+/// (asked before a link is made, so none is made that nobody receives).
+pub fn mail_route<'a>(
+    state: &'a AppState,
+    user: &'a User,
+) -> Result<(&'a crate::mail::Mailer, &'a portcullis_core::Email), Failure> {
+    let Some(mailer) = state.mailer.as_deref() else {
+        return Err(Failure::bad_request(
+            "No [smtp] relay is configured, so links cannot be mailed.",
+        )
+        .with_hint("configure [smtp], or make the link and pass it on yourself"));
+    };
+    let Some(to) = &user.email else {
+        return Err(Failure::bad_request(format!(
+            "{} has no email address to send the link to.",
+            user.username
+        ))
+        .with_hint("add one to the user, or make the link and pass it on yourself"));
+    };
+    Ok((mailer, to))
+}
+
+/// Mails a just-issued reset link to `user`'s address; returns the address. Audited
+/// `password_reset_sent`.
+pub async fn email_reset_link(
+    state: &AppState,
+    user: &User,
+    issued: &portcullis_auth::directory::IssuedReset,
+    actor: &Actor,
+) -> Result<String, Failure> {
+    let (mailer, to) = mail_route(state, user)?;
+    let url = reset_url(&state.settings.public_url, &issued.token);
+    let name = user.display_name.as_deref().unwrap_or(&user.username);
+    mailer
+        .send_reset_link(to, name, &url, issued.expires_at)
+        .await?;
+    state.directory.reset_link_sent(user, to, actor).await;
+    Ok(to.to_string())
+}
+
 #[derive(Deserialize, Default)]
 pub struct ResetQuery {
     #[serde(default)]

@@ -56,6 +56,8 @@ pub struct AppState {
     pub sessions: Arc<SessionManager>,
     pub local_login: Arc<LocalLogin>,
     pub factors: Arc<SecondFactors>,
+    /// Sends reset links by mail (`[smtp]`); `None`: links are shown once instead.
+    pub mailer: Option<Arc<crate::mail::Mailer>>,
     pub setup: Arc<SetupToken>,
     pub gateway: Arc<Gateway>,
     pub metrics: Arc<Metrics>,

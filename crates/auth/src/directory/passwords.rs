@@ -74,6 +74,13 @@ impl Directory {
         Ok(removed)
     }
 
+    /// Records that a reset link for `user` went out by mail to `to` (audited
+    /// `password_reset_sent`; the link itself is never recorded).
+    pub async fn reset_link_sent(&self, user: &User, to: &str, actor: &Actor) {
+        self.record("password_reset_sent", actor, &user.username, Some(to))
+            .await;
+    }
+
     /// A one-time link for `username` to choose a new password, valid for `lifetime`.
     pub async fn issue_reset_link(
         &self,

@@ -61,6 +61,9 @@ pub struct Config {
     /// Second factors (authenticator apps, recovery codes) and where they are required.
     #[serde(default)]
     pub mfa: MfaConfig,
+    /// Where mail goes out (password reset links); unset: links are shown once instead.
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
     /// The signed identity assertion (`X-Portcullis-Assertion`) sent with each request.
     #[serde(default)]
     pub assertion: AssertionConfig,
@@ -351,6 +354,56 @@ impl Default for LocalAuthConfig {
     }
 }
 
+/// An SMTP relay for mail Portcullis sends (password reset links).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Default: 587 (`starttls`), 465 (`tls`), 25 (`none`).
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The sender, such as `Portcullis <auth@example.com>`.
+    pub from: String,
+    /// A PEM CA bundle the relay's certificate is checked against, besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_smtp_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// How the connection to the relay is protected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS, which must succeed.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No encryption: only for a relay on this host (links are as good as passwords).
+    None,
+}
+
+impl SmtpConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.security {
+            SmtpSecurity::Starttls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::None => 25,
+        })
+    }
+}
+
+fn default_smtp_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
 /// Second factors.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -524,6 +577,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             local_auth: LocalAuthConfig::default(),
             mfa: MfaConfig::default(),
+            smtp: None,
             assertion: AssertionConfig::default(),
             shutdown_grace: default_shutdown_grace(),
             metrics_allowed: default_metrics_allowed(),
@@ -713,6 +767,42 @@ mod tests {
             issues("public_url = 'http://gw.example.com'\n[cookie]\nsecure = false").is_empty()
         );
         assert!(issues("public_url = 'https://gw.example.com'").is_empty());
+    }
+
+    #[test]
+    fn smtp_settings_are_checked() {
+        let smtp = |rest: &str| issues(&format!("[smtp]\nhost = 'mail.example.com'\n{rest}"));
+        assert!(smtp("from = 'auth@example.com'").is_empty());
+        let found = smtp("from = 'auth@example.com'\nsecurity = 'none'");
+        assert!(
+            found
+                .iter()
+                .any(|i| i.starts_with("smtp.security:") && i.contains("clear text")),
+            "{found:?}"
+        );
+        assert!(
+            issues("[smtp]\nhost = '127.0.0.1'\nfrom = 'a@b.example'\nsecurity = 'none'")
+                .is_empty()
+        );
+        let found = smtp("from = 'nobody'\nusername = 'u'");
+        assert!(
+            found.iter().any(|i| i.starts_with("smtp.from:")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|i| i.contains("username and password go together")),
+            "{found:?}"
+        );
+        assert_eq!(
+            parse("[smtp]\nhost='h'\nfrom='a@b'\nsecurity='tls'")
+                .unwrap()
+                .smtp
+                .unwrap()
+                .port(),
+            465
+        );
     }
 
     #[test]

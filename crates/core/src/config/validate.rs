@@ -141,6 +141,37 @@ impl Config {
                 "must be between 5m and 7d (a reset link is as good as the password)".into(),
             );
         }
+        if let Some(smtp) = &self.smtp {
+            let loopback = smtp.host.eq_ignore_ascii_case("localhost")
+                || smtp
+                    .host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if smtp.security == super::SmtpSecurity::None && !loopback {
+                push(
+                    "smtp.security".into(),
+                    format!(
+                        "\"none\" would send reset links to {} in clear text; use starttls or tls (\"none\" is only for a relay on this host)",
+                        smtp.host
+                    ),
+                );
+            }
+            if !smtp.from.contains('@') {
+                push(
+                    "smtp.from".into(),
+                    format!(
+                        "{:?} is not an address such as \"Portcullis <auth@example.com>\"",
+                        smtp.from
+                    ),
+                );
+            }
+            if smtp.username.is_some() != smtp.password.is_some() {
+                push(
+                    "smtp".into(),
+                    "username and password go together: set both, or neither".into(),
+                );
+            }
+        }
         let issuer = self.mfa.issuer.trim();
         if issuer.is_empty() || issuer.len() > 64 || issuer.contains(':') {
             push(

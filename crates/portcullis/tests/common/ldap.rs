@@ -89,7 +89,7 @@ fn run(dir: &Path, program: &str, args: &[&str]) {
 }
 
 /// A CA and a server certificate for 127.0.0.1, made with the openssl command.
-fn certificates(dir: &Path) {
+pub fn certificates(dir: &Path) {
     run(
         dir,
         "openssl",

@@ -10,6 +10,7 @@ pub mod front;
 pub mod idp;
 pub mod ldap;
 pub mod replicas;
+pub mod smtp;
 pub mod traefik;
 pub mod upstream;
 

@@ -250,6 +250,7 @@ pub(crate) fn notice(done: Option<&str>) -> &'static str {
         Some("revoked") => "Key revoked.",
         Some("sessions") => "Sessions ended; their streams are closed.",
         Some("password") => "Password set; the user's sessions have ended.",
+        Some("reset_sent") => "A one-time reset link was sent to the user's email address.",
         Some("factors") => {
             "Second factors reset: the user signs in with the password alone until they set up a new app."
         }

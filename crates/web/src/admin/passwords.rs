@@ -13,7 +13,6 @@ use serde::Deserialize;
 
 use super::users::{DetailView, render_detail, user_href};
 use super::{FormPost, admin_post, directory_failure, location};
-use crate::csrf::CsrfForm;
 use crate::pages::{Field, FieldError};
 use crate::passwords::reset_url;
 use crate::state::AppState;
@@ -53,8 +52,15 @@ pub(crate) fn panel(
              <button type=\"submit\" class=\"secondary\">Set password</button></form>\
            <form method=\"post\" action=\"{base}/reset-link\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <p class=\"hint\">Or make a one-time link with which they choose a password themselves ({lifetime}).</p>\
-             <button type=\"submit\" class=\"secondary\">Create reset link</button></form></div>",
+             <button type=\"submit\" class=\"secondary\">Create reset link</button>{mail}</form></div>",
         lifetime = in_words(state.settings.reset_link_lifetime),
+        mail = match (&state.mailer, &user.email) {
+            (Some(_), Some(to)) => format!(
+                "<button type=\"submit\" name=\"send\" value=\"email\" class=\"secondary\">Email a reset link to {}</button>",
+                escape(to)
+            ),
+            _ => String::new(),
+        },
     )
 }
 
@@ -147,17 +153,34 @@ pub async fn set(
     location(StatusCode::SEE_OTHER, &format!("{base}?done=password"))
 }
 
+#[derive(Deserialize, Default)]
+pub struct ResetLinkForm {
+    #[serde(default)]
+    csrf: String,
+    /// `email`: mail the link instead of showing it.
+    #[serde(default)]
+    send: Option<String>,
+}
+
 pub async fn reset_link(
     State(state): State<AppState>,
     post: FormPost,
     Path(username): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<ResetLinkForm>,
 ) -> Response {
     let base = user_href(&username);
     let (me, actor) = match admin_post(&state, &post, &base, &form.csrf).await {
         Ok(ok) => ok,
         Err(refused) => return refused,
     };
+    let by_mail = form.send.as_deref() == Some("email");
+    let user = match state.directory.user(&username).await {
+        Ok(user) => user,
+        Err(e) => return directory_failure(e),
+    };
+    if by_mail && let Err(failure) = crate::passwords::mail_route(&state, &user) {
+        return respond::failure(&failure, true);
+    }
     let lifetime = state.settings.reset_link_lifetime;
     let issued = match state
         .directory
@@ -167,6 +190,12 @@ pub async fn reset_link(
         Ok(issued) => issued,
         Err(e) => return directory_failure(e),
     };
+    if by_mail {
+        return match crate::passwords::email_reset_link(&state, &user, &issued, &actor).await {
+            Ok(_) => location(StatusCode::SEE_OTHER, &format!("{base}?done=reset_sent")),
+            Err(failure) => respond::failure(&failure, true),
+        };
+    }
     let url = reset_url(&state.settings.public_url, &issued.token);
     let view = DetailView {
         shown_once: format!(

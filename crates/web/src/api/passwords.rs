@@ -100,16 +100,44 @@ pub async fn set(
 }
 
 /// `POST /api/v1/users/{username}/reset-link` (admin): the link, shown once.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ResetLinkBody {
+    /// Mail the link to the user's address (needs `[smtp]`) instead of returning it.
+    #[serde(default)]
+    send_email: bool,
+}
+
+/// `POST /api/v1/users/{username}/reset-link`, with an optional body `{"send_email": true}`.
 pub async fn reset_link(
     State(state): State<AppState>,
     who: Caller,
     Path(username): Path<String>,
+    raw: axum::body::Bytes,
 ) -> ApiResult<Response> {
     who.require_admin()?;
+    let options: ResetLinkBody = if raw.iter().all(u8::is_ascii_whitespace) {
+        ResetLinkBody::default()
+    } else {
+        serde_json::from_slice(&raw).map_err(|e| {
+            ApiError(Failure::bad_request(format!(
+                "the request body is not valid: {e}"
+            )))
+        })?
+    };
+    let user = state.directory.user(&username).await?;
+    if options.send_email {
+        crate::passwords::mail_route(&state, &user)?;
+    }
     let issued = state
         .directory
         .issue_reset_link(&username, state.settings.reset_link_lifetime, &who.actor)
         .await?;
+    if options.send_email {
+        let to = crate::passwords::email_reset_link(&state, &user, &issued, &who.actor).await?;
+        let body = serde_json::json!({ "sent_to": to, "expires_at": issued.expires_at.0 });
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
     let body = serde_json::json!({
         "url": reset_url(&state.settings.public_url, &issued.token),
         "expires_at": issued.expires_at.0,
