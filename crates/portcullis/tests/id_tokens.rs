@@ -276,3 +276,66 @@ async fn cognito_sign_out_uses_its_own_logout_form() {
     );
     h.running.shutdown().await;
 }
+
+/// Signs in through the fake provider with `extra` claims; the vault's answer to the session.
+async fn vault_answer(h: &Harness, idp: &FakeIdp, extra: serde_json::Value) -> StatusCode {
+    let flow = start_flow(h).await;
+    let mut claims = idp.good_claims(&flow.nonce);
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    idp.answer_id_token(&idp.sign(&claims, KID)).await;
+    let response = h
+        .http
+        .get(h.url(&format!("/oauth2/callback?code=c&state={}", flow.state)))
+        .header(COOKIE, format!("_portcullis_flow={}", flow.cookie))
+        .send()
+        .await
+        .unwrap();
+    let cookie = set_cookie_value(&response, "_portcullis").expect("signed in");
+    h.http
+        .get(h.url("/vault/x"))
+        .header(COOKIE, format!("_portcullis={cookie}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// A provider's `amr`/`acr` meet `require_mfa` only where `mfa_amr`/`mfa_acr` trust them: with
+/// them, an ID token saying `mfa` (or the trusted `acr`) opens the app; without, the same claim
+/// is not believed and the session must step up.
+#[tokio::test]
+async fn provider_amr_and_acr_count_only_when_configured() {
+    let idp = FakeIdp::start().await;
+    let app = "[[apps]]\nname = 'vault'\nupstream = '{upstream}'\nrequire_mfa = true\n";
+    let trusting = Harness::start_at(
+        free_port(),
+        &format!(
+            "{app}{}mfa_amr = ['mfa']\nmfa_acr = ['gold']\n",
+            idp.provider_toml()
+        ),
+    )
+    .await;
+    let plain = Harness::start_at(free_port(), &format!("{app}{}", idp.provider_toml())).await;
+
+    assert_eq!(
+        vault_answer(&trusting, &idp, json!({"amr": ["pwd", "mfa"]})).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        vault_answer(&trusting, &idp, json!({"acr": "gold"})).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        vault_answer(&trusting, &idp, json!({"amr": ["pwd"], "acr": "silver"})).await,
+        StatusCode::UNAUTHORIZED,
+        "neither a trusted amr nor a trusted acr"
+    );
+    assert_eq!(
+        vault_answer(&plain, &idp, json!({"amr": ["pwd", "mfa"]})).await,
+        StatusCode::UNAUTHORIZED,
+        "an amr nobody configured is not believed"
+    );
+}
