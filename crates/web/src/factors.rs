@@ -7,14 +7,12 @@ use std::net::SocketAddr;
 use axum::Form;
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use portcullis_auth::ActiveSession;
 use portcullis_auth::audit::Entry;
 use portcullis_auth::factors::{AMR_OTP, AMR_PASSKEY, FactorError, Proof};
 use portcullis_auth::session::SessionOrigin;
 use portcullis_core::Failure;
-use portcullis_core::config::SHARED_PREFIXES;
-use portcullis_core::path;
 use portcullis_core::session::AMR_MFA;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_http::cookies;
@@ -128,48 +126,6 @@ pub async fn step_up_page(
     }
 }
 
-/// Whether going on to `return_to` (as the sign-in page got it) needs a second factor: the
-/// app it routes to says `require_mfa`, or it is Portcullis's own admin surface under
-/// `mfa.required`. The gateway decides the same from the same route table, so the two agree.
-pub fn target_needs_mfa(state: &AppState, headers: &HeaderMap, return_to: &str) -> bool {
-    let (host, rest) = match return_to
-        .strip_prefix("https://")
-        .or_else(|| return_to.strip_prefix("http://"))
-    {
-        Some(absolute) => {
-            let (authority, rest) = absolute.split_at(absolute.find('/').unwrap_or(absolute.len()));
-            (authority.to_owned(), rest.to_owned())
-        }
-        None => (
-            headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned(),
-            return_to.to_owned(),
-        ),
-    };
-    let host = host
-        .rsplit_once(':')
-        .map_or(host.as_str(), |(h, _)| h)
-        .to_ascii_lowercase();
-    let raw_path = rest.split(['?', '#']).next().unwrap_or("/");
-    let Ok(canonical) = path::canonicalize(if raw_path.is_empty() { "/" } else { raw_path }) else {
-        return false;
-    };
-    let own = ["/.portcullis/admin", "/.portcullis/api"]
-        .iter()
-        .chain(SHARED_PREFIXES)
-        .any(|prefix| path::has_prefix(&canonical, prefix));
-    let routes = &state.gateway.routes;
-    if own && !routes.claims(&host, &canonical) {
-        return state.settings.mfa_required;
-    }
-    routes
-        .route(&host, &canonical)
-        .is_some_and(|app| app.require_mfa)
-}
-
 /// `POST /.portcullis/sign_in/factor`: the code of a pending sign-in, or of a step-up.
 pub async fn submit(
     State(state): State<AppState>,
@@ -243,7 +199,7 @@ async fn prove(
     Ok(proof)
 }
 
-async fn active_user(state: &AppState, user_id: &str) -> Result<Option<User>, Failure> {
+pub(crate) async fn active_user(state: &AppState, user_id: &str) -> Result<Option<User>, Failure> {
     Ok(state
         .store
         .user_by_id(user_id)
@@ -408,98 +364,4 @@ async fn refused(
         StatusCode::UNAUTHORIZED,
         FieldError::new("code", e.to_string()),
     ))
-}
-
-#[derive(Deserialize, Default)]
-pub struct PasskeySignInBody {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    challenge: String,
-    #[serde(default)]
-    credential: String,
-    #[serde(default)]
-    rd: Option<String>,
-}
-
-/// `POST /.portcullis/sign_in/passkey`: a passwordless sign-in with a discoverable passkey
-/// whose authenticator verified the user (PIN or biometrics): two factors in one.
-pub async fn passkey_sign_in(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(body): Form<PasskeySignInBody>,
-) -> Response {
-    let return_to = state.settings.return_target(body.rd.as_deref());
-    let again = |status, error: &str| {
-        crate::sign_in::form_with_error(&state, &headers, status, &return_to, error)
-    };
-    if !csrf::verify(&headers, &body.csrf) {
-        return again(
-            StatusCode::FORBIDDEN,
-            "This form expired. Please sign in again.",
-        );
-    }
-    let client_ip = state.client(peer, &headers).client_ip.to_string();
-    let verified = state
-        .factors
-        .verify_passkey(&body.challenge, &body.credential, None)
-        .await;
-    let user = match verified {
-        Ok((user_id, _)) => active_user(&state, &user_id).await,
-        Err(FactorError::Passkey(why)) => {
-            tracing::info!(reason = %why, "a passkey sign-in was refused");
-            Ok(None)
-        }
-        Err(e) => return respond::failure(&Failure::from(e), true),
-    };
-    let user = match user {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            state.metrics.sign_in("failure");
-            state
-                .audit
-                .record(Entry {
-                    action: "sign_in",
-                    success: false,
-                    actor: None,
-                    subject: None,
-                    reason: Some("passkey_refused"),
-                    client_ip: Some(client_ip),
-                })
-                .await;
-            return again(
-                StatusCode::UNAUTHORIZED,
-                "That passkey did not work. Try again, or sign in with your password.",
-            );
-        }
-        Err(failure) => return respond::failure(&failure, true),
-    };
-    let amr = vec![AMR_PASSKEY.to_owned(), AMR_MFA.to_owned()];
-    if user.must_change_password {
-        let pending = PendingSignIn::new(
-            Step::NewPassword,
-            &user.id,
-            &return_to,
-            ("passkey", &amr),
-            state.clock.now(),
-        );
-        let sealed = pending.seal(&state.sealer);
-        return crate::passwords::must_change_page(&state, &headers, &sealed, StatusCode::OK, None);
-    }
-    let origin = SessionOrigin {
-        client_ip: Some(client_ip),
-        user_agent: user_agent(&headers),
-        amr,
-        ..SessionOrigin::default()
-    };
-    start_session(
-        &state,
-        &user,
-        origin,
-        "passkey",
-        &return_to,
-        StatusCode::SEE_OTHER,
-    )
-    .await
 }

@@ -20,6 +20,7 @@ mod linger;
 pub mod mail;
 mod oidc;
 mod pages;
+mod passkey_sign_in;
 mod passwords;
 mod pending;
 mod scim;
@@ -28,6 +29,7 @@ mod setup;
 mod sign_in;
 mod sign_out;
 mod state;
+mod step_up;
 pub mod whoami;
 mod workers;
 

@@ -29,7 +29,7 @@ use crate::state::AppState;
 use crate::workers::{Handoff, Workers};
 use crate::{
     account, account_factors, admin, api, backchannel, factor_pages, factors, forward_auth, health,
-    oidc, passwords, scim, setup, sign_in, sign_out, whoami,
+    oidc, passkey_sign_in, passwords, scim, setup, sign_in, sign_out, whoami,
 };
 
 /// Largest request head (request line + headers) accepted; larger ones get 431.
@@ -74,7 +74,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             factor_pages::PASSKEY_SIGN_IN_PATH,
-            post(factors::passkey_sign_in),
+            post(passkey_sign_in::submit),
         )
         .route(
             "/.portcullis/account/factors/{id}/remove",

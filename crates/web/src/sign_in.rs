@@ -195,7 +195,7 @@ pub async fn form(
     // signing in then says it is unavailable.
     if let Ok(Some(me)) = signed_in(&state, &headers).await {
         let wants_factor =
-            query.mfa.is_some() || crate::factors::target_needs_mfa(&state, &headers, &return_to);
+            query.mfa.is_some() || crate::step_up::target_needs_mfa(&state, &headers, &return_to);
         if wants_factor && !me.mfa() {
             return crate::factors::step_up_page(&state, &headers, &me, &return_to).await;
         }
