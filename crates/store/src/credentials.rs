@@ -92,8 +92,15 @@ pub trait CredentialStore {
     async fn insert_reset(&self, reset: &PasswordReset) -> Result<(), StoreError>;
     /// The link's state, leaving it as it is (to show the form).
     async fn reset_link(&self, token_hash: &str, now: Timestamp) -> Result<ResetLink, StoreError>;
-    /// Uses the link: `Valid` at most once, however many replicas race for it.
-    async fn use_reset(&self, token_hash: &str, now: Timestamp) -> Result<ResetLink, StoreError>;
+    /// Uses the link to set the password hash `password_hash`: `Valid` at most once, however
+    /// many replicas race for it. The link is spent, the password set and the user's sessions
+    /// ended in one transaction: a failure leaves all as it was (the link still works).
+    async fn use_reset(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<ResetLink, StoreError>;
     /// Ends every session of the user but `keep`; returns the ended sessions' id hashes.
     async fn delete_sessions_except(
         &self,

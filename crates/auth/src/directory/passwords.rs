@@ -137,7 +137,7 @@ impl Directory {
     ) -> Result<Result<User, ResetLink>, DirectoryError> {
         let used = self
             .store
-            .use_reset(&token_hash(token), self.clock.now())
+            .use_reset(&token_hash(token), hash, self.clock.now())
             .await?;
         let ResetLink::Valid { user_id } = used else {
             return Ok(Err(used));
@@ -147,10 +147,6 @@ impl Directory {
             Err(gone) => return Ok(Err(gone)),
         };
         let actor = Actor::new(user.id.clone(), client_ip);
-        self.store
-            .set_password(&user.id, Some(hash), false, self.clock.now())
-            .await?;
-        self.store.delete_sessions_except(&user.id, "").await?;
         self.audited("password_reset_used", &actor, &user.username, None)
             .await?;
         Ok(Ok(user))

@@ -88,7 +88,13 @@ impl CredentialStore for SqlStore {
         })
     }
 
-    async fn use_reset(&self, token_hash: &str, now: Timestamp) -> Result<ResetLink, StoreError> {
+    async fn use_reset(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<ResetLink, StoreError> {
+        let mut tx = self.pool()?.begin().await?;
         // One statement checks and marks the link, so of two uses racing (on two replicas,
         // say) exactly one finds it unused.
         let used: Option<String> =
@@ -96,16 +102,36 @@ impl CredentialStore for SqlStore {
              WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING user_id"))
             .bind(now.0)
             .bind(token_hash)
-            .fetch_optional(self.pool()?)
+            .fetch_optional(&mut *tx)
             .await?;
-        match used {
-            Some(user_id) => Ok(ResetLink::Valid { user_id }),
-            None => match self.reset_link(token_hash, now).await? {
+        let Some(user_id) = used else {
+            tx.rollback().await?;
+            return match self.reset_link(token_hash, now).await? {
                 // Valid a moment later cannot happen (nothing un-uses a link); say it was used.
                 ResetLink::Valid { .. } => Ok(ResetLink::Used),
                 other => Ok(other),
-            },
-        }
+            };
+        };
+        sqlx::query(&self.q(
+            "UPDATE users SET password_hash = ?, must_change_password = 0, updated_at = ? WHERE id = ?",
+        ))
+        .bind(password_hash)
+        .bind(now.0)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+        // The new password supersedes every other link of the user, and whoever was signed in
+        // with the old one is signed out (the change feed's trigger tells every replica).
+        sqlx::query(&self.q("DELETE FROM password_resets WHERE user_id = ? AND used_at IS NULL"))
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&self.q("DELETE FROM sessions WHERE user_id = ?"))
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ResetLink::Valid { user_id })
     }
 
     async fn delete_sessions_except(
