@@ -11,6 +11,8 @@ mod groups;
 mod outbox;
 mod passwords;
 mod profile;
+mod user_changes;
+mod user_page;
 mod users;
 
 use std::convert::Infallible;
@@ -43,18 +45,21 @@ pub fn routes() -> Router<AppState> {
             "/.portcullis/admin/users",
             get(users::list).post(users::create),
         )
-        .route("/.portcullis/admin/users/{username}", get(users::detail))
+        .route(
+            "/.portcullis/admin/users/{username}",
+            get(user_page::detail),
+        )
         .route(
             "/.portcullis/admin/users/{username}/status",
-            post(users::set_status),
+            post(user_changes::set_status),
         )
         .route(
             "/.portcullis/admin/users/{username}/role",
-            post(users::set_role),
+            post(user_changes::set_role),
         )
         .route(
             "/.portcullis/admin/users/{username}/groups",
-            post(users::add_group),
+            post(user_changes::add_group),
         )
         .route(
             "/.portcullis/admin/users/{username}/profile",
@@ -78,19 +83,19 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/.portcullis/admin/users/{username}/keys",
-            post(users::create_key),
+            post(user_changes::create_key),
         )
         .route(
             "/.portcullis/admin/users/{username}/keys/{id}/revoke",
-            post(users::revoke_key),
+            post(user_changes::revoke_key),
         )
         .route(
             "/.portcullis/admin/users/{username}/sessions/end-all",
-            post(users::end_all_sessions),
+            post(user_changes::end_all_sessions),
         )
         .route(
             "/.portcullis/admin/users/{username}/sessions/{id}/end",
-            post(users::end_session),
+            post(user_changes::end_session),
         )
         .route("/.portcullis/admin/audit", get(audit::list))
         .route("/.portcullis/admin/outbox", get(outbox::page))

@@ -11,7 +11,8 @@ use portcullis_http::html::escape;
 use portcullis_http::respond;
 use serde::Deserialize;
 
-use super::users::{DetailView, render_detail, user_href};
+use super::user_page::{DetailView, render_detail};
+use super::users::user_href;
 use super::{FormPost, admin_post, directory_failure, location};
 use crate::pages::{Field, FieldError};
 use crate::passwords::reset_url;

@@ -11,7 +11,8 @@ use portcullis_core::user::User;
 use portcullis_http::html::escape;
 use serde::Deserialize;
 
-use super::users::{DetailView, render_detail, user_href};
+use super::user_page::{DetailView, render_detail};
+use super::users::user_href;
 use super::{FormPost, Page, admin, admin_post, directory_failure, form_token, location};
 use crate::csrf::CsrfForm;
 use crate::pages::{Field, FieldError};
