@@ -138,6 +138,9 @@ impl Principal {
 pub enum Surface<'a> {
     /// An app behind Portcullis, through its own proxy or through forward-auth.
     App(&'a str),
+    /// An MCP server behind Portcullis: MCP clients carry bearer tokens, never cookies, so a
+    /// session (which a browser sends to any page that asks) is not accepted.
+    Mcp(&'a str),
     /// Portcullis's REST API (`/api/v1`).
     Api,
     /// Portcullis's pages for people: admin, account, whoami, oauth2-proxy's userinfo.
@@ -170,6 +173,11 @@ impl<'a> Surface<'a> {
                 sessions: true,
                 keys_for: Some(KeyScope::App(app)),
                 external: true,
+            },
+            Surface::Mcp(app) => Accepts {
+                sessions: false,
+                keys_for: Some(KeyScope::App(app)),
+                external: false,
             },
             Surface::Api => Accepts {
                 sessions: true,

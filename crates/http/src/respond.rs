@@ -59,7 +59,8 @@ pub fn is_browser_navigation(headers: &HeaderMap, canonical_path: &str) -> bool 
     navigation_signal && !api_signal
 }
 
-fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+/// A JSON answer that no cache keeps.
+pub fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     let mut response = Response::new(Body::from(value.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -206,6 +207,39 @@ pub fn sign_in_required(method: &Method, return_to: &str, browser: bool) -> Resp
 pub fn step_up_required(method: &Method, return_to: &str, browser: bool) -> Response<Body> {
     let location = challenge_location(Challenge::StepUp, return_to);
     challenge_at(Challenge::StepUp, method, &location, browser)
+}
+
+/// The `401` of an OAuth protected resource (RFC 6750 §3, RFC 9728 §5.1): where its metadata is,
+/// the scopes it takes, and `invalid_token` when the request carried one that did not work.
+/// Never a redirect: MCP clients do not follow one to a sign-in page.
+pub fn bearer_challenge(
+    metadata_url: &str,
+    scopes: &[String],
+    invalid_token: bool,
+) -> Response<Body> {
+    let error = if invalid_token {
+        ", error=\"invalid_token\", error_description=\"the access token is not valid for this resource\""
+    } else {
+        ""
+    };
+    let challenge = format!(
+        "Bearer resource_metadata=\"{metadata_url}\", scope=\"{}\"{error}",
+        scopes.join(" ")
+    );
+    let mut response = json(
+        StatusCode::UNAUTHORIZED,
+        serde_json::json!({
+            "error": if invalid_token { "invalid_token" } else { "unauthenticated" },
+            "message": "this MCP server needs an OAuth access token (or a Portcullis API key for it)",
+            "resource_metadata": metadata_url,
+        }),
+    );
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 /// [`sign_in_required`] with the sign-in URL already built (forward-auth points at Portcullis's

@@ -2,8 +2,8 @@
 //! (sessions valid, expired and ended; API keys scoped, unscoped, for the API, of a disabled
 //! user; another issuer's bearer token, a configured issuer's, an identity from a proxy in
 //! front; nothing) is tried on the built-in proxy, the three forward-auth endpoints, the REST
-//! API, the admin and account pages, whoami, oauth2-proxy's userinfo and SCIM, and the decision
-//! must be the one docs/architecture.md's table documents for that surface. All of them are
+//! API, the admin and account pages, whoami, oauth2-proxy's userinfo, SCIM and an MCP app, and
+//! the decision must be the one docs/architecture.md's table documents for that surface. All are
 //! decided by one authenticator (`portcullis_auth::principal`); this test keeps them agreeing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
@@ -48,9 +48,10 @@ enum Surface {
     Whoami,
     Userinfo,
     Scim,
+    Mcp,
 }
 
-const SURFACES: [Surface; 10] = [
+const SURFACES: [Surface; 11] = [
     Surface::Proxy,
     Surface::AuthRequest,
     Surface::ForwardAuth,
@@ -61,9 +62,11 @@ const SURFACES: [Surface; 10] = [
     Surface::Whoami,
     Surface::Userinfo,
     Surface::Scim,
+    Surface::Mcp,
 ];
 
-/// The documented policy: (app row, API row, pages row, SCIM row).
+/// The documented policy: (app row, API row, pages row, SCIM row; the MCP row admits only keys
+/// for its app, which of these credentials only the unscoped key is).
 struct Expect {
     app: Decision,
     api: Decision,
@@ -82,7 +85,19 @@ impl Expect {
             }
             // SCIM takes its own bearer token and nothing else.
             Surface::Scim => SignIn,
+            // An MCP app takes keys for it (here: the unscoped one); everything else is the
+            // bearer challenge (401).
+            Surface::Mcp => unreachable!("decided by the row's name, see for_row"),
         }
+    }
+}
+
+/// What `surface` must decide for the row `name`.
+fn for_row(name: &str, expect: &Expect, surface: Surface) -> Decision {
+    match surface {
+        Surface::Mcp if name == "unscoped key" => Allowed,
+        Surface::Mcp => SignIn,
+        other => expect.for_surface(other),
     }
 }
 
@@ -123,6 +138,7 @@ async fn ask(h: &Harness, surface: Surface, credential: &[(&'static str, String)
         Surface::Whoami => h.http.get(h.url("/.portcullis/whoami")),
         Surface::Userinfo => h.http.get(h.url("/oauth2/userinfo")),
         Surface::Scim => h.http.get(h.url("/.portcullis/scim/v2/Users")),
+        Surface::Mcp => h.http.get(h.url("/mcp")),
     };
     let mut request = request.header(ACCEPT, "application/json");
     for (name, value) in credential {
@@ -148,6 +164,7 @@ async fn every_surface_decides_every_credential_as_documented() {
          [session]\nidle_timeout = '1h'\n\
          [scim]\ntoken = '{SCIM_TOKEN}'\n\
          [[apps]]\nname = 'chat'\nupstream = '{{upstream}}'\naccess = {{ groups = ['staff'] }}\n\
+         [[apps]]\nname = 'tools'\npath_prefix = '/mcp'\nkind = 'mcp'\nupstream = '{{upstream}}'\naccess = {{ groups = ['staff'] }}\n\
          [[trusted_identity]]\nid = 'front'\nkind = 'header'\nfrom = ['127.0.0.1/32']\n\
          user_header = 'X-Front-User'\nemail_header = 'X-Front-Email'\n\
          [[bearer_tokens]]\nid = 'corp'\nissuer = '{issuer}'\naudiences = ['corp-client']\njwks_url = '{issuer}/jwks'\n",
@@ -337,7 +354,7 @@ async fn every_surface_decides_every_credential_as_documented() {
     for (name, credential, expect) in &rows {
         for surface in SURFACES {
             let got = ask(&h, surface, credential).await;
-            let want = expect.for_surface(surface);
+            let want = for_row(name, expect, surface);
             if got != want {
                 wrong.push(format!(
                     "{name} on {surface:?}: {got:?}, documented {want:?}"

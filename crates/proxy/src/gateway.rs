@@ -43,6 +43,7 @@ impl Gateway {
         .unwrap_or_else(|stop| match stop {
             Stop::SignIn => respond::sign_in_required(&ctx.method, &ctx.return_to(), ctx.browser),
             Stop::StepUp => respond::step_up_required(&ctx.method, &ctx.return_to(), ctx.browser),
+            Stop::Challenge { invalid_token } => phases::challenge(&ctx, invalid_token),
             Stop::Fail(failure) => respond::failure(&failure, ctx.browser),
         });
         self.log(&ctx, response, started)

@@ -25,6 +25,11 @@ pub enum Stop {
     /// Signed in, but the app needs a second factor the session was not proved with: the
     /// sign-in page asks for one (and replaces the session).
     StepUp,
+    /// An MCP app without a usable bearer token: `401` with where to get one (RFC 9728), and
+    /// `invalid_token` when one was sent.
+    Challenge {
+        invalid_token: bool,
+    },
     Fail(Failure),
 }
 
@@ -123,6 +128,31 @@ pub async fn authenticate(
     if app.skips_auth(&ctx.method, &ctx.path) {
         return Ok(());
     }
+    if app.mcp.is_some() {
+        let sent = presented.bearer.is_some() || !presented.keys.is_empty();
+        return match auth.authenticate(Surface::Mcp(&app.name), &presented).await {
+            Ok(Some(principal)) => {
+                ctx.principal = Some(principal);
+                Ok(())
+            }
+            Ok(None) => Err(Stop::Challenge {
+                invalid_token: sent,
+            }),
+            Err(e) => match Failure::from(e) {
+                // A token that does not work here is `invalid_token`; the store failing is not.
+                f if matches!(
+                    f.kind,
+                    FailureKind::Unauthenticated | FailureKind::Forbidden
+                ) =>
+                {
+                    Err(Stop::Challenge {
+                        invalid_token: true,
+                    })
+                }
+                f => Err(f.into()),
+            },
+        };
+    }
     match auth
         .authenticate(Surface::App(&app.name), &presented)
         .await
@@ -133,6 +163,21 @@ pub async fn authenticate(
             Ok(())
         }
         None => Err(Stop::SignIn),
+    }
+}
+
+/// The `401` of an MCP app that did not get a usable token (see [`Stop::Challenge`]).
+pub fn challenge(ctx: &RequestContext, invalid_token: bool) -> Response<Body> {
+    match ctx.app.as_ref().and_then(|app| app.mcp.as_ref()) {
+        Some(mcp) => portcullis_http::respond::bearer_challenge(
+            &mcp.metadata_url,
+            &mcp.scopes,
+            invalid_token,
+        ),
+        None => portcullis_http::respond::failure(
+            &Failure::new(FailureKind::Unauthenticated, "a bearer token is needed"),
+            false,
+        ),
     }
 }
 

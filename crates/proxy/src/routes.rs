@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Method};
+use portcullis_core::config::McpResource;
 use portcullis_core::config::{CompiledApp, CompiledRoutes, CompiledRule, TimeoutConfig, Upstream};
 use portcullis_core::path::has_prefix;
 use portcullis_core::policy::AccessPolicy;
@@ -30,6 +31,8 @@ pub struct App {
     pub policy: AccessPolicy,
     /// Sessions need a second factor here (`require_mfa`).
     pub require_mfa: bool,
+    /// An MCP server: bearer tokens only, and a `401` that says where to get one.
+    pub mcp: Option<McpResource>,
     pub skip_auth: Vec<CompiledRule>,
     /// Protocols a client may switch to, lower case (`websocket` unless configured).
     upgrades: Vec<String>,
@@ -127,6 +130,21 @@ impl RouteTable {
             .cloned()
     }
 
+    /// The MCP app whose protected resource metadata is asked for at `host` with the path
+    /// suffix `path` (`/mcp` for `/.well-known/oauth-protected-resource/mcp`; empty for an app at
+    /// `/`): the app mounted exactly there, on that host or any.
+    pub fn mcp_app(&self, host: &str, path: &str) -> Option<Arc<App>> {
+        let path = path.trim_end_matches('/');
+        self.apps
+            .iter()
+            .filter(|app| app.mcp.is_some())
+            .find(|app| {
+                app.host.as_deref().is_none_or(|h| h == host)
+                    && app.prefix.trim_end_matches('/') == path
+            })
+            .cloned()
+    }
+
     /// Whether a configured app (not the implicit whoami stand-in) serves this host and path.
     pub fn claims(&self, host: &str, canonical_path: &str) -> bool {
         self.route(host, canonical_path)
@@ -172,6 +190,7 @@ impl App {
             ),
             policy: app.policy.clone(),
             require_mfa: app.require_mfa,
+            mcp: app.mcp.clone(),
             skip_auth: app.skip_auth.clone(),
             upgrades: app.upgrades.clone(),
             timeouts: app.timeouts.clone(),

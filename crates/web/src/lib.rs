@@ -18,6 +18,7 @@ mod health;
 mod key_forms;
 mod linger;
 pub mod mail;
+mod mcp;
 mod oidc;
 mod pages;
 mod passkey_sign_in;

@@ -17,7 +17,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use portcullis_core::Failure;
-use portcullis_core::config::{RESERVED_PREFIXES, SHARED_PREFIXES};
+use portcullis_core::config::{OAUTH_DISCOVERY_PREFIXES, RESERVED_PREFIXES, SHARED_PREFIXES};
 use portcullis_core::path::{canonicalize, has_prefix};
 use portcullis_http::respond;
 use tokio::net::TcpListener;
@@ -29,7 +29,7 @@ use crate::state::AppState;
 use crate::workers::{Handoff, Workers};
 use crate::{
     account, account_factors, admin, api, backchannel, factor_pages, factors, forward_auth, health,
-    oidc, passkey_sign_in, passwords, scim, setup, sign_in, sign_out, whoami,
+    mcp, oidc, passkey_sign_in, passwords, scim, setup, sign_in, sign_out, whoami,
 };
 
 /// Largest request head (request line + headers) accepted; larger ones get 431.
@@ -99,6 +99,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/oauth2/userinfo", get(forward_auth::userinfo))
         .route("/.well-known/jwks.json", get(forward_auth::jwks))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(mcp::protected_resource),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/{*path}",
+            get(mcp::protected_resource),
+        )
         .route("/.portcullis/jwks.json", get(forward_auth::jwks))
         .route(
             "/.portcullis/authz/auth-request",
@@ -184,6 +192,7 @@ fn is_own_path(path: &str) -> bool {
     matches!(path, "/ping" | "/ready" | "/metrics")
         || RESERVED_PREFIXES
             .iter()
+            .chain(OAUTH_DISCOVERY_PREFIXES)
             .any(|prefix| has_prefix(path, prefix))
 }
 

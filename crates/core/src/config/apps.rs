@@ -58,9 +58,53 @@ pub struct CompiledApp {
     pub upgrades: Vec<String>,
     /// A session needs a second factor here.
     pub require_mfa: bool,
+    /// An MCP server (`kind = "mcp"`): what its OAuth protected resource is.
+    pub mcp: Option<McpResource>,
     /// The built-in whoami app standing in because no app is configured: it never claims the
     /// paths Portcullis shares with apps.
     pub implicit: bool,
+}
+
+/// An MCP app as an OAuth protected resource (RFC 9728).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct McpResource {
+    /// The canonical resource URL tokens are issued for (`https://gw.example.com/mcp`).
+    pub resource: String,
+    /// Where its protected resource metadata is (`…/.well-known/oauth-protected-resource/mcp`).
+    pub metadata_url: String,
+    pub scopes: Vec<String>,
+}
+
+impl McpResource {
+    /// The resource of an app at `prefix` on `host` (or Portcullis's own), reached through
+    /// Portcullis at `public_url`.
+    fn of(public_url: &str, host: Option<&str>, prefix: &str, scopes: &[String]) -> Self {
+        let (scheme, rest) = public_url
+            .split_once("://")
+            .unwrap_or(("https", public_url));
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let authority = match host {
+            // The app's own host, on Portcullis's port.
+            Some(host) => match authority.rsplit_once(':') {
+                Some((_, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                    format!("{host}:{port}")
+                }
+                _ => host.to_owned(),
+            },
+            None => authority.to_owned(),
+        };
+        let path = prefix.trim_end_matches('/');
+        let origin = format!("{scheme}://{authority}");
+        McpResource {
+            resource: format!("{origin}{path}"),
+            metadata_url: format!("{origin}/.well-known/oauth-protected-resource{path}"),
+            scopes: if scopes.is_empty() {
+                vec!["mcp".to_owned()]
+            } else {
+                scopes.to_vec()
+            },
+        }
+    }
 }
 
 /// What the gateway's routes are built from.
@@ -104,7 +148,7 @@ pub(super) fn compile(config: &Config, push: &mut impl FnMut(String, String)) ->
                 "another app already matches the same host and path prefix".into(),
             );
         }
-        if let Some(compiled) = compile_app(app, config.mfa.required, &key, push) {
+        if let Some(compiled) = compile_app(app, config, &key, push) {
             apps.push(compiled);
         }
     }
@@ -132,6 +176,7 @@ fn whoami_app(config: &Config) -> CompiledApp {
         strip_authorization: false,
         upgrades: vec!["websocket".into()],
         require_mfa: config.mfa.required,
+        mcp: None,
         implicit: true,
     }
 }
@@ -139,7 +184,7 @@ fn whoami_app(config: &Config) -> CompiledApp {
 /// One app, or `None` when it has a problem (each one pushed).
 fn compile_app(
     app: &AppConfig,
-    mfa_required: bool,
+    config: &Config,
     key: &impl Fn(&str) -> String,
     push: &mut impl FnMut(String, String),
 ) -> Option<CompiledApp> {
@@ -214,6 +259,24 @@ fn compile_app(
             );
         }
     }
+    if app.kind != AppKind::Mcp && !app.scopes.is_empty() {
+        fail(
+            key("scopes"),
+            "only MCP apps (kind = \"mcp\") have token scopes".into(),
+        );
+    }
+    for scope in &app.scopes {
+        if scope.is_empty()
+            || !scope
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            fail(
+                key("scopes"),
+                format!("{scope:?} is not a scope (printable characters, no spaces or quotes)"),
+            );
+        }
+    }
     let t = &app.timeouts;
     if t.connect.is_zero() || t.response_header.is_zero() || t.idle.is_zero() {
         fail(key("timeouts"), "timeouts must be longer than zero".into());
@@ -235,7 +298,15 @@ fn compile_app(
             .iter()
             .map(|p| p.to_ascii_lowercase())
             .collect(),
-        require_mfa: app.require_mfa.unwrap_or(mfa_required),
+        require_mfa: app.require_mfa.unwrap_or(config.mfa.required),
+        mcp: (app.kind == AppKind::Mcp).then(|| {
+            McpResource::of(
+                &config.public_url(),
+                app.host.as_deref(),
+                &app.path_prefix,
+                &app.scopes,
+            )
+        }),
         implicit: false,
     })
 }

@@ -21,7 +21,7 @@ mod external;
 mod provisioning;
 mod store;
 mod validate;
-pub use apps::{Compiled, CompiledApp, CompiledRoutes, CompiledRule, Upstream};
+pub use apps::{Compiled, CompiledApp, CompiledRoutes, CompiledRule, McpResource, Upstream};
 pub use external::*;
 pub use provisioning::*;
 pub use store::*;
@@ -32,6 +32,13 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:4180";
 pub const WHOAMI_UPSTREAM: &str = "whoami";
 /// Paths Portcullis always serves itself; apps cannot claim them.
 pub const RESERVED_PREFIXES: &[&str] = &["/.portcullis", "/oauth2"];
+
+/// OAuth discovery documents (RFC 9728, RFC 8414): always Portcullis's, even where an app is
+/// mounted at `/`, so MCP clients find the authorization server of every MCP app it guards.
+pub const OAUTH_DISCOVERY_PREFIXES: &[&str] = &[
+    "/.well-known/oauth-protected-resource",
+    "/.well-known/oauth-authorization-server",
+];
 
 /// Paths Portcullis serves unless a configured app matches the request: apps such as Open WebUI
 /// and n8n have their own `/api/v1`. Portcullis's API is always at `/.portcullis/api/v1` too.
@@ -464,6 +471,21 @@ pub struct AppConfig {
     /// asked (see docs/second-factors.md).
     #[serde(default)]
     pub require_mfa: Option<bool>,
+    /// `web` (default): people in browsers, sent to sign in. `mcp`: an MCP server, reached by
+    /// MCP clients with bearer tokens, answered `401` with where to get one (docs/mcp.md).
+    #[serde(default)]
+    pub kind: AppKind,
+    /// The scopes an MCP app's tokens carry (default: `["mcp"]`); MCP apps only.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppKind {
+    #[default]
+    Web,
+    Mcp,
 }
 
 fn default_upgrades() -> Vec<String> {
@@ -767,6 +789,50 @@ mod tests {
             issues("public_url = 'http://gw.example.com'\n[cookie]\nsecure = false").is_empty()
         );
         assert!(issues("public_url = 'https://gw.example.com'").is_empty());
+    }
+
+    #[test]
+    fn mcp_apps_become_protected_resources() {
+        let cfg = parse(
+            "public_url = 'https://gw.example.com:8443'\n\
+             [[apps]]\nname = 't'\npath_prefix = '/mcp/'\nupstream = 'http://127.0.0.1:9'\nkind = 'mcp'\n\
+             [[apps]]\nname = 'h'\nhost = 'tools.example.com'\nupstream = 'http://127.0.0.1:9'\nkind = 'mcp'\nscopes = ['read', 'write']\n\
+             [[apps]]\nname = 'w'\npath_prefix = '/web'\nupstream = 'http://127.0.0.1:9'\n",
+        )
+        .unwrap();
+        let compiled = cfg.compile().unwrap();
+        let mcp = |name: &str| {
+            compiled
+                .routes
+                .apps
+                .iter()
+                .find(|a| a.name == name)
+                .unwrap()
+                .mcp
+                .clone()
+        };
+        let t = mcp("t").unwrap();
+        assert_eq!(t.resource, "https://gw.example.com:8443/mcp");
+        assert_eq!(
+            t.metadata_url,
+            "https://gw.example.com:8443/.well-known/oauth-protected-resource/mcp"
+        );
+        assert_eq!(t.scopes, ["mcp"]);
+        let h = mcp("h").unwrap();
+        assert_eq!(h.resource, "https://tools.example.com:8443");
+        assert_eq!(h.scopes, ["read", "write"]);
+        assert!(mcp("w").is_none());
+        let found = issues("[[apps]]\nname = 'w'\nupstream = 'whoami'\nscopes = ['x']");
+        assert!(
+            found.iter().any(|i| i.starts_with("apps[0].scopes:")),
+            "{found:?}"
+        );
+        let found =
+            issues("[[apps]]\nname = 'm'\nupstream = 'whoami'\nkind = 'mcp'\nscopes = ['a b']");
+        assert!(
+            found.iter().any(|i| i.starts_with("apps[0].scopes:")),
+            "{found:?}"
+        );
     }
 
     #[test]

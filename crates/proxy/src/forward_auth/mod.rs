@@ -167,6 +167,9 @@ impl Gateway {
             }
             Err(Stop::SignIn) => challenge(flavor, Challenge::SignIn, &ctx, public_url),
             Err(Stop::StepUp) => challenge(flavor, Challenge::StepUp, &ctx, public_url),
+            // An MCP app: the bearer challenge whatever the flavour (its clients follow no
+            // redirect); the proxy in front passes the 401 and its WWW-Authenticate on.
+            Err(Stop::Challenge { invalid_token }) => phases::challenge(&ctx, invalid_token),
             Err(Stop::Fail(failure)) => refusal(flavor, &failure),
         }
     }
@@ -226,7 +229,9 @@ impl Gateway {
                 pinned.map(|app| app.as_ref()),
             ),
             Err(Stop::Fail(failure)) => refusal(Flavor::OAuth2Proxy, &failure),
-            Err(Stop::SignIn | Stop::StepUp) => empty(StatusCode::UNAUTHORIZED),
+            Err(Stop::SignIn | Stop::StepUp | Stop::Challenge { .. }) => {
+                empty(StatusCode::UNAUTHORIZED)
+            }
         }
     }
 }
