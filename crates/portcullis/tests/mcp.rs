@@ -8,6 +8,7 @@
 mod common;
 
 use common::{Harness, call, received};
+use portcullis_core::Role;
 use reqwest::header::{ACCEPT, AUTHORIZATION, COOKIE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -153,4 +154,130 @@ async fn protected_resource_metadata_is_portcullis_s_even_with_an_app_at_the_roo
         0,
         "the app at / never saw the discovery requests"
     );
+}
+
+/// A registry MCP server (`@modelcontextprotocol/server-everything`, Streamable HTTP) on a
+/// loopback port, as pinned in tests/mcp.
+struct Everything {
+    port: u16,
+    _child: tokio::process::Child,
+}
+
+async fn server_everything() -> Everything {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/mcp");
+    let script =
+        dir.join("node_modules/@modelcontextprotocol/server-everything/dist/streamableHttp.js");
+    assert!(
+        script.exists(),
+        "{}: scripts/install-test-deps installs the MCP packages",
+        script.display()
+    );
+    let port = common::idp::free_port();
+    let child = tokio::process::Command::new("node")
+        .arg(&script)
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Everything {
+                port,
+                _child: child,
+            };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("server-everything did not start on port {port}");
+}
+
+/// Runs the official SDK's client (tests/mcp/client.mjs) against `url`; what it reported.
+async fn sdk_client(url: &str, token: Option<&str>) -> serde_json::Value {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/mcp/client.mjs");
+    let mut command = tokio::process::Command::new("node");
+    command.arg(script).arg(url);
+    if let Some(token) = token {
+        command.arg(token);
+    }
+    let out = command.output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test]
+async fn the_official_sdk_uses_a_registry_mcp_server_through_portcullis() {
+    let everything = server_everything().await;
+    let h = Harness::start(&format!(
+        "[[apps]]\nname = \"everything\"\npath_prefix = \"/mcp\"\nkind = \"mcp\"\n\
+         upstream = \"http://127.0.0.1:{}\"\n",
+        everything.port
+    ))
+    .await;
+    let admin = h.setup_admin().await;
+    h.add_user("agent", Some("agent@example.com"), None, Role::User, &[])
+        .await;
+    let (status, body) = call(
+        &h,
+        &admin,
+        Method::POST,
+        "/.portcullis/api/v1/users/agent/keys",
+        Some(json!({"name": "sdk", "apps": ["everything"]})),
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+    let key = body["key"].as_str().unwrap().to_owned();
+    let url = h.url("/mcp");
+
+    let report = sdk_client(&url, Some(&key)).await;
+    assert!(report.get("error").is_none(), "{report}");
+    assert!(
+        report["sessionId"].as_str().is_some_and(|s| !s.is_empty()),
+        "Mcp-Session-Id passes: {report}"
+    );
+    let tools: Vec<&str> = report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert!(
+        tools.contains(&"echo") && tools.contains(&"longRunningOperation"),
+        "{tools:?}"
+    );
+    assert_eq!(report["echo"], "Echo: through the gate");
+    // Four progress notifications over two seconds, each as it happened: the SSE response is
+    // streamed event by event, not buffered until the result.
+    let progress = report["progress"].as_array().unwrap();
+    assert_eq!(progress.len(), 4, "{report}");
+    let at = |i: usize| progress[i]["at"].as_i64().unwrap();
+    assert!(
+        at(3) - at(0) >= 1000,
+        "the events arrived together: {progress:?}"
+    );
+    assert!(
+        report["long"].as_str().unwrap().contains("completed"),
+        "{report}"
+    );
+
+    // Without a credential the SDK sees the 401; a disabled user's key stops at once.
+    let refused = sdk_client(&url, None).await;
+    assert_eq!(refused["code"], 401, "{refused}");
+    let (status, body) = call(
+        &h,
+        &admin,
+        Method::PATCH,
+        "/.portcullis/api/v1/users/agent",
+        Some(json!({"status": "disabled"})),
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+    let disabled = sdk_client(&url, Some(&key)).await;
+    assert_eq!(disabled["code"], 401, "{disabled}");
 }
