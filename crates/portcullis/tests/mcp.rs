@@ -281,3 +281,94 @@ async fn the_official_sdk_uses_a_registry_mcp_server_through_portcullis() {
     let disabled = sdk_client(&url, Some(&key)).await;
     assert_eq!(disabled["code"], 401, "{disabled}");
 }
+
+#[tokio::test]
+async fn an_mcp_app_refuses_foreign_origins_and_answers_allowed_ones_with_cors() {
+    let h = Harness::start(&APPS.replace(
+        "scopes = [\"mcp:tools\"]",
+        "scopes = [\"mcp:tools\"]\nallowed_origins = [\"http://localhost:6274\"]",
+    ))
+    .await;
+    let admin = h.setup_admin().await;
+    let (_, body) = call(
+        &h,
+        &admin,
+        Method::POST,
+        "/.portcullis/api/v1/me/keys",
+        Some(json!({"name": "inspector", "apps": ["tools"]})),
+    )
+    .await;
+    let key = body["key"].as_str().unwrap().to_owned();
+    let post = |origin: &str| {
+        h.http
+            .post(h.url("/mcp"))
+            .header("origin", origin)
+            .header(AUTHORIZATION, format!("Bearer {key}"))
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+            .send()
+    };
+
+    // DNS rebinding: a page elsewhere, even with a good credential in hand, is refused.
+    let foreign = post("http://evil.example").await.unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    assert_eq!(h.upstream.hits(), 0);
+    let preflight = |origin: &'static str| {
+        h.http
+            .request(Method::OPTIONS, h.url("/mcp"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, mcp-session-id",
+            )
+            .send()
+    };
+    assert_eq!(
+        preflight("http://evil.example").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+
+    // An allowed browser-based client: its preflight is answered, and it may read the
+    // challenge and the session id.
+    let answered = preflight("http://localhost:6274").await.unwrap();
+    assert_eq!(answered.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        answered.headers()["access-control-allow-origin"],
+        "http://localhost:6274"
+    );
+    let allowed_headers = answered.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        allowed_headers.contains("Mcp-Session-Id") && allowed_headers.contains("Authorization")
+    );
+    let served = post("http://localhost:6274").await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(
+        served.headers()["access-control-allow-origin"],
+        "http://localhost:6274"
+    );
+    let exposed = served.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        exposed.contains("WWW-Authenticate") && exposed.contains("Mcp-Session-Id"),
+        "{exposed}"
+    );
+    let challenged = h
+        .http
+        .get(h.url("/mcp"))
+        .header("origin", "http://localhost:6274")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(challenged.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        challenged.headers()["access-control-allow-origin"],
+        "http://localhost:6274"
+    );
+    // Portcullis's own origin (where its pages are) is allowed too.
+    assert_eq!(post(&h.base).await.unwrap().status(), StatusCode::OK);
+}

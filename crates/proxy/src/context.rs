@@ -32,6 +32,8 @@ pub struct RequestContext {
     pub principal: Option<Principal>,
     /// The request's `Authorization` header carried a Portcullis key: it must not reach the app.
     pub key_in_authorization: bool,
+    /// An `Origin` an MCP app allows: echoed in its CORS headers.
+    pub cors_origin: Option<http::HeaderValue>,
 }
 
 fn host_of(headers: &HeaderMap, uri: &http::Uri) -> Option<String> {
@@ -125,6 +127,7 @@ impl RequestContext {
             app: None,
             principal: None,
             key_in_authorization: false,
+            cors_origin: None,
         })
     }
 

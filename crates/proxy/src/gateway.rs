@@ -36,7 +36,7 @@ impl Gateway {
             Err(failure) => return respond::failure(&failure, false),
         };
         let outcome = self.run(&mut ctx, &mut req).await;
-        let response = match outcome {
+        let mut response = match outcome {
             Ok(()) => phases::forward(&ctx, req).await,
             Err(stop) => Err(stop),
         }
@@ -44,8 +44,10 @@ impl Gateway {
             Stop::SignIn => respond::sign_in_required(&ctx.method, &ctx.return_to(), ctx.browser),
             Stop::StepUp => respond::step_up_required(&ctx.method, &ctx.return_to(), ctx.browser),
             Stop::Challenge { invalid_token } => phases::challenge(&ctx, invalid_token),
+            Stop::Preflight => phases::preflight(),
             Stop::Fail(failure) => respond::failure(&failure, ctx.browser),
         });
+        phases::cors(&ctx, &mut response);
         self.log(&ctx, response, started)
     }
 
@@ -61,6 +63,7 @@ impl Gateway {
     async fn run(&self, ctx: &mut RequestContext, req: &mut Request<Body>) -> Result<(), Stop> {
         phases::route(&self.routes, ctx)?;
         phases::admit_upgrade(ctx, phases::UpgradeMode::Decline)?;
+        phases::admit_origin(ctx, req.headers())?;
         phases::authenticate(&self.auth, ctx, req.headers()).await?;
         phases::authorize(ctx)?;
         phases::rewrite(ctx, self.assertions.as_deref(), req.headers_mut());

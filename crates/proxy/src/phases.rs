@@ -30,6 +30,8 @@ pub enum Stop {
     Challenge {
         invalid_token: bool,
     },
+    /// A browser's CORS preflight for an MCP app, from an allowed origin: answered here.
+    Preflight,
     Fail(Failure),
 }
 
@@ -110,6 +112,73 @@ fn upgrade_refused(app: &str, protocol: &str, h2c: bool) -> Failure {
             "the operator can allow it with upgrades = [\"websocket\", \"{protocol}\"] on the app"
         ))
     }
+}
+
+/// MCP apps refuse a request whose `Origin` they do not allow: a web page the user visits must
+/// not reach an MCP server through their browser (DNS rebinding, MCP's transport security). An
+/// allowed origin is echoed back in CORS headers ([`cors`]); its preflight is answered here.
+pub fn admit_origin(ctx: &mut RequestContext, headers: &HeaderMap) -> Result<(), Stop> {
+    let Some(app) = ctx.app.clone() else {
+        return Err(Failure::internal("admit_origin ran before route").into());
+    };
+    let (Some(mcp), Some(origin)) = (&app.mcp, headers.get(header::ORIGIN)) else {
+        return Ok(());
+    };
+    let text = origin.to_str().unwrap_or_default().to_ascii_lowercase();
+    if !mcp.origins.iter().any(|allowed| *allowed == text) {
+        return Err(Failure::new(
+            FailureKind::Forbidden,
+            format!(
+                "Requests from the origin {text:?} may not reach the MCP server \"{}\".",
+                app.name
+            ),
+        )
+        .with_hint("the operator can allow a browser-based client's origin with allowed_origins on the app")
+        .into());
+    }
+    ctx.cors_origin = Some(origin.clone());
+    if ctx.method == http::Method::OPTIONS && headers.contains_key("access-control-request-method")
+    {
+        return Err(Stop::Preflight);
+    }
+    Ok(())
+}
+
+/// The CORS headers of a response to an allowed origin of an MCP app: the origin, and the
+/// headers browser-based MCP clients must read (the challenge, the session id).
+pub fn cors(ctx: &RequestContext, response: &mut Response<Body>) {
+    let Some(origin) = &ctx.cors_origin else {
+        return;
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("WWW-Authenticate, Mcp-Session-Id, Mcp-Protocol-Version"),
+    );
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+}
+
+/// The answer to an allowed origin's preflight ([`cors`] adds the origin).
+pub fn preflight() -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = http::StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(
+            "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID",
+        ),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    response
 }
 
 /// Establishes who the request is from — through the one [`Authenticator`], as every surface

@@ -73,12 +73,20 @@ pub struct McpResource {
     /// Where its protected resource metadata is (`…/.well-known/oauth-protected-resource/mcp`).
     pub metadata_url: String,
     pub scopes: Vec<String>,
+    /// Browser origins that may call it: its own, Portcullis's, and the configured ones, each
+    /// `scheme://host[:port]` in lower case.
+    pub origins: Vec<String>,
 }
 
 impl McpResource {
     /// The resource of an app at `prefix` on `host` (or Portcullis's own), reached through
     /// Portcullis at `public_url`.
-    fn of(public_url: &str, host: Option<&str>, prefix: &str, scopes: &[String]) -> Self {
+    fn of(
+        public_url: &str,
+        host: Option<&str>,
+        prefix: &str,
+        (scopes, allowed_origins): (&[String], &[String]),
+    ) -> Self {
         let (scheme, rest) = public_url
             .split_once("://")
             .unwrap_or(("https", public_url));
@@ -95,7 +103,16 @@ impl McpResource {
         };
         let path = prefix.trim_end_matches('/');
         let origin = format!("{scheme}://{authority}");
+        let own = format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest));
+        let mut origins = vec![origin.to_ascii_lowercase(), own.to_ascii_lowercase()];
+        origins.extend(
+            allowed_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase()),
+        );
+        origins.dedup();
         McpResource {
+            origins,
             resource: format!("{origin}{path}"),
             metadata_url: format!("{origin}/.well-known/oauth-protected-resource{path}"),
             scopes: if scopes.is_empty() {
@@ -265,6 +282,25 @@ fn compile_app(
             "only MCP apps (kind = \"mcp\") have token scopes".into(),
         );
     }
+    if app.kind != AppKind::Mcp && !app.allowed_origins.is_empty() {
+        fail(
+            key("allowed_origins"),
+            "only MCP apps (kind = \"mcp\") check Origin; other apps decide for themselves".into(),
+        );
+    }
+    for origin in &app.allowed_origins {
+        let rest = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        if rest.is_none_or(|r| r.is_empty() || r.trim_end_matches('/').contains('/')) {
+            fail(
+                key("allowed_origins"),
+                format!(
+                    "{origin:?} is not an origin such as \"http://localhost:6274\" (scheme, host and port, no path)"
+                ),
+            );
+        }
+    }
     for scope in &app.scopes {
         if scope.is_empty()
             || !scope
@@ -304,7 +340,7 @@ fn compile_app(
                 &config.public_url(),
                 app.host.as_deref(),
                 &app.path_prefix,
-                &app.scopes,
+                (&app.scopes, &app.allowed_origins),
             )
         }),
         implicit: false,

@@ -478,6 +478,11 @@ pub struct AppConfig {
     /// The scopes an MCP app's tokens carry (default: `["mcp"]`); MCP apps only.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Browser origins (`http://localhost:6274`) besides the app's own and Portcullis's that may
+    /// call an MCP app; a request with any other `Origin` is refused (DNS rebinding). MCP apps
+    /// only.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -818,10 +823,30 @@ mod tests {
             "https://gw.example.com:8443/.well-known/oauth-protected-resource/mcp"
         );
         assert_eq!(t.scopes, ["mcp"]);
+        assert_eq!(t.origins, ["https://gw.example.com:8443"]);
         let h = mcp("h").unwrap();
         assert_eq!(h.resource, "https://tools.example.com:8443");
         assert_eq!(h.scopes, ["read", "write"]);
         assert!(mcp("w").is_none());
+        let found = issues(
+            "[[apps]]\nname = 'm'\nupstream = 'whoami'\nkind = 'mcp'\nallowed_origins = ['http://x/path', 'localhost:6274']",
+        );
+        assert_eq!(
+            found
+                .iter()
+                .filter(|i| i.starts_with("apps[0].allowed_origins:"))
+                .count(),
+            2,
+            "{found:?}"
+        );
+        let found =
+            issues("[[apps]]\nname = 'w'\nupstream = 'whoami'\nallowed_origins = ['http://x']");
+        assert!(
+            found
+                .iter()
+                .any(|i| i.starts_with("apps[0].allowed_origins:")),
+            "{found:?}"
+        );
         let found = issues("[[apps]]\nname = 'w'\nupstream = 'whoami'\nscopes = ['x']");
         assert!(
             found.iter().any(|i| i.starts_with("apps[0].scopes:")),

@@ -170,6 +170,8 @@ impl Gateway {
             // An MCP app: the bearer challenge whatever the flavour (its clients follow no
             // redirect); the proxy in front passes the 401 and its WWW-Authenticate on.
             Err(Stop::Challenge { invalid_token }) => phases::challenge(&ctx, invalid_token),
+            // The proxy in front answers the browser with this (and the origin, below).
+            Err(Stop::Preflight) => phases::preflight(),
             Err(Stop::Fail(failure)) => refusal(flavor, &failure),
         }
     }
@@ -188,6 +190,7 @@ impl Gateway {
             return Err(pin_mismatch(pinned, routed).into());
         }
         phases::admit_upgrade(ctx, phases::UpgradeMode::Refuse)?;
+        phases::admit_origin(ctx, headers)?;
         phases::authenticate(&self.auth, ctx, headers).await?;
         phases::authorize(ctx)?;
         if let Some(identity) = ctx.identity() {
@@ -232,6 +235,7 @@ impl Gateway {
             Err(Stop::SignIn | Stop::StepUp | Stop::Challenge { .. }) => {
                 empty(StatusCode::UNAUTHORIZED)
             }
+            Err(Stop::Preflight) => phases::preflight(),
         }
     }
 }
