@@ -125,7 +125,7 @@ pub fn admit_origin(ctx: &mut RequestContext, headers: &HeaderMap) -> Result<(),
         return Ok(());
     };
     let text = origin.to_str().unwrap_or_default().to_ascii_lowercase();
-    if !mcp.origins.iter().any(|allowed| *allowed == text) {
+    if !mcp.origins.contains(&text) {
         return Err(Failure::new(
             FailureKind::Forbidden,
             format!(
