@@ -77,6 +77,16 @@ async fn an_mcp_app_answers_401_with_its_metadata_and_takes_only_bearer_credenti
         .unwrap();
     assert_eq!(with_cookie.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(h.upstream.hits(), 0, "nothing reached the MCP server");
+    // Nor through oauth2-proxy's bare session check pinned to the MCP app (the described
+    // forward-auth endpoints authenticate through the same phase as the proxy above).
+    let pinned = h
+        .http
+        .get(h.url("/oauth2/auth?app=tools"))
+        .header(COOKIE, format!("_portcullis={admin}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pinned.status(), StatusCode::UNAUTHORIZED);
 
     // A key for this app works, and never reaches the server; a key for another app does not.
     let key_for = |apps: serde_json::Value| {

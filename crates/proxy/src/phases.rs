@@ -9,7 +9,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response};
 
 use portcullis_auth::assertion::Assertions;
-use portcullis_auth::principal::{Authenticator, Credential, Presented, Principal, Surface};
+use portcullis_auth::principal::{Authenticator, Credential, Presented, Principal};
 use portcullis_core::{Failure, FailureKind};
 
 use crate::context::RequestContext;
@@ -199,7 +199,7 @@ pub async fn authenticate(
     }
     if app.mcp.is_some() {
         let sent = presented.bearer.is_some() || !presented.keys.is_empty();
-        return match auth.authenticate(Surface::Mcp(&app.name), &presented).await {
+        return match auth.authenticate(app.surface(), &presented).await {
             Ok(Some(principal)) => {
                 ctx.principal = Some(principal);
                 Ok(())
@@ -223,7 +223,7 @@ pub async fn authenticate(
         };
     }
     match auth
-        .authenticate(Surface::App(&app.name), &presented)
+        .authenticate(app.surface(), &presented)
         .await
         .map_err(Failure::from)?
     {

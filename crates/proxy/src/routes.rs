@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Method};
+use portcullis_auth::principal::Surface;
 use portcullis_core::config::McpResource;
 use portcullis_core::config::{CompiledApp, CompiledRoutes, CompiledRule, TimeoutConfig, Upstream};
 use portcullis_core::path::has_prefix;
@@ -48,6 +49,16 @@ pub struct App {
 }
 
 impl App {
+    /// Where this app's requests are authenticated: an MCP server takes bearer credentials
+    /// only. Every path to an app (the built-in proxy, each forward-auth endpoint) asks this.
+    pub fn surface(&self) -> Surface<'_> {
+        if self.mcp.is_some() {
+            Surface::Mcp(&self.name)
+        } else {
+            Surface::App(&self.name)
+        }
+    }
+
     /// The host this app is matched on, if any.
     pub fn host(&self) -> Option<&str> {
         self.host.as_deref()

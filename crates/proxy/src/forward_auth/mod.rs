@@ -212,7 +212,7 @@ impl Gateway {
             Ok(pinned) => pinned,
             Err(failure) => return refusal(Flavor::OAuth2Proxy, &failure),
         };
-        let surface = pinned.map_or(Surface::Pages, |app| Surface::App(&app.name));
+        let surface = pinned.map_or(Surface::Pages, |app| app.surface());
         let presented = Presented::read(headers, Some(peer.ip()));
         let principal = match self.auth.authenticate(surface, &presented).await {
             Ok(Some(principal)) => principal,
