@@ -18,8 +18,10 @@ use crate::throttle::{AttemptKeys, LoginThrottle};
 pub enum LoginError {
     #[error("sign-in rejected: {reason}")]
     Rejected { reason: &'static str },
+    /// Not tried: the account or address is locked. `first` says whether this is the first
+    /// attempt refused in the lock (the only one worth an audit entry).
     #[error("too many attempts; retry in {} s", retry_after.as_secs())]
-    Throttled { retry_after: Duration },
+    Throttled { retry_after: Duration, first: bool },
     /// The LDAP directory could not be asked.
     #[error("{0}")]
     Unavailable(String),
@@ -87,8 +89,11 @@ impl LocalLogin {
         client_ip: Option<&str>,
     ) -> Result<User, LoginError> {
         let keys = AttemptKeys::new(login, client_ip);
-        if let Err(retry_after) = self.throttle.check(&keys) {
-            return Err(LoginError::Throttled { retry_after });
+        if let Err(refused) = self.throttle.check(&keys) {
+            return Err(LoginError::Throttled {
+                retry_after: refused.retry_after,
+                first: refused.first,
+            });
         }
         let outcome = self.check_credentials(login.trim(), password).await;
         match &outcome {
@@ -108,8 +113,11 @@ impl LocalLogin {
         client_ip: Option<&str>,
     ) -> Result<(), LoginError> {
         let keys = AttemptKeys::new(&user.username, client_ip);
-        if let Err(retry_after) = self.throttle.check(&keys) {
-            return Err(LoginError::Throttled { retry_after });
+        if let Err(refused) = self.throttle.check(&keys) {
+            return Err(LoginError::Throttled {
+                retry_after: refused.retry_after,
+                first: refused.first,
+            });
         }
         let hash = self.store.password_hash(&user.id).await?;
         if self.hasher.verify(hash.as_deref(), password).await {

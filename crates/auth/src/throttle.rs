@@ -13,6 +13,17 @@ use portcullis_core::{Clock, Timestamp};
 struct Failures {
     count: u32,
     locked_until: Timestamp,
+    /// Attempts refused during the current lock.
+    refused: u32,
+}
+
+/// Why an attempt was not even tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub retry_after: Duration,
+    /// The first attempt refused in this lock: worth an audit entry. The others are not, or an
+    /// attacker would write a row per request at will (and fill the disk).
+    pub first: bool,
 }
 
 pub struct LoginThrottle {
@@ -57,18 +68,28 @@ impl LoginThrottle {
         }
     }
 
-    /// `Err(retry_after)` while any of the keys is locked.
-    pub fn check(&self, keys: &AttemptKeys) -> Result<(), Duration> {
+    /// `Err` while any of the keys is locked: how long, and whether this is the first attempt
+    /// refused in the lock (of any of the keys).
+    pub fn check(&self, keys: &AttemptKeys) -> Result<(), Refusal> {
         let now = self.clock.now();
         let mut wait = 0i64;
+        let mut first = false;
         for (key, _) in keys.all() {
             if let Some(entry) = self.entries.get(key) {
-                let failures = *entry.lock().unwrap_or_else(|p| p.into_inner());
-                wait = wait.max(now.seconds_until(failures.locked_until));
+                let mut failures = entry.lock().unwrap_or_else(|p| p.into_inner());
+                let left = now.seconds_until(failures.locked_until);
+                if left > 0 {
+                    failures.refused = failures.refused.saturating_add(1);
+                    first |= failures.refused == 1;
+                    wait = wait.max(left);
+                }
             }
         }
         if wait > 0 {
-            Err(Duration::from_secs(u64::try_from(wait).unwrap_or(0)))
+            Err(Refusal {
+                retry_after: Duration::from_secs(u64::try_from(wait).unwrap_or(0)),
+                first,
+            })
         } else {
             Ok(())
         }
@@ -87,6 +108,7 @@ impl LoginThrottle {
                 let doublings = (failures.count - free - 1).min(30);
                 let lock = self.base.saturating_mul(1u32 << doublings).min(self.max);
                 failures.locked_until = now.plus(lock);
+                failures.refused = 0;
             }
         }
     }
@@ -102,6 +124,31 @@ mod tests {
     use portcullis_core::ManualClock;
 
     #[test]
+    fn only_the_first_refusal_of_a_lock_is_worth_recording() {
+        let clock = ManualClock::at(Timestamp(1000));
+        let throttle = LoginThrottle::new(
+            Arc::new(clock.clone()),
+            1,
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        );
+        let keys = AttemptKeys::new("mallory-target", Some("10.9.9.9"));
+        throttle.record_failure(&keys);
+        throttle.record_failure(&keys);
+        let refusals: Vec<bool> = (0..10_000)
+            .map(|_| throttle.check(&keys).unwrap_err().first)
+            .collect();
+        assert_eq!(refusals.iter().filter(|first| **first).count(), 1);
+        assert!(refusals[0]);
+        // After the lock, the next failure locks again: one more first refusal.
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(throttle.check(&keys), Ok(()));
+        throttle.record_failure(&keys);
+        assert!(throttle.check(&keys).unwrap_err().first);
+        assert!(!throttle.check(&keys).unwrap_err().first);
+    }
+
+    #[test]
     fn back_off_grows_and_success_resets() {
         let clock = ManualClock::at(Timestamp(1000));
         let throttle = LoginThrottle::new(
@@ -115,14 +162,20 @@ mod tests {
         throttle.record_failure(&keys);
         assert_eq!(throttle.check(&keys), Ok(()));
         throttle.record_failure(&keys);
-        assert_eq!(throttle.check(&keys), Err(Duration::from_secs(1)));
+        assert_eq!(
+            throttle.check(&keys).map_err(|r| r.retry_after),
+            Err(Duration::from_secs(1))
+        );
         throttle.record_failure(&keys);
-        assert_eq!(throttle.check(&keys), Err(Duration::from_secs(2)));
+        assert_eq!(
+            throttle.check(&keys).map_err(|r| r.retry_after),
+            Err(Duration::from_secs(2))
+        );
         for _ in 0..10 {
             throttle.record_failure(&keys);
         }
         assert_eq!(
-            throttle.check(&keys),
+            throttle.check(&keys).map_err(|r| r.retry_after),
             Err(Duration::from_secs(8)),
             "capped at max"
         );

@@ -165,6 +165,47 @@ async fn wrong_passwords_get_one_generic_answer_and_back_off() {
     h.running.shutdown().await;
 }
 
+/// A throttled attacker cannot fill the audit trail: however many attempts are refused during a
+/// lock, one row says so (the throttle's own test counts 10,000).
+#[tokio::test]
+async fn throttled_attempts_write_one_audit_row_per_lock() {
+    let h = Harness::start("[local_auth]\nfree_attempts = 1\nbase_backoff = '10m'\n").await;
+    h.setup_admin().await;
+    h.add_user("bob", Some("bob@example.com"), None, Role::User, &[])
+        .await;
+    let audit_rows = || async {
+        h.running
+            .state
+            .store
+            .recent_audit(100_000)
+            .await
+            .unwrap()
+            .len()
+    };
+    for _ in 0..2 {
+        let _ = h.sign_in("bob", "wrong-password").await;
+    }
+    let before = audit_rows().await;
+    let attempts = 2_000;
+    let refused = futures_util::future::join_all((0..attempts).map(|_| h.sign_in("bob", "guess")))
+        .await
+        .into_iter()
+        .filter(
+            |r| matches!(r, Err(response) if response.status() == StatusCode::TOO_MANY_REQUESTS),
+        )
+        .count();
+    assert_eq!(
+        refused, attempts,
+        "every attempt was refused by the throttle"
+    );
+    let written = audit_rows().await - before;
+    assert!(
+        written <= 2,
+        "{written} audit rows for {attempts} throttled attempts"
+    );
+    h.running.shutdown().await;
+}
+
 #[tokio::test]
 async fn unauthenticated_requests_get_redirects_or_401s() {
     let h = Harness::start("").await;

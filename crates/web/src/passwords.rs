@@ -355,7 +355,7 @@ pub async fn check_current(
             "current_password",
             "That is not your current password.",
         ))),
-        Err(LoginError::Throttled { retry_after }) => Err(Refusal::Failure(Failure::new(
+        Err(LoginError::Throttled { retry_after, .. }) => Err(Refusal::Failure(Failure::new(
             FailureKind::RateLimited,
             format!(
                 "Too many wrong passwords. Try again in {} seconds.",

@@ -314,9 +314,12 @@ pub async fn submit(
             state.audit.record(audit_failure(reason)).await;
             retry(StatusCode::UNAUTHORIZED, WRONG_CREDENTIALS)
         }
-        Err(LoginError::Throttled { retry_after }) => {
+        Err(LoginError::Throttled { retry_after, first }) => {
             state.metrics.sign_in("throttled");
-            state.audit.record(audit_failure("throttled")).await;
+            // Once per lock: every further refused attempt would be a row an attacker writes.
+            if first {
+                state.audit.record(audit_failure("throttled")).await;
+            }
             throttled(
                 "Too many failed sign-ins. Try again in {} seconds.",
                 retry_after,

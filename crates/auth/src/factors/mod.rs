@@ -263,7 +263,9 @@ impl SecondFactors {
         let keys = self.attempt_keys(user, actor.client_ip.as_deref());
         self.throttle
             .check(&keys)
-            .map_err(|retry_after| FactorError::Throttled { retry_after })?;
+            .map_err(|refused| FactorError::Throttled {
+                retry_after: refused.retry_after,
+            })?;
         let now = self.clock.now();
         let Some(step) = secret.matching_step(code, now) else {
             self.throttle.record_failure(&keys);
@@ -308,7 +310,9 @@ impl SecondFactors {
         let keys = self.attempt_keys(user, client_ip);
         self.throttle
             .check(&keys)
-            .map_err(|retry_after| FactorError::Throttled { retry_after })?;
+            .map_err(|refused| FactorError::Throttled {
+                retry_after: refused.retry_after,
+            })?;
         match self.check_code(user, code, client_ip).await? {
             Some(proof) => {
                 self.throttle.record_success(&keys);
