@@ -284,21 +284,26 @@ async fn dead_letters_after_the_give_up_age_then_retry_from_the_cli() {
         store.outbox_stats().await.unwrap().dead > 0
     })
     .await;
-    let metrics = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("portcullis_provisioning_dead_letters ") && !l.ends_with(" 0")),
-        "{metrics}"
-    );
+    // The gauge follows the store on the provisioner's next pass, a moment later.
+    wait_for(
+        "the dead-letter gauge",
+        Duration::from_secs(10),
+        async || {
+            let metrics = h
+                .http
+                .get(h.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            metrics.lines().any(|l| {
+                l.starts_with("portcullis_provisioning_dead_letters ") && !l.ends_with(" 0")
+            })
+        },
+    )
+    .await;
     // The admin UI shows the dead letter, on the provisioning page and on zoe's page.
     let admin = h.setup_admin().await;
     for (page, shows) in [
