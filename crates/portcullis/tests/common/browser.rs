@@ -1,6 +1,7 @@
 //! A real browser for the tests: Debian's headless Chromium driven through chromedriver's
 //! WebDriver protocol (W3C), spoken directly with reqwest.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -19,7 +20,12 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends chromedriver and every Chromium process it started: they share its process group
+    /// (killing chromedriver alone leaves the browser running, hundreds of them over a run).
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -43,6 +49,8 @@ impl Browser {
         let port = super::idp::free_port();
         let driver = Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
+            // Its own process group, with the browsers it starts: see `Drop`.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
