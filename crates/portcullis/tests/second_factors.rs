@@ -203,6 +203,26 @@ async fn an_app_code_is_asked_after_the_password_and_each_code_works_once() {
     let throttled = throttled.expect("wrong codes are throttled");
     assert!(throttled.headers().contains_key("retry-after"));
 
+    // Minutes after signing in with the factor, that was the re-authentication: no code asked.
+    let recovered_now = {
+        let (_, account, _) = get(&h, &recovered, "/.portcullis/account").await;
+        assert!(
+            !account.contains("id=\"remove-code-"),
+            "no code field: {account}"
+        );
+        let marker = "/.portcullis/account/factors/";
+        let start = account.find(marker).unwrap() + marker.len();
+        let id = account[start..start + account[start..].find('/').unwrap()].to_owned();
+        post(
+            &h,
+            &format!("_portcullis={recovered}"),
+            &format!("/.portcullis/account/factors/{id}/remove"),
+            &[("csrf", &hidden_field(&account, "csrf"))],
+        )
+        .await
+        .status()
+    };
+    assert_eq!(recovered_now, StatusCode::SEE_OTHER);
     let trail = audit(&h, &admin).await;
     for expected in [
         "factor_added success authenticator app \"Phone\"",
@@ -378,7 +398,9 @@ async fn require_mfa_apps_step_up_the_session_and_guard_keys_and_factor_changes(
         "/vault/secret"
     );
 
-    // Removing the factor takes a current code: a wrong one is refused on the account page.
+    // Ten minutes after proving it, removing the factor takes a current code: a wrong one is
+    // refused on the account page.
+    clock.advance(Duration::from_secs(11 * 60));
     let (_, account, _) = get(&h, &eve, "/.portcullis/account").await;
     let factor_id = {
         let marker = "/.portcullis/account/factors/";

@@ -384,7 +384,59 @@ async fn reauthenticate(
     }
 }
 
-/// `POST /.portcullis/account/factors/{id}/remove`, with a current code.
+/// Whether having proved a second factor in the last minutes stands in for a current code.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Recent {
+    /// Removing a factor: a recent re-authentication is what it asks.
+    Enough,
+    /// New recovery codes: always a current code.
+    NotEnough,
+}
+
+/// A post that changes the account's factors: the session, its CSRF token, and a
+/// re-authentication.
+struct Confirmed<'a> {
+    state: &'a AppState,
+    from: &'a ClientAddr,
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    body: &'a CodeBody,
+}
+
+impl<'a> Confirmed<'a> {
+    fn post(
+        state: &'a AppState,
+        from: &'a ClientAddr,
+        (method, headers): (&'a Method, &'a HeaderMap),
+        body: &'a CodeBody,
+    ) -> Self {
+        Confirmed {
+            state,
+            from,
+            method,
+            headers,
+            body,
+        }
+    }
+
+    /// The signed-in person and their account, or the response that turns the post away.
+    async fn check(
+        self,
+        recent: Recent,
+    ) -> Result<(std::sync::Arc<ActiveSession>, User), Response> {
+        let (me, user) = me_and_user(self.state, self.method, self.headers, ACCOUNT).await?;
+        if let Some(refused) = csrf_refusal(self.state, &me, &self.body.csrf) {
+            return Err(refused);
+        }
+        if !(recent == Recent::Enough && recently_proved(self.state, &me)) {
+            reauthenticate(self.state, &me, &user, &self.body.code, self.from).await?;
+        }
+        Ok((me, user))
+    }
+}
+
+/// `POST /.portcullis/account/factors/{id}/remove`: with a current code, or within minutes of
+/// proving a second factor.
 pub async fn remove(
     State(state): State<AppState>,
     from: ClientAddr,
@@ -393,16 +445,11 @@ pub async fn remove(
     Path(id): Path<String>,
     Form(body): Form<CodeBody>,
 ) -> Response {
-    let (me, user) = match me_and_user(&state, &method, &headers, ACCOUNT).await {
+    let post = Confirmed::post(&state, &from, (&method, &headers), &body);
+    let (me, user) = match post.check(Recent::Enough).await {
         Ok(found) => found,
         Err(refused) => return refused,
     };
-    if let Some(refused) = csrf_refusal(&state, &me, &body.csrf) {
-        return refused;
-    }
-    if let Err(refused) = reauthenticate(&state, &me, &user, &body.code, &from).await {
-        return refused;
-    }
     match state
         .factors
         .remove(&user, &id, &from.actor(&me.user_id))
@@ -428,16 +475,11 @@ pub async fn renew_recovery_codes(
     headers: HeaderMap,
     Form(body): Form<CodeBody>,
 ) -> Response {
-    let (me, user) = match me_and_user(&state, &method, &headers, ACCOUNT).await {
+    let post = Confirmed::post(&state, &from, (&method, &headers), &body);
+    let (me, user) = match post.check(Recent::NotEnough).await {
         Ok(found) => found,
         Err(refused) => return refused,
     };
-    if let Some(refused) = csrf_refusal(&state, &me, &body.csrf) {
-        return refused;
-    }
-    if let Err(refused) = reauthenticate(&state, &me, &user, &body.code, &from).await {
-        return refused;
-    }
     match state
         .factors
         .new_recovery_codes(&user, &from.actor(&me.user_id))
