@@ -187,6 +187,58 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("finished_at", Int),
         ],
     ),
+    (
+        "oauth_clients",
+        &[
+            ("id", Text),
+            ("name", Text),
+            ("redirect_uris", Text),
+            ("secret_hash", Text),
+            ("created_at", Int),
+            ("last_used_at", Int),
+        ],
+    ),
+    (
+        "oauth_codes",
+        &[
+            ("code_hash", Text),
+            ("user_id", Text),
+            ("client_id", Text),
+            ("client_name", Text),
+            ("redirect_uri", Text),
+            ("code_challenge", Text),
+            ("app", Text),
+            ("resource", Text),
+            ("scopes", Text),
+            ("expires_at", Int),
+            ("used_at", Int),
+            ("grant_id", Text),
+        ],
+    ),
+    (
+        "oauth_grants",
+        &[
+            ("id", Text),
+            ("user_id", Text),
+            ("client_id", Text),
+            ("client_name", Text),
+            ("app", Text),
+            ("resource", Text),
+            ("scopes", Text),
+            ("created_at", Int),
+            ("last_used_at", Int),
+            ("expires_at", Int),
+        ],
+    ),
+    (
+        "oauth_refresh_tokens",
+        &[
+            ("token_hash", Text),
+            ("grant_id", Text),
+            ("created_at", Int),
+            ("rotated_at", Int),
+        ],
+    ),
 ];
 
 /// The copied rows are the events (outbox and change feed) already written: the triggers must
@@ -199,6 +251,7 @@ const HOLD_TRIGGERS: &[&str] = &[
     "ALTER TABLE sessions DISABLE TRIGGER changes_session",
     "ALTER TABLE api_keys DISABLE TRIGGER changes_key",
     "ALTER TABLE signing_keys DISABLE TRIGGER changes_signing_key",
+    "ALTER TABLE oauth_grants DISABLE TRIGGER changes_grant",
 ];
 
 /// Triggers back on, and numbering continues after the copied rows.
@@ -210,6 +263,7 @@ const RESUME_TRIGGERS_AND_SEQUENCES: &[&str] = &[
     "ALTER TABLE sessions ENABLE TRIGGER changes_session",
     "ALTER TABLE api_keys ENABLE TRIGGER changes_key",
     "ALTER TABLE signing_keys ENABLE TRIGGER changes_signing_key",
+    "ALTER TABLE oauth_grants ENABLE TRIGGER changes_grant",
     "SELECT setval(pg_get_serial_sequence('audit', 'id'), coalesce((SELECT max(id) FROM audit), 0) + 1, false)",
     "SELECT setval(pg_get_serial_sequence('changes', 'seq'), coalesce((SELECT max(seq) FROM changes), 0) + 1, false)",
     "SELECT setval(pg_get_serial_sequence('outbox', 'seq'), coalesce((SELECT max(seq) FROM outbox), 0) + 1, false)",

@@ -9,6 +9,7 @@ mod copy;
 mod credentials;
 mod dialect;
 mod error;
+mod oauth;
 mod sql;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ pub use copy::{Dump, Value};
 pub use credentials::{CredentialStore, Factor, FactorKind, PasswordReset, ResetLink};
 pub use dialect::Dialect;
 pub use error::{Conflict, StoreError};
+pub use oauth::{AuthCode, Grant, OAuthClient, OAuthStore, Redeemed, Rotation};
 pub use sql::{PoolSettings, SqlStore, TEST_DATABASE_VAR};
 
 /// A user to create. The id is chosen by the caller.
@@ -94,6 +96,8 @@ pub enum ChangeKind {
     /// A session ended (signed out, ended by an admin or by the provider); the subject is its
     /// id hash. Other processes drop it from their caches.
     Session,
+    /// An OAuth grant was made, changed or revoked: access tokens are checked against grants.
+    Grant,
 }
 
 impl ChangeKind {
@@ -104,6 +108,7 @@ impl ChangeKind {
             "key" => Some(ChangeKind::Key),
             "signing_key" => Some(ChangeKind::SigningKey),
             "session" => Some(ChangeKind::Session),
+            "grant" => Some(ChangeKind::Grant),
             _ => None,
         }
     }
@@ -182,7 +187,7 @@ pub struct AuditFilter {
 }
 
 #[async_trait]
-pub trait Store: CredentialStore + Send + Sync + 'static {
+pub trait Store: CredentialStore + OAuthStore + Send + Sync + 'static {
     /// Cheap round trip, for `/ready`.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -14,6 +14,7 @@ use crate::dialect::Dialect;
 use crate::{Store, StoreError};
 
 mod credentials;
+mod oauth;
 mod private;
 mod queries;
 mod rows;

@@ -577,3 +577,154 @@ async fn factor_codes_and_recovery_codes_work_once() {
     assert!(store.factors("u").await.unwrap().is_empty());
     assert_eq!(store.recovery_codes_left("u").await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn codes_redeem_once_and_refresh_tokens_rotate_with_a_grace() {
+    use crate::{AuthCode, Grant, OAuthStore, Redeemed, Rotation};
+    let store = SqlStore::throwaway().await.unwrap();
+    store
+        .create_user(new_user("u", "u", Role::User), Timestamp(1))
+        .await
+        .unwrap();
+    let code = AuthCode {
+        code_hash: "c1".into(),
+        user_id: "u".into(),
+        client_id: "client".into(),
+        client_name: "Claude".into(),
+        redirect_uri: "http://127.0.0.1/cb".into(),
+        code_challenge: "challenge".into(),
+        app: "tools".into(),
+        resource: "https://gw/mcp".into(),
+        scopes: vec!["mcp".into(), "read".into()],
+        expires_at: Timestamp(60),
+    };
+    store.insert_code(&code).await.unwrap();
+    assert_eq!(store.code("c1").await.unwrap().unwrap(), code);
+    let grant = |id: &str| Grant {
+        id: id.into(),
+        user_id: "u".into(),
+        client_id: "client".into(),
+        client_name: "Claude".into(),
+        app: "tools".into(),
+        resource: "https://gw/mcp".into(),
+        scopes: vec!["mcp".into()],
+        created_at: Timestamp(10),
+        last_used_at: None,
+        expires_at: Timestamp(1000),
+    };
+    let changes_before = store.latest_change().await.unwrap();
+    assert_eq!(
+        store
+            .redeem_code("c1", &grant("g1"), "r1", Timestamp(10))
+            .await
+            .unwrap(),
+        Redeemed::Issued
+    );
+    let changes = store.changes_since(changes_before).await.unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.kind == ChangeKind::Grant && c.subject == "g1"),
+        "a new grant is announced on the change feed"
+    );
+    assert_eq!(store.live_grants(Timestamp(10)).await.unwrap().len(), 1);
+    assert!(store.live_grants(Timestamp(1000)).await.unwrap().is_empty());
+
+    // Rotation: the new token works, the old one for the grace only.
+    let Rotation::Rotated(rotated) = store
+        .rotate_refresh("r1", "r2", 30, Timestamp(2000), Timestamp(20))
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh refresh token rotates")
+    };
+    assert_eq!(rotated.expires_at, Timestamp(2000));
+    assert!(matches!(
+        store
+            .rotate_refresh("r1", "r2b", 30, Timestamp(2000), Timestamp(40))
+            .await
+            .unwrap(),
+        Rotation::Rotated(_)
+    ));
+    assert_eq!(
+        store
+            .rotate_refresh("nope", "x", 30, Timestamp(2000), Timestamp(40))
+            .await
+            .unwrap(),
+        Rotation::Unknown
+    );
+    assert_eq!(
+        store
+            .rotate_refresh("r1", "r3", 30, Timestamp(2000), Timestamp(51))
+            .await
+            .unwrap(),
+        Rotation::Reused,
+        "a rotated token presented after the grace"
+    );
+    assert_eq!(
+        store.grant("g1").await.unwrap(),
+        None,
+        "reuse ends the grant"
+    );
+    assert_eq!(
+        store
+            .rotate_refresh("r2", "r4", 30, Timestamp(2000), Timestamp(52))
+            .await
+            .unwrap(),
+        Rotation::Unknown,
+        "with the grant gone, its newer tokens are gone too"
+    );
+
+    // A replayed code takes the grant it became with it.
+    let second = AuthCode {
+        code_hash: "c2".into(),
+        ..code.clone()
+    };
+    store.insert_code(&second).await.unwrap();
+    store
+        .redeem_code("c2", &grant("g2"), "s1", Timestamp(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .redeem_code("c2", &grant("g3"), "s2", Timestamp(61))
+            .await
+            .unwrap(),
+        Redeemed::Replayed
+    );
+    assert!(store.grants_of("u").await.unwrap().is_empty());
+
+    // A new grant to the same client and resource replaces the earlier one.
+    for (c, g) in [("c3", "g4"), ("c4", "g5")] {
+        store
+            .insert_code(&AuthCode {
+                code_hash: c.into(),
+                ..code.clone()
+            })
+            .await
+            .unwrap();
+        store
+            .redeem_code(c, &grant(g), &format!("t{c}"), Timestamp(70))
+            .await
+            .unwrap();
+    }
+    let left = store.grants_of("u").await.unwrap();
+    assert_eq!(
+        left.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
+        ["g5"]
+    );
+    assert_eq!(
+        store.grant_of_refresh("tc4").await.unwrap().map(|g| g.id),
+        Some("g5".into())
+    );
+    // An expired grant refreshes no more.
+    assert_eq!(
+        store
+            .rotate_refresh("tc4", "x", 30, Timestamp(5000), Timestamp(1000))
+            .await
+            .unwrap(),
+        Rotation::Unknown
+    );
+    assert!(store.delete_grant("g5").await.unwrap());
+    assert!(!store.delete_grant("g5").await.unwrap());
+}
