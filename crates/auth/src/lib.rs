@@ -13,6 +13,7 @@ pub mod guards;
 pub mod keys;
 pub mod ldap;
 pub mod local;
+pub mod oauth;
 pub mod oidc;
 pub mod password;
 pub mod principal;

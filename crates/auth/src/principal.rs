@@ -21,6 +21,7 @@ use portcullis_store::StoreError;
 use crate::external::{ExternalAuth, ExternalError};
 use crate::guards::StreamGuard;
 use crate::keys::{KEY_PREFIX, KeyCheck, KeyRing, LiveKey};
+use crate::oauth::{ACCESS_TOKEN_PREFIX, GrantCheck, GrantRing, LiveGrant};
 use crate::session::{ActiveSession, SessionManager};
 
 /// The app name an API key must be allowed for to call Portcullis's own API.
@@ -32,10 +33,13 @@ pub struct Presented<'r> {
     pub cookies: Vec<&'r str>,
     /// Candidates for a Portcullis API key: `X-API-Key`, then a `Bearer` token that looks like one.
     pub keys: Vec<&'r str>,
-    /// A `Bearer` token that is not a Portcullis key: another issuer's, or the app's own.
+    /// An access token Portcullis's authorization server issued (`Bearer pca_…`).
+    pub access_token: Option<&'r str>,
+    /// A `Bearer` token that is not Portcullis's: another issuer's, or the app's own.
     pub bearer: Option<&'r str>,
-    /// The request's `Authorization` header carries a Portcullis key: it must not reach an app.
-    pub key_in_authorization: bool,
+    /// The request's `Authorization` header carries a Portcullis key or access token: it must
+    /// not reach an app (no token passthrough).
+    pub own_token_in_authorization: bool,
     /// The socket peer, for identities a proxy in front vouches for (`None`: the surface takes
     /// no such identity, so the peer is not needed).
     pub peer: Option<IpAddr>,
@@ -51,6 +55,10 @@ impl<'r> Presented<'r> {
             .filter_map(bearer_token)
             .collect();
         let key_bearer = bearers.iter().copied().find(|t| t.starts_with(KEY_PREFIX));
+        let access_token = bearers
+            .iter()
+            .copied()
+            .find(|t| t.starts_with(ACCESS_TOKEN_PREFIX));
         let keys = headers
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
@@ -61,8 +69,11 @@ impl<'r> Presented<'r> {
         Presented {
             cookies: cookies::values(headers, SESSION_COOKIE).collect(),
             keys,
-            bearer: bearers.into_iter().find(|t| !t.starts_with(KEY_PREFIX)),
-            key_in_authorization: key_bearer.is_some(),
+            bearer: bearers
+                .into_iter()
+                .find(|t| !t.starts_with(KEY_PREFIX) && !t.starts_with(ACCESS_TOKEN_PREFIX)),
+            own_token_in_authorization: key_bearer.is_some() || access_token.is_some(),
+            access_token,
             peer,
             headers,
         }
@@ -80,6 +91,8 @@ pub fn bearer_token(value: &str) -> Option<&str> {
 pub enum Credential {
     Session(Arc<ActiveSession>),
     Key(Arc<LiveKey>),
+    /// An OAuth access token of a grant to an MCP app.
+    Grant(Arc<LiveGrant>),
     /// A proxy in front or another issuer's token vouched for the directory user.
     External,
 }
@@ -100,6 +113,7 @@ impl Principal {
         match &self.credential {
             Credential::Session(session) => Cow::Borrowed(&session.sid),
             Credential::Key(key) => Cow::Borrowed(&key.sid),
+            Credential::Grant(grant) => Cow::Borrowed(&grant.sid),
             Credential::External => Cow::Owned(format!("external:{}", self.identity.subject)),
         }
     }
@@ -114,12 +128,13 @@ impl Principal {
 
     /// Whether a `require_mfa` app admits this credential: a session proved with a second
     /// factor, or an API key (a credential issued deliberately, not a sign-in; creating one
-    /// that reaches such an app takes a session with a second factor). An identity another
+    /// that reaches such an app takes a session with a second factor), or an OAuth grant
+    /// (authorizing a client for such an app takes the same session). An identity another
     /// system vouches for says nothing about factors, so it does not.
     pub fn meets_mfa(&self) -> bool {
         match &self.credential {
             Credential::Session(session) => session.mfa(),
-            Credential::Key(_) => true,
+            Credential::Key(_) | Credential::Grant(_) => true,
             Credential::External => false,
         }
     }
@@ -128,6 +143,7 @@ impl Principal {
     pub fn actor_id(&self) -> String {
         match &self.credential {
             Credential::Key(key) => format!("{} (key {})", key.owner_id, key.id),
+            Credential::Grant(grant) => format!("{} (client {})", grant.user_id, grant.client_id),
             _ => self.identity.subject.clone(),
         }
     }
@@ -139,7 +155,8 @@ pub enum Surface<'a> {
     /// An app behind Portcullis, through its own proxy or through forward-auth.
     App(&'a str),
     /// An MCP server behind Portcullis: MCP clients carry bearer tokens, never cookies, so a
-    /// session (which a browser sends to any page that asks) is not accepted.
+    /// session (which a browser sends to any page that asks) is not accepted; OAuth access
+    /// tokens of grants to this app are.
     Mcp(&'a str),
     /// Portcullis's REST API (`/api/v1`).
     Api,
@@ -155,6 +172,8 @@ pub struct Accepts<'a> {
     pub keys_for: Option<KeyScope<'a>>,
     /// Identities from a proxy in front and other issuers' bearer tokens.
     pub external: bool,
+    /// OAuth access tokens of grants to this app.
+    pub grants_for: Option<&'a str>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,21 +192,25 @@ impl<'a> Surface<'a> {
                 sessions: true,
                 keys_for: Some(KeyScope::App(app)),
                 external: true,
+                grants_for: None,
             },
             Surface::Mcp(app) => Accepts {
                 sessions: false,
                 keys_for: Some(KeyScope::App(app)),
                 external: false,
+                grants_for: Some(app),
             },
             Surface::Api => Accepts {
                 sessions: true,
                 keys_for: Some(KeyScope::Api),
                 external: false,
+                grants_for: None,
             },
             Surface::Pages => Accepts {
                 sessions: true,
                 keys_for: None,
                 external: false,
+                grants_for: None,
             },
         }
     }
@@ -198,6 +221,10 @@ impl<'a> Surface<'a> {
 pub enum AuthError {
     #[error("the API key was refused: {0}")]
     KeyRefused(&'static str),
+    #[error("the access token was refused: {0}")]
+    TokenRefused(&'static str),
+    #[error("the access token is for another MCP server than \"{0}\"")]
+    TokenForAnotherApp(String),
     #[error("the API key \"{key}\" may not be used for {target}")]
     KeyNotAllowed { key: String, target: String },
     #[error(transparent)]
@@ -211,6 +238,10 @@ impl From<AuthError> for Failure {
         match e {
             AuthError::KeyRefused(_) => Failure::new(FailureKind::Unauthenticated, format!("{e}."))
                 .with_hint("check the key, or create a new one"),
+            AuthError::TokenRefused(_) | AuthError::TokenForAnotherApp(_) => {
+                Failure::new(FailureKind::Unauthenticated, format!("{e}."))
+                    .with_hint("authorize the client again")
+            }
             AuthError::KeyNotAllowed { .. } => Failure::new(
                 FailureKind::Forbidden,
                 format!("{}.", capitalised(&e.to_string())),
@@ -234,6 +265,8 @@ fn capitalised(text: &str) -> String {
 pub struct Authenticator {
     pub sessions: Arc<SessionManager>,
     pub keys: Arc<KeyRing>,
+    /// OAuth grants to MCP apps, which access tokens are checked against.
+    pub grants: Arc<GrantRing>,
     /// Identity from proxies in front and other issuers' tokens; `None` when none is configured.
     pub external: Option<Arc<ExternalAuth>>,
 }
@@ -249,6 +282,20 @@ impl Authenticator {
         presented: &Presented<'_>,
     ) -> Result<Option<Principal>, AuthError> {
         let accepts = surface.accepts();
+        if let Some(app) = accepts.grants_for
+            && let Some(token) = presented.access_token
+        {
+            return match self.grants.check(token).await {
+                GrantCheck::Valid(grant) if grant.app == app => Ok(Some(Principal {
+                    identity: grant.identity.clone(),
+                    guard: grant.cancel.clone(),
+                    credential: Credential::Grant(grant),
+                })),
+                GrantCheck::Valid(_) => Err(AuthError::TokenForAnotherApp(app.to_owned())),
+                GrantCheck::Refused(reason) => Err(AuthError::TokenRefused(reason)),
+                GrantCheck::NotOurs => Ok(None),
+            };
+        }
         if let Some(scope) = accepts.keys_for
             && let Some(key) = self.key(presented)?
         {
@@ -300,8 +347,10 @@ impl Authenticator {
     /// keys carry it, identities from outside are looked up again. The change feed calls this
     /// in every process; a writer may call it at once for its own process.
     pub async fn user_changed(&self, user_id: &str) -> Result<(), StoreError> {
-        // Keys first: by the time a disabled user's streams close, their keys are refused too.
+        // Keys and grants first: by the time a disabled user's streams close, their keys and
+        // tokens are refused too.
         self.keys.reload().await?;
+        self.grants.reload().await?;
         self.identities_changed(user_id).await
     }
 
@@ -366,14 +415,14 @@ mod tests {
         assert_eq!(presented.cookies, ["one", "two"]);
         assert_eq!(presented.keys, ["pcs_fromheader"]);
         assert_eq!(presented.bearer, Some("eyJ.app.token"));
-        assert!(!presented.key_in_authorization);
+        assert!(!presented.own_token_in_authorization);
 
         let mut headers = HeaderMap::new();
         headers.append("authorization", "Bearer pcs_inauth".parse().unwrap());
         let presented = Presented::read(&headers, None);
         assert_eq!(presented.keys, ["pcs_inauth"]);
         assert_eq!(presented.bearer, None);
-        assert!(presented.key_in_authorization);
+        assert!(presented.own_token_in_authorization);
     }
 
     #[test]
@@ -383,7 +432,8 @@ mod tests {
             Accepts {
                 sessions: true,
                 keys_for: Some(KeyScope::App("chat")),
-                external: true
+                external: true,
+                grants_for: None,
             }
         );
         assert!(!Surface::Api.accepts().external);

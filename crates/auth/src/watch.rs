@@ -54,10 +54,17 @@ impl ChangeWatcher {
         {
             self.auth.keys.reload().await?;
         }
+        // Grants carry their user's identity too, and stop with a disabled user.
+        if changes
+            .iter()
+            .any(|c| matches!(c.kind, ChangeKind::User | ChangeKind::Grant))
+        {
+            self.auth.grants.reload().await?;
+        }
         for change in &changes {
             match change.kind {
                 ChangeKind::User => self.auth.identities_changed(&change.subject).await?,
-                ChangeKind::Key => {}
+                ChangeKind::Key | ChangeKind::Grant => {}
                 ChangeKind::SigningKey => {
                     if let Some(assertions) = &self.assertions
                         && let Err(e) = assertions.reload().await

@@ -209,28 +209,52 @@ pub fn step_up_required(method: &Method, return_to: &str, browser: bool) -> Resp
     challenge_at(Challenge::StepUp, method, &location, browser)
 }
 
-/// The `401` of an OAuth protected resource (RFC 6750 §3, RFC 9728 §5.1): where its metadata is,
-/// the scopes it takes, and `invalid_token` when the request carried one that did not work.
-/// Never a redirect: MCP clients do not follow one to a sign-in page.
+/// What was wrong with an MCP request's bearer token (RFC 6750 §3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BearerError {
+    /// No token was sent.
+    Missing,
+    /// One was sent and does not work here.
+    InvalidToken,
+    /// It works, but lacks a scope the resource needs: `403`.
+    InsufficientScope,
+}
+
+/// The `401` (or `403` for [`BearerError::InsufficientScope`]) of an OAuth protected resource
+/// (RFC 6750 §3, RFC 9728 §5.1): where its metadata is and the scopes it takes. Never a
+/// redirect: MCP clients do not follow one to a sign-in page.
 pub fn bearer_challenge(
     metadata_url: &str,
     scopes: &[String],
-    invalid_token: bool,
+    error: BearerError,
 ) -> Response<Body> {
-    let error = if invalid_token {
-        ", error=\"invalid_token\", error_description=\"the access token is not valid for this resource\""
-    } else {
-        ""
+    let (status, code, description) = match error {
+        BearerError::Missing => (StatusCode::UNAUTHORIZED, "unauthenticated", ""),
+        BearerError::InvalidToken => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the access token is not valid for this resource",
+        ),
+        BearerError::InsufficientScope => (
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "the access token lacks a scope this resource needs",
+        ),
     };
-    let challenge = format!(
-        "Bearer resource_metadata=\"{metadata_url}\", scope=\"{}\"{error}",
+    let mut challenge = format!(
+        "Bearer resource_metadata=\"{metadata_url}\", scope=\"{}\"",
         scopes.join(" ")
     );
+    if error != BearerError::Missing {
+        challenge.push_str(&format!(
+            ", error=\"{code}\", error_description=\"{description}\""
+        ));
+    }
     let mut response = json(
-        StatusCode::UNAUTHORIZED,
+        status,
         serde_json::json!({
-            "error": if invalid_token { "invalid_token" } else { "unauthenticated" },
-            "message": "this MCP server needs an OAuth access token (or a Portcullis API key for it)",
+            "error": code,
+            "message": "this MCP server needs an OAuth access token with its scopes (or a Portcullis API key for it)",
             "resource_metadata": metadata_url,
         }),
     );

@@ -13,6 +13,8 @@ use portcullis_auth::external::ExternalAuth;
 use portcullis_auth::factors::SecondFactors;
 use portcullis_auth::keys::KeyRing;
 use portcullis_auth::ldap::LdapLogin;
+use portcullis_auth::oauth::metadata::MetadataDocuments;
+use portcullis_auth::oauth::{AuthorizationServer, Clients, GrantRing, Resource};
 use portcullis_auth::oidc::refresh::ProviderRefresher;
 use portcullis_auth::oidc::{FlowManager, Providers};
 use portcullis_auth::password::PasswordPolicy;
@@ -115,7 +117,9 @@ pub async fn start(
     } else {
         None
     };
+    let oauth = Arc::new(authorization_server(&config, &store, &clock, &gateway)?);
     let state = AppState {
+        oauth,
         settings: Arc::new(web_settings(&config)),
         store: store.clone(),
         clock: clock.clone(),
@@ -175,6 +179,42 @@ pub async fn start(
         shutdown: shutdown_tx,
         task,
     })
+}
+
+/// The OAuth authorization server of the MCP apps, issuing tokens checked by the gateway's
+/// grant ring.
+fn authorization_server(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    gateway: &Gateway,
+) -> anyhow::Result<AuthorizationServer> {
+    let oauth = &config.oauth;
+    let documents = if oauth.client_metadata_documents {
+        Some(MetadataDocuments::new(oauth).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let clients = Clients::new(oauth, store.clone(), clock.clone(), documents);
+    let resources = gateway
+        .routes
+        .apps()
+        .filter_map(|app| {
+            app.mcp.as_ref().map(|mcp| Resource {
+                app: app.name.clone(),
+                resource: mcp.resource.clone(),
+                scopes: mcp.scopes.clone(),
+            })
+        })
+        .collect();
+    Ok(AuthorizationServer::new(
+        oauth,
+        config.public_url().trim_end_matches('/').to_owned(),
+        clients,
+        gateway.auth.grants.clone(),
+        (store.clone(), clock.clone()),
+        resources,
+    ))
 }
 
 /// Sessions, refreshed through their providers, trusted during a store outage only for the grace.
@@ -317,6 +357,8 @@ async fn gateways(
     };
     let keys = Arc::new(KeyRing::new(store.clone(), clock.clone()));
     keys.reload().await.context("loading API keys")?;
+    let grants = Arc::new(GrantRing::new(store.clone(), clock.clone(), sealer.clone()));
+    grants.reload().await.context("loading OAuth grants")?;
     let assertions = if config.assertion.enabled {
         let assertions = Assertions::load(
             store.clone(),
@@ -344,6 +386,7 @@ async fn gateways(
     let auth = Arc::new(Authenticator {
         sessions: sessions.clone(),
         keys: keys.clone(),
+        grants,
         external,
     });
     let watcher = ChangeWatcher::new(store.clone(), auth.clone())

@@ -31,7 +31,7 @@ pub struct RequestContext {
     /// Who the request is from, once authenticated; `None` on a skip-auth route.
     pub principal: Option<Principal>,
     /// The request's `Authorization` header carried a Portcullis key: it must not reach the app.
-    pub key_in_authorization: bool,
+    pub own_token_in_authorization: bool,
     /// An `Origin` an MCP app allows: echoed in its CORS headers.
     pub cors_origin: Option<http::HeaderValue>,
 }
@@ -126,7 +126,7 @@ impl RequestContext {
             client,
             app: None,
             principal: None,
-            key_in_authorization: false,
+            own_token_in_authorization: false,
             cors_origin: None,
         })
     }

@@ -43,7 +43,7 @@ impl Gateway {
         .unwrap_or_else(|stop| match stop {
             Stop::SignIn => respond::sign_in_required(&ctx.method, &ctx.return_to(), ctx.browser),
             Stop::StepUp => respond::step_up_required(&ctx.method, &ctx.return_to(), ctx.browser),
-            Stop::Challenge { invalid_token } => phases::challenge(&ctx, invalid_token),
+            Stop::Challenge(error) => phases::challenge(&ctx, error),
             Stop::Preflight => phases::preflight(),
             Stop::Fail(failure) => respond::failure(&failure, ctx.browser),
         });
@@ -57,6 +57,16 @@ impl Gateway {
     pub fn app_claims<B>(&self, req: &Request<B>, peer: SocketAddr) -> bool {
         RequestContext::new(req, peer, &self.trusted)
             .is_ok_and(|ctx| self.routes.claims(&ctx.host, &ctx.path))
+    }
+
+    /// Whether a configured web app (not an MCP app) serves this request: decides the OAuth
+    /// endpoints older MCP clients look for at the origin.
+    pub fn web_app_claims<B>(&self, req: &Request<B>, peer: SocketAddr) -> bool {
+        RequestContext::new(req, peer, &self.trusted).is_ok_and(|ctx| {
+            self.routes
+                .route(&ctx.host, &ctx.path)
+                .is_some_and(|app| !app.implicit && app.mcp.is_none())
+        })
     }
 
     /// Every phase before `forward`.

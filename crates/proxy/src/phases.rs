@@ -16,6 +16,7 @@ use crate::context::RequestContext;
 use crate::routes::{App, RouteTable};
 use crate::upstream;
 use portcullis_http::cookies;
+use portcullis_http::respond::BearerError;
 
 /// Why a request went no further.
 #[derive(Debug)]
@@ -26,10 +27,8 @@ pub enum Stop {
     /// sign-in page asks for one (and replaces the session).
     StepUp,
     /// An MCP app without a usable bearer token: `401` with where to get one (RFC 9728), and
-    /// `invalid_token` when one was sent.
-    Challenge {
-        invalid_token: bool,
-    },
+    /// `invalid_token` when one was sent; `403 insufficient_scope` for one without the scopes.
+    Challenge(BearerError),
     /// A browser's CORS preflight for an MCP app, from an allowed origin: answered here.
     Preflight,
     Fail(Failure),
@@ -193,34 +192,45 @@ pub async fn authenticate(
     };
     let presented = Presented::read(headers, Some(ctx.client.peer_ip));
     // Our key in `Authorization` never reaches the app, skip-auth route or not.
-    ctx.key_in_authorization = presented.key_in_authorization;
+    ctx.own_token_in_authorization = presented.own_token_in_authorization;
     if app.skips_auth(&ctx.method, &ctx.path) {
         return Ok(());
     }
-    if app.mcp.is_some() {
-        let sent = presented.bearer.is_some() || !presented.keys.is_empty();
-        return match auth.authenticate(app.surface(), &presented).await {
-            Ok(Some(principal)) => {
-                ctx.principal = Some(principal);
-                Ok(())
+    if let Some(mcp) = &app.mcp {
+        let sent = presented.bearer.is_some()
+            || presented.access_token.is_some()
+            || !presented.keys.is_empty();
+        let principal = match auth.authenticate(app.surface(), &presented).await {
+            Ok(Some(principal)) => principal,
+            Ok(None) if sent => return Err(Stop::Challenge(BearerError::InvalidToken)),
+            Ok(None) => return Err(Stop::Challenge(BearerError::Missing)),
+            Err(e) => {
+                return match Failure::from(e) {
+                    // A token that does not work here is `invalid_token`; the store failing
+                    // is not.
+                    f if matches!(
+                        f.kind,
+                        FailureKind::Unauthenticated | FailureKind::Forbidden
+                    ) =>
+                    {
+                        Err(Stop::Challenge(BearerError::InvalidToken))
+                    }
+                    f => Err(f.into()),
+                };
             }
-            Ok(None) => Err(Stop::Challenge {
-                invalid_token: sent,
-            }),
-            Err(e) => match Failure::from(e) {
-                // A token that does not work here is `invalid_token`; the store failing is not.
-                f if matches!(
-                    f.kind,
-                    FailureKind::Unauthenticated | FailureKind::Forbidden
-                ) =>
-                {
-                    Err(Stop::Challenge {
-                        invalid_token: true,
-                    })
-                }
-                f => Err(f.into()),
-            },
         };
+        // The token's audience is the app's canonical resource URL (RFC 8707): a grant made
+        // for what the app was before a configuration change is not this app's.
+        if let Credential::Grant(grant) = &principal.credential {
+            if grant.resource != mcp.resource {
+                return Err(Stop::Challenge(BearerError::InvalidToken));
+            }
+            if !grant.has_scopes(&mcp.scopes) {
+                return Err(Stop::Challenge(BearerError::InsufficientScope));
+            }
+        }
+        ctx.principal = Some(principal);
+        return Ok(());
     }
     match auth
         .authenticate(app.surface(), &presented)
@@ -236,13 +246,11 @@ pub async fn authenticate(
 }
 
 /// The `401` of an MCP app that did not get a usable token (see [`Stop::Challenge`]).
-pub fn challenge(ctx: &RequestContext, invalid_token: bool) -> Response<Body> {
+pub fn challenge(ctx: &RequestContext, error: BearerError) -> Response<Body> {
     match ctx.app.as_ref().and_then(|app| app.mcp.as_ref()) {
-        Some(mcp) => portcullis_http::respond::bearer_challenge(
-            &mcp.metadata_url,
-            &mcp.scopes,
-            invalid_token,
-        ),
+        Some(mcp) => {
+            portcullis_http::respond::bearer_challenge(&mcp.metadata_url, &mcp.scopes, error)
+        }
         None => portcullis_http::respond::failure(
             &Failure::new(FailureKind::Unauthenticated, "a bearer token is needed"),
             false,
@@ -302,7 +310,7 @@ pub fn rewrite(ctx: &RequestContext, assertions: Option<&Assertions>, headers: &
     };
     app.request_drop.apply(headers);
     cookies::strip_own(headers);
-    if ctx.key_in_authorization {
+    if ctx.own_token_in_authorization {
         headers.remove(header::AUTHORIZATION);
     }
     // Most requests come straight from their client: its address is then formatted once for

@@ -94,12 +94,15 @@ pub trait OAuthStore {
         refresh_hash: &str,
         now: Timestamp,
     ) -> Result<Redeemed, StoreError>;
-    /// Rotates a refresh token to `new_hash`, moving its grant's expiry to `expires_at`; the
-    /// old token is honoured again for `grace` seconds after its first rotation.
+    /// Rotates a refresh token to `new_hash`, moving its grant's expiry to `expires_at` (and
+    /// narrowing its scopes to `narrow_to`, when given); the old token is honoured again for
+    /// `grace` seconds after its first rotation.
+    #[allow(clippy::too_many_arguments)]
     async fn rotate_refresh(
         &self,
         old_hash: &str,
         new_hash: &str,
+        narrow_to: Option<&[String]>,
         grace: i64,
         expires_at: Timestamp,
         now: Timestamp,

@@ -19,6 +19,7 @@ mod key_forms;
 mod linger;
 pub mod mail;
 mod mcp;
+mod oauth;
 mod oidc;
 mod pages;
 mod passkey_sign_in;

@@ -17,7 +17,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use portcullis_core::Failure;
-use portcullis_core::config::{OAUTH_DISCOVERY_PREFIXES, RESERVED_PREFIXES, SHARED_PREFIXES};
+use portcullis_core::config::{
+    OAUTH_DISCOVERY_PREFIXES, OAUTH_FALLBACK_PATHS, RESERVED_PREFIXES, SHARED_PREFIXES,
+};
 use portcullis_core::path::{canonicalize, has_prefix};
 use portcullis_http::respond;
 use tokio::net::TcpListener;
@@ -29,7 +31,7 @@ use crate::state::AppState;
 use crate::workers::{Handoff, Workers};
 use crate::{
     account, account_factors, admin, api, backchannel, factor_pages, factors, forward_auth, health,
-    mcp, oidc, passkey_sign_in, passwords, scim, setup, sign_in, sign_out, whoami,
+    mcp, oauth, oidc, passkey_sign_in, passwords, scim, setup, sign_in, sign_out, whoami,
 };
 
 /// Largest request head (request line + headers) accepted; larger ones get 431.
@@ -119,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/.portcullis/callback", get(oidc::callback))
         .merge(api::routes())
         .merge(scim::routes())
+        .merge(oauth::routes())
         // Always reachable, even where an app behind Portcullis has its own /api/v1.
         .nest("/.portcullis", api::routes())
         .merge(admin::routes())
@@ -283,7 +286,9 @@ async fn serve_connections(
                 }
                 let path = request.uri().path();
                 let own = is_own_path(path)
-                    || (is_shared_path(path) && !gateway.app_claims(&request, peer));
+                    || (is_shared_path(path) && !gateway.app_claims(&request, peer))
+                    || (OAUTH_FALLBACK_PATHS.contains(&path)
+                        && !gateway.web_app_claims(&request, peer));
                 if !own {
                     return Ok(gateway.handle(request.map(Body::new), peer).await);
                 }

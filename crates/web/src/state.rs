@@ -66,6 +66,8 @@ pub struct AppState {
     pub providers: Arc<Providers>,
     pub flows: Arc<FlowManager>,
     pub sealer: Sealer,
+    /// The OAuth authorization server of the MCP apps.
+    pub oauth: Arc<portcullis_auth::oauth::AuthorizationServer>,
 }
 
 impl AppState {

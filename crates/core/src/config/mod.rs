@@ -18,11 +18,15 @@ use crate::session::SessionPolicy;
 
 mod apps;
 mod external;
+mod oauth;
 mod provisioning;
 mod store;
 mod validate;
 pub use apps::{Compiled, CompiledApp, CompiledRoutes, CompiledRule, McpResource, Upstream};
 pub use external::*;
+pub use oauth::{
+    OAuthClientConfig, OAuthConfig, check_redirect_uri, is_loopback_host, redirect_uri_matches,
+};
 pub use provisioning::*;
 pub use store::*;
 pub use validate::ConfigIssue;
@@ -39,6 +43,11 @@ pub const OAUTH_DISCOVERY_PREFIXES: &[&str] = &[
     "/.well-known/oauth-protected-resource",
     "/.well-known/oauth-authorization-server",
 ];
+
+/// Where MCP clients of revision 2025-03-26 look for the authorization server when they find
+/// no metadata: the MCP server's origin. Portcullis's unless a web app (not an MCP app, which
+/// never serves them) claims them.
+pub const OAUTH_FALLBACK_PATHS: &[&str] = &["/authorize", "/token", "/register"];
 
 /// Paths Portcullis serves unless a configured app matches the request: apps such as Open WebUI
 /// and n8n have their own `/api/v1`. Portcullis's API is always at `/.portcullis/api/v1` too.
@@ -119,6 +128,9 @@ pub struct Config {
     /// generated on first start and kept in `data_dir/token.key`.
     #[serde(default)]
     pub token_key: Option<String>,
+    /// Portcullis as the OAuth authorization server of its MCP apps (docs/mcp.md).
+    #[serde(default)]
+    pub oauth: OAuthConfig,
 }
 
 /// JWS algorithms an ID token may be signed with. `none` and HMAC (`HS*`, whose key is the
@@ -620,6 +632,7 @@ impl Default for Config {
             token_key: None,
             allowed_redirect_hosts: Vec::new(),
             store: StoreConfig::default(),
+            oauth: OAuthConfig::default(),
         }
     }
 }

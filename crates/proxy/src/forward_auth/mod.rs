@@ -169,7 +169,7 @@ impl Gateway {
             Err(Stop::StepUp) => challenge(flavor, Challenge::StepUp, &ctx, public_url),
             // An MCP app: the bearer challenge whatever the flavour (its clients follow no
             // redirect); the proxy in front passes the 401 and its WWW-Authenticate on.
-            Err(Stop::Challenge { invalid_token }) => phases::challenge(&ctx, invalid_token),
+            Err(Stop::Challenge(error)) => phases::challenge(&ctx, error),
             // The proxy in front answers the browser with this (and the origin, below).
             Err(Stop::Preflight) => phases::preflight(),
             Err(Stop::Fail(failure)) => refusal(flavor, &failure),
@@ -232,7 +232,7 @@ impl Gateway {
                 pinned.map(|app| app.as_ref()),
             ),
             Err(Stop::Fail(failure)) => refusal(Flavor::OAuth2Proxy, &failure),
-            Err(Stop::SignIn | Stop::StepUp | Stop::Challenge { .. }) => {
+            Err(Stop::SignIn | Stop::StepUp | Stop::Challenge(_)) => {
                 empty(StatusCode::UNAUTHORIZED)
             }
             Err(Stop::Preflight) => phases::preflight(),

@@ -204,6 +204,7 @@ impl OAuthStore for SqlStore {
         &self,
         old_hash: &str,
         new_hash: &str,
+        narrow_to: Option<&[String]>,
         grace: i64,
         expires_at: Timestamp,
         now: Timestamp,
@@ -244,11 +245,15 @@ impl OAuthStore for SqlStore {
             return Ok(Rotation::Reused);
         }
         insert_refresh(self, &mut tx, new_hash, &grant.id, now).await?;
-        sqlx::query(
-            &self.q("UPDATE oauth_grants SET expires_at = ?, last_used_at = ? WHERE id = ?"),
-        )
+        if let Some(scopes) = narrow_to {
+            grant.scopes.retain(|s| scopes.contains(s));
+        }
+        sqlx::query(&self.q(
+            "UPDATE oauth_grants SET expires_at = ?, last_used_at = ?, scopes = ? WHERE id = ?",
+        ))
         .bind(expires_at.0)
         .bind(now.0)
+        .bind(joined(&grant.scopes))
         .bind(&grant.id)
         .execute(&mut *tx)
         .await?;

@@ -632,30 +632,46 @@ async fn codes_redeem_once_and_refresh_tokens_rotate_with_a_grace() {
 
     // Rotation: the new token works, the old one for the grace only.
     let Rotation::Rotated(rotated) = store
-        .rotate_refresh("r1", "r2", 30, Timestamp(2000), Timestamp(20))
+        .rotate_refresh("r1", "r2", None, 30, Timestamp(2000), Timestamp(20))
         .await
         .unwrap()
     else {
         panic!("a fresh refresh token rotates")
     };
     assert_eq!(rotated.expires_at, Timestamp(2000));
+    let narrowed = ["mcp".to_owned()];
+    let Rotation::Rotated(narrow) = store
+        .rotate_refresh(
+            "r2",
+            "r2n",
+            Some(&narrowed),
+            30,
+            Timestamp(2000),
+            Timestamp(21),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("narrowing rotates too")
+    };
+    assert_eq!(narrow.scopes, ["mcp"]);
     assert!(matches!(
         store
-            .rotate_refresh("r1", "r2b", 30, Timestamp(2000), Timestamp(40))
+            .rotate_refresh("r1", "r2b", None, 30, Timestamp(2000), Timestamp(40))
             .await
             .unwrap(),
         Rotation::Rotated(_)
     ));
     assert_eq!(
         store
-            .rotate_refresh("nope", "x", 30, Timestamp(2000), Timestamp(40))
+            .rotate_refresh("nope", "x", None, 30, Timestamp(2000), Timestamp(40))
             .await
             .unwrap(),
         Rotation::Unknown
     );
     assert_eq!(
         store
-            .rotate_refresh("r1", "r3", 30, Timestamp(2000), Timestamp(51))
+            .rotate_refresh("r1", "r3", None, 30, Timestamp(2000), Timestamp(51))
             .await
             .unwrap(),
         Rotation::Reused,
@@ -668,7 +684,7 @@ async fn codes_redeem_once_and_refresh_tokens_rotate_with_a_grace() {
     );
     assert_eq!(
         store
-            .rotate_refresh("r2", "r4", 30, Timestamp(2000), Timestamp(52))
+            .rotate_refresh("r2", "r4", None, 30, Timestamp(2000), Timestamp(52))
             .await
             .unwrap(),
         Rotation::Unknown,
@@ -720,7 +736,7 @@ async fn codes_redeem_once_and_refresh_tokens_rotate_with_a_grace() {
     // An expired grant refreshes no more.
     assert_eq!(
         store
-            .rotate_refresh("tc4", "x", 30, Timestamp(5000), Timestamp(1000))
+            .rotate_refresh("tc4", "x", None, 30, Timestamp(5000), Timestamp(1000))
             .await
             .unwrap(),
         Rotation::Unknown

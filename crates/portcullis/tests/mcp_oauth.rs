@@ -1,0 +1,769 @@
+//! Portcullis as the OAuth 2.1 authorization server of its MCP apps, over HTTP as a client
+//! speaks it: metadata, registration, authorization with consent, code and refresh token
+//! exchanges, revocation, and every refusal the MCP authorization specification asks for.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Harness, received};
+use portcullis_core::{Clock, ManualClock, Role, Timestamp};
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, COOKIE, LOCATION, WWW_AUTHENTICATE};
+use serde_json::{Value, json};
+
+const APPS: &str = r#"
+[[apps]]
+name = "tools"
+path_prefix = "/mcp"
+upstream = "{upstream}"
+kind = "mcp"
+scopes = ["mcp:tools", "mcp:admin"]
+
+[[apps]]
+name = "other"
+path_prefix = "/mcp-other"
+upstream = "{upstream}"
+kind = "mcp"
+
+[[apps]]
+name = "staff-only"
+path_prefix = "/staff-mcp"
+upstream = "{upstream}"
+kind = "mcp"
+access = { groups = ["staff"] }
+
+[[apps]]
+name = "chat"
+upstream = "{upstream}"
+"#;
+
+const REDIRECT: &str = "http://127.0.0.1/callback";
+const VERIFIER: &str = "a-verifier-that-is-long-enough-for-pkce-1234567890";
+
+fn now() -> Timestamp {
+    Timestamp(
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap(),
+    )
+}
+
+/// A registered client as the test drives it.
+struct Client {
+    id: String,
+    secret: Option<String>,
+}
+
+async fn register(h: &Harness, body: Value) -> (StatusCode, Value) {
+    let response = h
+        .http
+        .post(h.url("/.portcullis/oauth/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+async fn public_client(h: &Harness) -> Client {
+    let (status, body) = register(
+        h,
+        json!({"client_name": "Claude Code", "redirect_uris": [REDIRECT]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    Client {
+        id: body["client_id"].as_str().unwrap().to_owned(),
+        secret: None,
+    }
+}
+
+/// The authorization request's query for `client` and `resource`.
+fn authorize_query(client: &str, resource: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut query: Vec<(String, String)> = [
+        ("response_type", "code"),
+        ("client_id", client),
+        ("redirect_uri", "http://127.0.0.1:51234/callback"),
+        ("state", "the-state"),
+        ("code_challenge", &portcullis_auth::oauth::s256(VERIFIER)),
+        ("code_challenge_method", "S256"),
+        ("resource", resource),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    for (name, value) in extra {
+        query.retain(|(k, _)| k != name);
+        if !value.is_empty() {
+            query.push(((*name).to_owned(), (*value).to_owned()));
+        }
+    }
+    query
+}
+
+async fn authorize(
+    h: &Harness,
+    cookie: Option<&str>,
+    query: &[(String, String)],
+) -> reqwest::Response {
+    let mut request = h
+        .http
+        .get(h.url("/.portcullis/oauth/authorize"))
+        .query(query);
+    if let Some(cookie) = cookie {
+        request = request.header(COOKIE, format!("_portcullis={cookie}"));
+    }
+    request.send().await.unwrap()
+}
+
+/// Signs in as `cookie`'s user, allows on the consent page, and returns the redirect's query.
+async fn consent(h: &Harness, cookie: &str, query: &[(String, String)]) -> Vec<(String, String)> {
+    let page = authorize(h, Some(cookie), query).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let csrf = common::hidden_field(&html, "csrf");
+    let mut form = query.to_vec();
+    form.push(("csrf".into(), csrf));
+    form.push(("decision".into(), "allow".into()));
+    let answer = h
+        .http
+        .post(h.url("/.portcullis/oauth/authorize"))
+        .header(COOKIE, format!("_portcullis={cookie}"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    redirect_query(&answer, "http://127.0.0.1:51234/callback?")
+}
+
+fn redirect_query(response: &reqwest::Response, expected_prefix: &str) -> Vec<(String, String)> {
+    let location = response.headers()[LOCATION].to_str().unwrap();
+    assert!(location.starts_with(expected_prefix), "{location}");
+    serde_urlencoded::from_str(&location[expected_prefix.len()..]).unwrap()
+}
+
+fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn token(h: &Harness, client: &Client, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    let mut fields: Vec<(&str, &str)> = form.to_vec();
+    fields.push(("client_id", &client.id));
+    if let Some(secret) = &client.secret {
+        fields.push(("client_secret", secret));
+    }
+    let response = h
+        .http
+        .post(h.url("/.portcullis/oauth/token"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    (status, response.json().await.unwrap())
+}
+
+async fn exchange(h: &Harness, client: &Client, code: &str) -> (StatusCode, Value) {
+    token(
+        h,
+        client,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", "http://127.0.0.1:51234/callback"),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
+}
+
+async fn mcp_status(h: &Harness, path: &str, access_token: &str) -> reqwest::Response {
+    h.http
+        .post(h.url(path))
+        .header(AUTHORIZATION, format!("Bearer {access_token}"))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn start(extra: &str) -> (Harness, ManualClock, String) {
+    let clock = ManualClock::at(now());
+    let h = Harness::start_with_clock(&format!("{APPS}{extra}"), Arc::new(clock.clone())).await;
+    h.setup_admin().await;
+    h.add_user("agent", Some("agent@example.com"), None, Role::User, &[])
+        .await;
+    let cookie = h.sign_in("agent", "user-password-1").await.unwrap();
+    (h, clock, cookie)
+}
+
+#[tokio::test]
+async fn the_authorization_server_describes_itself_as_mcp_clients_expect() {
+    let (h, _, _) = start("").await;
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-authorization-server/mcp",
+    ] {
+        let response = h.http.get(h.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()["access-control-allow-origin"], "*");
+        let metadata: Value = response.json().await.unwrap();
+        assert_eq!(metadata["issuer"], h.base);
+        assert_eq!(
+            metadata["code_challenge_methods_supported"],
+            json!(["S256"])
+        );
+        assert_eq!(metadata["client_id_metadata_document_supported"], true);
+        assert_eq!(
+            metadata["authorization_response_iss_parameter_supported"],
+            true
+        );
+        assert_eq!(
+            metadata["authorization_endpoint"],
+            h.url("/.portcullis/oauth/authorize")
+        );
+        assert_eq!(
+            metadata["token_endpoint"],
+            h.url("/.portcullis/oauth/token")
+        );
+        assert_eq!(
+            metadata["registration_endpoint"],
+            h.url("/.portcullis/oauth/register")
+        );
+        assert_eq!(
+            metadata["revocation_endpoint"],
+            h.url("/.portcullis/oauth/revoke")
+        );
+    }
+    // The protected resource names this server; an app at / never sees discovery.
+    let resource: Value = h
+        .http
+        .get(h.url("/.well-known/oauth-protected-resource/mcp"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resource["authorization_servers"], json!([h.base]));
+    assert_eq!(h.upstream.hits(), 0);
+    // OpenID discovery is a shared path: an app at / (an identity provider, say) keeps its
+    // own; where no app claims it, Portcullis serves the same document there.
+    let kept = h
+        .http
+        .get(h.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.status(),
+        StatusCode::UNAUTHORIZED,
+        "the app at / (behind its sign-in) keeps its own discovery"
+    );
+    let alone = Harness::start(
+        "[[apps]]\nname = 'tools'\npath_prefix = '/mcp'\nupstream = '{upstream}'\nkind = 'mcp'\n",
+    )
+    .await;
+    let response = alone
+        .http
+        .get(alone.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let metadata: Value = response.json().await.unwrap();
+    assert_eq!(metadata["issuer"], alone.base);
+}
+
+#[tokio::test]
+async fn a_client_connects_refreshes_and_is_revoked() {
+    let (h, clock, cookie) = start("").await;
+    let client = public_client(&h).await;
+    let resource = h.url("/mcp");
+    let query = authorize_query(&client.id, &resource, &[("scope", "mcp:tools mcp:admin")]);
+
+    // Not signed in: to the sign-in page, and back here afterwards.
+    let anonymous = authorize(&h, None, &query).await;
+    assert_eq!(anonymous.status(), StatusCode::FOUND);
+    let location = anonymous.headers()[LOCATION].to_str().unwrap();
+    assert!(
+        location.starts_with(
+            "/.portcullis/sign_in?rd=/.portcullis/oauth/authorize%3Fresponse_type%3Dcode"
+        ),
+        "{location}"
+    );
+
+    // The consent page names the client, where it sends the user, and the app; a client that
+    // redirects only to this machine carries a warning.
+    let page = authorize(&h, Some(&cookie), &query).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:51234"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    for shown in [
+        "Claude Code",
+        "127.0.0.1:51234",
+        "tools",
+        "agent",
+        "mcp:admin",
+        "own computer",
+    ] {
+        assert!(
+            html.contains(shown),
+            "{shown} missing from the consent page"
+        );
+    }
+
+    // Cancelling sends the user back with access_denied.
+    let mut declined = query.clone();
+    declined.push(("csrf".into(), common::hidden_field(&html, "csrf")));
+    declined.push(("decision".into(), "deny".into()));
+    let answer = h
+        .http
+        .post(h.url("/.portcullis/oauth/authorize"))
+        .header(COOKIE, format!("_portcullis={cookie}"))
+        .form(&declined)
+        .send()
+        .await
+        .unwrap();
+    let back = redirect_query(&answer, "http://127.0.0.1:51234/callback?");
+    assert_eq!(param(&back, "error"), Some("access_denied"));
+    assert_eq!(param(&back, "state"), Some("the-state"));
+
+    // Allowing: a code, the state and the issuer.
+    let back = consent(&h, &cookie, &query).await;
+    assert_eq!(param(&back, "state"), Some("the-state"));
+    assert_eq!(param(&back, "iss"), Some(h.base.as_str()));
+    let code = param(&back, "code").unwrap().to_owned();
+
+    // A wrong verifier does not redeem it (and does not spend it).
+    let (status, body) = token(
+        &h,
+        &client,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:51234/callback"),
+            (
+                "code_verifier",
+                "another-verifier-that-is-long-enough-for-pkce-12345",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let (status, tokens) = exchange(&h, &client, &code).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["scope"], "mcp:tools mcp:admin");
+    assert_eq!(tokens["expires_in"], 3600);
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+
+    // The token works at its MCP server, and is not passed through to it.
+    let response = mcp_status(&h, "/mcp", &access).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let echo: Value = response.json().await.unwrap();
+    assert!(
+        received(&echo, "authorization").is_empty(),
+        "no token passthrough: {echo}"
+    );
+    assert_eq!(received(&echo, "x-portcullis-assertion").len(), 1);
+    assert_eq!(
+        received(&echo, "x-forwarded-user"),
+        ["agent"],
+        "the identity headers name the user: {echo}"
+    );
+    // Not at another MCP server (its audience is /mcp, and /mcp-other is not /mcp), and not
+    // at a web app, where it is not a credential at all.
+    let other = mcp_status(&h, "/mcp-other", &access).await;
+    assert_eq!(other.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        other.headers()[WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    // A forged token (right shape, wrong tag) is refused.
+    let forged = format!("{}x", &access[..access.len() - 1]);
+    assert_eq!(
+        mcp_status(&h, "/mcp", &forged).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A replayed code is refused and takes the tokens it gave with it.
+    let (status, body) = exchange(&h, &client, &code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert_eq!(
+        mcp_status(&h, "/mcp", &access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = token(
+        &h,
+        &client,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Again, properly: then refresh rotates, and the previous token has a short grace.
+    let back = consent(&h, &cookie, &query).await;
+    let (_, tokens) = exchange(&h, &client, param(&back, "code").unwrap()).await;
+    let first_refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let refresh_with = |token: String, scope: Option<&'static str>| {
+        let (h, client) = (&h, &client);
+        async move {
+            let mut form = vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token.as_str()),
+            ];
+            if let Some(scope) = scope {
+                form.push(("scope", scope));
+            }
+            token_owned(h, client, &form).await
+        }
+    };
+    let (status, rotated) = refresh_with(first_refresh.clone(), None).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let second_refresh = rotated["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second_refresh, first_refresh);
+    assert_eq!(
+        mcp_status(&h, "/mcp", rotated["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // Scopes only narrow.
+    let (status, body) = refresh_with(second_refresh.clone(), Some("mcp:tools other:scope")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope"))
+    );
+    clock.advance(Duration::from_secs(10));
+    let (status, _) = refresh_with(first_refresh.clone(), None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "within the grace the previous token still works"
+    );
+    clock.advance(Duration::from_secs(60));
+    let (status, body) = refresh_with(first_refresh.clone(), None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let (status, _) = refresh_with(second_refresh.clone(), None).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "reuse after the grace ended the whole grant"
+    );
+
+    // Revocation ends the grant at once; an unknown token is not an error.
+    let back = consent(&h, &cookie, &query).await;
+    let (_, tokens) = exchange(&h, &client, param(&back, "code").unwrap()).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        mcp_status(&h, "/mcp", &access).await.status(),
+        StatusCode::OK
+    );
+    for revoked in [tokens["refresh_token"].as_str().unwrap(), "pcr_unknown"] {
+        let response = h
+            .http
+            .post(h.url("/.portcullis/oauth/revoke"))
+            .form(&[("token", revoked), ("client_id", &client.id)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        mcp_status(&h, "/mcp", &access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A grant ends when unused for grant_lifetime; disabling the user ends it at once.
+    let back = consent(&h, &cookie, &query).await;
+    let (_, tokens) = exchange(&h, &client, param(&back, "code").unwrap()).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let state = &h.running.state;
+    state
+        .store
+        .set_status(
+            &common::uuid_like("agent"),
+            portcullis_core::user::UserStatus::Disabled,
+            clock.now(),
+        )
+        .await
+        .unwrap();
+    state.apply_user_change(&common::uuid_like("agent")).await;
+    assert_eq!(
+        mcp_status(&h, "/mcp", &access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) =
+        refresh_with(tokens["refresh_token"].as_str().unwrap().to_owned(), None).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a disabled user's grant refreshes no more"
+    );
+}
+
+async fn token_owned(h: &Harness, client: &Client, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    token(h, client, form).await
+}
+
+#[tokio::test]
+async fn an_expired_grant_and_an_insufficient_scope_are_refused() {
+    let (h, clock, cookie) = start("[oauth]\ngrant_lifetime = '2h'\n").await;
+    let client = public_client(&h).await;
+    // Only one of the app's two scopes: the token is valid but not enough.
+    let narrow = authorize_query(&client.id, &h.url("/mcp"), &[("scope", "mcp:tools")]);
+    let back = consent(&h, &cookie, &narrow).await;
+    let (_, tokens) = exchange(&h, &client, param(&back, "code").unwrap()).await;
+    let response = mcp_status(&h, "/mcp", tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(
+        response.headers()[WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("error=\"insufficient_scope\"")
+    );
+    assert_eq!(h.upstream.hits(), 0);
+
+    let full = authorize_query(&client.id, &h.url("/mcp"), &[]);
+    let back = consent(&h, &cookie, &full).await;
+    let (_, tokens) = exchange(&h, &client, param(&back, "code").unwrap()).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    clock.advance(Duration::from_secs(3 * 3600));
+    let (status, body) = token(
+        &h,
+        &client,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn bad_authorization_requests_are_refused_where_it_is_safe_to_say_so() {
+    let (h, _, cookie) = start("").await;
+    let client = public_client(&h).await;
+    let resource = h.url("/mcp");
+
+    // Until the client and redirect URI are known, nothing goes to the redirect URI.
+    for (what, extra) in [
+        (
+            "unregistered redirect",
+            vec![("redirect_uri", "https://evil.example/callback")],
+        ),
+        ("unknown client", vec![("client_id", "pcc_nobody")]),
+        ("no client", vec![("client_id", "")]),
+    ] {
+        let response = authorize(
+            &h,
+            Some(&cookie),
+            &authorize_query(&client.id, &resource, &extra),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{what}");
+        assert!(
+            response.headers().get(LOCATION).is_none(),
+            "{what}: never redirected"
+        );
+    }
+    // After, the client hears of it, with the state and the issuer.
+    let root = h.url("/");
+    for (what, extra, error) in [
+        (
+            "plain PKCE",
+            vec![("code_challenge_method", "plain")],
+            "invalid_request",
+        ),
+        (
+            "no PKCE",
+            vec![("code_challenge", ""), ("code_challenge_method", "")],
+            "invalid_request",
+        ),
+        (
+            "unknown resource",
+            vec![("resource", "https://elsewhere.example/mcp")],
+            "invalid_target",
+        ),
+        (
+            "a web app as resource",
+            vec![("resource", root.as_str())],
+            "invalid_target",
+        ),
+        ("no resource", vec![("resource", "")], "invalid_target"),
+        (
+            "unknown scope",
+            vec![("scope", "mcp:tools root")],
+            "invalid_scope",
+        ),
+        (
+            "implicit flow",
+            vec![("response_type", "token")],
+            "unsupported_response_type",
+        ),
+    ] {
+        let response = authorize(
+            &h,
+            Some(&cookie),
+            &authorize_query(&client.id, &resource, &extra),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{what}");
+        let back = redirect_query(&response, "http://127.0.0.1:51234/callback?");
+        assert_eq!(param(&back, "error"), Some(error), "{what}");
+        assert_eq!(param(&back, "state"), Some("the-state"), "{what}");
+        assert_eq!(param(&back, "iss"), Some(h.base.as_str()), "{what}");
+    }
+
+    // A code for /mcp with another resource named at the token endpoint: invalid_target.
+    let back = consent(&h, &cookie, &authorize_query(&client.id, &resource, &[])).await;
+    let (status, body) = token(
+        &h,
+        &client,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", param(&back, "code").unwrap()),
+            ("redirect_uri", "http://127.0.0.1:51234/callback"),
+            ("code_verifier", VERIFIER),
+            ("resource", &h.url("/mcp-other")),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_target"))
+    );
+
+    // The app's access policy applies before consent.
+    let response = authorize(
+        &h,
+        Some(&cookie),
+        &authorize_query(&client.id, &h.url("/staff-mcp"), &[]),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("may not use staff-only")
+    );
+
+    // Registration refuses what could leak a code, and is rate-limited per address.
+    for (what, body) in [
+        (
+            "plain http elsewhere",
+            json!({"redirect_uris": ["http://evil.example/cb"]}),
+        ),
+        (
+            "javascript",
+            json!({"redirect_uris": ["javascript:alert(1)"]}),
+        ),
+        ("no redirect", json!({"client_name": "x"})),
+        (
+            "implicit",
+            json!({"redirect_uris": [REDIRECT], "grant_types": ["implicit"]}),
+        ),
+    ] {
+        let (status, answer) = register(&h, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn confidential_clients_prove_their_secret_and_registration_is_limited() {
+    let (h, _, cookie) = start("[oauth]\nregistrations_per_hour = 3\n").await;
+    let (status, body) = register(
+        &h,
+        json!({
+            "client_name": "Server-side agent",
+            "redirect_uris": ["https://agent.example.com/callback", REDIRECT],
+            "token_endpoint_auth_method": "client_secret_post",
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let secret = body["client_secret"].as_str().unwrap().to_owned();
+    let mut client = Client {
+        id: body["client_id"].as_str().unwrap().to_owned(),
+        secret: Some("pcs_secret_wrong".into()),
+    };
+    let back = consent(
+        &h,
+        &cookie,
+        &authorize_query(&client.id, &h.url("/mcp"), &[]),
+    )
+    .await;
+    let code = param(&back, "code").unwrap().to_owned();
+    let (status, body) = exchange(&h, &client, &code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    client.secret = None;
+    let (status, _) = exchange(&h, &client, &code).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no secret at all");
+    client.secret = Some(secret.clone());
+    let (status, tokens) = exchange(&h, &client, &code).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    // HTTP Basic works as well.
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", client.id));
+    let response = h
+        .http
+        .post(h.url("/.portcullis/oauth/token"))
+        .header(AUTHORIZATION, format!("Basic {basic}"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Two more registrations from this address, then 429.
+    for _ in 0..2 {
+        assert_eq!(
+            register(&h, json!({"redirect_uris": [REDIRECT]})).await.0,
+            StatusCode::CREATED
+        );
+    }
+    let (status, body) = register(&h, json!({"redirect_uris": [REDIRECT]})).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+}
