@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::mcp::server_everything;
 use common::{Harness, call, received};
 use portcullis_core::Role;
 use reqwest::header::{ACCEPT, AUTHORIZATION, COOKIE, LOCATION, WWW_AUTHENTICATE};
@@ -164,46 +165,6 @@ async fn protected_resource_metadata_is_portcullis_s_even_with_an_app_at_the_roo
         0,
         "the app at / never saw the discovery requests"
     );
-}
-
-/// A registry MCP server (`@modelcontextprotocol/server-everything`, Streamable HTTP) on a
-/// loopback port, as pinned in tests/mcp.
-struct Everything {
-    port: u16,
-    _child: tokio::process::Child,
-}
-
-async fn server_everything() -> Everything {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/mcp");
-    let script =
-        dir.join("node_modules/@modelcontextprotocol/server-everything/dist/streamableHttp.js");
-    assert!(
-        script.exists(),
-        "{}: scripts/install-test-deps installs the MCP packages",
-        script.display()
-    );
-    let port = common::idp::free_port();
-    let child = tokio::process::Command::new("node")
-        .arg(&script)
-        .env("PORT", port.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Everything {
-                port,
-                _child: child,
-            };
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("server-everything did not start on port {port}");
 }
 
 /// Runs the official SDK's client (tests/mcp/client.mjs) against `url`; what it reported.

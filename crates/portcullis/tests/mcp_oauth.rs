@@ -767,3 +767,285 @@ async fn confidential_clients_prove_their_secret_and_registration_is_limited() {
     let (status, body) = register(&h, json!({"redirect_uris": [REDIRECT]})).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
 }
+
+/// Runs the official SDK's OAuth client (tests/mcp/oauth-client.mjs); what it reported.
+async fn sdk_oauth_client(
+    url: &str,
+    state_file: &std::path::Path,
+    cookie: &str,
+    mode: &str,
+    client_metadata_url: Option<&str>,
+) -> Value {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/mcp/oauth-client.mjs");
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(script)
+        .arg(url)
+        .arg(state_file)
+        .arg(cookie)
+        .arg(mode);
+    if let Some(metadata) = client_metadata_url {
+        command.arg(metadata);
+    }
+    let out = command.output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Client ID metadata documents served over https on loopback by Python's http.server, with a
+/// certificate from a test CA; kept alive with the returned guard.
+struct Documents {
+    base: String,
+    certs: tempfile::TempDir,
+    _server: tokio::process::Child,
+}
+
+async fn metadata_documents(redirect_uri: &str) -> Documents {
+    let certs = tempfile::tempdir().unwrap();
+    common::ldap::certificates(certs.path());
+    let port = common::idp::free_port();
+    let base = format!("https://127.0.0.1:{port}");
+    let site = certs.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    let document = |id: &str| {
+        json!({
+            "client_id": id,
+            "client_name": "Metadata document client",
+            "redirect_uris": [redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        })
+        .to_string()
+    };
+    std::fs::write(
+        site.join("client.json"),
+        document(&format!("{base}/client.json")),
+    )
+    .unwrap();
+    std::fs::write(
+        site.join("wrong.json"),
+        document("https://elsewhere.example/client.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        site.join("big.json"),
+        " ".repeat(6000) + &document(&format!("{base}/big.json")),
+    )
+    .unwrap();
+    let server = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import http.server,ssl,sys,os\n\
+             os.chdir(sys.argv[1])\n\
+             s=http.server.ThreadingHTTPServer(('127.0.0.1',int(sys.argv[2])),http.server.SimpleHTTPRequestHandler)\n\
+             c=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+             c.load_cert_chain(sys.argv[3],sys.argv[4])\n\
+             s.socket=c.wrap_socket(s.socket,server_side=True)\n\
+             s.serve_forever()",
+        )
+        .arg(&site)
+        .arg(port.to_string())
+        .arg(certs.path().join("server.pem"))
+        .arg(certs.path().join("server.key"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Documents {
+                base,
+                certs,
+                _server: server,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the metadata document server did not start");
+}
+
+#[tokio::test]
+async fn the_official_sdk_connects_through_the_oauth_flow_and_loses_access_when_revoked() {
+    let everything = common::mcp::server_everything().await;
+    let documents = metadata_documents("http://127.0.0.1:33418/callback").await;
+    let h = Harness::start(&format!(
+        "[[apps]]\nname = \"everything\"\npath_prefix = \"/mcp\"\nkind = \"mcp\"\n\
+         upstream = \"http://127.0.0.1:{}\"\n\
+         [oauth]\nmetadata_networks = [\"127.0.0.0/8\"]\nmetadata_ca_file = \"{}\"\n",
+        everything.port,
+        documents.certs.path().join("ca.pem").display()
+    ))
+    .await;
+    h.setup_admin().await;
+    h.add_user("agent", Some("agent@example.com"), None, Role::User, &[])
+        .await;
+    let cookie = h.sign_in("agent", "user-password-1").await.unwrap();
+    let url = h.url("/mcp");
+
+    // Dynamic registration, then a client ID metadata document: each the whole way.
+    let metadata_url = format!("{}/client.json", documents.base);
+    for (how, metadata) in [
+        ("registration", None),
+        ("metadata document", Some(metadata_url.as_str())),
+    ] {
+        let state = h
+            .dir
+            .path()
+            .join(format!("sdk-{}.json", metadata.is_some()));
+        let report = sdk_oauth_client(&url, &state, &cookie, "connect", metadata).await;
+        assert!(report.get("error").is_none(), "{how}: {report}");
+        assert_eq!(report["authorizations"], 1, "{how}: {report}");
+        assert_eq!(report["iss"], h.base.as_str(), "{how}");
+        assert!(
+            report["authorizationUrl"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("resource={}", urlencode(&url))),
+            "{how}: the SDK names the resource: {report}"
+        );
+        assert_eq!(report["echo"], "Echo: with an OAuth token", "{how}");
+        assert_eq!(
+            report["progress"],
+            json!([1, 2]),
+            "{how}: streamed progress"
+        );
+        assert_eq!(
+            report["refreshed"], true,
+            "{how}: the refresh token rotated: {report}"
+        );
+        assert!(report["afterRefresh"].as_u64().unwrap() > 0, "{how}");
+        let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+        if let Some(metadata) = metadata {
+            assert_eq!(
+                saved["client"]["client_id"], metadata,
+                "the URL is the client id"
+            );
+            assert_eq!(
+                report["consentNamesClient"], false,
+                "the document's own name is shown"
+            );
+        } else {
+            assert!(
+                saved["client"]["client_id"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("pcc_")
+            );
+            assert_eq!(report["consentNamesClient"], true);
+        }
+        // With the saved tokens the client comes back without asking anyone.
+        let again = sdk_oauth_client(&url, &state, &cookie, "reuse", metadata).await;
+        assert!(again.get("error").is_none(), "{how}: {again}");
+        assert_eq!(again["authorizations"], 0, "{how}");
+    }
+
+    // Disabling the user ends the access and the refresh.
+    let state = h.running.state.clone();
+    let agent = common::uuid_like("agent");
+    state
+        .store
+        .set_status(
+            &agent,
+            portcullis_core::user::UserStatus::Disabled,
+            state.clock.now(),
+        )
+        .await
+        .unwrap();
+    state.apply_user_change(&agent).await;
+    let file = h.dir.path().join("sdk-false.json");
+    let refused = sdk_oauth_client(&url, &file, &cookie, "reuse", None).await;
+    // Its access token is refused, and so is the refresh that follows (`invalid_grant`).
+    assert!(refused.get("tools").is_none(), "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("InvalidGrant"),
+        "{refused}"
+    );
+}
+
+/// A URL as URLSearchParams writes it in a query, for the few characters a loopback URL has.
+fn urlencode(s: &str) -> String {
+    s.replace(':', "%3A").replace('/', "%2F")
+}
+
+#[tokio::test]
+async fn metadata_documents_must_name_themselves_and_come_from_where_they_may() {
+    let documents = metadata_documents(REDIRECT).await;
+    let ca = documents.certs.path().join("ca.pem");
+    let (h, _, cookie) = start(&format!(
+        "[oauth]\nmetadata_networks = [\"127.0.0.0/8\"]\nmetadata_ca_file = \"{}\"\n",
+        ca.display()
+    ))
+    .await;
+    let resource = h.url("/mcp");
+    let refusal = |id: String| {
+        let (h, cookie, resource) = (&h, &cookie, &resource);
+        async move {
+            let response = authorize(h, Some(cookie), &authorize_query(&id, resource, &[])).await;
+            assert!(
+                response.headers().get(LOCATION).is_none(),
+                "{id}: never redirected"
+            );
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    let (status, page) = refusal(format!("{}/client.json", documents.base)).await;
+    assert_eq!(status, StatusCode::OK, "a good document: the consent page");
+    assert!(page.contains("Metadata document client"), "{page}");
+    for (file, why) in [
+        ("wrong.json", "not the URL it was fetched from"),
+        ("big.json", "larger than 5 KiB"),
+        ("missing.json", "404"),
+    ] {
+        let (status, page) = refusal(format!("{}/{file}", documents.base)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{file}");
+        assert!(page.contains(why), "{file}: {page}");
+    }
+    let (status, page) = refusal(format!("http://127.0.0.1:{}/client.json", 9)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+
+    // Without metadata_networks, a document on a private or loopback address is never fetched.
+    let (strict, _, cookie) = start(&format!(
+        "[oauth]\nmetadata_ca_file = \"{}\"\n",
+        ca.display()
+    ))
+    .await;
+    let response = authorize(
+        &strict,
+        Some(&cookie),
+        &authorize_query(
+            &format!("{}/client.json", documents.base),
+            &strict.url("/mcp"),
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("private or loopback")
+    );
+    let response = authorize(
+        &strict,
+        Some(&cookie),
+        &authorize_query("https://localhost:9/client.json", &strict.url("/mcp"), &[]),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("private or loopback")
+    );
+}

@@ -9,6 +9,7 @@ pub mod fake_idp;
 pub mod front;
 pub mod idp;
 pub mod ldap;
+pub mod mcp;
 pub mod replicas;
 pub mod smtp;
 pub mod traefik;
