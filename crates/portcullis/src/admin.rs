@@ -117,6 +117,15 @@ pub enum UserCommand {
         #[arg(long)]
         email: bool,
     },
+    /// List the MCP clients a user connected through OAuth (grants), with scopes and last use.
+    Grants {
+        username: String,
+    },
+    /// Disconnect one of a user's MCP clients: its tokens stop within a second everywhere.
+    RevokeGrant {
+        username: String,
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -433,6 +442,34 @@ async fn run_user(config: &Config, command: UserCommand) -> Result<(), String> {
             eprintln!(
                 "a one-time link for {username}, working until {} UTC; it is shown only now",
                 issued.expires_at.utc()
+            );
+        }
+        UserCommand::Grants { username } => {
+            println!(
+                "{:<43} {:<24} {:<16} {:<20} {:<20} scopes",
+                "id", "client", "app", "connected (UTC)", "last used (UTC)"
+            );
+            for g in dir.grants_of(&username).await.map_err(show)? {
+                println!(
+                    "{:<43} {:<24} {:<16} {:<20} {:<20} {}",
+                    g.id,
+                    g.client_name,
+                    g.app,
+                    g.created_at.utc(),
+                    g.last_used_at
+                        .map_or_else(|| "never".to_owned(), |t| t.utc()),
+                    g.scopes.join(" ")
+                );
+            }
+        }
+        UserCommand::RevokeGrant { username, id } => {
+            let grant = dir
+                .revoke_grant(&username, &id, &actor)
+                .await
+                .map_err(show)?;
+            eprintln!(
+                "disconnected {} from {} for {username}: its tokens stop within a second",
+                grant.client_name, grant.app
             );
         }
     }

@@ -160,7 +160,7 @@ pub async fn start(
     };
     let serving = portcullis_web::serve(listener, worker_states, signal, grace)
         .context("starting the worker threads")?;
-    let sweeper = tokio::spawn(sweep_sessions(sessions));
+    let sweeper = tokio::spawn(sweep(sessions, state.oauth.clone()));
     let watching = tokio::spawn(watcher.run());
     // Delivery runs beside the request path: a sink that is down never slows sign-in.
     let provisioning = (!provisioner.is_empty()).then(|| tokio::spawn(provisioner.run()));
@@ -455,7 +455,9 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
-async fn sweep_sessions(sessions: Arc<SessionManager>) {
+/// Deletes expired sessions, and the OAuth codes, grants, tokens and idle clients that can no
+/// longer be used, every [`SWEEP_INTERVAL`].
+async fn sweep(sessions: Arc<SessionManager>, oauth: Arc<AuthorizationServer>) {
     let mut interval = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         interval.tick().await;
@@ -463,6 +465,14 @@ async fn sweep_sessions(sessions: Arc<SessionManager>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(sessions = n, "expired sessions deleted"),
             Err(e) => tracing::warn!(error = %e, "could not delete expired sessions"),
+        }
+        match oauth.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                rows = n,
+                "expired OAuth codes, grants and idle clients deleted"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not delete expired OAuth rows"),
         }
     }
 }

@@ -559,6 +559,10 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/users/{username}/password", &["put"]),
         ("/api/v1/users/{username}/reset-link", &["post"]),
         ("/api/v1/users/{username}/factors", &["get", "delete"]),
+        ("/api/v1/users/{username}/grants", &["get"]),
+        ("/api/v1/users/{username}/grants/{id}", &["delete"]),
+        ("/api/v1/me/grants", &["get"]),
+        ("/api/v1/me/grants/{id}", &["delete"]),
     ];
     assert_eq!(documented.len(), served.len(), "{documented:?}");
     for (path, methods) in served {

@@ -342,6 +342,24 @@ async fn operators_manage_users_and_keys_from_the_cli_while_serving() {
         "{}",
         String::from_utf8_lossy(&added.stderr)
     );
+
+    // Connected MCP clients: listed (none yet), and a grant that is not the user's is refused.
+    let grants = cli(dir.path(), &["user", "grants", "deploy-bot"], "");
+    assert!(
+        grants.status.success(),
+        "{}",
+        String::from_utf8_lossy(&grants.stderr)
+    );
+    let listed = String::from_utf8(grants.stdout).unwrap();
+    assert_eq!(listed.lines().count(), 1, "only the header: {listed}");
+    assert!(listed.contains("last used (UTC)"));
+    let missing = cli(
+        dir.path(),
+        &["user", "revoke-grant", "deploy-bot", "nope"],
+        "",
+    );
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("has no connected client"));
     let group = cli(
         dir.path(),
         &["user", "add-to-group", "deploy-bot", "deployers"],
@@ -553,6 +571,7 @@ async fn operators_manage_users_and_keys_from_the_cli_while_serving() {
     let unknown = cli(dir.path(), &["user", "disable", "nobody"], "");
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user is called \"nobody\""));
+
     terminate(&served.child);
     assert!(served.child.wait().unwrap().success());
 }

@@ -1049,3 +1049,146 @@ async fn metadata_documents_must_name_themselves_and_come_from_where_they_may() 
             .contains("private or loopback")
     );
 }
+
+#[tokio::test]
+async fn people_and_admins_see_connected_clients_and_disconnect_them() {
+    let (h, _, cookie) = start("").await;
+    let admin = h.sign_in("admin", common::ADMIN_PASSWORD).await.unwrap();
+    let client = public_client(&h).await;
+    let connect = || async {
+        let back = consent(
+            &h,
+            &cookie,
+            &authorize_query(&client.id, &h.url("/mcp"), &[]),
+        )
+        .await;
+        let (_, tokens) = exchange(&h, &client, param(&back, "code").unwrap()).await;
+        tokens["access_token"].as_str().unwrap().to_owned()
+    };
+    let access = connect().await;
+    assert_eq!(
+        mcp_status(&h, "/mcp", &access).await.status(),
+        StatusCode::OK
+    );
+
+    // The person's own list, through the API and on the account page.
+    let (status, mine) = common::call(
+        &h,
+        &cookie,
+        reqwest::Method::GET,
+        "/.portcullis/api/v1/me/grants",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let grants = mine["grants"].as_array().unwrap();
+    assert_eq!(grants.len(), 1, "{mine}");
+    assert_eq!(grants[0]["client_name"], "Claude Code");
+    assert_eq!(grants[0]["app"], "tools");
+    assert_eq!(grants[0]["scopes"], json!(["mcp:tools", "mcp:admin"]));
+    assert!(
+        grants[0]["last_used_at"].is_i64(),
+        "the use was recorded: {mine}"
+    );
+    let page = h
+        .http
+        .get(h.url("/.portcullis/account"))
+        .header(COOKIE, format!("_portcullis={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Connected MCP clients") && page.contains("Claude Code"));
+
+    // Disconnecting on the account page ends the access at once.
+    let id = grants[0]["id"].as_str().unwrap().to_owned();
+    let revoked = h
+        .http
+        .post(h.url(&format!("/.portcullis/account/grants/{id}/revoke")))
+        .header(COOKIE, format!("_portcullis={cookie}"))
+        .form(&[("csrf", common::hidden_field(&page, "csrf"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        mcp_status(&h, "/mcp", &access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // An admin sees the user's clients on their page and through the API, and revokes them;
+    // someone else's grant id is not found under another user.
+    let access = connect().await;
+    let (_, listed) = common::call(
+        &h,
+        &admin,
+        reqwest::Method::GET,
+        "/.portcullis/api/v1/users/agent/grants",
+        None,
+    )
+    .await;
+    let id = listed["grants"][0]["id"].as_str().unwrap().to_owned();
+    let user_page = h
+        .http
+        .get(h.url("/.portcullis/admin/users/agent"))
+        .header(COOKIE, format!("_portcullis={admin}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        user_page.contains("Claude Code") && user_page.contains(&format!("grants/{id}/revoke"))
+    );
+    let (status, _) = common::call(
+        &h,
+        &admin,
+        reqwest::Method::DELETE,
+        &format!("/.portcullis/api/v1/users/admin/grants/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = common::call(
+        &h,
+        &cookie,
+        reqwest::Method::GET,
+        "/.portcullis/api/v1/users/agent/grants",
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "only admins list others' clients"
+    );
+    let (status, _) = common::call(
+        &h,
+        &admin,
+        reqwest::Method::DELETE,
+        &format!("/.portcullis/api/v1/users/agent/grants/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        mcp_status(&h, "/mcp", &access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let trail = h.running.state.store.recent_audit(50).await.unwrap();
+    let actions: Vec<&str> = trail.iter().map(|e| e.action.as_str()).collect();
+    for expected in [
+        "oauth_client_registered",
+        "oauth_consent",
+        "oauth_grant",
+        "oauth_grant_revoked",
+    ] {
+        assert!(
+            actions.contains(&expected),
+            "{expected} missing from {actions:?}"
+        );
+    }
+}

@@ -59,6 +59,7 @@ pub async fn page(
         Some("factor") => Some("Your authenticator app is set up."),
         Some("factor_removed") => Some("The factor has been removed."),
         Some("passkey") => Some("Your passkey is added."),
+        Some("grant_revoked") => Some("The client is disconnected; its access has ended."),
         _ => None,
     };
     match signed_in(&state, &method, &headers).await {
@@ -89,9 +90,10 @@ pub(crate) async fn render(state: &AppState, me: &ActiveSession, view: &View<'_>
     let new_key = view.new_key;
     let identity = &me.identity;
     // A directory that cannot be read gets a clear page, not empty lists.
-    let (sessions, keys) = match tokio::try_join!(
+    let (sessions, keys, grants) = match tokio::try_join!(
         state.store.sessions_of(&me.user_id),
-        state.store.keys_of(&me.user_id)
+        state.store.keys_of(&me.user_id),
+        state.store.grants_of(&me.user_id)
     ) {
         Ok(found) => found,
         Err(e) => return respond::failure(&Failure::from(e), true),
@@ -152,7 +154,8 @@ pub(crate) async fn render(state: &AppState, me: &ActiveSession, view: &View<'_>
            <tbody>{session_rows}</tbody></table></div>\
          <div class=\"panel\" tabindex=\"0\" role=\"region\" aria-label=\"API keys\"><h2>API keys</h2><p class=\"muted\">For scripts and tools: send as <span class=\"code\">Authorization: Bearer …</span>.</p>\
            <table><thead><tr><th>Name</th><th>Apps</th><th>Expires</th><th></th></tr></thead><tbody>{key_rows}</tbody></table>\
-           {key_form}</div>",
+           {key_form}</div>{grants_panel}",
+        grants_panel = crate::grants_panel::panel(&grants, HERE, &csrf),
         key_form = key_forms::create_form(&format!("{HERE}/keys"), &csrf, "laptop-cli"),
         session_rows = rows_or(session_rows, 5, "No sessions."),
         key_rows = rows_or(key_rows, 4, "No API keys yet."),

@@ -14,6 +14,7 @@ mod csrf;
 mod factor_pages;
 mod factors;
 mod forward_auth;
+mod grants_panel;
 mod health;
 mod key_forms;
 mod linger;

@@ -30,8 +30,9 @@ use crate::linger::Lingering;
 use crate::state::AppState;
 use crate::workers::{Handoff, Workers};
 use crate::{
-    account, account_factors, admin, api, backchannel, factor_pages, factors, forward_auth, health,
-    mcp, oauth, oidc, passkey_sign_in, passwords, scim, setup, sign_in, sign_out, whoami,
+    account, account_factors, admin, api, backchannel, factor_pages, factors, forward_auth,
+    grants_panel, health, mcp, oauth, oidc, passkey_sign_in, passwords, scim, setup, sign_in,
+    sign_out, whoami,
 };
 
 /// Largest request head (request line + headers) accepted; larger ones get 431.
@@ -134,6 +135,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/.portcullis/account/keys/{id}/revoke",
             post(account::revoke_key),
+        )
+        .route(
+            "/.portcullis/account/grants/{id}/revoke",
+            post(grants_panel::revoke_own),
         )
         .route(
             "/.portcullis/account/sessions/{id}/end",

@@ -86,6 +86,13 @@ impl AppState {
         }
     }
 
+    /// Reloads the OAuth grants at once after one was revoked (see [`Self::apply_user_change`]).
+    pub async fn apply_grant_change(&self) {
+        if let Err(e) = self.gateway.auth.grants.reload().await {
+            tracing::warn!(error = %e, "could not reload grants at once; the change feed will");
+        }
+    }
+
     pub fn trusted(&self) -> &TrustedProxies {
         &self.gateway.trusted
     }

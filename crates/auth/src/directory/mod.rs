@@ -20,6 +20,9 @@ pub enum DirectoryError {
     NoSuchUser(String),
     #[error("{0}")]
     Invalid(String),
+    /// Something of the user's (a key, a grant) that is not there.
+    #[error("{0}")]
+    NotFound(String),
     /// Allowed to others, or in other circumstances, but not to this actor now.
     #[error("{0}")]
     Forbidden(String),
@@ -36,6 +39,7 @@ impl From<DirectoryError> for Failure {
         match e {
             DirectoryError::NoSuchUser(_) => Failure::new(FailureKind::NotFound, e.to_string()),
             DirectoryError::Invalid(m) => Failure::bad_request(m),
+            DirectoryError::NotFound(m) => Failure::new(FailureKind::NotFound, m),
             DirectoryError::Forbidden(m) => Failure::new(FailureKind::Forbidden, m),
             DirectoryError::Taken(conflict) => Failure::from(StoreError::Conflict(conflict)),
             DirectoryError::Store(s) => Failure::from(s),
@@ -43,6 +47,7 @@ impl From<DirectoryError> for Failure {
     }
 }
 
+mod grants;
 mod passwords;
 mod scim;
 mod sign_in;

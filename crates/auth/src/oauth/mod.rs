@@ -166,6 +166,7 @@ pub struct AuthorizationServer {
     resources: Vec<Resource>,
     access_token_lifetime: Duration,
     grant_lifetime: Duration,
+    client_idle_lifetime: Duration,
 }
 
 impl AuthorizationServer {
@@ -186,6 +187,7 @@ impl AuthorizationServer {
             resources,
             access_token_lifetime: config.access_token_lifetime,
             grant_lifetime: config.grant_lifetime,
+            client_idle_lifetime: config.client_idle_lifetime,
         }
     }
 
@@ -605,6 +607,23 @@ impl AuthorizationServer {
         self.store.delete_grant(&grant.id).await?;
         self.grants_changed().await;
         Ok(Some(grant))
+    }
+
+    /// Deletes what can no longer be used: expired codes and grants, refresh tokens rotated a
+    /// day ago (long past their grace; kept that long to recognise reuse), and registered
+    /// clients idle for `client_idle_lifetime` with no grant left. Returns how many rows went.
+    pub async fn sweep(&self) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let seconds = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2);
+        let expired = self
+            .store
+            .delete_expired_oauth(now, Timestamp(now.0 - 86_400))
+            .await?;
+        let idle = self
+            .store
+            .delete_idle_clients(Timestamp(now.0 - seconds(self.client_idle_lifetime)))
+            .await?;
+        Ok(expired + idle)
     }
 
     async fn active_user(&self, user_id: &str) -> Result<(), OAuthError> {

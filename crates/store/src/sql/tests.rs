@@ -743,4 +743,45 @@ async fn codes_redeem_once_and_refresh_tokens_rotate_with_a_grace() {
     );
     assert!(store.delete_grant("g5").await.unwrap());
     assert!(!store.delete_grant("g5").await.unwrap());
+
+    // The sweep: expired codes and grants go; idle clients go unless a grant still names them.
+    assert!(
+        store
+            .delete_expired_oauth(Timestamp(5000), Timestamp(0))
+            .await
+            .unwrap()
+            > 0
+    );
+    assert!(store.code("c1").await.unwrap().is_none());
+    for id in ["client", "idle"] {
+        store
+            .insert_client(&crate::OAuthClient {
+                id: id.into(),
+                name: id.into(),
+                redirect_uris: vec!["http://127.0.0.1/cb".into()],
+                secret_hash: None,
+                created_at: Timestamp(100),
+                last_used_at: None,
+            })
+            .await
+            .unwrap();
+    }
+    let kept = AuthCode {
+        code_hash: "c9".into(),
+        expires_at: Timestamp(9000),
+        ..code.clone()
+    };
+    store.insert_code(&kept).await.unwrap();
+    let mut lasting = grant("g9");
+    lasting.expires_at = Timestamp(9000);
+    store
+        .redeem_code("c9", &lasting, "t9", Timestamp(100))
+        .await
+        .unwrap();
+    assert_eq!(store.delete_idle_clients(Timestamp(200)).await.unwrap(), 1);
+    assert!(
+        store.client("client").await.unwrap().is_some(),
+        "its grant keeps it"
+    );
+    assert!(store.client("idle").await.unwrap().is_none());
 }

@@ -90,6 +90,10 @@ pub fn routes() -> Router<AppState> {
             post(user_changes::revoke_key),
         )
         .route(
+            "/.portcullis/admin/users/{username}/grants/{id}/revoke",
+            post(user_changes::revoke_grant),
+        )
+        .route(
             "/.portcullis/admin/users/{username}/sessions/end-all",
             post(user_changes::end_all_sessions),
         )
@@ -253,6 +257,7 @@ pub(crate) fn notice(done: Option<&str>) -> &'static str {
         Some("role") => "Role changed.",
         Some("group") => "Added to the group.",
         Some("revoked") => "Key revoked.",
+        Some("grant_revoked") => "Client disconnected; its access has ended.",
         Some("sessions") => "Sessions ended; their streams are closed.",
         Some("password") => "Password set; the user's sessions have ended.",
         Some("reset_sent") => "A one-time reset link was sent to the user's email address.",

@@ -181,6 +181,27 @@ pub async fn revoke_key(
     response
 }
 
+pub async fn revoke_grant(
+    State(state): State<AppState>,
+    post: FormPost,
+    Path((username, id)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let dir = state.directory.clone();
+    let user = username.clone();
+    let response = change(
+        &state,
+        &post,
+        &username,
+        &form.csrf,
+        "grant_revoked",
+        |actor| async move { dir.revoke_grant(&user, &id, &actor).await.map(|_| ()) },
+    )
+    .await;
+    state.apply_grant_change().await;
+    response
+}
+
 /// Ends one session, or every session, of the user; audited; back to the user page.
 async fn end_sessions(
     state: &AppState,

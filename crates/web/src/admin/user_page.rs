@@ -74,6 +74,10 @@ pub(crate) async fn render_detail(
         Ok(keys) => keys,
         Err(e) => return directory_failure(e),
     };
+    let grants = match state.directory.grants_of(username).await {
+        Ok(grants) => grants,
+        Err(e) => return directory_failure(e),
+    };
     let (sessions, identities, deliveries, factors) = match tokio::try_join!(
         state.store.sessions_of(&user.id),
         state.store.identities_of(&user.id),
@@ -159,7 +163,8 @@ pub(crate) async fn render_detail(
            <tbody>{provisioning_rows}</tbody></table></div>\
          <div class=\"panel\"><h2>API keys</h2><table><thead><tr><th>Name</th><th>Apps</th><th>Expires</th><th>Last used</th><th>State</th><th></th></tr></thead>\
            <tbody>{key_rows}</tbody></table>\
-           {key_form}</div>",
+           {key_form}</div>{grants_panel}",
+        grants_panel = crate::grants_panel::panel(&grants, &base, &csrf),
         key_form = key_forms::create_form(&format!("{base}/keys"), &csrf, "ci-pipeline"),
         session_rows = rows_or(session_rows, 6, "No sessions: not signed in anywhere."),
         identity_rows = rows_or(

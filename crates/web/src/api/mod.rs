@@ -8,6 +8,7 @@
 mod caller;
 mod directory;
 mod factors;
+mod grants;
 mod groups;
 mod me;
 pub(crate) mod outbox;
@@ -69,6 +70,13 @@ pub fn routes() -> Router<AppState> {
             post(passwords::reset_link),
         )
         .route("/api/v1/me/keys", get(me::keys).post(me::create_key))
+        .route("/api/v1/me/grants", get(grants::mine))
+        .route("/api/v1/me/grants/{id}", delete(grants::revoke_mine))
+        .route("/api/v1/users/{username}/grants", get(grants::of_user))
+        .route(
+            "/api/v1/users/{username}/grants/{id}",
+            delete(grants::revoke_of_user),
+        )
         .route("/api/v1/me/keys/{id}", delete(me::revoke_key))
         .route("/api/v1/outbox", get(outbox::list))
         .route("/api/v1/outbox/retry", post(outbox::retry))

@@ -151,6 +151,7 @@ impl From<portcullis_auth::directory::DirectoryError> for ScimError {
         use portcullis_auth::directory::DirectoryError::*;
         match e {
             NoSuchUser(_) => Self::not_found("user"),
+            NotFound(m) => Self::new(StatusCode::NOT_FOUND, None, m),
             Taken(conflict) => Self::new(
                 StatusCode::CONFLICT,
                 Some("uniqueness"),
