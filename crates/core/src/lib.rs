@@ -16,6 +16,7 @@ pub mod path;
 pub mod policy;
 pub mod profile;
 pub mod session;
+pub mod tools;
 pub mod user;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -402,6 +402,7 @@ async fn gateways(
                 metrics: metrics.clone(),
                 assertions: assertions.clone(),
                 access_log: access_log.clone(),
+                audit: Audit::new(store.clone(), clock.clone()),
             }))
         })
         .collect::<anyhow::Result<_>>()?;

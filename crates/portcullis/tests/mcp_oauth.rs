@@ -1192,3 +1192,118 @@ async fn people_and_admins_see_connected_clients_and_disconnect_them() {
         );
     }
 }
+
+#[tokio::test]
+async fn tool_rules_decide_each_tool_call_and_every_call_is_audited() {
+    let h = Harness::start(
+        "[[apps]]\nname = 'tools'\npath_prefix = '/mcp'\nupstream = '{upstream}'\nkind = 'mcp'\n\
+         audit_tool_arguments = true\n\
+         [[apps.tool_rules]]\ngroups = ['staff']\nallow = ['*']\n\
+         [[apps.tool_rules]]\ndeny = ['delete_*']\n\
+         [[apps.tool_rules]]\nallow = ['echo', 'read_*']\n",
+    )
+    .await;
+    let admin = h.setup_admin().await;
+    h.add_user("agent", Some("agent@example.com"), None, Role::User, &[])
+        .await;
+    let (_, body) = common::call(
+        &h,
+        &admin,
+        reqwest::Method::POST,
+        "/.portcullis/api/v1/users/agent/keys",
+        Some(json!({"name": "agent-key", "apps": ["tools"]})),
+    )
+    .await;
+    let key = body["key"].as_str().unwrap().to_owned();
+    let post = |body: String| {
+        h.http
+            .post(h.url("/mcp"))
+            .header(AUTHORIZATION, format!("Bearer {key}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let call = |id: i64, tool: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": tool, "arguments": {"path": "/etc"}}})
+        .to_string()
+    };
+
+    // Allowed: forwarded as sent.
+    let allowed = post(call(1, "read_file")).await.unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert_eq!(h.upstream.hits(), 1);
+
+    // Denied (by a deny rule, and by no rule allowing it): a JSON-RPC error for that id, and
+    // nothing reaches the server; a batch hiding one is refused whole.
+    for (tool, why) in [
+        ("delete_everything", "denied"),
+        ("write_file", "no tool rule allows"),
+    ] {
+        let refused = post(call(2, tool)).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::OK);
+        let error: Value = refused.json().await.unwrap();
+        assert_eq!(error["id"], 2);
+        assert_eq!(error["error"]["code"], -32001);
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(why),
+            "{error}"
+        );
+    }
+    let batch = format!("[{},{}]", call(3, "echo"), call(4, "delete_x"));
+    let refused: Value = post(batch).await.unwrap().json().await.unwrap();
+    assert_eq!(refused["id"], 4);
+    // A body that cannot be checked is refused rather than passed on.
+    let garbled = post("\u{feff}{\"method\":\"tools/call\"}".into())
+        .await
+        .unwrap();
+    assert_eq!(garbled.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(h.upstream.hits(), 1, "no refused call reached the server");
+
+    // Forward-auth cannot see bodies, so it does not let POSTs to this app through.
+    let described = h
+        .http
+        .post(h.url("/.portcullis/authz/forward-auth"))
+        .header(AUTHORIZATION, format!("Bearer {key}"))
+        .header("x-forwarded-method", "POST")
+        .header("x-forwarded-uri", "/mcp")
+        .header("x-forwarded-host", h.base.trim_start_matches("http://"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.status(), StatusCode::FORBIDDEN);
+
+    // Every call is in the audit trail: who, which tool, through what, with the arguments.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let trail = h.running.state.store.recent_audit(50).await.unwrap();
+    let calls: Vec<_> = trail
+        .iter()
+        .filter(|e| e.action == "mcp_tool_call")
+        .collect();
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    let read = calls
+        .iter()
+        .find(|e| {
+            e.reason
+                .as_deref()
+                .unwrap_or_default()
+                .contains("read_file")
+        })
+        .unwrap();
+    assert_eq!(read.outcome, "success");
+    assert!(
+        read.actor
+            .as_deref()
+            .unwrap()
+            .contains(&common::uuid_like("agent"))
+    );
+    let reason = read.reason.as_deref().unwrap();
+    assert!(
+        reason.contains("via key agent-key") && reason.contains("/etc"),
+        "{reason}"
+    );
+    assert!(
+        calls.iter().any(|e| e.outcome == "failure"
+            && e.reason.as_deref().unwrap().contains("delete_everything"))
+    );
+}

@@ -7,6 +7,7 @@ use std::time::Instant;
 use axum::body::Body;
 use http::{Request, Response};
 use portcullis_auth::assertion::Assertions;
+use portcullis_auth::audit::Audit;
 use portcullis_auth::principal::Authenticator;
 
 use crate::access::{AccessEntry, AccessLog};
@@ -26,6 +27,8 @@ pub struct Gateway {
     /// Signs identity assertions; `None` when they are turned off.
     pub assertions: Option<Arc<Assertions>>,
     pub access_log: Arc<dyn AccessLog>,
+    /// Where tool calls to MCP apps are recorded.
+    pub audit: Audit,
 }
 
 impl Gateway {
@@ -45,6 +48,7 @@ impl Gateway {
             Stop::StepUp => respond::step_up_required(&ctx.method, &ctx.return_to(), ctx.browser),
             Stop::Challenge(error) => phases::challenge(&ctx, error),
             Stop::Preflight => phases::preflight(),
+            Stop::ToolRefused { id, why } => crate::tool_calls::refusal(&id, &why),
             Stop::Fail(failure) => respond::failure(&failure, ctx.browser),
         });
         phases::cors(&ctx, &mut response);
@@ -76,6 +80,7 @@ impl Gateway {
         phases::admit_origin(ctx, req.headers())?;
         phases::authenticate(&self.auth, ctx, req.headers()).await?;
         phases::authorize(ctx)?;
+        crate::tool_calls::check(ctx, req, &self.audit).await?;
         phases::rewrite(ctx, self.assertions.as_deref(), req.headers_mut());
         Ok(())
     }

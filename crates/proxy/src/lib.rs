@@ -17,6 +17,7 @@ pub mod identity_headers;
 pub mod metrics;
 pub mod phases;
 pub mod routes;
+pub mod tool_calls;
 pub mod upstream;
 
 pub use gateway::Gateway;

@@ -31,6 +31,11 @@ pub enum Stop {
     Challenge(BearerError),
     /// A browser's CORS preflight for an MCP app, from an allowed origin: answered here.
     Preflight,
+    /// The MCP app's tool rules refuse a tool call: a JSON-RPC error for its id.
+    ToolRefused {
+        id: serde_json::Value,
+        why: String,
+    },
     Fail(Failure),
 }
 

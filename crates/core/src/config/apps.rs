@@ -76,9 +76,15 @@ pub struct McpResource {
     /// Browser origins that may call it: its own, Portcullis's, and the configured ones, each
     /// `scheme://host[:port]` in lower case.
     pub origins: Vec<String>,
+    pub tools: crate::tools::ToolPolicy,
 }
 
 impl McpResource {
+    fn with_tools(mut self, tools: crate::tools::ToolPolicy) -> Self {
+        self.tools = tools;
+        self
+    }
+
     /// The resource of an app at `prefix` on `host` (or Portcullis's own), reached through
     /// Portcullis at `public_url`.
     fn of(
@@ -115,6 +121,7 @@ impl McpResource {
             origins,
             resource: format!("{origin}{path}"),
             metadata_url: format!("{origin}/.well-known/oauth-protected-resource{path}"),
+            tools: crate::tools::ToolPolicy::default(),
             scopes: if scopes.is_empty() {
                 vec!["mcp".to_owned()]
             } else {
@@ -282,6 +289,17 @@ fn compile_app(
             "only MCP apps (kind = \"mcp\") have token scopes".into(),
         );
     }
+    if app.kind != AppKind::Mcp && (!app.tool_rules.is_empty() || app.audit_tool_arguments) {
+        fail(
+            key("tool_rules"),
+            "only MCP apps (kind = \"mcp\") have tools".into(),
+        );
+    }
+    for (i, rule) in app.tool_rules.iter().enumerate() {
+        if let Err(problem) = crate::tools::check_rule(rule) {
+            fail(format!("{}[{i}]", key("tool_rules")), problem);
+        }
+    }
     if app.kind != AppKind::Mcp && !app.allowed_origins.is_empty() {
         fail(
             key("allowed_origins"),
@@ -342,6 +360,10 @@ fn compile_app(
                 &app.path_prefix,
                 (&app.scopes, &app.allowed_origins),
             )
+            .with_tools(crate::tools::ToolPolicy {
+                rules: app.tool_rules.clone(),
+                audit_arguments: app.audit_tool_arguments,
+            })
         }),
         implicit: false,
     })

@@ -495,6 +495,12 @@ pub struct AppConfig {
     /// only.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Which `tools/call` each group may make (docs/mcp.md); none: every tool. MCP apps only.
+    #[serde(default)]
+    pub tool_rules: Vec<crate::tools::ToolRule>,
+    /// Record each tool call's arguments in the audit trail too. MCP apps only.
+    #[serde(default)]
+    pub audit_tool_arguments: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -173,6 +173,7 @@ impl Gateway {
             // The proxy in front answers the browser with this (and the origin, below).
             Err(Stop::Preflight) => phases::preflight(),
             Err(Stop::Fail(failure)) => refusal(flavor, &failure),
+            Err(Stop::ToolRefused { id, why }) => crate::tool_calls::refusal(&id, &why),
         }
     }
 
@@ -193,6 +194,7 @@ impl Gateway {
         phases::admit_origin(ctx, headers)?;
         phases::authenticate(&self.auth, ctx, headers).await?;
         phases::authorize(ctx)?;
+        tool_rules_need_the_body(ctx)?;
         if let Some(identity) = ctx.identity() {
             extra_allows(query, identity)?;
         }
@@ -236,8 +238,33 @@ impl Gateway {
                 empty(StatusCode::UNAUTHORIZED)
             }
             Err(Stop::Preflight) => phases::preflight(),
+            Err(Stop::ToolRefused { id, why }) => crate::tool_calls::refusal(&id, &why),
         }
     }
+}
+
+/// A proxy in front asks about a request without its body, so the tool calls in it cannot be
+/// checked: an MCP app with tool rules is reached only through the built-in proxy (deny unless
+/// the rules could be applied).
+fn tool_rules_need_the_body(ctx: &RequestContext) -> Result<(), Stop> {
+    let Some(app) = &ctx.app else {
+        return Ok(());
+    };
+    if app.mcp.as_ref().is_some_and(|m| !m.tools.rules.is_empty())
+        && crate::tool_calls::carries_messages(&ctx.method)
+    {
+        return Err(Stop::Fail(
+            Failure::new(
+                portcullis_core::FailureKind::Forbidden,
+                format!(
+                    "The MCP app \"{}\" has tool rules, which forward-auth cannot apply (it never sees the request body).",
+                    app.name
+                ),
+            )
+            .with_hint("send this app's traffic through Portcullis's built-in proxy, or remove its tool_rules"),
+        ));
+    }
+    Ok(())
 }
 
 /// Sends the client to sign in (or step up) on Portcullis's public URL, the way each flavour's
