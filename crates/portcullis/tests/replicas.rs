@@ -880,3 +880,132 @@ async fn use_reset_link_again(
     let response = http.get(format!("{base}{path}")).send().await.unwrap();
     (response.status(), response.text().await.unwrap())
 }
+
+/// An MCP client authorized through replica A redeems its code on B, uses its token on both,
+/// and a revocation on B stops it on A within a second.
+#[tokio::test]
+async fn an_oauth_grant_made_on_one_replica_works_and_ends_on_any() {
+    let pg = PgCluster::start();
+    let upstream = common::upstream::start().await;
+    let port_a = free_port();
+    let config = format!(
+        "{}[[apps]]\nname = \"tools\"\npath_prefix = \"/mcp\"\nkind = \"mcp\"\nupstream = \"{}\"\n",
+        shared(
+            &pg,
+            &upstream.url(),
+            &format!("http://127.0.0.1:{port_a}"),
+            ""
+        ),
+        upstream.url()
+    );
+    let a = Replica::start_on(port_a, &config).await;
+    let b = Replica::start(&config).await;
+    a.cli(
+        &["user", "add", "alice", "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let http = http();
+    let cookie = sign_in_at(&http, &a.base, "alice", PASSWORD).await.unwrap();
+    let registered: serde_json::Value = http
+        .post(format!("{}/.portcullis/oauth/register", a.base))
+        .json(&serde_json::json!({"client_name": "Replica client", "redirect_uris": ["http://127.0.0.1/cb"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client_id = registered["client_id"].as_str().unwrap().to_owned();
+    let verifier = "a-verifier-that-is-long-enough-for-pkce-0123456789";
+    let query = [
+        ("response_type", "code".to_owned()),
+        ("client_id", client_id.clone()),
+        ("redirect_uri", "http://127.0.0.1:4000/cb".to_owned()),
+        ("code_challenge", portcullis_auth::oauth::s256(verifier)),
+        ("code_challenge_method", "S256".to_owned()),
+        ("resource", format!("{}/mcp", a.base)),
+    ];
+    let page = http
+        .get(format!("{}/.portcullis/oauth/authorize", a.base))
+        .query(&query)
+        .header(COOKIE, format!("_portcullis={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut form: Vec<(&str, String)> = query.to_vec();
+    form.push(("csrf", common::hidden_field(&page, "csrf")));
+    form.push(("decision", "allow".to_owned()));
+    let allowed = http
+        .post(format!("{}/.portcullis/oauth/authorize", a.base))
+        .header(COOKIE, format!("_portcullis={cookie}"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let location = allowed.headers()[LOCATION].to_str().unwrap().to_owned();
+    let code = location
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("code="))
+        .unwrap()
+        .to_owned();
+
+    // The code, made on A, is redeemed on B; the token works on both at once.
+    let tokens: serde_json::Value = http
+        .post(format!("{}/.portcullis/oauth/token", b.base))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:4000/cb"),
+            ("code_verifier", verifier),
+            ("client_id", &client_id),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let mcp = |base: String| {
+        let (http, access) = (http.clone(), access.clone());
+        async move {
+            http.post(format!("{base}/mcp"))
+                .header("authorization", format!("Bearer {access}"))
+                .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        mcp(a.base.clone()).await,
+        StatusCode::OK,
+        "on A, the moment it exists"
+    );
+    assert_eq!(mcp(b.base.clone()).await, StatusCode::OK);
+
+    // Revoked on B: refused on A within a second.
+    let revoked = http
+        .post(format!("{}/.portcullis/oauth/revoke", b.base))
+        .form(&[
+            ("token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", &client_id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    within(
+        "the revocation on B stops the token on A",
+        Duration::from_secs(1),
+        || {
+            let check = mcp(a.base.clone());
+            async move { check.await == StatusCode::UNAUTHORIZED }
+        },
+    )
+    .await;
+}
