@@ -168,8 +168,10 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
             "{uri:?} has a fragment, which redirect URIs may not"
         ));
     }
-    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{uri:?} contains spaces or control characters"));
+    if !uri.is_ascii() || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{uri:?} contains spaces, control or non-ASCII characters (percent-encode them)"
+        ));
     }
     if FORBIDDEN_SCHEMES.contains(&scheme_lc.as_str()) {
         return Err(format!(
@@ -280,6 +282,7 @@ mod tests {
             "/relative",
             "https:///nohost",
             "https://x/a b",
+            "https://exämple.com/cb",
         ] {
             assert!(check_redirect_uri(bad).is_err(), "{bad} accepted");
         }
