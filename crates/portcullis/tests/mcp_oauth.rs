@@ -1307,3 +1307,61 @@ async fn tool_rules_decide_each_tool_call_and_every_call_is_audited() {
             && e.reason.as_deref().unwrap().contains("delete_everything"))
     );
 }
+
+#[tokio::test]
+async fn revoking_a_grant_closes_the_streams_its_token_opened() {
+    let h =
+        Harness::start("[[apps]]\nname = 'tools'\nupstream = '{upstream}'\nkind = 'mcp'\n").await;
+    let admin = h.setup_admin().await;
+    let client = public_client(&h).await;
+    let back = consent(&h, &admin, &authorize_query(&client.id, &h.base, &[])).await;
+    let (status, tokens) = exchange(&h, &client, param(&back, "code").unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+
+    // A stream that sends one chunk and then stays open (an MCP server's GET stream).
+    let mut stream = h
+        .http
+        .get(h.url("/stall"))
+        .header(AUTHORIZATION, format!("Bearer {access}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert!(
+        stream.chunk().await.unwrap().is_some(),
+        "the first chunk arrives"
+    );
+
+    let (_, listed) = common::call(
+        &h,
+        &admin,
+        reqwest::Method::GET,
+        "/.portcullis/api/v1/me/grants",
+        None,
+    )
+    .await;
+    let id = listed["grants"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = common::call(
+        &h,
+        &admin,
+        reqwest::Method::DELETE,
+        &format!("/.portcullis/api/v1/me/grants/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let ended = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match stream.chunk().await {
+                Ok(Some(_)) => continue,
+                _ => break,
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stream is closed within a second of the revocation"
+    );
+}
