@@ -1352,12 +1352,7 @@ async fn revoking_a_grant_closes_the_streams_its_token_opened() {
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let ended = tokio::time::timeout(Duration::from_secs(1), async {
-        loop {
-            match stream.chunk().await {
-                Ok(Some(_)) => continue,
-                _ => break,
-            }
-        }
+        while let Ok(Some(_)) = stream.chunk().await {}
     })
     .await;
     assert!(
