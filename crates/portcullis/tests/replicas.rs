@@ -383,8 +383,8 @@ async fn a_database_outage_keeps_known_sessions_and_recovers_without_a_restart()
 
 /// A SQLite deployment moves to PostgreSQL with `portcullis copy-store`: every row of every table
 /// arrives (users, memberships, sessions, keys, flows, audit, the change feed, signing keys, the
-/// outbox and its pending deliveries, second factors), and Portcullis on PostgreSQL carries on
-/// with them.
+/// outbox and its pending deliveries, second factors, OAuth clients, codes, grants and refresh
+/// tokens), and Portcullis on PostgreSQL carries on with them.
 #[tokio::test]
 async fn a_sqlite_deployment_moves_to_postgres_with_every_row() {
     let idp = common::fake_idp::FakeIdp::start().await;
@@ -432,6 +432,7 @@ async fn a_sqlite_deployment_moves_to_postgres_with_every_row() {
     let data_dir = old.dir().join("data");
     let token_key = std::fs::read_to_string(data_dir.join("token.key")).unwrap();
     old.kill(); // its data directory stays until `old` goes out of scope
+    fill_oauth_tables(&data_dir).await;
 
     let pg = PgCluster::start();
     let target = portcullis_store::SqlStore::fresh_postgres_database(&pg.url)
@@ -811,6 +812,55 @@ async fn a_reset_link_made_on_one_replica_works_once_on_any() {
         .filter(|s| **s == StatusCode::SEE_OTHER)
         .count();
     assert_eq!(winners, 1, "{one:?} {two:?}");
+}
+
+/// A registered MCP client, a code it redeemed (the grant and refresh token it became) and one
+/// still unused: the rows of the authorization server's tables, written straight to the store.
+async fn fill_oauth_tables(data_dir: &std::path::Path) {
+    use portcullis_store::{AuthCode, Grant, OAuthClient, OAuthStore, Redeemed, Store};
+    let store = portcullis_store::SqlStore::open(data_dir).await.unwrap();
+    let alice = store.user_by_username("alice").await.unwrap().unwrap();
+    let now = now();
+    let client = OAuthClient {
+        id: "pcc_copied".into(),
+        name: "Copied client".into(),
+        redirect_uris: vec!["http://127.0.0.1/callback".into()],
+        secret_hash: None,
+        created_at: now,
+        last_used_at: Some(now),
+    };
+    store.insert_client(&client).await.unwrap();
+    let code = |hash: &str| AuthCode {
+        code_hash: hash.into(),
+        user_id: alice.id.clone(),
+        client_id: client.id.clone(),
+        client_name: client.name.clone(),
+        redirect_uri: client.redirect_uris[0].clone(),
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        app: "app".into(),
+        resource: "http://127.0.0.1/mcp".into(),
+        scopes: vec!["mcp".into()],
+        expires_at: portcullis_core::Timestamp(now.0 + 60),
+    };
+    store.insert_code(&code("redeemed")).await.unwrap();
+    store.insert_code(&code("unused")).await.unwrap();
+    let grant = Grant {
+        id: "grant-copied".into(),
+        user_id: alice.id.clone(),
+        client_id: client.id.clone(),
+        client_name: client.name.clone(),
+        app: "app".into(),
+        resource: "http://127.0.0.1/mcp".into(),
+        scopes: vec!["mcp".into()],
+        created_at: now,
+        last_used_at: None,
+        expires_at: portcullis_core::Timestamp(now.0 + 3600),
+    };
+    let redeemed = store
+        .redeem_code("redeemed", &grant, "refresh-copied", now)
+        .await
+        .unwrap();
+    assert_eq!(redeemed, Redeemed::Issued);
 }
 
 fn now() -> portcullis_core::Timestamp {
