@@ -9,7 +9,7 @@ use portcullis_store::{Store, StoreError};
 
 use crate::directory::LoginRefusal;
 use crate::ldap::{LdapError, LdapLogin};
-use crate::password::{PasswordHasher, PasswordPolicy};
+use crate::password::{PasswordError, PasswordHasher, PasswordPolicy};
 use crate::throttle::{AttemptKeys, LoginThrottle};
 
 /// Why a sign-in failed. Callers show every `Rejected` the same way, so the response never says
@@ -25,8 +25,19 @@ pub enum LoginError {
     /// The LDAP directory could not be asked.
     #[error("{0}")]
     Unavailable(String),
+    /// Not tried: too many passwords are being checked right now (see [`PasswordError::Busy`]).
+    #[error("too many sign-ins are being checked; retry in {} s", retry_after.as_secs())]
+    Busy { retry_after: Duration },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A hashing refusal as a sign-in refusal.
+fn busy(e: PasswordError) -> LoginError {
+    match e {
+        PasswordError::Busy { retry_after } => LoginError::Busy { retry_after },
+        other => LoginError::Unavailable(other.to_string()),
+    }
 }
 
 pub struct LocalLogin {
@@ -120,7 +131,12 @@ impl LocalLogin {
             });
         }
         let hash = self.store.password_hash(&user.id).await?;
-        if self.hasher.verify(hash.as_deref(), password).await {
+        if self
+            .hasher
+            .verify(hash.as_deref(), password)
+            .await
+            .map_err(busy)?
+        {
             self.throttle.record_success(&keys);
             Ok(())
         } else {
@@ -156,7 +172,7 @@ impl LocalLogin {
                 });
         }
         // Always spend one verification, even for unknown accounts (timing must not tell).
-        let password_ok = self.hasher.verify(hash, password).await;
+        let password_ok = self.hasher.verify(hash, password).await.map_err(busy)?;
         match found {
             None => Err(LoginError::Rejected {
                 reason: "unknown_account",

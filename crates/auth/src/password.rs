@@ -1,8 +1,10 @@
 //! Argon2id password hashing with a bound on concurrent work.
 //!
 //! Each hash costs tens of milliseconds of CPU and ~19 MiB of memory by design, so an attacker
-//! posting many sign-ins could otherwise exhaust the machine. A semaphore bounds how many run at
-//! once; the rest wait their turn.
+//! posting many sign-ins could otherwise exhaust the machine and starve signed-in traffic. A
+//! semaphore bounds how many run at once (by default half the cores: never all of them); a
+//! bounded number may wait their turn for a bounded time, and the rest are refused at once with
+//! [`PasswordError::Busy`] (a `503` with `Retry-After`), which costs no hashing at all.
 
 use std::sync::Arc;
 
@@ -17,11 +19,39 @@ pub enum PasswordError {
     Hash(String),
     #[error("password hashing was interrupted")]
     Interrupted,
+    /// Every hashing slot is taken and the queue is full (or the wait ran out).
+    #[error("too many sign-ins are being checked right now; retry in {} s", retry_after.as_secs())]
+    Busy { retry_after: std::time::Duration },
+}
+
+/// How hashing work is bounded.
+#[derive(Clone, Copy, Debug)]
+pub struct HashingLimits {
+    /// Hashes running at once.
+    pub concurrent: usize,
+    /// Requests that may wait for a slot; beyond that they are refused at once.
+    pub queue: usize,
+    /// How long one may wait before it is refused.
+    pub wait: std::time::Duration,
+}
+
+impl HashingLimits {
+    /// `concurrent` slots, a queue of four per slot, a one-second wait.
+    pub fn new(concurrent: usize) -> Self {
+        HashingLimits {
+            concurrent: concurrent.max(1),
+            queue: concurrent.max(1) * 4,
+            wait: std::time::Duration::from_secs(1),
+        }
+    }
 }
 
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    limits: HashingLimits,
+    /// Requests waiting for a slot now.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
     /// A real hash of a random password, verified against when an account does not exist so the
     /// response time does not reveal which accounts exist.
     decoy: Arc<String>,
@@ -120,19 +150,49 @@ fn is_common(lower: &str) -> bool {
 
 impl PasswordHasher {
     pub fn new(max_concurrent: usize) -> Result<Self, PasswordError> {
+        Self::with_limits(HashingLimits::new(max_concurrent))
+    }
+
+    pub fn with_limits(limits: HashingLimits) -> Result<Self, PasswordError> {
         let decoy = hash_blocking(&crate::secret::random_token())?;
         Ok(PasswordHasher {
-            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            permits: Arc::new(Semaphore::new(limits.concurrent.max(1))),
+            limits,
+            waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             decoy: Arc::new(decoy),
         })
     }
 
+    /// Requests waiting for a hashing slot right now (a gauge for `/metrics`).
+    pub fn queued(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A hashing slot: at once if one is free, after a bounded wait in a bounded queue, or
+    /// [`PasswordError::Busy`].
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, PasswordError> {
+        use std::sync::atomic::Ordering;
+        if let Ok(permit) = self.permits.try_acquire() {
+            return Ok(permit);
+        }
+        let busy = PasswordError::Busy {
+            retry_after: self.limits.wait.max(std::time::Duration::from_secs(1)),
+        };
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.limits.queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(busy);
+        }
+        let waited = tokio::time::timeout(self.limits.wait, self.permits.acquire()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        match waited {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(PasswordError::Interrupted),
+            Err(_) => Err(busy),
+        }
+    }
+
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| PasswordError::Interrupted)?;
+        let _permit = self.slot().await?;
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || hash_blocking(&password))
             .await
@@ -140,13 +200,16 @@ impl PasswordHasher {
     }
 
     /// Verifies `password` against `hash`; with no hash (unknown account, or an account without
-    /// a password) it spends the same effort on the decoy and returns false.
-    pub async fn verify(&self, hash: Option<&str>, password: &str) -> bool {
+    /// a password) it spends the same effort on the decoy and returns false. `Busy` when no
+    /// hashing slot could be had.
+    pub async fn verify(&self, hash: Option<&str>, password: &str) -> Result<bool, PasswordError> {
         if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
-            return false;
+            return Ok(false);
         }
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
+        let _permit = match self.slot().await {
+            Ok(permit) => permit,
+            Err(PasswordError::Interrupted) => return Ok(false),
+            Err(e) => return Err(e),
         };
         let (hash, real) = match hash {
             Some(h) => (h.to_owned(), true),
@@ -156,7 +219,7 @@ impl PasswordHasher {
         let matched = tokio::task::spawn_blocking(move || verify_blocking(&hash, &password))
             .await
             .unwrap_or(false);
-        matched && real
+        Ok(matched && real)
     }
 }
 
@@ -169,11 +232,67 @@ mod tests {
         let hasher = PasswordHasher::new(2).unwrap();
         let hash = hasher.hash("correct horse").await.unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(hasher.verify(Some(&hash), "correct horse").await);
-        assert!(!hasher.verify(Some(&hash), "wrong horse").await);
-        assert!(!hasher.verify(Some(&hash), "").await);
-        assert!(!hasher.verify(None, "correct horse").await);
-        assert!(!hasher.verify(Some("not a hash"), "correct horse").await);
+        let verify = |h: Option<&str>, p: &str| {
+            let (hasher, h, p) = (hasher.clone(), h.map(str::to_owned), p.to_owned());
+            async move { hasher.verify(h.as_deref(), &p).await.unwrap() }
+        };
+        assert!(verify(Some(&hash), "correct horse").await);
+        assert!(!verify(Some(&hash), "wrong horse").await);
+        assert!(!verify(Some(&hash), "").await);
+        assert!(!verify(None, "correct horse").await);
+        assert!(!verify(Some("not a hash"), "correct horse").await);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once_and_a_freed_slot_serves_the_next() {
+        let hasher = PasswordHasher::with_limits(HashingLimits {
+            concurrent: 1,
+            queue: 2,
+            wait: std::time::Duration::from_secs(5),
+        })
+        .unwrap();
+        // One slot held, two waiting: the fourth is refused without waiting.
+        let held = hasher.permits.clone().try_acquire_owned().unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.verify(None, "guess-one").await })
+            })
+            .collect();
+        while hasher.queued() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let started = std::time::Instant::now();
+        let refused = hasher.verify(None, "guess-two").await;
+        assert!(
+            matches!(refused, Err(PasswordError::Busy { .. })),
+            "{refused:?}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "refused at once"
+        );
+        drop(held);
+        for waiter in waiters {
+            assert!(
+                !waiter.await.unwrap().unwrap(),
+                "the queued ones were served (a decoy never matches)"
+            );
+        }
+        assert_eq!(hasher.queued(), 0);
+
+        // A wait that runs out is refused too.
+        let short = PasswordHasher::with_limits(HashingLimits {
+            concurrent: 1,
+            queue: 1,
+            wait: std::time::Duration::from_millis(50),
+        })
+        .unwrap();
+        let _held = short.permits.clone().try_acquire_owned().unwrap();
+        assert!(matches!(
+            short.verify(None, "guess").await,
+            Err(PasswordError::Busy { .. })
+        ));
     }
 
     #[test]

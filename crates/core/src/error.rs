@@ -24,6 +24,8 @@ pub enum FailureKind {
     UpstreamTimeout,
     /// The store is unreachable (503).
     StoreUnavailable,
+    /// Too much work of this kind is waiting (password hashing under attack); retry shortly (503).
+    Busy,
     /// A bug or an unexpected state on our side (500).
     Internal,
 }
@@ -70,6 +72,7 @@ impl Failure {
             FailureKind::UpstreamUnavailable => "upstream_unavailable",
             FailureKind::UpstreamTimeout => "upstream_timeout",
             FailureKind::StoreUnavailable => "store_unavailable",
+            FailureKind::Busy => "busy",
             FailureKind::Internal => "internal",
         }
     }

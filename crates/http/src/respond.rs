@@ -29,7 +29,7 @@ pub fn status_of(kind: FailureKind) -> StatusCode {
         FailureKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         FailureKind::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
         FailureKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-        FailureKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        FailureKind::StoreUnavailable | FailureKind::Busy => StatusCode::SERVICE_UNAVAILABLE,
         FailureKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -106,7 +106,7 @@ fn title_of(kind: FailureKind) -> &'static str {
         FailureKind::RateLimited => "Too many attempts",
         FailureKind::UpstreamUnavailable => "The app is unreachable",
         FailureKind::UpstreamTimeout => "The app did not answer in time",
-        FailureKind::StoreUnavailable => "Temporarily unavailable",
+        FailureKind::StoreUnavailable | FailureKind::Busy => "Temporarily unavailable",
         FailureKind::Internal => "Something went wrong",
     }
 }

@@ -17,6 +17,7 @@ use portcullis_auth::oauth::metadata::MetadataDocuments;
 use portcullis_auth::oauth::{AuthorizationServer, Clients, GrantRing, Resource};
 use portcullis_auth::oidc::refresh::ProviderRefresher;
 use portcullis_auth::oidc::{FlowManager, Providers};
+use portcullis_auth::password::HashingLimits;
 use portcullis_auth::password::PasswordPolicy;
 use portcullis_auth::principal::Authenticator;
 use portcullis_auth::seal::Sealer;
@@ -247,7 +248,16 @@ fn local_login(
     directory: &Arc<Directory>,
 ) -> anyhow::Result<LocalLogin> {
     let local = &config.local_auth;
-    let hasher = PasswordHasher::new(local.max_concurrent_hashes)?;
+    // Half the cores by default: an attack on the sign-in form must leave the rest to the
+    // signed-in traffic (docs/operations.md says how to size it).
+    let concurrent = local.max_concurrent_hashes.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    });
+    let hasher = PasswordHasher::with_limits(HashingLimits {
+        concurrent,
+        queue: local.hash_queue.unwrap_or(concurrent * 4),
+        wait: local.hash_queue_wait,
+    })?;
     let throttle = LoginThrottle::new(
         clock.clone(),
         local.free_attempts,

@@ -362,6 +362,13 @@ pub async fn check_current(
                 retry_after.as_secs().max(1)
             ),
         ))),
+        Err(LoginError::Busy { retry_after }) => Err(Refusal::Failure(Failure::new(
+            FailureKind::Busy,
+            format!(
+                "Too many passwords are being checked right now. Try again in {} seconds.",
+                retry_after.as_secs().max(1)
+            ),
+        ))),
         Err(LoginError::Unavailable(message)) => Err(Refusal::Failure(Failure::new(
             FailureKind::UpstreamUnavailable,
             message,

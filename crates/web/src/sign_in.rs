@@ -121,11 +121,13 @@ pub fn set_session_cookie(state: &AppState, response: &mut Response, token: &str
 /// The refusal of an attempt made too soon after too many failures, with `Retry-After`;
 /// `message` has a `{}` for the seconds.
 pub fn throttled(message: &str, retry_after: std::time::Duration) -> Response {
+    retry_later(FailureKind::RateLimited, message, retry_after)
+}
+
+/// A refusal that says when to come back (`Retry-After`); `{}` in `message` becomes the seconds.
+pub fn retry_later(kind: FailureKind, message: &str, retry_after: std::time::Duration) -> Response {
     let seconds = retry_after.as_secs().max(1);
-    let failure = Failure::new(
-        FailureKind::RateLimited,
-        message.replacen("{}", &seconds.to_string(), 1),
-    );
+    let failure = Failure::new(kind, message.replacen("{}", &seconds.to_string(), 1));
     let mut response = respond::failure(&failure, true);
     response
         .headers_mut()
@@ -322,6 +324,16 @@ pub async fn submit(
             }
             throttled(
                 "Too many failed sign-ins. Try again in {} seconds.",
+                retry_after,
+            )
+        }
+        // The hashing queue is full: refused without any work, and without an audit row per
+        // attempt (an attacker would be writing them); the metric counts them.
+        Err(LoginError::Busy { retry_after }) => {
+            state.metrics.sign_in("busy");
+            retry_later(
+                FailureKind::Busy,
+                "Too many sign-ins are being checked right now. Try again in {} seconds.",
                 retry_after,
             )
         }

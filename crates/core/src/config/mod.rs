@@ -332,9 +332,17 @@ fn default_assertion_lifetime() -> Duration {
 pub struct LocalAuthConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Argon2id hashing is deliberately expensive; this bounds how many run at once.
-    #[serde(default = "default_hash_concurrency")]
-    pub max_concurrent_hashes: usize,
+    /// Argon2id hashing is deliberately expensive; this bounds how many run at once. Unset: half
+    /// the machine's cores (at least one), so hashing never takes all of them.
+    #[serde(default)]
+    pub max_concurrent_hashes: Option<usize>,
+    /// Sign-ins that may wait for a hashing slot (default: four per slot); beyond that they
+    /// are refused at once with `503` and `Retry-After`.
+    #[serde(default)]
+    pub hash_queue: Option<usize>,
+    /// How long a sign-in waits for a hashing slot before it is refused the same way.
+    #[serde(default = "default_hash_queue_wait", with = "humantime_serde")]
+    pub hash_queue_wait: Duration,
     /// Failed attempts (per account and per client address) before back-off starts.
     #[serde(default = "default_free_attempts")]
     pub free_attempts: u32,
@@ -363,7 +371,9 @@ impl Default for LocalAuthConfig {
     fn default() -> Self {
         LocalAuthConfig {
             enabled: true,
-            max_concurrent_hashes: default_hash_concurrency(),
+            max_concurrent_hashes: None,
+            hash_queue: None,
+            hash_queue_wait: default_hash_queue_wait(),
             free_attempts: default_free_attempts(),
             base_backoff: default_base_backoff(),
             max_backoff: default_max_backoff(),
@@ -585,8 +595,8 @@ fn default_idle() -> Duration {
 fn default_absolute() -> Duration {
     Duration::from_secs(7 * 24 * 3600)
 }
-fn default_hash_concurrency() -> usize {
-    4
+fn default_hash_queue_wait() -> Duration {
+    Duration::from_secs(1)
 }
 fn default_free_attempts() -> u32 {
     5

@@ -119,7 +119,7 @@ impl Config {
                 "idle_timeout and absolute_timeout must be longer than zero".into(),
             );
         }
-        if self.local_auth.max_concurrent_hashes == 0 {
+        if self.local_auth.max_concurrent_hashes == Some(0) {
             push(
                 "local_auth.max_concurrent_hashes".into(),
                 "must be at least 1".into(),

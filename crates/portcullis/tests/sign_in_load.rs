@@ -1,0 +1,100 @@
+//! Password hashing under attack: a bounded pool and a bounded queue, so wrong-password floods
+//! are refused cheaply (`503` + `Retry-After`) instead of taking the machine, and a real person
+//! still gets in.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Harness, sign_in_at};
+use portcullis_core::Role;
+use reqwest::StatusCode;
+
+#[tokio::test]
+async fn a_full_hashing_queue_refuses_with_503_and_a_real_user_still_signs_in() {
+    let h = Harness::start(
+        "[local_auth]\nmax_concurrent_hashes = 1\nhash_queue = 1\nhash_queue_wait = '100ms'\n\
+         free_attempts = 100000\n",
+    )
+    .await;
+    h.setup_admin().await;
+    h.add_user("real", Some("real@example.com"), None, Role::User, &[])
+        .await;
+
+    // Many accounts, wrong passwords, from many tasks at once, for as long as the test runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (busy, retry_after) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let attackers: Vec<_> = (0..16)
+        .map(|i| {
+            let (http, base) = (h.http.clone(), h.base.clone());
+            let (stop, busy, retry_after) = (stop.clone(), busy.clone(), retry_after.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    if let Err(response) =
+                        sign_in_at(&http, &base, &format!("victim{i}-{n}"), "wrong-password-1")
+                            .await
+                        && response.status() == StatusCode::SERVICE_UNAVAILABLE
+                    {
+                        busy.fetch_add(1, Ordering::Relaxed);
+                        if response.headers().get("retry-after").is_some() {
+                            retry_after.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The real user, retrying when told to, gets in while the attack goes on.
+    let started = Instant::now();
+    let mut tries = 0;
+    let signed_in = loop {
+        tries += 1;
+        match sign_in_at(&h.http, &h.base, "real", "user-password-1").await {
+            Ok(cookie) => break Some(cookie),
+            Err(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                if started.elapsed() > Duration::from_secs(20) {
+                    break None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(response) => panic!("refused: {}", response.status()),
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    for attacker in attackers {
+        attacker.await.unwrap();
+    }
+    assert!(
+        signed_in.is_some(),
+        "the real user never got in ({tries} tries)"
+    );
+    let refused = busy.load(Ordering::Relaxed);
+    assert!(
+        refused > 0,
+        "the queue never filled: the bound is not applied"
+    );
+    assert_eq!(
+        retry_after.load(Ordering::Relaxed),
+        refused,
+        "every 503 says when to retry"
+    );
+    // Refusals are counted in the metrics (not written to the audit trail one by one).
+    let metrics = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("outcome=\"busy\""), "{metrics}");
+}
