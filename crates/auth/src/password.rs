@@ -11,6 +11,10 @@ use std::sync::Arc;
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,12 +50,32 @@ impl HashingLimits {
     }
 }
 
+/// What `/metrics` shows of the hashing pool: how deep the queue is, how long hashes take, how
+/// many were refused.
+#[derive(Clone)]
+struct HashingMetrics {
+    /// Requests waiting for a slot now (also the queue bound's own count).
+    waiting: Gauge,
+    seconds: Histogram,
+    refused: Counter,
+}
+
+impl Default for HashingMetrics {
+    fn default() -> Self {
+        HashingMetrics {
+            waiting: Gauge::default(),
+            // 4 ms .. ~4 s: one argon2id hash is tens of milliseconds on an idle core.
+            seconds: Histogram::new(exponential_buckets(0.004, 2.0, 11)),
+            refused: Counter::default(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     limits: HashingLimits,
-    /// Requests waiting for a slot now.
-    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    metrics: HashingMetrics,
     /// A real hash of a random password, verified against when an account does not exist so the
     /// response time does not reveal which accounts exist.
     decoy: Arc<String>,
@@ -158,43 +182,78 @@ impl PasswordHasher {
         Ok(PasswordHasher {
             permits: Arc::new(Semaphore::new(limits.concurrent.max(1))),
             limits,
-            waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            metrics: HashingMetrics::default(),
             decoy: Arc::new(decoy),
         })
     }
 
-    /// Requests waiting for a hashing slot right now (a gauge for `/metrics`).
+    /// Requests waiting for a hashing slot right now.
     pub fn queued(&self) -> usize {
-        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+        usize::try_from(self.metrics.waiting.get()).unwrap_or(0)
+    }
+
+    /// Adds the pool's queue depth, hashing time and refusals to `/metrics`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "password_hash_queue",
+            "Sign-ins waiting for a password hashing slot",
+            self.metrics.waiting.clone(),
+        );
+        registry.register(
+            "password_hash_duration_seconds",
+            "Time one password hash or verification took, once it had a slot",
+            self.metrics.seconds.clone(),
+        );
+        registry.register(
+            "password_hash_refused",
+            "Password checks refused because every slot was taken and the queue was full",
+            self.metrics.refused.clone(),
+        );
     }
 
     /// A hashing slot: at once if one is free, after a bounded wait in a bounded queue, or
     /// [`PasswordError::Busy`].
     async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, PasswordError> {
-        use std::sync::atomic::Ordering;
         if let Ok(permit) = self.permits.try_acquire() {
             return Ok(permit);
         }
-        let busy = PasswordError::Busy {
-            retry_after: self.limits.wait.max(std::time::Duration::from_secs(1)),
+        let busy = || {
+            self.metrics.refused.inc();
+            PasswordError::Busy {
+                retry_after: self.limits.wait.max(std::time::Duration::from_secs(1)),
+            }
         };
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.limits.queue {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(busy);
+        let waiting = &self.metrics.waiting;
+        if usize::try_from(waiting.inc()).unwrap_or(usize::MAX) >= self.limits.queue {
+            waiting.dec();
+            return Err(busy());
         }
         let waited = tokio::time::timeout(self.limits.wait, self.permits.acquire()).await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        waiting.dec();
         match waited {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(PasswordError::Interrupted),
-            Err(_) => Err(busy),
+            Err(_) => Err(busy()),
         }
+    }
+
+    /// Runs one hash or verification on the blocking pool, timed.
+    async fn timed<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let started = std::time::Instant::now();
+        let done = tokio::task::spawn_blocking(work).await;
+        self.metrics
+            .seconds
+            .observe(started.elapsed().as_secs_f64());
+        done
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
         let _permit = self.slot().await?;
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || hash_blocking(&password))
+        self.timed(move || hash_blocking(&password))
             .await
             .map_err(|_| PasswordError::Interrupted)?
     }
@@ -216,7 +275,8 @@ impl PasswordHasher {
             None => (self.decoy.as_ref().clone(), false),
         };
         let password = password.to_owned();
-        let matched = tokio::task::spawn_blocking(move || verify_blocking(&hash, &password))
+        let matched = self
+            .timed(move || verify_blocking(&hash, &password))
             .await
             .unwrap_or(false);
         Ok(matched && real)

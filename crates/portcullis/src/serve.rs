@@ -86,6 +86,10 @@ pub async fn start(
     let provision_metrics = Arc::new(ProvisionMetrics::default());
     let mut metrics = Metrics::new();
     provision_metrics.register(metrics.registry_mut());
+    let local_login = Arc::new(local_login(&config, &store, &clock, &directory)?);
+    local_login
+        .hasher()
+        .register_metrics(metrics.registry_mut());
     let metrics = Arc::new(metrics);
     let provisioner = provisioner(&config, &store, &clock, provision_metrics)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -125,7 +129,7 @@ pub async fn start(
         store: store.clone(),
         clock: clock.clone(),
         sessions: sessions.clone(),
-        local_login: Arc::new(local_login(&config, &store, &clock, &directory)?),
+        local_login,
         factors: Arc::new(second_factors(&config, &store, &clock, &sealer)),
         mailer: match &config.smtp {
             Some(smtp) => Some(Arc::new(

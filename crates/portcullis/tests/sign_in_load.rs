@@ -97,4 +97,17 @@ async fn a_full_hashing_queue_refuses_with_503_and_a_real_user_still_signs_in() 
         .await
         .unwrap();
     assert!(metrics.contains("outcome=\"busy\""), "{metrics}");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+    };
+    assert!(value("portcullis_password_hash_refused_total") >= refused as f64);
+    assert!(value("portcullis_password_hash_duration_seconds_count") > 0.0);
+    assert_eq!(
+        value("portcullis_password_hash_queue"),
+        0.0,
+        "nobody waits now"
+    );
 }
