@@ -93,6 +93,10 @@ impl LocalLogin {
         &self.hasher
     }
 
+    pub fn throttle(&self) -> &LoginThrottle {
+        &self.throttle
+    }
+
     pub async fn authenticate(
         &self,
         login: &str,
@@ -100,7 +104,7 @@ impl LocalLogin {
         client_ip: Option<&str>,
     ) -> Result<User, LoginError> {
         let keys = AttemptKeys::new(login, client_ip);
-        if let Err(refused) = self.throttle.check(&keys) {
+        if let Err(refused) = self.throttle.check(&keys).await {
             return Err(LoginError::Throttled {
                 retry_after: refused.retry_after,
                 first: refused.first,
@@ -108,8 +112,8 @@ impl LocalLogin {
         }
         let outcome = self.check_credentials(login.trim(), password).await;
         match &outcome {
-            Ok(_) => self.throttle.record_success(&keys),
-            Err(LoginError::Rejected { .. }) => self.throttle.record_failure(&keys),
+            Ok(_) => self.throttle.record_success(&keys).await,
+            Err(LoginError::Rejected { .. }) => self.throttle.record_failure(&keys).await,
             Err(_) => {}
         }
         outcome
@@ -124,7 +128,7 @@ impl LocalLogin {
         client_ip: Option<&str>,
     ) -> Result<(), LoginError> {
         let keys = AttemptKeys::new(&user.username, client_ip);
-        if let Err(refused) = self.throttle.check(&keys) {
+        if let Err(refused) = self.throttle.check(&keys).await {
             return Err(LoginError::Throttled {
                 retry_after: refused.retry_after,
                 first: refused.first,
@@ -137,10 +141,10 @@ impl LocalLogin {
             .await
             .map_err(busy)?
         {
-            self.throttle.record_success(&keys);
+            self.throttle.record_success(&keys).await;
             Ok(())
         } else {
-            self.throttle.record_failure(&keys);
+            self.throttle.record_failure(&keys).await;
             Err(LoginError::Rejected {
                 reason: "wrong_current_password",
             })

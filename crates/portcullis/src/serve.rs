@@ -165,7 +165,11 @@ pub async fn start(
     };
     let serving = portcullis_web::serve(listener, worker_states, signal, grace)
         .context("starting the worker threads")?;
-    let sweeper = tokio::spawn(sweep(sessions, state.oauth.clone()));
+    let sweeper = tokio::spawn(sweep(
+        sessions,
+        state.oauth.clone(),
+        state.local_login.clone(),
+    ));
     let watching = tokio::spawn(watcher.run());
     // Delivery runs beside the request path: a sink that is down never slows sign-in.
     let provisioning = (!provisioner.is_empty()).then(|| tokio::spawn(provisioner.run()));
@@ -262,12 +266,14 @@ fn local_login(
         queue: local.hash_queue.unwrap_or(concurrent * 4),
         wait: local.hash_queue_wait,
     })?;
+    // Counted in the store too, so replicas share the counts (the factors' throttle has its own).
     let throttle = LoginThrottle::new(
         clock.clone(),
         local.free_attempts,
         local.base_backoff,
         local.max_backoff,
-    );
+    )
+    .shared(store.clone(), "password");
     let ldap = match &config.ldap {
         Some(ldap) => Some(Arc::new(
             LdapLogin::new(ldap.clone(), directory.clone()).context("setting up LDAP sign-in")?,
@@ -294,7 +300,8 @@ fn second_factors(
         local.free_attempts,
         local.base_backoff,
         local.max_backoff,
-    );
+    )
+    .shared(store.clone(), "factor");
     SecondFactors::new(
         store.clone(),
         clock.clone(),
@@ -470,9 +477,13 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
-/// Deletes expired sessions, and the OAuth codes, grants, tokens and idle clients that can no
-/// longer be used, every [`SWEEP_INTERVAL`].
-async fn sweep(sessions: Arc<SessionManager>, oauth: Arc<AuthorizationServer>) {
+/// Deletes expired sessions, the OAuth codes, grants, tokens and idle clients that can no
+/// longer be used, and stale sign-in failure counts, every [`SWEEP_INTERVAL`].
+async fn sweep(
+    sessions: Arc<SessionManager>,
+    oauth: Arc<AuthorizationServer>,
+    local_login: Arc<LocalLogin>,
+) {
     let mut interval = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         interval.tick().await;
@@ -488,6 +499,12 @@ async fn sweep(sessions: Arc<SessionManager>, oauth: Arc<AuthorizationServer>) {
                 "expired OAuth codes, grants and idle clients deleted"
             ),
             Err(e) => tracing::warn!(error = %e, "could not delete expired OAuth rows"),
+        }
+        // Stale counts of both scopes (the factors' throttle remembers as long as this one).
+        match local_login.throttle().sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "stale sign-in failure counts deleted"),
+            Err(e) => tracing::warn!(error = %e, "could not delete stale sign-in failure counts"),
         }
     }
 }

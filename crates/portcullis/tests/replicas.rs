@@ -384,7 +384,7 @@ async fn a_database_outage_keeps_known_sessions_and_recovers_without_a_restart()
 /// A SQLite deployment moves to PostgreSQL with `portcullis copy-store`: every row of every table
 /// arrives (users, memberships, sessions, keys, flows, audit, the change feed, signing keys, the
 /// outbox and its pending deliveries, second factors, OAuth clients, codes, grants and refresh
-/// tokens), and Portcullis on PostgreSQL carries on with them.
+/// tokens, sign-in failure counts), and Portcullis on PostgreSQL carries on with them.
 #[tokio::test]
 async fn a_sqlite_deployment_moves_to_postgres_with_every_row() {
     let idp = common::fake_idp::FakeIdp::start().await;
@@ -428,6 +428,12 @@ async fn a_sqlite_deployment_moves_to_postgres_with_every_row() {
         .send()
         .await
         .unwrap(); // an unfinished provider sign-in
+    // A wrong password: a failure count for the throttle.
+    assert!(
+        sign_in_at(&http, &old.base, "mallory", "guess")
+            .await
+            .is_err()
+    );
     tokio::time::sleep(Duration::from_millis(600)).await; // the outbox fans out
     let data_dir = old.dir().join("data");
     let token_key = std::fs::read_to_string(data_dir.join("token.key")).unwrap();
@@ -1058,4 +1064,97 @@ async fn an_oauth_grant_made_on_one_replica_works_and_ends_on_any() {
         },
     )
     .await;
+}
+
+/// Sign-in throttling holds across replicas: failures on either count towards one lock, a lock
+/// reached on A refuses on B (even the right password), a client address spraying accounts is
+/// locked on both, and a flood of refused attempts on both writes only a handful of audit rows.
+#[tokio::test]
+async fn sign_in_limits_hold_across_replicas() {
+    let pg = PgCluster::start();
+    let upstream = common::upstream::start().await;
+    let port_a = free_port();
+    let config = shared(
+        &pg,
+        &upstream.url(),
+        &format!("http://127.0.0.1:{port_a}"),
+        "[local_auth]\nfree_attempts = 2\nbase_backoff = \"10min\"\n",
+    );
+    let a = Replica::start_on(port_a, &config).await;
+    let b = Replica::start(&config).await;
+    for name in ["alice", "bob"] {
+        a.cli(
+            &["user", "add", name, "--password-stdin"],
+            Some(&format!("{PASSWORD}\n")),
+        );
+    }
+    let http = http();
+    let status = |result: Result<String, reqwest::Response>| match result {
+        Ok(_) => StatusCode::SEE_OTHER,
+        Err(response) => response.status(),
+    };
+    // Two free failures, one on each replica; the third (on A) locks alice everywhere.
+    for base in [&a.base, &b.base, &a.base] {
+        assert_eq!(
+            status(sign_in_at(&http, base, "alice", "wrong password 1").await),
+            StatusCode::UNAUTHORIZED,
+            "a wrong password is refused"
+        );
+    }
+    assert_eq!(
+        status(sign_in_at(&http, &b.base, "alice", PASSWORD).await),
+        StatusCode::TOO_MANY_REQUESTS,
+        "locked on B by failures counted on both"
+    );
+    assert_eq!(
+        status(sign_in_at(&http, &a.base, "alice", PASSWORD).await),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        status(sign_in_at(&http, &b.base, "bob", PASSWORD).await),
+        StatusCode::SEE_OTHER,
+        "another account from the same address still signs in"
+    );
+
+    // One address spraying accounts: its 8 free failures are shared, not 8 per replica. It has
+    // spent three on alice; six more, alternating, and the ninth failure locks it.
+    for n in 0..6 {
+        let base = if n % 2 == 0 { &a.base } else { &b.base };
+        assert_eq!(
+            status(sign_in_at(&http, base, &format!("nobody{n}"), "guess").await),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    for base in [&a.base, &b.base] {
+        assert_eq!(
+            status(sign_in_at(&http, base, "bob", PASSWORD).await),
+            StatusCode::TOO_MANY_REQUESTS,
+            "the address is locked on both replicas"
+        );
+    }
+
+    // A flood of refused attempts on both replicas: a handful of audit rows, not one each.
+    let store = portcullis_store::SqlStore::postgres(&pg.url, &Default::default(), false)
+        .await
+        .unwrap();
+    let throttled_rows = || async {
+        use portcullis_store::Store;
+        store
+            .recent_audit(10_000)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("throttled"))
+            .count()
+    };
+    let before = throttled_rows().await;
+    for n in 0..200 {
+        let base = if n % 2 == 0 { &a.base } else { &b.base };
+        assert_eq!(
+            status(sign_in_at(&http, base, "alice", "guess").await),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    let added = throttled_rows().await - before;
+    assert!(added <= 2, "{added} audit rows for 200 refused attempts");
 }

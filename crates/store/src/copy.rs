@@ -231,6 +231,14 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     (
+        "sign_in_failures",
+        &[
+            ("throttle_key", Text),
+            ("failures", Int),
+            ("last_failure", Int),
+        ],
+    ),
+    (
         "oauth_refresh_tokens",
         &[
             ("token_hash", Text),

@@ -151,4 +151,28 @@ pub trait CredentialStore {
     ) -> Result<bool, StoreError>;
     /// How many of the user's recovery codes are still unused.
     async fn recovery_codes_left(&self, user_id: &str) -> Result<u64, StoreError>;
+
+    /// Counts one more failed sign-in under a throttle key at `now`, in one statement (two
+    /// replicas counting at once both count); a count whose last failure is before
+    /// `forget_before` starts again at one. Returns the count now.
+    async fn count_failure(
+        &self,
+        key: &str,
+        now: Timestamp,
+        forget_before: Timestamp,
+    ) -> Result<u32, StoreError>;
+    /// The failures counted under each of `keys` that has any: the count and the last failure.
+    async fn failures(&self, keys: &[&str]) -> Result<Vec<FailureCount>, StoreError>;
+    /// Forgets a key's failures (after a success).
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError>;
+    /// Removes counts whose last failure is before `before`; returns how many.
+    async fn delete_stale_failures(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// The failed sign-ins counted under one throttle key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailureCount {
+    pub key: String,
+    pub failures: u32,
+    pub last_failure: Timestamp,
 }

@@ -18,7 +18,9 @@ use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Email, Role, Timestamp};
 
 pub use copy::{Dump, Value};
-pub use credentials::{CredentialStore, Factor, FactorKind, PasswordReset, ResetLink};
+pub use credentials::{
+    CredentialStore, Factor, FactorKind, FailureCount, PasswordReset, ResetLink,
+};
 pub use dialect::Dialect;
 pub use error::{Conflict, StoreError};
 pub use oauth::{AuthCode, Grant, OAuthClient, OAuthStore, Redeemed, Rotation};

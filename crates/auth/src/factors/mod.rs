@@ -263,15 +263,16 @@ impl SecondFactors {
         let keys = self.attempt_keys(user, actor.client_ip.as_deref());
         self.throttle
             .check(&keys)
+            .await
             .map_err(|refused| FactorError::Throttled {
                 retry_after: refused.retry_after,
             })?;
         let now = self.clock.now();
         let Some(step) = secret.matching_step(code, now) else {
-            self.throttle.record_failure(&keys);
+            self.throttle.record_failure(&keys).await;
             return Err(FactorError::WrongCode);
         };
-        self.throttle.record_success(&keys);
+        self.throttle.record_success(&keys).await;
         let factor = Factor {
             id: uuid::Uuid::new_v4().to_string(),
             user_id: user.id.clone(),
@@ -310,16 +311,17 @@ impl SecondFactors {
         let keys = self.attempt_keys(user, client_ip);
         self.throttle
             .check(&keys)
+            .await
             .map_err(|refused| FactorError::Throttled {
                 retry_after: refused.retry_after,
             })?;
         match self.check_code(user, code, client_ip).await? {
             Some(proof) => {
-                self.throttle.record_success(&keys);
+                self.throttle.record_success(&keys).await;
                 Ok(proof)
             }
             None => {
-                self.throttle.record_failure(&keys);
+                self.throttle.record_failure(&keys).await;
                 Err(FactorError::WrongCode)
             }
         }

@@ -6,7 +6,9 @@ use sqlx::Row;
 
 use super::SqlStore;
 use crate::StoreError;
-use crate::credentials::{CredentialStore, Factor, FactorKind, PasswordReset, ResetLink};
+use crate::credentials::{
+    CredentialStore, Factor, FactorKind, FailureCount, PasswordReset, ResetLink,
+};
 
 #[async_trait]
 impl CredentialStore for SqlStore {
@@ -309,6 +311,72 @@ impl CredentialStore for SqlStore {
         .fetch_one(self.pool()?)
         .await?;
         Ok(u64::try_from(left).unwrap_or(0))
+    }
+
+    async fn count_failure(
+        &self,
+        key: &str,
+        now: Timestamp,
+        forget_before: Timestamp,
+    ) -> Result<u32, StoreError> {
+        let failures: i64 = sqlx::query_scalar(&self.q(
+            "INSERT INTO sign_in_failures (throttle_key, failures, last_failure) VALUES (?, 1, ?) \
+             ON CONFLICT (throttle_key) DO UPDATE SET \
+             failures = CASE WHEN sign_in_failures.last_failure < ? THEN 1 \
+                        ELSE sign_in_failures.failures + 1 END, \
+             last_failure = excluded.last_failure \
+             RETURNING failures",
+        ))
+        .bind(key)
+        .bind(now.0)
+        .bind(forget_before.0)
+        .fetch_one(self.pool()?)
+        .await?;
+        Ok(u32::try_from(failures).unwrap_or(u32::MAX))
+    }
+
+    async fn failures(&self, keys: &[&str]) -> Result<Vec<FailureCount>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; keys.len()].join(", ");
+        let sql = format!(
+            "SELECT throttle_key, failures, last_failure FROM sign_in_failures \
+             WHERE throttle_key IN ({marks})"
+        );
+        let query = self.q(&sql);
+        let mut select = sqlx::query(&query);
+        for key in keys {
+            select = select.bind(*key);
+        }
+        select
+            .fetch_all(self.pool()?)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(FailureCount {
+                    key: row.try_get("throttle_key")?,
+                    failures: u32::try_from(row.try_get::<i64, _>("failures")?).unwrap_or(u32::MAX),
+                    last_failure: Timestamp(row.try_get("last_failure")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query(&self.q("DELETE FROM sign_in_failures WHERE throttle_key = ?"))
+            .bind(key)
+            .execute(self.pool()?)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_stale_failures(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let deleted = sqlx::query(&self.q("DELETE FROM sign_in_failures WHERE last_failure < ?"))
+            .bind(before.0)
+            .execute(self.pool()?)
+            .await?;
+        Ok(deleted.rows_affected())
     }
 }
 

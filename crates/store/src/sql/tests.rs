@@ -785,3 +785,67 @@ async fn codes_redeem_once_and_refresh_tokens_rotate_with_a_grace() {
     );
     assert!(store.client("idle").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn failures_count_up_in_one_statement_and_are_forgotten_when_stale() {
+    use crate::CredentialStore;
+    let store = SqlStore::throwaway().await.unwrap();
+    let key = "password/address:10.0.0.7";
+    for expected in 1..=3 {
+        let counted = store
+            .count_failure(key, Timestamp(100 + expected), Timestamp(0))
+            .await
+            .unwrap();
+        assert_eq!(counted, u32::try_from(expected).unwrap());
+    }
+    // Two replicas counting at once both count.
+    let (a, b) = tokio::join!(
+        store.count_failure(key, Timestamp(110), Timestamp(0)),
+        store.count_failure(key, Timestamp(110), Timestamp(0))
+    );
+    let mut both = [a.unwrap(), b.unwrap()];
+    both.sort_unstable();
+    assert_eq!(both, [4, 5]);
+    store
+        .count_failure("password/account:alice", Timestamp(50), Timestamp(0))
+        .await
+        .unwrap();
+    let mut seen = store
+        .failures(&[key, "password/account:alice", "password/account:nobody"])
+        .await
+        .unwrap();
+    seen.sort_by(|x, y| x.key.cmp(&y.key));
+    assert_eq!(
+        seen,
+        vec![
+            crate::FailureCount {
+                key: "password/account:alice".into(),
+                failures: 1,
+                last_failure: Timestamp(50),
+            },
+            crate::FailureCount {
+                key: key.into(),
+                failures: 5,
+                last_failure: Timestamp(110),
+            },
+        ]
+    );
+    // A count idle since before the window starts again.
+    assert_eq!(
+        store
+            .count_failure(key, Timestamp(500), Timestamp(200))
+            .await
+            .unwrap(),
+        1
+    );
+    store.clear_failures(key).await.unwrap();
+    assert_eq!(store.failures(&[key]).await.unwrap(), vec![]);
+    assert_eq!(store.delete_stale_failures(Timestamp(60)).await.unwrap(), 1);
+    assert!(
+        store
+            .failures(&["password/account:alice"])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
