@@ -6,6 +6,7 @@
 
 pub mod assertion;
 pub mod audit;
+pub mod devices;
 pub mod directory;
 pub mod external;
 pub mod factors;

@@ -9,7 +9,7 @@ use portcullis_store::{Store, StoreError};
 
 use crate::directory::LoginRefusal;
 use crate::ldap::{LdapError, LdapLogin};
-use crate::password::{PasswordError, PasswordHasher, PasswordPolicy};
+use crate::password::{Lane, PasswordError, PasswordHasher, PasswordPolicy};
 use crate::throttle::{AttemptKeys, LoginThrottle};
 
 /// Why a sign-in failed. Callers show every `Rejected` the same way, so the response never says
@@ -97,11 +97,14 @@ impl LocalLogin {
         &self.throttle
     }
 
+    /// Checks a sign-in. `known_user`: the account the browser's device cookie vouches for
+    /// ([`crate::devices`]); a check for that account may use the hashing slot kept for it.
     pub async fn authenticate(
         &self,
         login: &str,
         password: &str,
         client_ip: Option<&str>,
+        known_user: Option<&str>,
     ) -> Result<User, LoginError> {
         let keys = AttemptKeys::new(login, client_ip);
         if let Err(refused) = self.throttle.check(&keys).await {
@@ -110,7 +113,9 @@ impl LocalLogin {
                 first: refused.first,
             });
         }
-        let outcome = self.check_credentials(login.trim(), password).await;
+        let outcome = self
+            .check_credentials(login.trim(), password, known_user)
+            .await;
         match &outcome {
             Ok(_) => self.throttle.record_success(&keys).await,
             Err(LoginError::Rejected { .. }) => self.throttle.record_failure(&keys).await,
@@ -151,7 +156,12 @@ impl LocalLogin {
         }
     }
 
-    async fn check_credentials(&self, login: &str, password: &str) -> Result<User, LoginError> {
+    async fn check_credentials(
+        &self,
+        login: &str,
+        password: &str,
+        known_user: Option<&str>,
+    ) -> Result<User, LoginError> {
         if login.is_empty() || password.is_empty() {
             return Err(LoginError::Rejected {
                 reason: "empty_credentials",
@@ -176,7 +186,15 @@ impl LocalLogin {
                 });
         }
         // Always spend one verification, even for unknown accounts (timing must not tell).
-        let password_ok = self.hasher.verify(hash, password).await.map_err(busy)?;
+        let lane = match (&found, known_user) {
+            (Some((user, _)), Some(known)) if user.id == known => Lane::KnownDevice,
+            _ => Lane::Anyone,
+        };
+        let password_ok = self
+            .hasher
+            .verify_in(lane, hash, password)
+            .await
+            .map_err(busy)?;
         match found {
             None => Err(LoginError::Rejected {
                 reason: "unknown_account",
@@ -230,7 +248,7 @@ mod tests {
         let login = LocalLogin::new(store, hasher, throttle);
 
         let ok = login
-            .authenticate("ALICE@example.com", "password-1", Some("1.1.1.1"))
+            .authenticate("ALICE@example.com", "password-1", Some("1.1.1.1"), None)
             .await;
         assert_eq!(ok.unwrap().id, "alice");
         for (who, password, reason) in [
@@ -239,16 +257,21 @@ mod tests {
             ("dave", "password-1", "account_not_active"),
             ("alice", "", "empty_credentials"),
         ] {
-            match login.authenticate(who, password, Some("2.2.2.2")).await {
+            match login
+                .authenticate(who, password, Some("2.2.2.2"), None)
+                .await
+            {
                 Err(LoginError::Rejected { reason: r }) => assert_eq!(r, reason, "{who}"),
                 other => panic!("{who}: {other:?}"),
             }
         }
         for _ in 0..3 {
-            let _ = login.authenticate("alice", "nope", Some("3.3.3.3")).await;
+            let _ = login
+                .authenticate("alice", "nope", Some("3.3.3.3"), None)
+                .await;
         }
         let throttled = login
-            .authenticate("alice", "password-1", Some("3.3.3.3"))
+            .authenticate("alice", "password-1", Some("3.3.3.3"), None)
             .await;
         assert!(
             matches!(throttled, Err(LoginError::Throttled { .. })),
@@ -257,7 +280,7 @@ mod tests {
         clock.advance(Duration::from_secs(60));
         assert!(
             login
-                .authenticate("alice", "password-1", Some("3.3.3.3"))
+                .authenticate("alice", "password-1", Some("3.3.3.3"), None)
                 .await
                 .is_ok()
         );

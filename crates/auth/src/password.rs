@@ -5,6 +5,11 @@
 //! semaphore bounds how many run at once (by default half the cores: never all of them); a
 //! bounded number may wait their turn for a bounded time, and the rest are refused at once with
 //! [`PasswordError::Busy`] (a `503` with `Retry-After`), which costs no hashing at all.
+//!
+//! A flood could still keep the queue full forever, and a person would then keep being refused.
+//! So a check for an account from a browser that signed that account in before
+//! ([`Lane::KnownDevice`], see [`crate::devices`]) may also take one slot of its own, which
+//! nobody else can: people coming back are never starved by strangers' attempts.
 
 use std::sync::Arc;
 
@@ -71,9 +76,20 @@ impl Default for HashingMetrics {
     }
 }
 
+/// Which slots a password check may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// The shared pool (and its queue): every attempt.
+    Anyone,
+    /// The shared pool or the slot kept for browsers that signed this account in before.
+    KnownDevice,
+}
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    /// The one slot only [`Lane::KnownDevice`] may take.
+    kept: Arc<Semaphore>,
     limits: HashingLimits,
     metrics: HashingMetrics,
     /// A real hash of a random password, verified against when an account does not exist so the
@@ -181,6 +197,7 @@ impl PasswordHasher {
         let decoy = hash_blocking(&crate::secret::random_token())?;
         Ok(PasswordHasher {
             permits: Arc::new(Semaphore::new(limits.concurrent.max(1))),
+            kept: Arc::new(Semaphore::new(1)),
             limits,
             metrics: HashingMetrics::default(),
             decoy: Arc::new(decoy),
@@ -212,8 +229,9 @@ impl PasswordHasher {
     }
 
     /// A hashing slot: at once if one is free, after a bounded wait in a bounded queue, or
-    /// [`PasswordError::Busy`].
-    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, PasswordError> {
+    /// [`PasswordError::Busy`]. A known device also waits for the kept slot, whichever frees
+    /// first.
+    async fn slot(&self, lane: Lane) -> Result<tokio::sync::SemaphorePermit<'_>, PasswordError> {
         if let Ok(permit) = self.permits.try_acquire() {
             return Ok(permit);
         }
@@ -223,12 +241,30 @@ impl PasswordHasher {
                 retry_after: self.limits.wait.max(std::time::Duration::from_secs(1)),
             }
         };
+        if lane == Lane::KnownDevice
+            && let Ok(permit) = self.kept.try_acquire()
+        {
+            return Ok(permit);
+        }
+        // A known device waits past a full queue: strangers filling it must not turn it away.
+        // Its waits are bounded by the wait alone (only real sign-ins carry a device tag, and
+        // its account's throttle stops a stream of wrong guesses before they get here).
         let waiting = &self.metrics.waiting;
-        if usize::try_from(waiting.inc()).unwrap_or(usize::MAX) >= self.limits.queue {
+        let ahead = usize::try_from(waiting.inc()).unwrap_or(usize::MAX);
+        if lane == Lane::Anyone && ahead >= self.limits.queue {
             waiting.dec();
             return Err(busy());
         }
-        let waited = tokio::time::timeout(self.limits.wait, self.permits.acquire()).await;
+        let either = async {
+            match lane {
+                Lane::Anyone => self.permits.acquire().await,
+                Lane::KnownDevice => tokio::select! {
+                    permit = self.permits.acquire() => permit,
+                    permit = self.kept.acquire() => permit,
+                },
+            }
+        };
+        let waited = tokio::time::timeout(self.limits.wait, either).await;
         waiting.dec();
         match waited {
             Ok(Ok(permit)) => Ok(permit),
@@ -251,7 +287,7 @@ impl PasswordHasher {
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
-        let _permit = self.slot().await?;
+        let _slot = self.slot(Lane::Anyone).await?;
         let password = password.to_owned();
         self.timed(move || hash_blocking(&password))
             .await
@@ -262,10 +298,20 @@ impl PasswordHasher {
     /// a password) it spends the same effort on the decoy and returns false. `Busy` when no
     /// hashing slot could be had.
     pub async fn verify(&self, hash: Option<&str>, password: &str) -> Result<bool, PasswordError> {
+        self.verify_in(Lane::Anyone, hash, password).await
+    }
+
+    /// [`Self::verify`], with the slots `lane` may take.
+    pub async fn verify_in(
+        &self,
+        lane: Lane,
+        hash: Option<&str>,
+        password: &str,
+    ) -> Result<bool, PasswordError> {
         if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
             return Ok(false);
         }
-        let _permit = match self.slot().await {
+        let _slot = match self.slot(lane).await {
             Ok(permit) => permit,
             Err(PasswordError::Interrupted) => return Ok(false),
             Err(e) => return Err(e),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Harness, sign_in_at};
+use common::{Harness, hidden_field, set_cookie_value, sign_in_at};
 use portcullis_core::Role;
 use reqwest::StatusCode;
 
@@ -24,6 +24,33 @@ async fn a_full_hashing_queue_refuses_with_503_and_a_real_user_still_signs_in() 
     h.setup_admin().await;
     h.add_user("real", Some("real@example.com"), None, Role::User, &[])
         .await;
+    h.add_user("back", Some("back@example.com"), None, Role::User, &[])
+        .await;
+    // "back" signed in from this browser before the attack: it keeps a device cookie.
+    let device = {
+        let form = h
+            .http
+            .get(h.url("/.portcullis/sign_in"))
+            .send()
+            .await
+            .unwrap();
+        let csrf_cookie = set_cookie_value(&form, "_portcullis_csrf").unwrap();
+        let csrf = hidden_field(&form.text().await.unwrap(), "csrf");
+        let signed_in = h
+            .http
+            .post(h.url("/.portcullis/sign_in"))
+            .header("cookie", format!("_portcullis_csrf={csrf_cookie}"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("login", "back"),
+                ("password", "user-password-1"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+        set_cookie_value(&signed_in, "_portcullis_device").expect("a device cookie")
+    };
 
     // Many accounts, wrong passwords, from many tasks at once, for as long as the test runs.
     let stop = Arc::new(AtomicBool::new(false));
@@ -51,6 +78,44 @@ async fn a_full_hashing_queue_refuses_with_503_and_a_real_user_still_signs_in() 
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The browser that signed "back" in before gets in at its first try: the flood fills the
+    // shared queue, not the slot kept for known devices.
+    let refused_before = busy.load(Ordering::Relaxed);
+    for _ in 0..3 {
+        let form = h
+            .http
+            .get(h.url("/.portcullis/sign_in"))
+            .send()
+            .await
+            .unwrap();
+        let csrf_cookie = set_cookie_value(&form, "_portcullis_csrf").unwrap();
+        let csrf = hidden_field(&form.text().await.unwrap(), "csrf");
+        let again = h
+            .http
+            .post(h.url("/.portcullis/sign_in"))
+            .header(
+                "cookie",
+                format!("_portcullis_csrf={csrf_cookie}; _portcullis_device={device}"),
+            )
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("login", "back"),
+                ("password", "user-password-1"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            again.status(),
+            StatusCode::SEE_OTHER,
+            "a known device is not turned away by the flood"
+        );
+    }
+    assert!(
+        busy.load(Ordering::Relaxed) > refused_before,
+        "the flood was being refused meanwhile (the queue was full)"
+    );
 
     // The real user, retrying when told to, gets in while the attack goes on.
     let started = Instant::now();

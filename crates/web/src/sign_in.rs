@@ -21,6 +21,7 @@ use crate::pages::{self, SignInForm};
 use crate::pending::{PendingSignIn, Step};
 use crate::state::AppState;
 use portcullis_auth::audit::Entry;
+use portcullis_auth::devices::{DEVICE_COOKIE, DEVICE_LIFETIME, KnownDevices};
 
 #[derive(Deserialize, Default)]
 pub struct SignInQuery {
@@ -106,7 +107,26 @@ pub async fn start_session(
         .await;
     let mut response = respond::redirect(status, return_to);
     set_session_cookie(state, &mut response, &token);
+    // This browser is now known for this account: its next password checks get a lane of
+    // their own while strangers flood the sign-in form (portcullis_auth::devices).
+    let device = cookies::set_cookie(
+        DEVICE_COOKIE,
+        &known_devices(state).issue(&user.id),
+        state.settings.cookie_secure,
+        Some(DEVICE_LIFETIME.as_secs()),
+    );
+    cookies::append(response.headers_mut(), &device);
     response
+}
+
+fn known_devices(state: &AppState) -> KnownDevices {
+    KnownDevices::new(state.sealer.clone(), state.clock.clone())
+}
+
+/// The account this browser signed in before, if its device cookie is genuine.
+fn known_user(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let devices = known_devices(state);
+    cookies::values(headers, DEVICE_COOKIE).find_map(|value| devices.user_of(value))
 }
 
 /// Hands the browser the cookie of a new session.
@@ -265,7 +285,12 @@ pub async fn submit(
     let client_ip = state.client(peer, &headers).client_ip.to_string();
     let outcome = state
         .local_login
-        .authenticate(&body.login, &body.password, Some(&client_ip))
+        .authenticate(
+            &body.login,
+            &body.password,
+            Some(&client_ip),
+            known_user(&state, &headers).as_deref(),
+        )
         .await;
     let audit_failure = |reason: &'static str| Entry {
         action: "sign_in",
