@@ -76,6 +76,27 @@ impl Default for HashingMetrics {
     }
 }
 
+/// A place in the queue, given up when dropped — also when the request is cancelled while it
+/// waits (its client went away): a count left behind would refuse everyone after it for good.
+struct InQueue<'a> {
+    waiting: &'a Gauge,
+    /// How many were waiting before this one.
+    ahead: usize,
+}
+
+impl<'a> InQueue<'a> {
+    fn join(waiting: &'a Gauge) -> Self {
+        let ahead = usize::try_from(waiting.inc()).unwrap_or(usize::MAX);
+        InQueue { waiting, ahead }
+    }
+}
+
+impl Drop for InQueue<'_> {
+    fn drop(&mut self) {
+        self.waiting.dec();
+    }
+}
+
 /// Which slots a password check may take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lane {
@@ -249,10 +270,8 @@ impl PasswordHasher {
         // A known device waits past a full queue: strangers filling it must not turn it away.
         // Its waits are bounded by the wait alone (only real sign-ins carry a device tag, and
         // its account's throttle stops a stream of wrong guesses before they get here).
-        let waiting = &self.metrics.waiting;
-        let ahead = usize::try_from(waiting.inc()).unwrap_or(usize::MAX);
-        if lane == Lane::Anyone && ahead >= self.limits.queue {
-            waiting.dec();
+        let place = InQueue::join(&self.metrics.waiting);
+        if lane == Lane::Anyone && place.ahead >= self.limits.queue {
             return Err(busy());
         }
         let either = async {
@@ -265,7 +284,7 @@ impl PasswordHasher {
             }
         };
         let waited = tokio::time::timeout(self.limits.wait, either).await;
-        waiting.dec();
+        drop(place);
         match waited {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(PasswordError::Interrupted),
@@ -386,6 +405,26 @@ mod tests {
             );
         }
         assert_eq!(hasher.queued(), 0);
+
+        // Waiters whose clients went away (their futures dropped) leave the queue.
+        let held = hasher.permits.clone().try_acquire_owned().unwrap();
+        let abandoned: Vec<_> = (0..2)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.verify(None, "guess-three").await })
+            })
+            .collect();
+        while hasher.queued() < 2 {
+            tokio::task::yield_now().await;
+        }
+        for waiter in &abandoned {
+            waiter.abort();
+        }
+        for waiter in abandoned {
+            assert!(waiter.await.unwrap_err().is_cancelled());
+        }
+        assert_eq!(hasher.queued(), 0, "cancelled waiters gave their places up");
+        drop(held);
 
         // A wait that runs out is refused too.
         let short = PasswordHasher::with_limits(HashingLimits {
