@@ -46,8 +46,12 @@ pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigErro
         }
         None => None,
     };
-    // `PORTCULLIS_CONFIG` names the file (read by clap), it is not a key.
-    figment = figment.merge(Env::prefixed("PORTCULLIS_").ignore(&["config"]).split("__"));
+    let keys = top_level_keys();
+    figment = figment.merge(
+        Env::prefixed("PORTCULLIS_")
+            .filter(move |name| is_configuration(name.as_str(), keys))
+            .split("__"),
+    );
     let config: Config = figment
         .extract()
         .map_err(|e| ConfigErrors(e.into_iter().map(describe).collect()))?;
@@ -58,6 +62,72 @@ pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigErro
         ));
     }
     Ok((config, used))
+}
+
+/// Whether the variable `PORTCULLIS_{name}` is configuration. Not every `PORTCULLIS_…` variable
+/// is: Kubernetes gives every pod in a namespace with a Service named `portcullis` its service
+/// links (`PORTCULLIS_PORT=tcp://10.0.0.1:4180`, `PORTCULLIS_SERVICE_HOST`,
+/// `PORTCULLIS_PORT_4180_TCP_ADDR`, …), and wrappers set their own (`PORTCULLIS_BIN`). The rule
+/// (docs/configuration.md): service links are never configuration; any other variable is when
+/// it has levels (`__`), names a top-level key, or nearly does — so `PORTCULLIS_SESION__…` and
+/// `PORTCULLIS_LISTN` are still refused as unknown keys, while `PORTCULLIS_BIN` is left alone.
+/// `PORTCULLIS_CONFIG` names the file (clap reads it) and is never a key.
+fn is_configuration(name: &str, keys: &[&str]) -> bool {
+    let name = name.to_ascii_lowercase();
+    if name == "config" || is_service_link(&name) {
+        return false;
+    }
+    name.contains("__")
+        || keys
+            .iter()
+            .any(|key| *key == name || (name.len() >= 4 && edit_distance(key, &name) <= 2))
+}
+
+/// Kubernetes' service link variables for a Service named `portcullis`, without the prefix:
+/// `port`, `port_4180_tcp`, `port_4180_tcp_addr`, `service_host`, `service_port`,
+/// `service_port_http`.
+fn is_service_link(name: &str) -> bool {
+    name == "port"
+        || name.starts_with("port_")
+        || name == "service_host"
+        || name == "service_port"
+        || name.starts_with("service_port_")
+}
+
+/// Levenshtein distance, for "nearly a key".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// The configuration's top-level keys, as serde knows them: asked of `Config` itself (an
+/// unknown key's error lists the expected ones), so this cannot drift from the struct.
+fn top_level_keys() -> &'static [&'static str] {
+    use figment::error::Kind;
+    use figment::providers::Serialized;
+    let probe = Figment::from(Serialized::default("portcullis-probe-not-a-key", 0));
+    match probe.extract::<Config>() {
+        Ok(_) => &[],
+        Err(errors) => errors
+            .into_iter()
+            .find_map(|e| match e.kind {
+                Kind::UnknownField(_, expected) => Some(expected),
+                _ => None,
+            })
+            .unwrap_or(&[]),
+    }
 }
 
 /// The file with every `${NAME}` replaced by that environment variable, so secrets (client
@@ -195,5 +265,44 @@ mod expand_tests {
             expand("${NOPE} ${ALSO_NOPE}", env).unwrap_err(),
             vec!["NOPE", "ALSO_NOPE"]
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_links_and_wrappers_are_not_configuration_but_misspellings_are() {
+        let keys = top_level_keys();
+        assert!(
+            keys.contains(&"listen") && keys.contains(&"session"),
+            "{keys:?}"
+        );
+        for link in [
+            "PORT",
+            "PORT_4180_TCP",
+            "PORT_4180_TCP_ADDR",
+            "PORT_4180_TCP_PORT",
+            "PORT_4180_TCP_PROTO",
+            "SERVICE_HOST",
+            "SERVICE_PORT",
+            "SERVICE_PORT_HTTP",
+            "BIN",
+            "HOME_DIR",
+            "CONFIG",
+        ] {
+            assert!(!is_configuration(link, keys), "{link}");
+        }
+        for key in [
+            "LISTEN",
+            "listen",
+            "SESSION__IDLE_TIMEOUT",
+            "SESION__IDLE_TIMEOUT",
+            "LISTN",
+            "PUBLIC_URLL",
+        ] {
+            assert!(is_configuration(key, keys), "{key}");
+        }
     }
 }

@@ -99,6 +99,38 @@ fn environment_overrides_use_double_underscores_and_unknown_keys_fail() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("sesion"));
 }
 
+/// Kubernetes gives every pod in a namespace with a Service named `portcullis` its service links,
+/// and wrappers set variables of their own: neither is configuration. A misspelt key still fails.
+#[test]
+fn kubernetes_service_links_and_wrapper_variables_are_not_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = portcullis(dir.path(), &["check-config"])
+        .env("PORTCULLIS_PORT", "tcp://10.0.0.1:4180")
+        .env("PORTCULLIS_PORT_4180_TCP", "tcp://10.0.0.1:4180")
+        .env("PORTCULLIS_PORT_4180_TCP_ADDR", "10.0.0.1")
+        .env("PORTCULLIS_PORT_4180_TCP_PORT", "4180")
+        .env("PORTCULLIS_PORT_4180_TCP_PROTO", "tcp")
+        .env("PORTCULLIS_SERVICE_HOST", "10.0.0.1")
+        .env("PORTCULLIS_SERVICE_PORT", "4180")
+        .env("PORTCULLIS_SERVICE_PORT_HTTP", "4180")
+        .env("PORTCULLIS_BIN", "/usr/local/bin/portcullis")
+        .env("PORTCULLIS_LISTEN", "127.0.0.1:9998")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("listen 127.0.0.1:9998"));
+    let out = portcullis(dir.path(), &["check-config"])
+        .env("PORTCULLIS_LISTN", "127.0.0.1:9998")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listn"));
+}
+
 /// A running binary with its setup link, and its stderr lines after that.
 struct Served {
     child: Child,
