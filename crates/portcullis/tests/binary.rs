@@ -96,7 +96,11 @@ fn environment_overrides_use_double_underscores_and_unknown_keys_fail() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("sesion"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PORTCULLIS_SESION__IDLE_TIMEOUT: unknown key; did you mean \"session\"?"),
+        "{stderr}"
+    );
 }
 
 /// Kubernetes gives every pod in a namespace with a Service named `portcullis` its service links,
@@ -128,7 +132,11 @@ fn kubernetes_service_links_and_wrapper_variables_are_not_configuration() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("listn"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PORTCULLIS_LISTN: unknown key; did you mean \"listen\"?"),
+        "{stderr}"
+    );
 }
 
 /// A running binary with its setup link, and its stderr lines after that.

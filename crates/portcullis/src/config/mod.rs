@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
 use portcullis_core::config::Config;
+
+mod report;
 
 pub const DEFAULT_CONFIG_FILE: &str = "portcullis.toml";
 
@@ -27,34 +28,27 @@ impl std::error::Error for ConfigErrors {}
 /// Loads and validates the configuration. An explicit `path` must exist; without one,
 /// `portcullis.toml` is read when present and the defaults apply otherwise.
 pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigErrors> {
-    let mut figment = Figment::new();
     let used = match path {
-        Some(p) => {
-            if !p.is_file() {
-                return Err(ConfigErrors(vec![format!(
-                    "--config {}: no such file (omit --config to run on the defaults)",
-                    p.display()
-                )]));
-            }
-            figment = figment.merge(Toml::string(&read_expanded(p)?));
-            Some(p.to_path_buf())
+        Some(p) if !p.is_file() => {
+            return Err(ConfigErrors(vec![format!(
+                "--config {}: no such file (omit --config to run on the defaults)",
+                p.display()
+            )]));
         }
+        Some(p) => Some(p.to_path_buf()),
         None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
-            let p = Path::new(DEFAULT_CONFIG_FILE);
-            figment = figment.merge(Toml::string(&read_expanded(p)?));
             Some(PathBuf::from(DEFAULT_CONFIG_FILE))
         }
         None => None,
     };
-    let keys = top_level_keys();
-    figment = figment.merge(
-        Env::prefixed("PORTCULLIS_")
-            .filter(move |name| is_configuration(name.as_str(), keys))
-            .split("__"),
-    );
-    let config: Config = figment
-        .extract()
-        .map_err(|e| ConfigErrors(e.into_iter().map(describe).collect()))?;
+    let file = match &used {
+        Some(p) => Some(report::FileText {
+            path: p.clone(),
+            text: read_expanded(p)?,
+        }),
+        None => None,
+    };
+    let config = report::extract(file.as_ref(), top_level_keys()).map_err(ConfigErrors)?;
     let issues = config.validate();
     if !issues.is_empty() {
         return Err(ConfigErrors(
@@ -189,24 +183,6 @@ fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String,
         Ok(out)
     } else {
         Err(missing)
-    }
-}
-
-/// Figment's message plus the key path and where the value came from.
-fn describe(e: figment::Error) -> String {
-    let key = e.path.join(".");
-    let source = e
-        .metadata
-        .as_ref()
-        .map(|m| match &m.source {
-            Some(src) => format!(" (from {src})"),
-            None => format!(" (from {})", m.name),
-        })
-        .unwrap_or_default();
-    if key.is_empty() {
-        format!("{}{source}", e.kind)
-    } else {
-        format!("{key}: {}{source}", e.kind)
     }
 }
 
