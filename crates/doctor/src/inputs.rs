@@ -95,37 +95,56 @@ impl Settings {
         }
     }
 
-    /// An ECS task definition: every container's `environment` (`{name, value}` pairs).
+    /// An ECS task definition: every container's `environment` (`{name, value}` pairs). Also
+    /// what is usually cut out of one: `aws ecs describe-task-definition` (`taskDefinition`), a
+    /// single container definition, or the bare list of `{name, value}` pairs that
+    /// `… | jq '.taskDefinition.containerDefinitions[0].environment'` prints.
     pub fn read_ecs(&mut self, text: &str, file: &str) -> Result<(), String> {
         let doc: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("{file} is not JSON: {e}"))?;
         let definition = doc.get("taskDefinition").unwrap_or(&doc);
-        let containers = definition
+        if let Some(containers) = definition
             .get("containerDefinitions")
             .and_then(|c| c.as_array())
-            .ok_or_else(|| {
-                format!("{file} has no containerDefinitions: is it an ECS task definition?")
-            })?;
-        for container in containers {
-            let name = container
-                .get("name")
-                .and_then(|n| n.as_str())
-                .unwrap_or("?");
-            for pair in container
-                .get("environment")
-                .and_then(|e| e.as_array())
-                .into_iter()
-                .flatten()
-            {
-                if let (Some(key), Some(value)) = (
-                    pair.get("name").and_then(|n| n.as_str()),
-                    pair.get("value").and_then(|v| v.as_str()),
-                ) {
-                    self.set(key, value, format!("{file}: container {name}"));
+        {
+            for container in containers {
+                let name = container
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("?");
+                if let Some(pairs) = container.get("environment").and_then(|e| e.as_array()) {
+                    self.read_pairs(pairs, &format!("{file}: container {name}"));
                 }
             }
+            return Ok(());
         }
-        Ok(())
+        let pairs = definition
+            .get("environment")
+            .and_then(|e| e.as_array())
+            .or_else(|| definition.as_array())
+            .filter(|pairs| pairs.iter().all(|p| p.get("name").is_some()));
+        match pairs {
+            Some(pairs) => {
+                self.read_pairs(pairs, file);
+                Ok(())
+            }
+            None => Err(format!(
+                "{file} has no containerDefinitions, environment or list of {{name, value}}: \
+                 is it an ECS task definition?"
+            )),
+        }
+    }
+
+    /// `{name, value}` pairs, as ECS writes an environment.
+    fn read_pairs(&mut self, pairs: &[serde_json::Value], origin: &str) {
+        for pair in pairs {
+            if let (Some(key), Some(value)) = (
+                pair.get("name").and_then(|n| n.as_str()),
+                pair.get("value").and_then(|v| v.as_str()),
+            ) {
+                self.set(key, value, origin.to_owned());
+            }
+        }
     }
 
     /// A docker-compose file: every service's `environment` (a map or a `KEY=value` list), and
@@ -266,6 +285,22 @@ mod tests {
         .unwrap();
         assert_eq!(s.value("DEFAULT_USER_ROLE"), Some("pending"));
         assert!(s.read_ecs("{}", "bad.json").is_err());
+        assert!(s.read_ecs("[1, 2]", "numbers.json").is_err());
+        // What `aws ecs describe-task-definition … | jq '…environment'` prints: a bare list.
+        s.read_ecs(
+            r#"[{"name": "ENABLE_OAUTH_SIGNUP", "value": "true"}, {"name": "WEBUI_URL", "value": "https://chat.example.com"}]"#,
+            "env.json",
+        )
+        .unwrap();
+        assert_eq!(s.value("WEBUI_URL"), Some("https://chat.example.com"));
+        assert_eq!(s.get("WEBUI_URL").unwrap().source, "env.json");
+        // One container definition.
+        s.read_ecs(
+            r#"{"name": "webui", "environment": [{"name": "DEFAULT_USER_ROLE", "value": "user"}]}"#,
+            "container.json",
+        )
+        .unwrap();
+        assert_eq!(s.value("DEFAULT_USER_ROLE"), Some("user"));
         s.read_compose(
             "services:\n  webui:\n    image: ghcr.io/open-webui/open-webui\n    environment:\n      ENABLE_SCIM: true\n  \
              proxy:\n    image: quay.io/oauth2-proxy/oauth2-proxy\n    environment:\n      - OAUTH2_PROXY_REVERSE_PROXY=true\n    \

@@ -70,6 +70,17 @@ fn doctor_reports_findings_with_exit_codes() {
 
     let (code, _) = doctor(&["--env", "/no/such/file"], dir.path());
     assert_eq!(code, 2, "an unreadable input is a usage error");
+
+    // docs/doctor.md's own example: the flags are one value, although it starts with `--`.
+    let (code, text) = doctor(
+        &[
+            "--oauth2-proxy-args",
+            "--prefer-email-to-user --user-id-claim=oid",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("O2P-PREFER-EMAIL-TO-USER"), "{text}");
 }
 
 #[test]
@@ -165,6 +176,22 @@ fn import_oauth2_proxy_round_trips_through_check_config() {
          OAUTH2_PROXY_WHITELIST_DOMAINS=auth.example.com\n",
     )
     .unwrap();
+    // Flags given as one value starting with `--` are read, not taken for flags of ours.
+    let flags = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "import",
+            "oauth2-proxy",
+            "--args",
+            "--provider=oidc --oidc-issuer-url=https://issuer.example.com --client-id=abc",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        flags.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flags.stderr)
+    );
+    assert!(String::from_utf8_lossy(&flags.stdout).contains("https://issuer.example.com"));
     let out = dir.path().join("portcullis.toml");
     let imported = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["import", "oauth2-proxy", "--env"])

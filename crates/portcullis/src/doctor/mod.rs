@@ -23,8 +23,9 @@ pub struct DoctorArgs {
     /// An oauth2-proxy cfg file.
     #[arg(long = "oauth2-proxy-cfg")]
     oauth2_proxy_cfg: Vec<PathBuf>,
-    /// oauth2-proxy's command-line flags, as one string.
-    #[arg(long = "oauth2-proxy-args")]
+    /// oauth2-proxy's command-line flags, as one string (it starts with `--`: taken as the value,
+    /// not as a flag of ours).
+    #[arg(long = "oauth2-proxy-args", allow_hyphen_values = true)]
     oauth2_proxy_args: Option<String>,
     /// Also probe over the network: providers' discovery and keys, the public URL, upstreams,
     /// apps reachable around Portcullis.
@@ -180,8 +181,8 @@ pub enum ImportCommand {
         /// oauth2-proxy's cfg file.
         #[arg(long = "config-file")]
         config_file: Vec<PathBuf>,
-        /// oauth2-proxy's command-line flags, as one string.
-        #[arg(long = "args")]
+        /// oauth2-proxy's command-line flags, as one string (starting with `--`).
+        #[arg(long = "args", allow_hyphen_values = true)]
         args: Option<String>,
         /// Where to write the configuration (default: standard output).
         #[arg(long)]
