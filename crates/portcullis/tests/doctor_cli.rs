@@ -182,7 +182,8 @@ fn import_oauth2_proxy_round_trips_through_check_config() {
             "import",
             "oauth2-proxy",
             "--args",
-            "--provider=oidc --oidc-issuer-url=https://issuer.example.com --client-id=abc",
+            "--provider=oidc --oidc-issuer-url=https://issuer.example.com --client-id=abc \
+             --upstream=http://127.0.0.1:8080/",
         ])
         .output()
         .unwrap();
