@@ -236,3 +236,58 @@ async fn the_canary_reports_the_role_a_new_open_webui_user_gets() {
         "{report:#}"
     );
 }
+
+/// An `openwebui` sink whose `sk-` key Open WebUI refuses because its API keys are off: doctor
+/// --live says so and names ENABLE_API_KEYS; a token it accepts passes. (The stand-in answers as
+/// Open WebUI 0.12.4 does: 403 "Use of API key is not enabled in the environment.")
+#[tokio::test]
+async fn a_sink_key_open_webui_refuses_is_reported_with_the_setting_that_fixes_it() {
+    async fn search(headers: http::HeaderMap) -> (http::StatusCode, String) {
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if token.starts_with("Bearer sk-") {
+            (
+                http::StatusCode::FORBIDDEN,
+                "{\"detail\":\"Use of API key is not enabled in the environment.\"}".into(),
+            )
+        } else if token == "Bearer eyJ-admin-session" {
+            (http::StatusCode::OK, "{\"users\":[],\"total\":0}".into())
+        } else {
+            (http::StatusCode::UNAUTHORIZED, "{}".into())
+        }
+    }
+    let app = Router::new().route("/api/v1/users/", axum::routing::get(search));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        format!(
+            "[[apps]]\nname = 'chat'\nupstream = '{url}'\n\
+             [[sinks]]\nid = 'keyed'\nkind = 'openwebui'\nurl = '{url}'\nadmin_token = 'sk-0123456789abcdef'\napp = 'chat'\n\
+             [[sinks]]\nid = 'session'\nkind = 'openwebui'\nurl = '{url}'\nadmin_token = 'eyJ-admin-session'\napp = 'chat'\n"
+        ),
+    )
+    .unwrap();
+    let (code, report) = doctor_live(dir.path(), &[]).await;
+    assert_eq!(code, 1, "{report:#}");
+    let refused = finding(&report, "LIVE-OWUI-API-KEYS");
+    assert_eq!(refused.len(), 1, "{report:#}");
+    assert!(refused[0]["source"].as_str().unwrap().contains("(keyed)"));
+    assert!(
+        refused[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("ENABLE_API_KEYS=true"),
+        "{report:#}"
+    );
+    assert!(
+        passed(&report).contains("sink session: Open WebUI accepts the admin token"),
+        "{report:#}"
+    );
+    assert!(finding(&report, "LIVE-SINK").is_empty(), "{report:#}");
+}

@@ -413,8 +413,17 @@ async fn openwebui_stand_in() -> (String, Arc<Mutex<Vec<Value>>>) {
         };
         match action.as_str() {
             "update" => {
+                // Open WebUI's UserUpdateForm requires name, email and profile_image_url.
                 let change: Value = serde_json::from_str(&body).unwrap();
-                user["role"] = change["role"].clone();
+                if ["name", "email", "profile_image_url"]
+                    .iter()
+                    .any(|field| !change[field].is_string())
+                {
+                    return http::StatusCode::UNPROCESSABLE_ENTITY;
+                }
+                for field in ["name", "email", "profile_image_url", "role"] {
+                    user[field] = change[field].clone();
+                }
             }
             "revoke" => user["sessions_revoked"] = json!(true),
             _ => return http::StatusCode::NOT_FOUND,
@@ -457,11 +466,12 @@ async fn the_openwebui_sink_creates_users_with_their_role() {
          [[sinks]]\nid = 'owui'\nkind = 'openwebui'\nurl = '{url}'\nadmin_token = 'owui-admin-key'\napp = 'chat'\n"
     ))
     .await;
-    // Already in Open WebUI (as a user): "already registered" updates the role instead.
-    created
-        .lock()
-        .await
-        .push(json!({"id": "owui-old", "email": "old@example.com", "role": "user"}));
+    // Already in Open WebUI (as a user, named with the GUID an earlier oauth2-proxy setup sent):
+    // "already registered" updates the role instead, and repairs the name.
+    created.lock().await.push(json!({
+        "id": "owui-old", "email": "old@example.com", "role": "user",
+        "name": "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "profile_image_url": "/user.png"
+    }));
     h.add_user(
         "ann",
         Some("ann@example.com"),
@@ -473,7 +483,7 @@ async fn the_openwebui_sink_creates_users_with_their_role() {
     h.add_user(
         "old",
         Some("old@example.com"),
-        None,
+        Some("Olga Old"),
         Role::Admin,
         &["staff"],
     )
@@ -540,6 +550,15 @@ async fn the_openwebui_sink_creates_users_with_their_role() {
         Some("admin"),
         "the role follows"
     );
+    {
+        let users = created.lock().await;
+        let old = users
+            .iter()
+            .find(|u| u["email"] == "old@example.com")
+            .unwrap();
+        assert_eq!(old["name"], "Olga Old", "the GUID name is repaired");
+        assert_eq!(old["profile_image_url"], "/user.png", "the picture is kept");
+    }
 
     // Disabled here: pending there, with their Open WebUI sessions revoked.
     let actor = portcullis_auth::audit::Actor::new("test", None);

@@ -8,6 +8,11 @@
 //! pending user becomes `pending` there and their Open WebUI sessions are revoked. Users who are
 //! disabled, pending or deleted are never created. (Endpoints checked against Open WebUI 0.12.4's
 //! source and a running copy: docs/apps/open-webui.md.)
+//!
+//! The update sends the whole form (name, email, picture, role): Open WebUI's update form
+//! requires the first three. The name is ours when theirs is an opaque id — what an earlier
+//! oauth2-proxy setup left behind when it sent the provider's subject as the name, and what
+//! Open WebUI never corrects by itself (it sets the name only when it creates the user).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -33,8 +38,8 @@ impl OpenWebUi {
         }
     }
 
-    /// Open WebUI's id for the user with this email, if it has one.
-    async fn find(&self, email: &str) -> Result<Option<String>, SinkError> {
+    /// Open WebUI's record of the user with this email, if it has one.
+    async fn find(&self, email: &str) -> Result<Option<serde_json::Value>, SinkError> {
         let response = self
             .http
             .get(format!("{}/api/v1/users/", self.base))
@@ -55,8 +60,9 @@ impl OpenWebUi {
                     u["email"]
                         .as_str()
                         .is_some_and(|e| e.eq_ignore_ascii_case(email))
+                        && u["id"].is_string()
                 })
-                .and_then(|u| u["id"].as_str().map(str::to_owned))
+                .cloned()
         }))
     }
 
@@ -74,14 +80,26 @@ impl OpenWebUi {
         classify(status, &text)
     }
 
-    /// Sets the role of an existing user; `pending` also ends their Open WebUI sessions.
-    async fn set_role(&self, email: &str, role: &str) -> Result<(), SinkError> {
-        let Some(id) = self.find(email).await? else {
+    /// Sets the role of an existing user (and repairs an opaque name to `name`); `pending` also
+    /// ends their Open WebUI sessions.
+    async fn set_role(&self, email: &str, role: &str, name: Option<&str>) -> Result<(), SinkError> {
+        let Some(found) = self.find(email).await? else {
             return Ok(());
+        };
+        let id = found["id"].as_str().unwrap_or_default();
+        let theirs = found["name"].as_str().unwrap_or_default();
+        let name = match name {
+            Some(ours) if looks_opaque(theirs) => ours,
+            _ => theirs,
         };
         self.post(
             &format!("/api/v1/users/{id}/update"),
-            &serde_json::json!({ "role": role }),
+            &serde_json::json!({
+                "name": name,
+                "email": found["email"].as_str().unwrap_or(email),
+                "profile_image_url": found["profile_image_url"].as_str().unwrap_or("/user.png"),
+                "role": role,
+            }),
         )
         .await?;
         if role == "pending" {
@@ -93,6 +111,23 @@ impl OpenWebUi {
         }
         Ok(())
     }
+}
+
+/// Whether a display name is an opaque id rather than a name: a UUID/GUID (Cognito's and Entra's
+/// subjects), or a long run of letters, digits, `-` and `_` with digits in it and no space.
+fn looks_opaque(name: &str) -> bool {
+    let name = name.trim();
+    let uuid = name.len() == 36
+        && name.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    let token = name.len() >= 20
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.chars().any(|c| c.is_ascii_digit());
+    name.is_empty() || uuid || token
 }
 
 fn random_password() -> String {
@@ -112,7 +147,7 @@ impl Sink for OpenWebUi {
         };
         if user.status != UserStatus::Active || user.role == Role::Pending {
             return match &user.email {
-                Some(email) => self.set_role(email, "pending").await,
+                Some(email) => self.set_role(email, "pending", None).await,
                 None => Ok(()), // never created there
             };
         }
@@ -143,8 +178,40 @@ impl Sink for OpenWebUi {
         if status == reqwest::StatusCode::BAD_REQUEST
             && text.to_ascii_lowercase().contains("already")
         {
-            return self.set_role(email, user.role.as_str()).await;
+            return self
+                .set_role(
+                    email,
+                    user.role.as_str(),
+                    Some(&user.identity().display_name),
+                )
+                .await;
         }
         classify(status, &text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_opaque;
+
+    #[test]
+    fn guids_and_subjects_are_opaque_names_are_not() {
+        for opaque in [
+            "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+            "3F2504E0-4F89-11D3-9A0C-0305E82C3301",
+            "00u1a2b3c4d5e6f7g8h9",
+            "",
+        ] {
+            assert!(looks_opaque(opaque), "{opaque:?}");
+        }
+        for name in [
+            "Ann Example",
+            "ann",
+            "Jean-Luc Picard",
+            "ann.example@example.com",
+            "x_ae_a_12",
+        ] {
+            assert!(!looks_opaque(name), "{name:?}");
+        }
     }
 }

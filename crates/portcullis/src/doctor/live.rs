@@ -70,6 +70,7 @@ pub async fn probe(config: &Config, canary: Option<&str>) -> LiveReport {
     providers(config, &mut report).await;
     public_url(config, &http, &mut report).await;
     upstreams(config, &http, &mut report).await;
+    openwebui_sinks(config, &http, &mut report).await;
     if let Some(app) = canary {
         canary_sign_in(config, &http, app, &mut report).await;
     }
@@ -262,6 +263,82 @@ async fn upstreams(config: &Config, http: &reqwest::Client, report: &mut LiveRep
                 "app {}: not reachable on {around}, only through Portcullis",
                 app.name
             ));
+        }
+    }
+}
+
+/// Whether each `openwebui` sink's token is one Open WebUI accepts for its admin API (a search
+/// that finds nobody). An `sk-` API key is refused with 403 while Open WebUI's API keys are
+/// off (`ENABLE_API_KEYS`, off by default): then no user is ever provisioned.
+async fn openwebui_sinks(config: &Config, http: &reqwest::Client, report: &mut LiveReport) {
+    use portcullis_core::config::SinkKind;
+    for (i, sink) in config.sinks.iter().enumerate() {
+        if sink.kind != SinkKind::Openwebui {
+            continue;
+        }
+        let token = sink.admin_token.as_deref().unwrap_or_default();
+        let source = format!("sinks[{i}] ({}).admin_token", sink.id);
+        let answer = http
+            .get(format!("{}/api/v1/users/", sink.url.trim_end_matches('/')))
+            .query(&[("query", "portcullis-doctor-probe@invalid")])
+            .bearer_auth(token)
+            .send()
+            .await;
+        let response = match answer {
+            Ok(response) => response,
+            Err(e) => {
+                report.problem(
+                    "LIVE-SINK",
+                    Severity::Error,
+                    format!(
+                        "users are not provisioned into Open WebUI (sink {})",
+                        sink.id
+                    ),
+                    format!("{} does not answer from here: {}", sink.url, chain(&e)),
+                    "start Open WebUI, or correct the sink's url (as Portcullis reaches it)".into(),
+                    format!("sinks[{i}] ({}).url = {}", sink.id, sink.url),
+                );
+                continue;
+            }
+        };
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            report.passed.push(format!(
+                "sink {}: Open WebUI accepts the admin token",
+                sink.id
+            ));
+        } else if token.starts_with("sk-")
+            && (status == reqwest::StatusCode::FORBIDDEN || body.contains("API key"))
+        {
+            report.problem(
+                "LIVE-OWUI-API-KEYS",
+                Severity::Error,
+                format!("users are not provisioned into Open WebUI (sink {}): every delivery is refused", sink.id),
+                format!("Open WebUI refuses the sink's API key (sk-…) with {status}: API keys are turned off there ({})", body.trim()),
+                "set ENABLE_API_KEYS=true in Open WebUI's environment (off by default) and restart it; the key must belong to an admin".into(),
+                source,
+            );
+        } else if status == reqwest::StatusCode::UNAUTHORIZED
+            || status == reqwest::StatusCode::FORBIDDEN
+        {
+            report.problem(
+                "LIVE-SINK",
+                Severity::Error,
+                format!("users are not provisioned into Open WebUI (sink {})", sink.id),
+                format!("Open WebUI refuses the sink's token with {status}"),
+                "use an Open WebUI admin's API key (Settings → Account → API keys, with ENABLE_API_KEYS=true) in admin_token".into(),
+                source,
+            );
+        } else {
+            report.problem(
+                "LIVE-SINK",
+                Severity::Warning,
+                format!("provisioning into Open WebUI may fail (sink {})", sink.id),
+                format!("its user search answered {status}"),
+                "check that url is Open WebUI's base URL (not a path under it)".into(),
+                source,
+            );
         }
     }
 }
