@@ -17,6 +17,8 @@ pub struct Settings {
     vars: BTreeMap<String, Setting>,
     /// The identity headers Portcullis's own configuration sends to apps (lower case).
     gateway_headers: Option<Vec<String>>,
+    /// The origins people reach the apps at, from Portcullis's own configuration.
+    gateway_origins: Vec<String>,
 }
 
 impl Settings {
@@ -46,6 +48,29 @@ impl Settings {
 
     pub fn gateway_headers(&self) -> Option<&[String]> {
         self.gateway_headers.as_deref()
+    }
+
+    /// Portcullis serves the apps at these URLs (its public URL, each app's host).
+    pub fn set_gateway_origins(&mut self, urls: &[String]) {
+        self.gateway_origins = urls.iter().filter_map(|u| origin_of(u)).collect();
+    }
+
+    /// The origins people's browsers use: Portcullis's, and the absolute URLs Open WebUI and
+    /// oauth2-proxy are configured with (`WEBUI_URL`, the sign-out and redirect URLs).
+    pub fn public_origins(&self) -> Vec<String> {
+        let mut origins = self.gateway_origins.clone();
+        for name in [
+            "WEBUI_URL",
+            "WEBUI_AUTH_SIGNOUT_REDIRECT_URL",
+            "OAUTH2_PROXY_REDIRECT_URL",
+        ] {
+            if let Some(origin) = self.value(name).and_then(origin_of) {
+                origins.push(origin);
+            }
+        }
+        origins.sort();
+        origins.dedup();
+        origins
     }
 
     pub fn is_empty(&self) -> bool {
@@ -260,6 +285,22 @@ fn oauth2_proxy_env(option: &str) -> String {
         other => other,
     };
     format!("OAUTH2_PROXY_{name}")
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL, lower case, as browsers send `Origin`
+/// (the default port left out).
+pub fn origin_of(url: &str) -> Option<String> {
+    let url = url.trim();
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
+    let authority = authority.rsplit('@').next()?;
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    let authority = authority.strip_suffix(default).unwrap_or(authority);
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
 }
 
 #[cfg(test)]

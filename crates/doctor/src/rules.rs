@@ -251,6 +251,44 @@ pub const RULES: &[Rule] = &[
         },
     },
     Rule {
+        // Open WebUI's socket/main.py passes CORS_ALLOW_ORIGIN (split on `;`) to python-socketio
+        // as cors_allowed_origins: socket.io refuses a handshake whose Origin is not listed, and
+        // chat answers arrive over socket.io (API streaming does not, so it keeps working).
+        id: "OWUI-CORS-ORIGIN",
+        check: |s| {
+            let allowed = s.value("CORS_ALLOW_ORIGIN")?;
+            let listed: Vec<String> = allowed
+                .split(';')
+                .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                .filter(|o| !o.is_empty())
+                .collect();
+            if listed.is_empty() || listed.iter().any(|o| o == "*") {
+                return None;
+            }
+            let public = s.public_origins();
+            let missing: Vec<&String> = public.iter().filter(|o| !listed.contains(o)).collect();
+            if public.is_empty() || missing.is_empty() {
+                return None;
+            }
+            let missing: Vec<&str> = missing.iter().map(|o| o.as_str()).collect();
+            finding(
+                "OWUI-CORS-ORIGIN",
+                Severity::Error,
+                "chat answers stay empty in the browser (the model answers, the API streams, but nothing appears), and the page reconnects over and over",
+                &format!(
+                    "Open WebUI gives CORS_ALLOW_ORIGIN to socket.io as its allowed origins, and socket.io refuses the browser's connection from {}: it is not listed",
+                    missing.join(", ")
+                ),
+                &format!(
+                    "add the public origin to CORS_ALLOW_ORIGIN (origins separated by ';'): CORS_ALLOW_ORIGIN={};{}",
+                    allowed.trim().trim_end_matches(';'),
+                    missing.join(";")
+                ),
+                source(s, "CORS_ALLOW_ORIGIN"),
+            )
+        },
+    },
+    Rule {
         id: "OWUI-SCIM-WITH-TRUSTED-HEADERS",
         check: |s| {
             // Open WebUI reads ENABLE_SCIM, falling back to SCIM_ENABLED when it is unset.
@@ -505,6 +543,11 @@ mod tests {
             ("OWUI-PASSWORD-AUTH-OFF", format!("{TRUSTED}ENABLE_PASSWORD_AUTH=false\n"), format!("{TRUSTED}ENABLE_PASSWORD_AUTH=true\n")),
             ("OWUI-EMPTY-SECRET", "WEBUI_AUTH=false\n".into(), "WEBUI_AUTH=false\nWEBUI_SECRET_KEY=long-random\n".into()),
             ("OWUI-SIGNOUT-LOOP", "WEBUI_AUTH_TRUSTED_EMAIL_HEADER=X-Forwarded-Email\n".into(), TRUSTED.into()),
+            (
+                "OWUI-CORS-ORIGIN",
+                "WEBUI_URL=https://chat.example.com\nCORS_ALLOW_ORIGIN=http://localhost:5173\n".into(),
+                "WEBUI_URL=https://chat.example.com\nCORS_ALLOW_ORIGIN=http://localhost:5173;https://chat.example.com/\n".into(),
+            ),
             ("OWUI-SCIM-WITH-TRUSTED-HEADERS", format!("{TRUSTED}ENABLE_SCIM=true\n"), TRUSTED.into()),
             ("OWUI-GROUPS-HEADER-REMOVES", format!("{TRUSTED}WEBUI_AUTH_TRUSTED_GROUPS_HEADER=X-Forwarded-Groups\n"), TRUSTED.into()),
             ("O2P-PREFER-EMAIL-TO-USER", "OAUTH2_PROXY_PREFER_EMAIL_TO_USER=true\n".into(), "OAUTH2_PROXY_PREFER_EMAIL_TO_USER=false\n".into()),
@@ -556,8 +599,30 @@ mod tests {
     }
 
     #[test]
+    fn cors_allow_origin_is_compared_with_every_public_origin() {
+        // `*` allows every origin; Portcullis's own public URL counts as a public origin.
+        assert!(!fires(
+            "OWUI-CORS-ORIGIN",
+            "WEBUI_URL=https://chat.example.com\nCORS_ALLOW_ORIGIN=*\n"
+        ));
+        let mut s = settings("CORS_ALLOW_ORIGIN=https://chat.example.com\n");
+        s.set_gateway_origins(&["https://chat.example.com:443/".into()]);
+        assert!(!check(&s).iter().any(|f| f.rule == "OWUI-CORS-ORIGIN"));
+        s.set_gateway_origins(&["https://ai.example.com".into()]);
+        let found = check(&s);
+        let cors = found.iter().find(|f| f.rule == "OWUI-CORS-ORIGIN").unwrap();
+        assert!(cors.fix.contains("https://ai.example.com"), "{cors:?}");
+        // Nothing known about the public origin: nothing to compare with.
+        assert!(!fires(
+            "OWUI-CORS-ORIGIN",
+            "CORS_ALLOW_ORIGIN=http://localhost:5173\n"
+        ));
+    }
+
+    #[test]
     fn cors_is_not_blamed_for_streaming() {
-        // The seeds blamed CORS_ALLOW_ORIGIN for broken streaming; it only adds CORS headers.
+        // The seeds blamed CORS_ALLOW_ORIGIN for broken streaming: API streaming is not affected
+        // (only socket.io's accepted origins are, OWUI-CORS-ORIGIN).
         let findings = check(&settings(&format!(
             "{TRUSTED}DEFAULT_USER_ROLE=user\nCORS_ALLOW_ORIGIN=*\n"
         )));

@@ -61,6 +61,22 @@ fn own_config(
                     .map(|(name, _)| name)
                     .collect();
                 settings.set_gateway_headers(headers);
+                // Where people reach the apps: the public URL (when one is set: the listen
+                // address is not where browsers come from), and each app's own host.
+                let public = config.public_url.clone();
+                let scheme = match &public {
+                    Some(url) if url.starts_with("http:") => "http",
+                    _ => "https",
+                };
+                let mut urls: Vec<String> = public.into_iter().collect();
+                urls.extend(
+                    config
+                        .apps
+                        .iter()
+                        .filter_map(|a| a.host.as_ref())
+                        .map(|host| format!("{scheme}://{host}")),
+                );
+                settings.set_gateway_origins(&urls);
             }
             portcullis_doctor::own::check(config, settings)
         }
