@@ -8,5 +8,6 @@ pub mod config;
 pub mod doctor;
 pub mod explain;
 mod logging;
+pub mod probe;
 pub mod serve;
 pub mod store_cmd;

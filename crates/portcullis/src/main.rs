@@ -54,6 +54,12 @@ enum Command {
     Keys(admin::SigningKeyCommand),
     /// Apply the store's pending schema migrations (serve does it too); --dry-run lists them.
     Migrate(portcullis::store_cmd::MigrateArgs),
+    /// GET a URL and exit 0 on a 2xx answer, 1 otherwise: the container image's health check
+    /// (`portcullis probe http://127.0.0.1:4180/ready`).
+    Probe {
+        /// The URL to ask, e.g. http://127.0.0.1:4180/ready.
+        url: String,
+    },
     /// Copy this deployment's SQLite store into an empty PostgreSQL database (--to URL).
     CopyStore(portcullis::store_cmd::CopyStoreArgs),
 }
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => with_config(cli.config.as_deref(), |c| {
             portcullis::store_cmd::migrate(c, args)
         }),
+        Command::Probe { url } => portcullis::probe::run(&url),
         Command::CopyStore(args) => with_config(cli.config.as_deref(), |c| {
             portcullis::store_cmd::copy_store(c, args)
         }),

@@ -130,7 +130,7 @@ fn top_level_keys() -> &'static [&'static str] {
 fn read_expanded(path: &Path) -> Result<String, ConfigErrors> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors(vec![format!("reading {}: {e}", path.display())]))?;
-    expand(&text, |name| std::env::var(name).ok()).map_err(|missing| {
+    expand_outside_comments(&text, |name| std::env::var(name).ok()).map_err(|missing| {
         ConfigErrors(
             missing
                 .into_iter()
@@ -143,6 +143,31 @@ fn read_expanded(path: &Path) -> Result<String, ConfigErrors> {
                 .collect(),
         )
     })
+}
+
+/// [`expand`] on every line but comment lines (a commented-out `${NAME}` — an example, a block
+/// to enable later — must not demand a variable nobody set).
+fn expand_outside_comments(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, Vec<String>> {
+    let mut out = String::with_capacity(text.len());
+    let mut missing = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+            continue;
+        }
+        match expand(line, &lookup) {
+            Ok(expanded) => out.push_str(&expanded),
+            Err(names) => missing.extend(names),
+        }
+    }
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing)
+    }
 }
 
 fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Vec<String>> {
@@ -240,6 +265,22 @@ mod expand_tests {
         assert_eq!(
             expand("${NOPE} ${ALSO_NOPE}", env).unwrap_err(),
             vec!["NOPE", "ALSO_NOPE"]
+        );
+    }
+
+    #[test]
+    fn commented_lines_are_left_alone() {
+        let env = |name: &str| (name == "SECRET").then(|| "s3cr3t".to_owned());
+        let text =
+            "# url = \"${NOT_SET}\"\n  # also ${NOT_SET}\na = \"${SECRET}\"\nb = \"${GONE}\"\n";
+        assert_eq!(
+            super::expand_outside_comments(text, env).unwrap_err(),
+            vec!["GONE"]
+        );
+        let text = "# url = \"${NOT_SET}\"\na = \"${SECRET}\"";
+        assert_eq!(
+            super::expand_outside_comments(text, env).unwrap(),
+            "# url = \"${NOT_SET}\"\na = \"s3cr3t\""
         );
     }
 }
