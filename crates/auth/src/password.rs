@@ -22,6 +22,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 
+use crate::hash_pool::HashPool;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
     #[error("password hashing failed: {0}")]
@@ -111,6 +113,8 @@ pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     /// The one slot only [`Lane::KnownDevice`] may take.
     kept: Arc<Semaphore>,
+    /// Where hashes run: a thread per slot, at a lower priority than the proxy.
+    pool: HashPool,
     limits: HashingLimits,
     metrics: HashingMetrics,
     /// A real hash of a random password, verified against when an account does not exist so the
@@ -219,6 +223,9 @@ impl PasswordHasher {
         Ok(PasswordHasher {
             permits: Arc::new(Semaphore::new(limits.concurrent.max(1))),
             kept: Arc::new(Semaphore::new(1)),
+            // One thread per slot, and one for the kept slot: a hash never waits for a thread.
+            pool: HashPool::new(limits.concurrent.max(1) + 1)
+                .map_err(|e| PasswordError::Hash(format!("starting the hashing threads: {e}")))?,
             limits,
             metrics: HashingMetrics::default(),
             decoy: Arc::new(decoy),
@@ -292,13 +299,13 @@ impl PasswordHasher {
         }
     }
 
-    /// Runs one hash or verification on the blocking pool, timed.
+    /// Runs one hash or verification on the hashing threads, timed; `None` if it panicked.
     async fn timed<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, tokio::task::JoinError> {
+    ) -> Option<T> {
         let started = std::time::Instant::now();
-        let done = tokio::task::spawn_blocking(work).await;
+        let done = self.pool.run(work).await;
         self.metrics
             .seconds
             .observe(started.elapsed().as_secs_f64());
@@ -310,7 +317,7 @@ impl PasswordHasher {
         let password = password.to_owned();
         self.timed(move || hash_blocking(&password))
             .await
-            .map_err(|_| PasswordError::Interrupted)?
+            .ok_or(PasswordError::Interrupted)?
     }
 
     /// Verifies `password` against `hash`; with no hash (unknown account, or an account without

@@ -441,6 +441,7 @@ fn web_settings(config: &Config) -> WebSettings {
         allowed_redirect_hosts: config.redirect_hosts(),
         reset_link_lifetime: config.local_auth.reset_link_lifetime,
         mfa_required: config.mfa.required,
+        refusal_delay: config.local_auth.refusal_delay,
     }
 }
 

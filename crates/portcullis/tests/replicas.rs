@@ -1078,7 +1078,8 @@ async fn sign_in_limits_hold_across_replicas() {
         &pg,
         &upstream.url(),
         &format!("http://127.0.0.1:{port_a}"),
-        "[local_auth]\nfree_attempts = 2\nbase_backoff = \"10min\"\n",
+        // A short refusal delay: 200 refused attempts are made one after another below.
+        "[local_auth]\nfree_attempts = 2\nbase_backoff = \"10min\"\nrefusal_delay = \"5ms\"\n",
     );
     let a = Replica::start_on(port_a, &config).await;
     let b = Replica::start(&config).await;

@@ -169,7 +169,10 @@ async fn wrong_passwords_get_one_generic_answer_and_back_off() {
 /// lock, one row says so (the throttle's own test counts 10,000).
 #[tokio::test]
 async fn throttled_attempts_write_one_audit_row_per_lock() {
-    let h = Harness::start("[local_auth]\nfree_attempts = 1\nbase_backoff = '10m'\n").await;
+    let h = Harness::start(
+        "[local_auth]\nfree_attempts = 1\nbase_backoff = '10m'\nrefusal_delay = '300ms'\n",
+    )
+    .await;
     h.setup_admin().await;
     h.add_user("bob", Some("bob@example.com"), None, Role::User, &[])
         .await;
@@ -186,6 +189,12 @@ async fn throttled_attempts_write_one_audit_row_per_lock() {
         let _ = h.sign_in("bob", "wrong-password").await;
     }
     let before = audit_rows().await;
+    // A refused attempt is held for the refusal delay before its 429: an attacker's connection
+    // makes one attempt per delay.
+    let started = std::time::Instant::now();
+    let held = h.sign_in("bob", "guess").await.unwrap_err();
+    assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
     let attempts = 2_000;
     let refused = futures_util::future::join_all((0..attempts).map(|_| h.sign_in("bob", "guess")))
         .await

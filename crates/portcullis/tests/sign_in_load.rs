@@ -17,8 +17,10 @@ use reqwest::StatusCode;
 #[tokio::test]
 async fn a_full_hashing_queue_refuses_with_503_and_a_real_user_still_signs_in() {
     let h = Harness::start(
+        // No refusal delay: the attackers here must keep the queue full (the delay itself is
+        // checked in sign_in_flow.rs).
         "[local_auth]\nmax_concurrent_hashes = 1\nhash_queue = 1\nhash_queue_wait = '100ms'\n\
-         free_attempts = 100000\n",
+         free_attempts = 100000\nrefusal_delay = '0s'\n",
     )
     .await;
     h.setup_admin().await;

@@ -119,6 +119,16 @@ pub async fn start_session(
     response
 }
 
+/// Holds a refused attempt's answer for `local_auth.refusal_delay` (never past its
+/// `Retry-After`): one attacker connection then makes one attempt per delay, and a sleeping
+/// answer costs no CPU. The person told to retry loses nothing: they could not get in sooner.
+async fn hold_refusal(state: &AppState, retry_after: std::time::Duration) {
+    let delay = state.settings.refusal_delay.min(retry_after);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+}
+
 fn known_devices(state: &AppState) -> KnownDevices {
     KnownDevices::new(state.sealer.clone(), state.clock.clone())
 }
@@ -343,6 +353,7 @@ pub async fn submit(
         }
         Err(LoginError::Throttled { retry_after, first }) => {
             state.metrics.sign_in("throttled");
+            hold_refusal(&state, retry_after).await;
             // Once per lock: every further refused attempt would be a row an attacker writes.
             if first {
                 state.audit.record(audit_failure("throttled")).await;
@@ -356,6 +367,7 @@ pub async fn submit(
         // attempt (an attacker would be writing them); the metric counts them.
         Err(LoginError::Busy { retry_after }) => {
             state.metrics.sign_in("busy");
+            hold_refusal(&state, retry_after).await;
             retry_later(
                 FailureKind::Busy,
                 "Too many sign-ins are being checked right now. Try again in {} seconds.",

@@ -36,6 +36,8 @@ pub struct WebSettings {
     pub reset_link_lifetime: std::time::Duration,
     /// `mfa.required`: Portcullis's admin pages and API need a second factor too.
     pub mfa_required: bool,
+    /// How long a refused sign-in (throttled, or the hashing queue full) waits before its answer.
+    pub refusal_delay: std::time::Duration,
 }
 
 impl WebSettings {

@@ -343,6 +343,11 @@ pub struct LocalAuthConfig {
     /// How long a sign-in waits for a hashing slot before it is refused the same way.
     #[serde(default = "default_hash_queue_wait", with = "humantime_serde")]
     pub hash_queue_wait: Duration,
+    /// How long a refused sign-in (throttled, or the queue full) is held before its answer: an
+    /// attacker's connection then makes one attempt per delay instead of thousands a second,
+    /// while a waiting answer costs no CPU.
+    #[serde(default = "default_refusal_delay", with = "humantime_serde")]
+    pub refusal_delay: Duration,
     /// Failed attempts (per account and per client address) before back-off starts.
     #[serde(default = "default_free_attempts")]
     pub free_attempts: u32,
@@ -374,6 +379,7 @@ impl Default for LocalAuthConfig {
             max_concurrent_hashes: None,
             hash_queue: None,
             hash_queue_wait: default_hash_queue_wait(),
+            refusal_delay: default_refusal_delay(),
             free_attempts: default_free_attempts(),
             base_backoff: default_base_backoff(),
             max_backoff: default_max_backoff(),
@@ -596,6 +602,9 @@ fn default_absolute() -> Duration {
     Duration::from_secs(7 * 24 * 3600)
 }
 fn default_hash_queue_wait() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_refusal_delay() -> Duration {
     Duration::from_secs(1)
 }
 fn default_free_attempts() -> u32 {
