@@ -177,7 +177,7 @@ impl LoginThrottle {
                     .count_failure(
                         &format!("{scope}/{key}"),
                         now,
-                        Timestamp(now.0 - i64::try_from(self.memory.as_secs()).unwrap_or(i64::MAX)),
+                        self.forgotten_before(now),
                     )
                     .await
                     .inspect_err(|e| tracing::warn!(error = %e, "sign-in throttle: a failure could not be counted in the store; counted in this process only"))
@@ -224,12 +224,17 @@ impl LoginThrottle {
         let Some((store, _)) = &self.shared else {
             return Ok(0);
         };
-        let now = self.clock.now();
         store
-            .delete_stale_failures(Timestamp(
-                now.0 - i64::try_from(self.memory.as_secs()).unwrap_or(i64::MAX),
-            ))
+            .delete_stale_failures(self.forgotten_before(self.clock.now()))
             .await
+    }
+
+    /// Failures last counted before this are forgotten.
+    fn forgotten_before(&self, now: Timestamp) -> Timestamp {
+        Timestamp(
+            now.0
+                .saturating_sub(i64::try_from(self.memory.as_secs()).unwrap_or(i64::MAX)),
+        )
     }
 }
 
