@@ -1,5 +1,5 @@
 //! The threads password hashes run on: a pool of their own, at a lower scheduling priority than
-//! the proxy's workers (nice 19 on Linux). The pool's size bounds how many cores hashing can take
+//! the proxy's workers (nice 10 on Linux). The pool's size bounds how many cores hashing can take
 //! (the hasher's slots bound how many hashes are given to it); the priority makes hashing yield
 //! to signed-in traffic whenever both want the CPU, so a flood of wrong passwords slows sign-ins
 //! down instead of the gateway. With the CPU idle a hash runs at full speed.
@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Niceness of the hashing threads: the lowest, weight 15 against a normal thread's 1024 (nice
-/// 10, weight 110, still let a distributed attack take a quarter of the signed-in throughput on
-/// two cores: BENCHMARKS.md).
-const HASH_NICENESS: i32 = 19;
+/// Niceness of the hashing threads: weight 110 against a normal thread's 1024. Not 19 (weight
+/// 15): on a machine saturated by other work a hash then took longer than the queue's wait, and
+/// every sign-in was turned away (BENCHMARKS.md has the figures of both).
+const HASH_NICENESS: i32 = 10;
 
 #[derive(Clone)]
 pub struct HashPool {
