@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Niceness of the hashing threads: weight 110 against a normal thread's 1024. Not 19 (weight
-/// 15): on a machine saturated by other work a hash then took longer than the queue's wait, and
-/// every sign-in was turned away (BENCHMARKS.md has the figures of both).
+/// 15): on a machine saturated by other work hashes then crawled past the queue's wait and
+/// sign-ins were turned away without any attack (BENCHMARKS.md has the figures of both).
 const HASH_NICENESS: i32 = 10;
 
 #[derive(Clone)]
