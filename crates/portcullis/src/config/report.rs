@@ -46,21 +46,7 @@ pub fn extract(
     let mut problems = Vec::new();
     let mut left_out: Vec<String> = Vec::new();
     for _ in 0..MAX_ROUNDS {
-        let mut figment = Figment::new();
-        if let (Some(file), Some(doc)) = (file, &editable) {
-            figment = figment.merge(Named {
-                path: file.path.clone(),
-                text: doc.to_string(),
-            });
-        }
-        let skip = left_out.clone();
-        figment = figment.merge(
-            Env::prefixed("PORTCULLIS_")
-                .filter(move |name| {
-                    is_configuration(name.as_str(), keys) && !under_any(name.as_str(), &skip)
-                })
-                .split("__"),
-        );
+        let figment = sources(file.zip(editable.as_ref()), keys, left_out.clone());
         let errors = match figment.extract::<Config>() {
             Ok(config) if problems.is_empty() => return Ok(config),
             Ok(_) => break,
@@ -72,39 +58,20 @@ pub fn extract(
                 .metadata
                 .as_ref()
                 .is_some_and(|m| matches!(m.source, Some(Source::File(_))));
-            if from_file {
-                let place = file
-                    .zip(written.as_ref())
-                    .and_then(|(file, doc)| locate(doc.as_item(), &error.path, &file.text));
-                let at = match (place, file) {
-                    (Some((line, column)), Some(file)) => {
-                        format!("{}:{line}:{column}: ", file.path.display())
-                    }
-                    _ => String::new(),
-                };
+            if let (true, Some(file)) = (from_file, file) {
+                let place = written
+                    .as_ref()
+                    .and_then(|doc| locate(doc.as_item(), &error.path, &file.text));
+                let at = place.map_or_else(String::new, |(line, column)| {
+                    format!("{}:{line}:{column}: ", file.path.display())
+                });
                 problems.push((place, format!("{at}{}", describe(&error))));
                 progressed |= editable
                     .as_mut()
                     .is_some_and(|doc| take_out(doc.as_item_mut(), &error.path));
             } else if !error.path.is_empty() && !matches!(error.kind, Kind::MissingField(_)) {
-                // The variables under the key (an unknown key's path ends at the key, while the
-                // variable may name a level below it).
                 let key = error.path.join("__").to_ascii_lowercase();
-                let variables: Vec<String> = std::env::vars_os()
-                    .filter_map(|(name, _)| name.into_string().ok())
-                    .filter(|name| {
-                        name.strip_prefix("PORTCULLIS_")
-                            .is_some_and(|rest| under_any(rest, std::slice::from_ref(&key)))
-                    })
-                    .collect();
-                let what = describe(&error);
-                let what = what.split_once(": ").map_or(what.as_str(), |(_, w)| w);
-                let named = if variables.is_empty() {
-                    format!("PORTCULLIS_{}", key.to_uppercase())
-                } else {
-                    variables.join(", ")
-                };
-                problems.push((None, format!("{named}: {what}")));
+                problems.push((None, environment_problem(&error, &key)));
                 left_out.push(key);
                 progressed = true;
             } else {
@@ -116,6 +83,49 @@ pub fn extract(
         }
     }
     Err(in_file_order(problems))
+}
+
+/// The file as it stands now (keys taken out so far) and the environment without the variables
+/// left out so far.
+fn sources(
+    file: Option<(&FileText, &DocumentMut)>,
+    keys: &'static [&'static str],
+    left_out: Vec<String>,
+) -> Figment {
+    let mut figment = Figment::new();
+    if let Some((file, doc)) = file {
+        figment = figment.merge(Named {
+            path: file.path.clone(),
+            text: doc.to_string(),
+        });
+    }
+    figment.merge(
+        Env::prefixed("PORTCULLIS_")
+            .filter(move |name| {
+                is_configuration(name.as_str(), keys) && !under_any(name.as_str(), &left_out)
+            })
+            .split("__"),
+    )
+}
+
+/// A problem of the environment, named by its variables: an unknown key's path ends at the key,
+/// while the variable may name a level below it (`PORTCULLIS_SESION__IDLE_TIMEOUT`).
+fn environment_problem(error: &Error, key: &str) -> String {
+    let variables: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| {
+            name.strip_prefix("PORTCULLIS_")
+                .is_some_and(|rest| under_any(rest, &[key.to_owned()]))
+        })
+        .collect();
+    let what = describe(error);
+    let what = what.split_once(": ").map_or(what.as_str(), |(_, w)| w);
+    let named = if variables.is_empty() {
+        format!("PORTCULLIS_{}", key.to_uppercase())
+    } else {
+        variables.join(", ")
+    };
+    format!("{named}: {what}")
 }
 
 /// The file's problems from top to bottom, then the environment's.
