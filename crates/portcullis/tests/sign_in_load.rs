@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Harness, hidden_field, set_cookie_value, sign_in_at};
+use common::{Harness, post_sign_in, set_cookie_value, sign_in_at};
 use portcullis_core::Role;
 use reqwest::StatusCode;
 
@@ -30,26 +30,7 @@ async fn a_full_hashing_queue_refuses_with_503_and_a_returning_user_still_signs_
         .await;
     // "back" signed in from this browser before the attack: it keeps a device cookie.
     let device = {
-        let form = h
-            .http
-            .get(h.url("/.portcullis/sign_in"))
-            .send()
-            .await
-            .unwrap();
-        let csrf_cookie = set_cookie_value(&form, "_portcullis_csrf").unwrap();
-        let csrf = hidden_field(&form.text().await.unwrap(), "csrf");
-        let signed_in = h
-            .http
-            .post(h.url("/.portcullis/sign_in"))
-            .header("cookie", format!("_portcullis_csrf={csrf_cookie}"))
-            .form(&[
-                ("csrf", csrf.as_str()),
-                ("login", "back"),
-                ("password", "user-password-1"),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let signed_in = post_sign_in(&h.http, &h.base, "back", "user-password-1", "").await;
         assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
         set_cookie_value(&signed_in, "_portcullis_device").expect("a device cookie")
     };
@@ -85,29 +66,14 @@ async fn a_full_hashing_queue_refuses_with_503_and_a_returning_user_still_signs_
     // shared queue, not the slot kept for known devices.
     let refused_before = busy.load(Ordering::Relaxed);
     for _ in 0..3 {
-        let form = h
-            .http
-            .get(h.url("/.portcullis/sign_in"))
-            .send()
-            .await
-            .unwrap();
-        let csrf_cookie = set_cookie_value(&form, "_portcullis_csrf").unwrap();
-        let csrf = hidden_field(&form.text().await.unwrap(), "csrf");
-        let again = h
-            .http
-            .post(h.url("/.portcullis/sign_in"))
-            .header(
-                "cookie",
-                format!("_portcullis_csrf={csrf_cookie}; _portcullis_device={device}"),
-            )
-            .form(&[
-                ("csrf", csrf.as_str()),
-                ("login", "back"),
-                ("password", "user-password-1"),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let again = post_sign_in(
+            &h.http,
+            &h.base,
+            "back",
+            "user-password-1",
+            &format!("_portcullis_device={device}"),
+        )
+        .await;
         assert_eq!(
             again.status(),
             StatusCode::SEE_OTHER,

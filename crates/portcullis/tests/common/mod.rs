@@ -96,6 +96,22 @@ pub async fn sign_in_at(
     login: &str,
     password: &str,
 ) -> Result<String, reqwest::Response> {
+    let response = post_sign_in(http, base, login, password, "").await;
+    match set_cookie_value(&response, "_portcullis") {
+        Some(cookie) if response.status() == StatusCode::SEE_OTHER => Ok(cookie),
+        _ => Err(response),
+    }
+}
+
+/// Posts the sign-in form (with the CSRF pair of a fresh sign-in page) carrying `cookies`
+/// (`name=value; …`, e.g. a device cookie) besides the CSRF cookie; the response as it came.
+pub async fn post_sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    login: &str,
+    password: &str,
+    cookies: &str,
+) -> reqwest::Response {
     let form = http
         .get(format!("{base}/.portcullis/sign_in?rd=/after"))
         .send()
@@ -103,9 +119,13 @@ pub async fn sign_in_at(
         .unwrap();
     let csrf_cookie = set_cookie_value(&form, "_portcullis_csrf").unwrap();
     let csrf = hidden_field(&form.text().await.unwrap(), "csrf");
-    let response = http
-        .post(format!("{base}/.portcullis/sign_in"))
-        .header(COOKIE, format!("_portcullis_csrf={csrf_cookie}"))
+    let mut cookie = format!("_portcullis_csrf={csrf_cookie}");
+    if !cookies.is_empty() {
+        cookie.push_str("; ");
+        cookie.push_str(cookies);
+    }
+    http.post(format!("{base}/.portcullis/sign_in"))
+        .header(COOKIE, cookie)
         .form(&[
             ("csrf", csrf.as_str()),
             ("login", login),
@@ -114,11 +134,7 @@ pub async fn sign_in_at(
         ])
         .send()
         .await
-        .unwrap();
-    match set_cookie_value(&response, "_portcullis") {
-        Some(cookie) if response.status() == StatusCode::SEE_OTHER => Ok(cookie),
-        _ => Err(response),
-    }
+        .unwrap()
 }
 
 impl Harness {
