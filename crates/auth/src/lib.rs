@@ -11,7 +11,7 @@ pub mod directory;
 pub mod external;
 pub mod factors;
 pub mod guards;
-mod hash_pool;
+pub mod hash_pool;
 pub mod keys;
 pub mod ldap;
 pub mod local;

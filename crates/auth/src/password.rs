@@ -22,7 +22,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 
-use crate::hash_pool::HashPool;
+use crate::hash_pool::{CpuBudget, HashPool, Slot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
@@ -44,15 +44,18 @@ pub struct HashingLimits {
     pub queue: usize,
     /// How long one may wait before it is refused.
     pub wait: std::time::Duration,
+    /// What hashing may use of the CPU over time (none: as much as its slots can).
+    pub budget: Option<CpuBudget>,
 }
 
 impl HashingLimits {
-    /// `concurrent` slots, a queue of four per slot, a one-second wait.
+    /// `concurrent` slots, a queue of four per slot, a one-second wait, no CPU budget.
     pub fn new(concurrent: usize) -> Self {
         HashingLimits {
             concurrent: concurrent.max(1),
             queue: concurrent.max(1) * 4,
             wait: std::time::Duration::from_secs(1),
+            budget: None,
         }
     }
 }
@@ -224,7 +227,7 @@ impl PasswordHasher {
             permits: Arc::new(Semaphore::new(limits.concurrent.max(1))),
             kept: Arc::new(Semaphore::new(1)),
             // One thread per slot, and one for the kept slot: a hash never waits for a thread.
-            pool: HashPool::new(limits.concurrent.max(1) + 1)
+            pool: HashPool::new(limits.concurrent.max(1) + 1, limits.budget)
                 .map_err(|e| PasswordError::Hash(format!("starting the hashing threads: {e}")))?,
             limits,
             metrics: HashingMetrics::default(),
@@ -259,9 +262,10 @@ impl PasswordHasher {
     /// A hashing slot: at once if one is free, after a bounded wait in a bounded queue, or
     /// [`PasswordError::Busy`]. A known device also waits for the kept slot, whichever frees
     /// first.
-    async fn slot(&self, lane: Lane) -> Result<tokio::sync::SemaphorePermit<'_>, PasswordError> {
-        if let Ok(permit) = self.permits.try_acquire() {
-            return Ok(permit);
+    /// Only the shared slots are paced to the CPU budget.
+    async fn slot(&self, lane: Lane) -> Result<Slot, PasswordError> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Ok(Slot::paced(permit));
         }
         let busy = || {
             self.metrics.refused.inc();
@@ -270,9 +274,9 @@ impl PasswordHasher {
             }
         };
         if lane == Lane::KnownDevice
-            && let Ok(permit) = self.kept.try_acquire()
+            && let Ok(permit) = self.kept.clone().try_acquire_owned()
         {
-            return Ok(permit);
+            return Ok(Slot::unpaced(permit));
         }
         // A known device waits past a full queue: strangers filling it must not turn it away.
         // Its waits are bounded by the wait alone (only real sign-ins carry a device tag, and
@@ -283,10 +287,10 @@ impl PasswordHasher {
         }
         let either = async {
             match lane {
-                Lane::Anyone => self.permits.acquire().await,
+                Lane::Anyone => self.permits.clone().acquire_owned().await.map(Slot::paced),
                 Lane::KnownDevice => tokio::select! {
-                    permit = self.permits.acquire() => permit,
-                    permit = self.kept.acquire() => permit,
+                    permit = self.permits.clone().acquire_owned() => permit.map(Slot::paced),
+                    permit = self.kept.clone().acquire_owned() => permit.map(Slot::unpaced),
                 },
             }
         };
@@ -299,13 +303,15 @@ impl PasswordHasher {
         }
     }
 
-    /// Runs one hash or verification on the hashing threads, timed; `None` if it panicked.
+    /// Runs one hash or verification on the hashing threads in `slot`, timed; `None` if it
+    /// panicked.
     async fn timed<T: Send + 'static>(
         &self,
+        slot: Slot,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
         let started = std::time::Instant::now();
-        let done = self.pool.run(work).await;
+        let done = self.pool.run(slot, work).await;
         self.metrics
             .seconds
             .observe(started.elapsed().as_secs_f64());
@@ -313,9 +319,9 @@ impl PasswordHasher {
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
-        let _slot = self.slot(Lane::Anyone).await?;
+        let slot = self.slot(Lane::Anyone).await?;
         let password = password.to_owned();
-        self.timed(move || hash_blocking(&password))
+        self.timed(slot, move || hash_blocking(&password))
             .await
             .ok_or(PasswordError::Interrupted)?
     }
@@ -337,8 +343,8 @@ impl PasswordHasher {
         if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
             return Ok(false);
         }
-        let _slot = match self.slot(lane).await {
-            Ok(permit) => permit,
+        let slot = match self.slot(lane).await {
+            Ok(slot) => slot,
             Err(PasswordError::Interrupted) => return Ok(false),
             Err(e) => return Err(e),
         };
@@ -348,7 +354,7 @@ impl PasswordHasher {
         };
         let password = password.to_owned();
         let matched = self
-            .timed(move || verify_blocking(&hash, &password))
+            .timed(slot, move || verify_blocking(&hash, &password))
             .await
             .unwrap_or(false);
         Ok(matched && real)
@@ -381,6 +387,7 @@ mod tests {
             concurrent: 1,
             queue: 2,
             wait: std::time::Duration::from_secs(5),
+            budget: None,
         })
         .unwrap();
         // One slot held, two waiting: the fourth is refused without waiting.
@@ -413,8 +420,9 @@ mod tests {
         }
         assert_eq!(hasher.queued(), 0);
 
-        // Waiters whose clients went away (their futures dropped) leave the queue.
-        let held = hasher.permits.clone().try_acquire_owned().unwrap();
+        // Waiters whose clients went away (their futures dropped) leave the queue. (The slot
+        // comes back once its thread is done, a moment after the answer.)
+        let held = hasher.permits.clone().acquire_owned().await.unwrap();
         let abandoned: Vec<_> = (0..2)
             .map(|_| {
                 let hasher = hasher.clone();
@@ -438,6 +446,7 @@ mod tests {
             concurrent: 1,
             queue: 1,
             wait: std::time::Duration::from_millis(50),
+            budget: None,
         })
         .unwrap();
         let _held = short.permits.clone().try_acquire_owned().unwrap();

@@ -11,6 +11,7 @@ use portcullis_auth::assertion::Assertions;
 use portcullis_auth::directory::Directory;
 use portcullis_auth::external::ExternalAuth;
 use portcullis_auth::factors::SecondFactors;
+use portcullis_auth::hash_pool::CpuBudget;
 use portcullis_auth::keys::KeyRing;
 use portcullis_auth::ldap::LdapLogin;
 use portcullis_auth::oauth::metadata::MetadataDocuments;
@@ -258,13 +259,19 @@ fn local_login(
     let local = &config.local_auth;
     // Half the cores by default: an attack on the sign-in form must leave the rest to the
     // signed-in traffic (docs/operations.md says how to size it).
-    let concurrent = local.max_concurrent_hashes.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let concurrent = local.max_concurrent_hashes.unwrap_or((cores / 2).max(1));
+    // Over time hashing gets its share of every core, whatever its slots could take; a second
+    // of CPU at full speed first serves a burst of real sign-ins (~50) without waiting.
+    let budget = (local.hashing_cpu_share < 1.0).then(|| CpuBudget {
+        cores: local.hashing_cpu_share * cores as f64,
+        burst: Duration::from_secs(1),
     });
     let hasher = PasswordHasher::with_limits(HashingLimits {
         concurrent,
         queue: local.hash_queue.unwrap_or(concurrent * 4),
         wait: local.hash_queue_wait,
+        budget,
     })?;
     // Counted in the store too, so replicas share the counts (the factors' throttle has its own).
     let throttle = LoginThrottle::new(

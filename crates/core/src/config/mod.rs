@@ -343,6 +343,11 @@ pub struct LocalAuthConfig {
     /// How long a sign-in waits for a hashing slot before it is refused the same way.
     #[serde(default = "default_hash_queue_wait", with = "humantime_serde")]
     pub hash_queue_wait: Duration,
+    /// The share of the machine's CPU that password hashing may use over time (0.1: a tenth of
+    /// all cores); a burst of sign-ins after a quiet spell runs at full speed first. 1 turns
+    /// the budget off, leaving only `max_concurrent_hashes`.
+    #[serde(default = "default_hashing_cpu_share")]
+    pub hashing_cpu_share: f64,
     /// How long a refused sign-in (throttled, or the queue full) is held before its answer: an
     /// attacker's connection then makes one attempt per delay instead of thousands a second,
     /// while a waiting answer costs no CPU.
@@ -379,6 +384,7 @@ impl Default for LocalAuthConfig {
             max_concurrent_hashes: None,
             hash_queue: None,
             hash_queue_wait: default_hash_queue_wait(),
+            hashing_cpu_share: default_hashing_cpu_share(),
             refusal_delay: default_refusal_delay(),
             free_attempts: default_free_attempts(),
             base_backoff: default_base_backoff(),
@@ -601,6 +607,10 @@ fn default_idle() -> Duration {
 fn default_absolute() -> Duration {
     Duration::from_secs(7 * 24 * 3600)
 }
+fn default_hashing_cpu_share() -> f64 {
+    0.1
+}
+
 fn default_hash_queue_wait() -> Duration {
     Duration::from_secs(1)
 }

@@ -125,6 +125,15 @@ impl Config {
                 "must be at least 1".into(),
             );
         }
+        let share = self.local_auth.hashing_cpu_share;
+        if !(share > 0.0 && share <= 1.0) {
+            push(
+                "local_auth.hashing_cpu_share".into(),
+                format!(
+                    "{share} is outside (0, 1]: it is the share of all cores hashing may use over time (0.1 by default; 1 for no budget)"
+                ),
+            );
+        }
         if !(8..=256).contains(&self.local_auth.min_password_length) {
             push(
                 "local_auth.min_password_length".into(),
