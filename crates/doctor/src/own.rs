@@ -109,9 +109,10 @@ pub const OWN_RULES: &[OwnRule] = &[
     OwnRule {
         id: "PCS-NO-TRUSTED-PROXIES",
         check: |config, _| {
-            // Portcullis serves plain http: an https public URL means TLS ends at something in
-            // front of it, whose X-Forwarded-* Portcullis ignores until it is trusted.
-            let behind_tls = config.public_url().starts_with("https://");
+            // Portcullis serves plain http unless [tls] is set: an https public URL then means
+            // TLS ends at something in front of it, whose X-Forwarded-* Portcullis ignores
+            // until it is trusted.
+            let behind_tls = config.public_url().starts_with("https://") && config.tls.is_none();
             (behind_tls && config.trusted_proxies.is_empty())
                 .then(|| {
                     finding(
@@ -271,6 +272,27 @@ pub const OWN_RULES: &[OwnRule] = &[
                 .collect()
         },
     },
+    OwnRule {
+        id: "PCS-UPSTREAM-TLS-UNVERIFIED",
+        check: |config, _| {
+            config
+                .apps
+                .iter()
+                .enumerate()
+                .filter(|(_, app)| app.upstream_tls.as_ref().is_some_and(|t| t.insecure_skip_verify))
+                .map(|(i, app)| {
+                    finding(
+                        "PCS-UPSTREAM-TLS-UNVERIFIED",
+                        Severity::Warning,
+                        "anyone between Portcullis and the app can read and change its traffic, identity headers and assertions included",
+                        format!("app {} connects to {} over TLS without checking the certificate", app.name, app.upstream),
+                        "set upstream_tls.ca to the CA that issued the app's certificate (and server_name if it names another host), then remove insecure_skip_verify".into(),
+                        format!("apps[{i}].upstream_tls.insecure_skip_verify"),
+                    )
+                })
+                .collect()
+        },
+    },
 ];
 
 /// Every finding about Portcullis's own configuration.
@@ -302,6 +324,12 @@ mod tests {
         let cases: Vec<(&str, String, String, &str)> = vec![
             ("PCS-COOKIE-NOT-SECURE", format!("{https}{proxies}[cookie]\nsecure = false\n"), format!("{https}{proxies}"), ""),
             ("PCS-NO-TRUSTED-PROXIES", https.into(), format!("{https}{proxies}"), ""),
+            (
+                "PCS-UPSTREAM-TLS-UNVERIFIED",
+                "[[apps]]\nname = 'llm'\nupstream = 'https://llm.internal'\nupstream_tls = { insecure_skip_verify = true }\n".into(),
+                "[[apps]]\nname = 'llm'\nupstream = 'https://llm.internal'\nupstream_tls = { ca = 'ca.pem' }\n".into(),
+                "",
+            ),
             (
                 "PCS-NAME-IS-SUBJECT",
                 "[[providers]]\nid='entra'\nissuer='https://login.example.com'\nclient_id='c'\nclient_secret='s'\nclaims = { name = 'oid' }\n".into(),
@@ -344,6 +372,13 @@ mod tests {
                 "{rule} should not fire on:\n{passing}"
             );
         }
+    }
+
+    #[test]
+    fn portcullis_terminating_tls_itself_needs_no_trusted_proxies() {
+        let own_tls =
+            "public_url = 'https://chat.example.com'\n[tls]\ncert = 'c.pem'\nkey = 'k.pem'\n";
+        assert!(!fires("PCS-NO-TRUSTED-PROXIES", own_tls, ""));
     }
 
     #[test]

@@ -12,6 +12,12 @@ use ipnet::IpNet;
 #[derive(Clone, Debug, Default)]
 pub struct TrustedProxies(Vec<IpNet>);
 
+/// Marks a request that arrived over a TLS connection Portcullis terminated itself (a request
+/// extension, set by the server; a client cannot send it). Without a trusted proxy's
+/// `X-Forwarded-Proto`, it decides that the request is https.
+#[derive(Clone, Copy, Debug)]
+pub struct TlsConnection;
+
 impl TrustedProxies {
     pub fn new(nets: Vec<IpNet>) -> Self {
         TrustedProxies(nets)
@@ -98,6 +104,24 @@ pub struct ClientFacts {
     pub host: Option<String>,
     /// The `X-Forwarded-For` chain from a trusted proxy, normalised.
     pub forwarded_for: Option<String>,
+}
+
+/// `host` of `host:port`; an IPv6 literal keeps its brackets.
+pub fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+}
+
+/// A `Host` value made only of what host names, IP literals and a port consist of: nothing
+/// that could turn a URL built from it into another URL.
+pub fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+        })
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) compare as the IPv4 address they carry.

@@ -115,6 +115,18 @@ fn check_config(path: Option<&std::path::Path>) -> ExitCode {
                 eprintln!("{problem}");
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }
+            for (i, app) in cfg.apps.iter().enumerate() {
+                if app
+                    .upstream_tls
+                    .as_ref()
+                    .is_some_and(|t| t.insecure_skip_verify)
+                {
+                    eprintln!(
+                        "warning: apps[{i}].upstream_tls.insecure_skip_verify is on: the certificate of {} is not checked, so anyone between Portcullis and app {} can read and change its traffic, identity headers included (portcullis doctor: PCS-UPSTREAM-TLS-UNVERIFIED)",
+                        app.upstream, app.name
+                    );
+                }
+            }
             let source = used
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "built-in defaults".into());

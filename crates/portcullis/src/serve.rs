@@ -148,10 +148,25 @@ pub async fn start(
         sealer,
     };
 
+    let tls = match &config.tls {
+        Some(tls_config) => {
+            let (tls, current) = portcullis_web::tls::ListenerTls::load(tls_config)?;
+            Some((tls, current, tls_config.reload_check))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let redirect = match config.tls.as_ref().and_then(|t| t.redirect_http) {
+        Some(plain) => Some(
+            tokio::net::TcpListener::bind(plain)
+                .await
+                .with_context(|| format!("binding tls.redirect_http {plain}"))?,
+        ),
+        None => None,
+    };
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let grace = config.shutdown_grace;
     let worker_states = gateways
@@ -161,11 +176,26 @@ pub async fn start(
             ..state.clone()
         })
         .collect();
+    let (stop_redirect_tx, stop_redirect) = oneshot::channel::<()>();
     let signal = async {
         let _ = shutdown_rx.await;
+        let _ = stop_redirect_tx.send(());
     };
-    let serving = portcullis_web::serve(listener, worker_states, signal, grace)
+    let (listener_tls, reloading) = match tls {
+        Some((tls, current, every)) => (Some(tls), Some(tokio::spawn(current.watch(every)))),
+        None => (None, None),
+    };
+    let serving = portcullis_web::serve(listener, listener_tls, worker_states, signal, grace)
         .context("starting the worker threads")?;
+    if let Some(redirect) = redirect {
+        tokio::spawn(portcullis_web::tls::redirect_to_https(
+            redirect,
+            addr.port(),
+            async {
+                let _ = stop_redirect.await;
+            },
+        ));
+    }
     let sweeper = tokio::spawn(sweep(
         sessions,
         state.oauth.clone(),
@@ -176,6 +206,9 @@ pub async fn start(
     let provisioning = (!provisioner.is_empty()).then(|| tokio::spawn(provisioner.run()));
     let task = tokio::spawn(async move {
         serving.await;
+        if let Some(reloading) = reloading {
+            reloading.abort();
+        }
         sweeper.abort();
         watching.abort();
         if let Some(provisioning) = provisioning {
@@ -581,7 +614,8 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
         tracing::info!(addr = %running.addr, config = %source, "Portcullis is listening");
         // What follows goes straight to stderr: the log lines before it come first.
         log_in_runtime.flush();
-        eprintln!("Portcullis is listening on http://{} ({source})", running.addr);
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        eprintln!("Portcullis is listening on {scheme}://{} ({source})", running.addr);
         if let Some(link) = &running.setup_link {
             eprintln!(
                 "\nNo administrator exists yet. Open this one-time link to create one:\n\n    {link}\n\n\

@@ -5,6 +5,28 @@
 
 use std::path::Path;
 
+#[path = "common/pki.rs"]
+#[allow(dead_code)]
+mod pki;
+
+/// The certificate files the docs' snippets name under `/etc/portcullis/tls/`, made for real,
+/// so that `check-config`'s reading of them is exercised too.
+fn tls_files(dir: &Path) -> pki::Pki {
+    let pki = pki::Pki::new("Docs CA");
+    let server = pki.server("server", &["chat.example.com"]);
+    let client = pki.client("client", "portcullis");
+    for (from, to) in [
+        (&server.cert, "fullchain.pem"),
+        (&server.key, "privkey.pem"),
+        (&pki.ca_file(), "company-ca.pem"),
+        (&client.cert, "portcullis-client.pem"),
+        (&client.key, "portcullis-client-key.pem"),
+    ] {
+        std::fs::copy(from, dir.join(to)).unwrap();
+    }
+    pki
+}
+
 fn toml_blocks(markdown: &str) -> Vec<String> {
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
@@ -48,6 +70,8 @@ fn with_placeholders(block: &str) -> String {
 fn every_toml_snippet_in_the_docs_is_valid() {
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
     let dir = tempfile::tempdir().unwrap();
+    let _pki = tls_files(dir.path());
+    let tls_dir = format!("{}/", dir.path().display());
     let mut checked = 0;
     let mut pages = Vec::new();
     let mut folders = vec![docs];
@@ -66,7 +90,11 @@ fn every_toml_snippet_in_the_docs_is_valid() {
         for (i, block) in toml_blocks(&text).iter().enumerate() {
             let file = dir.path().join("snippet.toml");
             // `${NAME}` is read from the environment at load time; the docs show it for secrets.
-            std::fs::write(&file, with_placeholders(block)).unwrap();
+            std::fs::write(
+                &file,
+                with_placeholders(block).replace("/etc/portcullis/tls/", &tls_dir),
+            )
+            .unwrap();
             let loaded = portcullis::config::load(Some(&file));
             assert!(
                 loaded.is_ok(),

@@ -9,7 +9,9 @@ use portcullis_core::path::canonicalize;
 use portcullis_core::{Failure, Identity};
 
 use crate::routes::App;
-use portcullis_http::forwarded::{ClientFacts, TrustedProxies};
+use portcullis_http::forwarded::{
+    ClientFacts, TlsConnection, TrustedProxies, strip_port, valid_host,
+};
 use portcullis_http::respond::is_browser_navigation;
 
 pub struct RequestContext {
@@ -44,21 +46,6 @@ fn host_of(headers: &HeaderMap, uri: &http::Uri) -> Option<String> {
         .or_else(|| uri.authority().map(|a| a.to_string()))
 }
 
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_inclusive(']').next().unwrap_or(host);
-    }
-    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-}
-
-fn valid_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 255
-        && host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
-        })
-}
-
 /// The request to decide on: the one we received, or the one a forward-auth caller describes.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -84,7 +71,10 @@ impl RequestContext {
             path: req.uri().path().to_owned(),
             query: req.uri().query().map(str::to_owned),
             host: client.host.clone().or_else(|| host_of(headers, req.uri())),
-            https: client.scheme.as_deref() == Some("https"),
+            https: match client.scheme.as_deref() {
+                Some(scheme) => scheme == "https",
+                None => req.extensions().get::<TlsConnection>().is_some(),
+            },
         };
         Self::describe(target, client, headers)
     }

@@ -191,7 +191,11 @@ impl App {
             name: app.name.clone(),
             host: app.host.clone(),
             prefix: app.prefix.clone(),
-            upstream: upstream::Pool::new(&authority, app.timeouts.connect),
+            upstream: upstream::Pool::new(
+                &authority,
+                upstream::transport(&app.upstream, &authority),
+                app.timeouts.connect,
+            ),
             authority,
             host_header,
             base_path,

@@ -33,6 +33,7 @@ mod sign_in;
 mod sign_out;
 mod state;
 mod step_up;
+pub mod tls;
 pub mod whoami;
 mod workers;
 

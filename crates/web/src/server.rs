@@ -21,6 +21,7 @@ use portcullis_core::config::{
     OAUTH_DISCOVERY_PREFIXES, OAUTH_FALLBACK_PATHS, RESERVED_PREFIXES, SHARED_PREFIXES,
 };
 use portcullis_core::path::{canonicalize, has_prefix};
+use portcullis_http::forwarded::TlsConnection;
 use portcullis_http::respond;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -28,17 +29,23 @@ use tower::ServiceExt;
 
 use crate::linger::Lingering;
 use crate::state::AppState;
+use crate::tls::ListenerTls;
 use crate::workers::{Handoff, Workers};
 use crate::{
     account, account_factors, admin, api, backchannel, factor_pages, factors, forward_auth,
     grants_panel, health, mcp, oauth, oidc, passkey_sign_in, passwords, scim, setup, sign_in,
     sign_out, whoami,
 };
+use portcullis_proxy::Gateway;
 
 /// Largest request head (request line + headers) accepted; larger ones get 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// A client has this long to send its request head (slowloris protection).
 const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client has this long to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 streams one connection may have open at once (nginx: 128).
+const MAX_CONCURRENT_STREAMS: u32 = 128;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -219,12 +226,13 @@ fn is_shared_path(path: &str) -> bool {
 /// [`crate::workers`]); each state carries the gateway whose upstream pools that worker owns.
 pub fn serve(
     listener: TcpListener,
+    tls: Option<ListenerTls>,
     workers: Vec<AppState>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<impl Future<Output = ()>> {
     let mut workers = Workers::start(workers, move |state, connections| {
-        serve_connections(connections, state, grace)
+        serve_connections(connections, state, tls.clone(), grace)
     })?;
     Ok(async move {
         tokio::pin!(shutdown);
@@ -257,6 +265,7 @@ pub fn serve(
 async fn serve_connections(
     mut connections: mpsc::UnboundedReceiver<Handoff>,
     state: AppState,
+    tls: Option<ListenerTls>,
     grace: Duration,
 ) {
     let router = router(state.clone());
@@ -266,6 +275,15 @@ async fn serve_connections(
         .timer(TokioTimer::new())
         .header_read_timeout(HEAD_READ_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES);
+    // Rapid-reset protection (CVE-2023-44487) is h2's default: at most 20 streams reset by the
+    // client before they were handled, then the connection is closed.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(Some(1024));
     let graceful = GracefulShutdown::new();
     while let Some((stream, peer)) = connections.recv().await {
         // Registered with this worker's runtime: the connection is driven here for its life.
@@ -280,34 +298,63 @@ async fn serve_connections(
         state.metrics.connections.inc();
         let router = router.clone();
         let gateway = state.gateway.clone();
+        let hsts = tls.as_ref().and_then(|tls| tls.hsts.clone());
+        let secure = tls.is_some();
         let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
             let router = router.clone();
             let gateway = gateway.clone();
+            let hsts = hsts.clone();
             async move {
-                match canonical_uri(request.uri()) {
-                    Ok(Some(uri)) => *request.uri_mut() = uri,
-                    Ok(None) => {}
-                    Err(failure) => return Ok::<_, Infallible>(respond::failure(&failure, false)),
+                if let Err(failure) = authority_as_host(&mut request) {
+                    return Ok::<_, Infallible>(respond::failure(&failure, false));
                 }
-                let path = request.uri().path();
-                let own = is_own_path(path)
-                    || (is_shared_path(path) && !gateway.app_claims(&request, peer))
-                    || (OAUTH_FALLBACK_PATHS.contains(&path)
-                        && !gateway.web_app_claims(&request, peer));
-                if !own {
-                    return Ok(gateway.handle(request.map(Body::new), peer).await);
+                if secure {
+                    request.extensions_mut().insert(TlsConnection);
                 }
-                request.extensions_mut().insert(ConnectInfo(peer));
-                router.oneshot(request.map(Body::new)).await
+                let mut response = route(request, &router, &gateway, peer).await;
+                if let Some(hsts) = hsts {
+                    response
+                        .headers_mut()
+                        .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts);
+                }
+                Ok::<_, Infallible>(response)
             }
         });
-        let connection = builder.serve_connection_with_upgrades(
-            TokioIo::new(Lingering::new(stream)),
-            TowerToHyperService::new(service),
-        );
-        let watched = graceful.watch(connection.into_owned());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = watched.await {
+            let stream = Lingering::new(stream);
+            let served = match tls {
+                None => {
+                    let connection = builder.serve_connection_with_upgrades(
+                        TokioIo::new(stream),
+                        TowerToHyperService::new(service),
+                    );
+                    watcher.watch(connection.into_owned()).await
+                }
+                Some(tls) => {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream));
+                    let stream = match handshake.await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let connection = builder.serve_connection_with_upgrades(
+                        TokioIo::new(stream),
+                        TowerToHyperService::new(service),
+                    );
+                    watcher.watch(connection.into_owned()).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
         });
@@ -315,5 +362,54 @@ async fn serve_connections(
     tokio::select! {
         () = graceful.shutdown() => tracing::debug!("a worker's connections have all closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}
+
+/// One request: Portcullis's own paths to the router, everything else to the gateway.
+async fn route(
+    mut request: Request<hyper::body::Incoming>,
+    router: &Router,
+    gateway: &Gateway,
+    peer: SocketAddr,
+) -> Response {
+    match canonical_uri(request.uri()) {
+        Ok(Some(uri)) => *request.uri_mut() = uri,
+        Ok(None) => {}
+        Err(failure) => return respond::failure(&failure, false),
+    }
+    let path = request.uri().path();
+    let own = is_own_path(path)
+        || (is_shared_path(path) && !gateway.app_claims(&request, peer))
+        || (OAUTH_FALLBACK_PATHS.contains(&path) && !gateway.web_app_claims(&request, peer));
+    if !own {
+        return gateway.handle(request.map(Body::new), peer).await;
+    }
+    request.extensions_mut().insert(ConnectInfo(peer));
+    match router.clone().oneshot(request.map(Body::new)).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// One host per request, in the `Host` header where every part of Portcullis reads it. HTTP/2
+/// carries it in `:authority` (which hyper puts in the URI) and usually sends no `Host`; an
+/// HTTP/1.1 request in absolute form has both. When both are present they must agree: a
+/// request naming two hosts could be routed by one and judged by the other.
+fn authority_as_host<B>(request: &mut Request<B>) -> Result<(), Failure> {
+    let Some(authority) = request.uri().authority().map(|a| a.as_str().to_owned()) else {
+        return Ok(());
+    };
+    match request.headers().get(http::header::HOST) {
+        None => {
+            let value = http::HeaderValue::from_str(&authority)
+                .map_err(|_| Failure::bad_request("the request's authority is not a valid host"))?;
+            request.headers_mut().insert(http::header::HOST, value);
+            Ok(())
+        }
+        Some(host) if host.as_bytes().eq_ignore_ascii_case(authority.as_bytes()) => Ok(()),
+        Some(_) => Err(Failure::bad_request(
+            "the request names two different hosts (its URL and its Host header)",
+        )
+        .with_hint("send one host: the Host header must match the URL's authority")),
     }
 }

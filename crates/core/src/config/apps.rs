@@ -223,7 +223,14 @@ fn compile_app(
         parse_upstream(&app.upstream)
             .map_err(|e| fail(key("upstream"), e))
             .ok()
-            .map(Upstream::Http)
+            .map(|mut url| {
+                if let (UpstreamTransport::Tls(tls), Some(configured)) =
+                    (&mut url.transport, &app.upstream_tls)
+                {
+                    *tls = configured.clone();
+                }
+                Upstream::Http(url)
+            })
     };
     match path::canonicalize(&app.path_prefix) {
         Ok(canonical)

@@ -21,6 +21,7 @@ mod external;
 mod oauth;
 mod provisioning;
 mod store;
+mod tls;
 mod validate;
 pub use apps::{Compiled, CompiledApp, CompiledRoutes, CompiledRule, McpResource, Upstream};
 pub use external::*;
@@ -29,6 +30,7 @@ pub use oauth::{
 };
 pub use provisioning::*;
 pub use store::*;
+pub use tls::{TlsConfig, UpstreamTlsConfig};
 pub use validate::ConfigIssue;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4180";
@@ -58,6 +60,9 @@ pub const SHARED_PREFIXES: &[&str] = &["/api/v1", "/scim/v2", "/.well-known"];
 pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Listen with TLS (and HTTP/2) instead of plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// The URL people use to reach Portcullis. Defaults to `http://` + `listen`.
     #[serde(default)]
     pub public_url: Option<String>,
@@ -482,8 +487,12 @@ pub struct AppConfig {
     /// Match on a path prefix at a segment boundary. The longest matching prefix wins.
     #[serde(default = "default_prefix")]
     pub path_prefix: String,
-    /// `http://host:port` of the app, or `whoami` for the built-in header-echo app.
+    /// `http://host:port` or `https://host:port` of the app, `unix:/run/app.sock` for one on
+    /// this machine, or `whoami` for the built-in header-echo app.
     pub upstream: String,
+    /// How an https upstream is verified (CA bundle, server name, client certificate).
+    #[serde(default)]
+    pub upstream_tls: Option<UpstreamTlsConfig>,
     #[serde(default)]
     pub identity_headers: HeaderProfileConfig,
     #[serde(default)]
@@ -643,6 +652,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: default_listen(),
+            tls: None,
             public_url: None,
             data_dir: default_data_dir(),
             trusted_proxies: Vec::new(),
@@ -672,10 +682,22 @@ impl Default for Config {
     }
 }
 
-/// A parsed `http://` upstream.
+/// How the connection to an app is made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamTransport {
+    Tcp,
+    /// TLS over TCP, verified as configured.
+    Tls(UpstreamTlsConfig),
+    /// A Unix socket on this machine.
+    Unix(PathBuf),
+}
+
+/// A parsed `http://`, `https://` or `unix:` upstream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamUrl {
-    /// `host:port` as it goes into the `Host` header and the connection.
+    pub transport: UpstreamTransport,
+    /// `host:port` as it goes into the `Host` header and the connection (`localhost` for a
+    /// Unix socket); the port is the scheme's default when the URL has none.
     pub authority: String,
     /// The same, ready to send as `Host`.
     pub host_header: http::HeaderValue,
@@ -684,13 +706,32 @@ pub struct UpstreamUrl {
 }
 
 pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
-    let rest = s.strip_prefix("http://").ok_or_else(|| {
-        if s.starts_with("https://") {
-            "https upstreams are not supported yet; reach the app over http on a private network or loopback".to_owned()
-        } else {
-            format!("must be an http:// URL or \"{WHOAMI_UPSTREAM}\", got {s:?}")
+    if let Some(path) = s.strip_prefix("unix:") {
+        if !path.starts_with('/') || path.len() < 2 {
+            return Err(format!(
+                "{s:?} must name a socket by its absolute path: unix:/run/app.sock"
+            ));
         }
-    })?;
+        return Ok(UpstreamUrl {
+            transport: UpstreamTransport::Unix(PathBuf::from(path)),
+            authority: "localhost".into(),
+            host_header: http::HeaderValue::from_static("localhost"),
+            base_path: String::new(),
+        });
+    }
+    let (transport, default_port, rest) = if let Some(rest) = s.strip_prefix("http://") {
+        (UpstreamTransport::Tcp, 80, rest)
+    } else if let Some(rest) = s.strip_prefix("https://") {
+        (
+            UpstreamTransport::Tls(UpstreamTlsConfig::default()),
+            443,
+            rest,
+        )
+    } else {
+        return Err(format!(
+            "must be an http:// or https:// URL, unix:/path/to.sock or \"{WHOAMI_UPSTREAM}\", got {s:?}"
+        ));
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -705,9 +746,15 @@ pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
     }
     let host_header = http::HeaderValue::from_str(authority)
         .map_err(|_| format!("{s:?} has a host that cannot be sent in a Host header"))?;
+    let has_port = matches!(authority.rsplit_once(':'), Some((_, port)) if !port.contains(']'));
     Ok(UpstreamUrl {
+        transport,
         host_header,
-        authority: authority.to_owned(),
+        authority: if has_port {
+            authority.to_owned()
+        } else {
+            format!("{authority}:{default_port}")
+        },
         base_path: path.trim_end_matches('/').to_owned(),
     })
 }
@@ -734,6 +781,7 @@ impl Config {
     pub fn public_url(&self) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
+            None if self.tls.is_some() => format!("https://{}", self.listen),
             None => format!("http://{}", self.listen),
         }
     }
@@ -1053,12 +1101,28 @@ mod tests {
         assert_eq!(
             parse_upstream("http://127.0.0.1:8080/base/"),
             Ok(UpstreamUrl {
+                transport: UpstreamTransport::Tcp,
                 authority: "127.0.0.1:8080".into(),
                 host_header: http::HeaderValue::from_static("127.0.0.1:8080"),
                 base_path: "/base".into()
             })
         );
         assert!(parse_upstream("http://user:pw@host").is_err());
-        assert!(parse_upstream("https://host").is_err());
+        let https = parse_upstream("https://litellm.internal").unwrap();
+        assert_eq!(https.authority, "litellm.internal:443");
+        assert_eq!(https.host_header, "litellm.internal");
+        assert!(matches!(https.transport, UpstreamTransport::Tls(_)));
+        assert_eq!(
+            parse_upstream("http://[::1]").unwrap().authority,
+            "[::1]:80"
+        );
+        let unix = parse_upstream("unix:/run/app.sock").unwrap();
+        assert_eq!(
+            unix.transport,
+            UpstreamTransport::Unix("/run/app.sock".into())
+        );
+        assert_eq!(unix.host_header, "localhost");
+        assert!(parse_upstream("unix:run/app.sock").is_err());
+        assert!(parse_upstream("ftp://host").is_err());
     }
 }

@@ -205,6 +205,7 @@ impl Config {
         external::validate(self, &mut push);
         provisioning::validate(self, &mut push);
         store::validate(self, &mut push);
+        tls::validate(self, &mut push);
         oauth::validate(&self.oauth, &mut push);
         if issues.is_empty() {
             Ok(Compiled { routes })

@@ -49,13 +49,30 @@ pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigErro
         None => None,
     };
     let config = report::extract(file.as_ref(), top_level_keys()).map_err(ConfigErrors)?;
-    let issues = config.validate();
-    if !issues.is_empty() {
-        return Err(ConfigErrors(
-            issues.iter().map(ToString::to_string).collect(),
-        ));
+    let compiled = config
+        .compile()
+        .map_err(|issues| ConfigErrors(issues.iter().map(ToString::to_string).collect()))?;
+    let problems = file_problems(&config, &compiled);
+    if !problems.is_empty() {
+        return Err(ConfigErrors(problems));
     }
     Ok((config, used))
+}
+
+/// What is wrong with the files the configuration names (certificates, keys, CA bundles): read
+/// and parsed by the same code that will use them, so a start never fails on what check-config
+/// passed.
+fn file_problems(config: &Config, compiled: &portcullis_core::config::Compiled) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(tls) = &config.tls
+        && let Err(e) = portcullis_web::tls::load_pair(&tls.cert, &tls.key)
+    {
+        problems.push(format!("tls: {e}"));
+    }
+    for (key, problem) in portcullis_proxy::upstream::check_tls(&compiled.routes) {
+        problems.push(format!("{key}: {problem}"));
+    }
+    problems
 }
 
 /// Whether the variable `PORTCULLIS_{name}` is configuration. Not every `PORTCULLIS_…` variable

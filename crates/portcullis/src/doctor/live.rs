@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_auth::oidc::Providers;
-use portcullis_core::config::{Config, WHOAMI_UPSTREAM, parse_upstream};
+use portcullis_core::config::{Config, UpstreamTransport, WHOAMI_UPSTREAM, parse_upstream};
 use portcullis_core::profile::ProfileName;
 use portcullis_core::{Identity, Role, SystemClock};
 use portcullis_doctor::{Finding, Severity};
@@ -69,7 +69,7 @@ pub async fn probe(config: &Config, canary: Option<&str>) -> LiveReport {
     };
     providers(config, &mut report).await;
     public_url(config, &http, &mut report).await;
-    upstreams(config, &http, &mut report).await;
+    upstreams(config, &mut report).await;
     openwebui_sinks(config, &http, &mut report).await;
     if let Some(app) = canary {
         canary_sign_in(config, &http, app, &mut report).await;
@@ -188,8 +188,41 @@ fn host_and_port(authority: &str) -> (String, u16) {
     }
 }
 
-async fn upstreams(config: &Config, http: &reqwest::Client, report: &mut LiveReport) {
+/// A GET of the app's base path through the gateway's own connection pool, so TLS to the app
+/// (its CA, server name, client certificate) and Unix sockets are tried exactly as requests
+/// will be: the status, or why there was none.
+async fn probe_upstream(
+    table: &RouteTable,
+    name: &str,
+) -> Option<Result<http::StatusCode, String>> {
+    let app = table.apps().find(|a| a.name == name)?;
+    let path = if app.base_path.is_empty() {
+        "/"
+    } else {
+        app.base_path.as_str()
+    };
+    let request = http::Request::get(path)
+        .header(http::header::HOST, app.host_header.clone())
+        .body(axum::body::Body::empty())
+        .ok()?;
+    let sent = tokio::time::timeout(
+        app.timeouts.connect.max(Duration::from_secs(1)) + PROBE_TIMEOUT,
+        app.upstream.send(request),
+    )
+    .await;
+    Some(match sent {
+        Err(_) => Err("no answer within the probe's time".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok((response, _))) => Ok(response.status()),
+    })
+}
+
+async fn upstreams(config: &Config, report: &mut LiveReport) {
     let network = network_address();
+    let Ok(compiled) = config.compile() else {
+        return;
+    };
+    let table = RouteTable::build(&compiled.routes, None);
     for (i, app) in config.apps.iter().enumerate() {
         if app.upstream == WHOAMI_UPSTREAM {
             continue;
@@ -198,30 +231,32 @@ async fn upstreams(config: &Config, http: &reqwest::Client, report: &mut LiveRep
             continue;
         };
         let source = format!("apps[{i}] ({}).upstream = {}", app.name, app.upstream);
-        match http
-            .get(&app.upstream)
-            .timeout(app.timeouts.connect.max(Duration::from_secs(1)) + PROBE_TIMEOUT)
-            .send()
-            .await
-        {
-            Ok(response) => report.passed.push(format!(
+        match probe_upstream(&table, &app.name).await {
+            None => continue,
+            Some(Ok(status)) => report.passed.push(format!(
                 "app {}: {} answered {}",
-                app.name,
-                app.upstream,
-                response.status()
+                app.name, app.upstream, status
             )),
-            Err(e) => {
+            Some(Err(why)) => {
                 report.problem(
                 "LIVE-UPSTREAM",
                 Severity::Error,
                 format!("people get 502 \"upstream unavailable\" on app {}", app.name),
-                format!("{} does not answer from here: {}", app.upstream, chain(&e)),
+                format!("{} does not answer from here: {why}", app.upstream),
                 "start the app, or correct the upstream URL (from Portcullis's point of view: in a container, not localhost of the host)".into(),
                 source.clone(),
                 );
                 // Whether it is exposed can only be told while it listens.
                 continue;
             }
+        }
+        if let UpstreamTransport::Unix(path) = &upstream.transport {
+            report.passed.push(format!(
+                "app {}: reached over the Unix socket {}, not the network (its file permissions decide who else can)",
+                app.name,
+                path.display()
+            ));
+            continue;
         }
         let (host, port) = host_and_port(&upstream.authority);
         if !is_loopback_host(&host) {

@@ -10,6 +10,7 @@ pub mod front;
 pub mod idp;
 pub mod ldap;
 pub mod mcp;
+pub mod pki;
 pub mod replicas;
 pub mod smtp;
 pub mod traefik;

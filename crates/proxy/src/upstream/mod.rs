@@ -1,7 +1,10 @@
-//! Talking to apps: pooled HTTP/1.1 connections per app and worker, streaming bodies both ways,
-//! and tunnels for protocol upgrades (WebSocket and any other `Upgrade`).
+//! Talking to apps: pooled HTTP/1.1 connections per app and worker (over TCP, TLS or a Unix
+//! socket), streaming bodies both ways, and tunnels for protocol upgrades (WebSocket and any
+//! other `Upgrade`).
 
 mod pool;
+mod stream;
+pub mod tls;
 
 use axum::body::Body;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -15,8 +18,51 @@ use portcullis_auth::guards::StreamGuard;
 use crate::body::{ClientBodyError, FromClient, Guarded, IdleTimeout};
 use crate::routes::App;
 
-pub use pool::Pool;
+pub use pool::{Pool, Transport};
 use pool::{Pooled, SendError};
+use portcullis_core::config::{CompiledRoutes, Upstream, UpstreamTransport};
+use portcullis_http::forwarded::strip_port;
+
+/// How new connections to an app are made. An https app's TLS client is built from its files
+/// here; if that fails (they changed since [`check_tls`] passed) the app answers 502 with why.
+pub fn transport(upstream: &Upstream, authority: &str) -> Transport {
+    match upstream {
+        Upstream::Whoami => Transport::Tcp,
+        Upstream::Http(url) => match &url.transport {
+            UpstreamTransport::Tcp => Transport::Tcp,
+            UpstreamTransport::Unix(path) => Transport::Unix(path.clone()),
+            UpstreamTransport::Tls(config) => match tls::client(config, strip_port(authority)) {
+                Ok(tls) => Transport::Tls(tls),
+                Err(e) => {
+                    tracing::error!(error = %e, "an app's TLS client could not be built");
+                    Transport::Broken(e.to_string())
+                }
+            },
+        },
+    }
+}
+
+/// Every https app's TLS client, built once to find what is wrong with its files before
+/// anything listens: `(config key, problem)` for each that fails. `check-config` reports them.
+pub fn check_tls(routes: &CompiledRoutes) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    for (i, app) in routes.apps.iter().enumerate() {
+        if let Upstream::Http(url) = &app.upstream
+            && let UpstreamTransport::Tls(config) = &url.transport
+        {
+            if let Err(e) = tls::client(config, strip_port(&url.authority)) {
+                problems.push((format!("apps[{i}].upstream_tls"), e.to_string()));
+            }
+            if config.insecure_skip_verify {
+                tracing::warn!(
+                    app = %app.name,
+                    "upstream_tls.insecure_skip_verify is on: anyone between Portcullis and the app can read and change its traffic, identity headers included"
+                );
+            }
+        }
+    }
+    problems
+}
 
 fn classify(error: &SendError, app: &str) -> Failure {
     if let SendError::Exchange(e) = error
@@ -32,11 +78,23 @@ fn classify(error: &SendError, app: &str) -> Failure {
         SendError::Exchange(_) => {
             format!("the app \"{app}\" closed the connection before answering")
         }
+        SendError::Tls(why) => {
+            format!("Portcullis did not trust the app \"{app}\" over TLS: {why}")
+        }
+        SendError::Setup(why) => {
+            format!("Portcullis cannot make TLS connections to the app \"{app}\": {why}")
+        }
     };
     tracing::warn!(app, error = %error, "upstream request failed");
-    Failure::new(FailureKind::UpstreamUnavailable, message).with_hint(
-        "the app may be down or restarting; try again in a moment, or ask the operator to check it",
-    )
+    let hint = match error {
+        SendError::Tls(_) | SendError::Setup(_) => {
+            "nothing was sent to the app; the operator must fix its certificate or [apps.upstream_tls]"
+        }
+        _ => {
+            "the app may be down or restarting; try again in a moment, or ask the operator to check it"
+        }
+    };
+    Failure::new(FailureKind::UpstreamUnavailable, message).with_hint(hint)
 }
 
 /// Sends `request` (already rewritten, with an origin-form URI) to the app and returns its

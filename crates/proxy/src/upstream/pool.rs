@@ -1,4 +1,5 @@
-//! Kept-alive HTTP/1.1 connections to one app, made and reused by the worker that owns them.
+//! Kept-alive HTTP/1.1 connections to one app — over TCP, TLS or a Unix socket — made and
+//! reused by the worker that owns them.
 //!
 //! Every worker thread has its own route table, so a pool is only ever used from one thread:
 //! a request, its upstream connection and the task driving that connection stay together, and
@@ -24,8 +25,11 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
+
+use super::stream::Stream;
+use super::tls::{UpstreamTls, handshake_failure};
 
 /// How long an unused connection is kept: less than the keep-alive of common app servers would
 /// be ideal, but those close their end and the pool notices; this bounds the rest.
@@ -38,6 +42,10 @@ const MAX_IDLE: usize = 256;
 pub enum SendError {
     /// No connection could be made (refused, unreachable, unresolvable, timed out).
     Connect(io::Error),
+    /// The TLS handshake failed; the text says why (a certificate refused, say).
+    Tls(String),
+    /// The app's TLS client could not be set up (its files changed since the check).
+    Setup(String),
     /// The connection failed before the response head arrived.
     Exchange(hyper::Error),
 }
@@ -46,6 +54,8 @@ impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SendError::Connect(e) => write!(f, "connect: {e}"),
+            SendError::Tls(why) => write!(f, "TLS: {why}"),
+            SendError::Setup(why) => write!(f, "TLS setup: {why}"),
             SendError::Exchange(e) => write!(f, "{e}"),
         }
     }
@@ -57,9 +67,20 @@ pub struct Pool {
     shared: Arc<Shared>,
 }
 
+/// How a new connection to the app is made.
+#[derive(Debug)]
+pub enum Transport {
+    Tcp,
+    Tls(UpstreamTls),
+    Unix(std::path::PathBuf),
+    /// The TLS client could not be built; every request gets a 502 saying why.
+    Broken(String),
+}
+
 struct Shared {
-    /// `host:port` to connect to.
+    /// `host:port` to connect to (TCP and TLS).
     address: String,
+    transport: Transport,
     connect_timeout: Duration,
     /// Most recently returned last: the warmest connection is reused first, and the coldest
     /// ones age out at the front.
@@ -73,7 +94,7 @@ struct Idle {
 
 impl Pool {
     /// A pool for the app at `authority` (`host` or `host:port`, port 80 by default).
-    pub fn new(authority: &str, connect_timeout: Duration) -> Self {
+    pub fn new(authority: &str, transport: Transport, connect_timeout: Duration) -> Self {
         let address = match authority.rsplit_once(':') {
             Some((_, port)) if !port.contains(']') => authority.to_owned(),
             _ => format!("{authority}:80"),
@@ -81,6 +102,7 @@ impl Pool {
         Pool {
             shared: Arc::new(Shared {
                 address,
+                transport,
                 connect_timeout,
                 idle: Mutex::new(VecDeque::new()),
             }),
@@ -131,9 +153,37 @@ impl Pool {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
+    /// A new connection, TLS handshake included, within the connect timeout.
+    async fn open(&self) -> Result<Stream, SendError> {
         let address = self.shared.address.as_str();
-        let stream = tokio::time::timeout(self.shared.connect_timeout, TcpStream::connect(address))
+        let tcp = || async {
+            let stream = TcpStream::connect(address)
+                .await
+                .map_err(SendError::Connect)?;
+            stream.set_nodelay(true).map_err(SendError::Connect)?;
+            Ok::<_, SendError>(stream)
+        };
+        let opening = async {
+            Ok(match &self.shared.transport {
+                Transport::Tcp => Stream::Tcp(tcp().await?),
+                Transport::Tls(tls) => {
+                    let stream = tcp().await?;
+                    let stream = tls
+                        .connector
+                        .connect(tls.server_name.clone(), stream)
+                        .await
+                        .map_err(|e| SendError::Tls(handshake_failure(&e)))?;
+                    Stream::Tls(Box::new(stream))
+                }
+                Transport::Unix(path) => Stream::Unix(
+                    UnixStream::connect(path)
+                        .await
+                        .map_err(SendError::Connect)?,
+                ),
+                Transport::Broken(why) => return Err(SendError::Setup(why.clone())),
+            })
+        };
+        tokio::time::timeout(self.shared.connect_timeout, opening)
             .await
             .map_err(|_| {
                 SendError::Connect(io::Error::new(
@@ -141,8 +191,10 @@ impl Pool {
                     format!("no connection to {address} within the connect timeout"),
                 ))
             })?
-            .map_err(SendError::Connect)?;
-        stream.set_nodelay(true).map_err(SendError::Connect)?;
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
+        let stream = self.open().await?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(SendError::Exchange)?;
@@ -316,7 +368,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_reused_once_its_response_is_read() {
         let (address, connections) = app("hello", 100).await;
-        let pool = Pool::new(&address, Duration::from_secs(1));
+        let pool = Pool::new(&address, Transport::Tcp, Duration::from_secs(1));
         for _ in 0..5 {
             assert_eq!(read(&pool, &address).await, "hello");
         }
@@ -327,7 +379,7 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_response_does_not_return_its_connection() {
         let (address, connections) = app("hello", 100).await;
-        let pool = Pool::new(&address, Duration::from_secs(1));
+        let pool = Pool::new(&address, Transport::Tcp, Duration::from_secs(1));
         let (response, connection) = pool.send(get(&address)).await.unwrap();
         drop(Pooled::new(response.into_body(), connection));
         assert_eq!(pool.idle_count(), 0);
@@ -339,7 +391,7 @@ mod tests {
     async fn a_connection_the_app_closed_while_idle_is_replaced() {
         // The app closes every connection after one answer, as if its keep-alive had run out.
         let (address, connections) = app("again", 1).await;
-        let pool = Pool::new(&address, Duration::from_secs(1));
+        let pool = Pool::new(&address, Transport::Tcp, Duration::from_secs(1));
         for _ in 0..3 {
             assert_eq!(read(&pool, &address).await, "again");
         }
@@ -351,7 +403,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let pool = Pool::new(&address, Duration::from_secs(1));
+        let pool = Pool::new(&address, Transport::Tcp, Duration::from_secs(1));
         match pool.send(get(&address)).await {
             Err(SendError::Connect(_)) => {}
             Err(other) => panic!("expected a connect error, got {other}"),
@@ -361,7 +413,12 @@ mod tests {
 
     #[test]
     fn the_port_defaults_to_80() {
-        let address = |authority| Pool::new(authority, Duration::ZERO).shared.address.clone();
+        let address = |authority| {
+            Pool::new(authority, Transport::Tcp, Duration::ZERO)
+                .shared
+                .address
+                .clone()
+        };
         assert_eq!(address("app"), "app:80");
         assert_eq!(address("app:8080"), "app:8080");
         assert_eq!(address("[::1]"), "[::1]:80");
