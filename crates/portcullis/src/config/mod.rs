@@ -64,10 +64,19 @@ pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigErro
 /// passed.
 fn file_problems(config: &Config, compiled: &portcullis_core::config::Compiled) -> Vec<String> {
     let mut problems = Vec::new();
-    if let Some(tls) = &config.tls
-        && let Err(e) = portcullis_web::tls::load_pair(&tls.cert, &tls.key)
-    {
-        problems.push(format!("tls: {e}"));
+    if let Some(tls) = &config.tls {
+        use portcullis_web::tls::{CertificateFacts, expired, load_pair};
+        match load_pair(&tls.cert, &tls.key) {
+            Err(e) => problems.push(format!("tls: {e}")),
+            Ok(pair) => {
+                let now = std::time::SystemTime::now();
+                if let Some(problem) =
+                    CertificateFacts::of(&pair).and_then(|f| expired(&tls.cert, &f, now))
+                {
+                    problems.push(format!("tls.cert: {problem}"));
+                }
+            }
+        }
     }
     for (key, problem) in portcullis_proxy::upstream::check_tls(&compiled.routes) {
         problems.push(format!("{key}: {problem}"));

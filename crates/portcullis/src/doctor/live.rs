@@ -69,6 +69,7 @@ pub async fn probe(config: &Config, canary: Option<&str>) -> LiveReport {
     };
     providers(config, &mut report).await;
     public_url(config, &http, &mut report).await;
+    listener_certificate(config, std::time::SystemTime::now(), &mut report);
     upstreams(config, &mut report).await;
     openwebui_sinks(config, &http, &mut report).await;
     if let Some(app) = canary {
@@ -151,6 +152,61 @@ async fn public_url(config: &Config, http: &reqwest::Client, report: &mut LiveRe
             format!("start Portcullis and run doctor --live again; if it still fails, check DNS, the load balancer's listener and target for {callback}"),
             "public_url".into(),
         ),
+    }
+}
+
+/// Certificates this close to their end are reported: renewal (certbot's default is 30 days
+/// before) should already have happened.
+const EXPIRY_WARNING: Duration = Duration::from_secs(21 * 86_400);
+
+/// The `[tls]` certificate: how long it has left, and whether it names `public_url`'s host.
+fn listener_certificate(config: &Config, now: std::time::SystemTime, report: &mut LiveReport) {
+    use portcullis_web::tls::{CertificateFacts, humanize, load_pair};
+    let Some(tls) = &config.tls else {
+        return;
+    };
+    let Some(facts) = load_pair(&tls.cert, &tls.key)
+        .ok()
+        .and_then(|pair| CertificateFacts::of(&pair))
+    else {
+        // check-config has said what is wrong with the files.
+        return;
+    };
+    let left = facts.not_after.duration_since(now).unwrap_or_default();
+    if left < EXPIRY_WARNING {
+        report.problem(
+            "LIVE-CERT-EXPIRING",
+            if left.is_zero() { Severity::Error } else { Severity::Warning },
+            "browsers will refuse Portcullis once its certificate expires".into(),
+            format!("{} expires in {}", tls.cert.display(), humanize(left)),
+            "renew it (certbot renew, cert-manager, your CA) and write the new files in place: Portcullis reloads them".into(),
+            "tls.cert".into(),
+        );
+    } else {
+        report.passed.push(format!(
+            "TLS certificate: valid for {} more",
+            humanize(left)
+        ));
+    }
+    let public = config.public_url();
+    let host = public
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
+        .map(|authority| portcullis_http::forwarded::strip_port(authority).to_ascii_lowercase())
+        .unwrap_or_default();
+    if !facts.covers(&host) {
+        report.problem(
+            "LIVE-CERT-NAME",
+            Severity::Error,
+            format!("browsers warn that {public} is not who it says it is"),
+            format!(
+                "{} is for {} but public_url's host is {host}",
+                tls.cert.display(),
+                facts.names.join(", ")
+            ),
+            "use a certificate for the public host, or correct public_url".into(),
+            "tls.cert".into(),
+        );
     }
 }
 
@@ -507,5 +563,61 @@ async fn canary_sign_in(
         );
     } else {
         report.passed.push(format!("app {name}: canary {email} signed in through the headers and got the role {role}; {cleanup}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+
+    use super::*;
+
+    /// A `[tls]` configuration with a certificate for `names`, public at `public_url`, and the
+    /// certificate's end.
+    fn with_certificate(
+        dir: &Path,
+        names: &[&str],
+        public_url: &str,
+    ) -> (Config, std::time::SystemTime) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+        let text = format!(
+            "public_url = '{public_url}'\n[tls]\ncert = '{}'\nkey = '{}'\n",
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display()
+        );
+        let config: Config = toml::from_str(&text).unwrap();
+        let pair = portcullis_web::tls::load_pair(&dir.join("cert.pem"), &dir.join("key.pem"));
+        let facts = portcullis_web::tls::CertificateFacts::of(&pair.unwrap()).unwrap();
+        (config, facts.not_after)
+    }
+
+    fn rules(report: &LiveReport) -> Vec<&str> {
+        report.findings.iter().map(|f| f.rule).collect()
+    }
+
+    #[test]
+    fn a_listener_certificate_near_its_end_or_for_another_name_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, end) =
+            with_certificate(dir.path(), &["*.example.com"], "https://chat.example.com");
+        let mut fine = LiveReport::default();
+        listener_certificate(&config, end - Duration::from_secs(60 * 86_400), &mut fine);
+        assert!(rules(&fine).is_empty(), "{:?}", rules(&fine));
+
+        let mut soon = LiveReport::default();
+        listener_certificate(&config, end - Duration::from_secs(5 * 86_400), &mut soon);
+        assert_eq!(rules(&soon), ["LIVE-CERT-EXPIRING"]);
+
+        let (other, end) = with_certificate(dir.path(), &["localhost"], "https://chat.example.com");
+        let mut named = LiveReport::default();
+        listener_certificate(&other, end - Duration::from_secs(60 * 86_400), &mut named);
+        assert_eq!(rules(&named), ["LIVE-CERT-NAME"]);
     }
 }
