@@ -25,6 +25,7 @@ use portcullis_http::forwarded::TlsConnection;
 use portcullis_http::respond;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_util::either::Either;
 use tower::ServiceExt;
 
 use crate::linger::Lingering;
@@ -324,37 +325,14 @@ async fn serve_connections(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let stream = Lingering::new(stream);
-            let served = match tls {
-                None => {
-                    let connection = builder.serve_connection_with_upgrades(
-                        TokioIo::new(stream),
-                        TowerToHyperService::new(service),
-                    );
-                    watcher.watch(connection.into_owned()).await
-                }
-                Some(tls) => {
-                    let handshake =
-                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream));
-                    let stream = match handshake.await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let connection = builder.serve_connection_with_upgrades(
-                        TokioIo::new(stream),
-                        TowerToHyperService::new(service),
-                    );
-                    watcher.watch(connection.into_owned()).await
-                }
+            let Some(stream) = handshake(Lingering::new(stream), tls.as_ref(), peer).await else {
+                return;
             };
-            if let Err(e) = served {
+            let connection = builder.serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service),
+            );
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
         });
@@ -362,6 +340,29 @@ async fn serve_connections(
     tokio::select! {
         () = graceful.shutdown() => tracing::debug!("a worker's connections have all closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}
+
+/// The connection as HTTP will read it: as it came, or after the TLS handshake (within its
+/// timeout). `None`: the handshake failed, and the connection is dropped.
+async fn handshake(
+    stream: Lingering,
+    tls: Option<&ListenerTls>,
+    peer: SocketAddr,
+) -> Option<Either<Lingering, tokio_rustls::server::TlsStream<Lingering>>> {
+    let Some(tls) = tls else {
+        return Some(Either::Left(stream));
+    };
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(Either::Right(stream)),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
     }
 }
 
