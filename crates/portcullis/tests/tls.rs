@@ -9,6 +9,7 @@ mod common;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -285,8 +286,9 @@ async fn a_request_naming_two_hosts_is_refused() {
 
 /// An https app with a certificate from `pki` for `app.internal`; `require_client` makes it
 /// refuse connections without a client certificate from the same CA. It answers with what it
-/// saw: whether a client certificate was presented, and the `Host`.
-async fn https_app(pki: &Pki, require_client: bool) -> SocketAddr {
+/// saw: whether a client certificate was presented, and the `Host`. Also returns how many TLS
+/// handshakes it completed.
+async fn https_app(pki: &Pki, require_client: bool) -> (SocketAddr, Arc<AtomicUsize>) {
     let issued = pki.server("app", &["app.internal"]);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -314,14 +316,18 @@ async fn https_app(pki: &Pki, require_client: bool) -> SocketAddr {
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let counted = handshakes.clone();
     tokio::spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
             let acceptor = acceptor.clone();
+            let counted = counted.clone();
             tokio::spawn(async move {
                 let Ok(stream) = acceptor.accept(tcp).await else {
                     return;
                 };
+                counted.fetch_add(1, Ordering::SeqCst);
                 let client_cert = stream.get_ref().1.peer_certificates().is_some();
                 let sni = stream.get_ref().1.server_name().map(str::to_owned);
                 let service = hyper::service::service_fn(
@@ -345,7 +351,7 @@ async fn https_app(pki: &Pki, require_client: bool) -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, handshakes)
 }
 
 fn https_apps(pki: &Pki, open: SocketAddr, mutual: SocketAddr) -> String {
@@ -409,8 +415,8 @@ fn ca_of_another_pki(dir: &std::path::Path) -> std::path::PathBuf {
 #[tokio::test]
 async fn https_upstreams_are_verified_and_a_failure_says_why() {
     let pki = Pki::new("Company CA");
-    let open = https_app(&pki, false).await;
-    let mutual = https_app(&pki, true).await;
+    let (open, handshakes) = https_app(&pki, false).await;
+    let (mutual, _) = https_app(&pki, true).await;
     let h = Harness::start(&https_apps(&pki, open, mutual)).await;
 
     let get = |path: &str| h.http.get(h.url(path)).send();
@@ -448,9 +454,17 @@ async fn https_upstreams_are_verified_and_a_failure_says_why() {
     assert_eq!(insecure["sni"], "app.internal");
 
     // Connections are pooled like plain ones: many requests, few handshakes.
+    let before = handshakes.load(Ordering::SeqCst);
     for _ in 0..20 {
-        assert_eq!(get("/good/y").await.unwrap().status(), StatusCode::OK);
+        let answer = get("/good/y").await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        answer.bytes().await.unwrap();
     }
+    let made = handshakes.load(Ordering::SeqCst) - before;
+    assert!(
+        made <= 2,
+        "20 sequential requests made {made} TLS handshakes"
+    );
 }
 
 #[tokio::test]
