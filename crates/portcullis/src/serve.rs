@@ -25,12 +25,14 @@ use portcullis_auth::seal::Sealer;
 use portcullis_auth::watch::ChangeWatcher;
 use portcullis_auth::{LocalLogin, LoginThrottle, PasswordHasher, SessionManager, SetupToken};
 use portcullis_core::Clock;
-use portcullis_core::config::{CompiledRoutes, Config, Upstream};
+use portcullis_core::config::{CompiledRoutes, Config, TlsConfig, Upstream};
 use portcullis_http::forwarded::TrustedProxies;
 use portcullis_provision::{ProvisionMetrics, Provisioner};
 use portcullis_proxy::access::AccessLog;
 use portcullis_proxy::{Gateway, Metrics, RouteTable};
 use portcullis_store::Store;
+use portcullis_web::tls::CurrentCertificate;
+use portcullis_web::tls::acme::AcmeOrdering;
 use portcullis_web::{AppState, Audit, WebSettings};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -149,10 +151,7 @@ pub async fn start(
     };
 
     let tls = match &config.tls {
-        Some(tls_config) => {
-            let (tls, current) = portcullis_web::tls::ListenerTls::load(tls_config)?;
-            Some((tls, current, tls_config.reload_check))
-        }
+        Some(tls_config) => Some(portcullis_web::tls::ListenerTls::load(tls_config)?),
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -181,16 +180,22 @@ pub async fn start(
         let _ = shutdown_rx.await;
         let _ = stop_redirect_tx.send(());
     };
-    let (listener_tls, reloading) = match tls {
-        Some((tls, current, every)) => (Some(tls), Some(tokio::spawn(current.watch(every)))),
-        None => (None, None),
+    let (listener_tls, certificate) = tls.unzip();
+    let renewing = match (&config.tls, &certificate) {
+        (Some(tls_config), Some(certificate)) => Some(tokio::spawn(keep_certificate(
+            tls_config,
+            certificate,
+            &state,
+        ))),
+        _ => None,
     };
     let serving = portcullis_web::serve(listener, listener_tls, worker_states, signal, grace)
         .context("starting the worker threads")?;
-    if let Some(redirect) = redirect {
+    if let (Some(redirect), Some(certificate)) = (redirect, certificate) {
         tokio::spawn(portcullis_web::tls::redirect_to_https(
             redirect,
             addr.port(),
+            certificate,
             async {
                 let _ = stop_redirect.await;
             },
@@ -206,8 +211,8 @@ pub async fn start(
     let provisioning = (!provisioner.is_empty()).then(|| tokio::spawn(provisioner.run()));
     let task = tokio::spawn(async move {
         serving.await;
-        if let Some(reloading) = reloading {
-            reloading.abort();
+        if let Some(renewing) = renewing {
+            renewing.abort();
         }
         sweeper.abort();
         watching.abort();
@@ -222,6 +227,34 @@ pub async fn start(
         shutdown: shutdown_tx,
         task,
     })
+}
+
+/// Keeps the listener's certificate current: its files watched, or ordered and renewed over
+/// ACME.
+fn keep_certificate(
+    tls: &TlsConfig,
+    certificate: &Arc<CurrentCertificate>,
+    state: &AppState,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    match (tls.files(), &tls.acme) {
+        (Some((cert, key)), _) => Box::pin(certificate.clone().watch(
+            cert.to_owned(),
+            key.to_owned(),
+            tls.reload_check,
+        )),
+        (None, Some(acme)) => Box::pin(
+            AcmeOrdering::new(
+                acme.clone(),
+                state.store.clone(),
+                state.sealer.clone(),
+                state.clock.clone(),
+                certificate.clone(),
+                tls.reload_check,
+            )
+            .run(),
+        ),
+        (None, None) => Box::pin(async {}),
+    }
 }
 
 /// The OAuth authorization server of the MCP apps, issuing tokens checked by the gateway's

@@ -439,6 +439,15 @@ async fn a_sqlite_deployment_moves_to_postgres_with_every_row() {
     let token_key = std::fs::read_to_string(data_dir.join("token.key")).unwrap();
     old.kill(); // its data directory stays until `old` goes out of scope
     fill_oauth_tables(&data_dir).await;
+    // An ACME certificate ordered on SQLite keeps serving after the move.
+    {
+        use portcullis_store::AcmeStore;
+        let store = portcullis_store::SqlStore::open(&data_dir).await.unwrap();
+        store
+            .put_acme_value("certificate", "{\"sealed\":\"…\"}", now())
+            .await
+            .unwrap();
+    }
 
     let pg = PgCluster::start();
     let target = portcullis_store::SqlStore::fresh_postgres_database(&pg.url)

@@ -20,6 +20,8 @@ enum Kind {
 use Kind::{Int, Text};
 
 /// Every table, parents before children, with its columns; the first column(s) order the rows.
+/// Not `acme_leases`: a lease belongs to a running process, and a moved deployment starts
+/// without one.
 const TABLES: &[(&str, &[(&str, Kind)])] = &[
     (
         "users",
@@ -237,6 +239,10 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("failures", Int),
             ("last_failure", Int),
         ],
+    ),
+    (
+        "acme_state",
+        &[("name", Text), ("value", Text), ("updated_at", Int)],
     ),
     (
         "oauth_refresh_tokens",

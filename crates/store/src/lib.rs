@@ -5,6 +5,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod acme;
 mod copy;
 mod credentials;
 mod dialect;
@@ -17,6 +18,7 @@ use portcullis_core::session::Session;
 use portcullis_core::user::{User, UserStatus};
 use portcullis_core::{Email, Role, Timestamp};
 
+pub use acme::AcmeStore;
 pub use copy::{Dump, Value};
 pub use credentials::{
     CredentialStore, Factor, FactorKind, FailureCount, PasswordReset, ResetLink,
@@ -189,7 +191,7 @@ pub struct AuditFilter {
 }
 
 #[async_trait]
-pub trait Store: CredentialStore + OAuthStore + Send + Sync + 'static {
+pub trait Store: CredentialStore + OAuthStore + AcmeStore + Send + Sync + 'static {
     /// Cheap round trip, for `/ready`.
     async fn ping(&self) -> Result<(), StoreError>;
 

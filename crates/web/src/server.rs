@@ -30,7 +30,7 @@ use tower::ServiceExt;
 
 use crate::linger::Lingering;
 use crate::state::AppState;
-use crate::tls::ListenerTls;
+use crate::tls::{ACME_TLS_ALPN, ListenerTls};
 use crate::workers::{Handoff, Workers};
 use crate::{
     account, account_factors, admin, api, backchannel, factor_pages, factors, forward_auth,
@@ -354,6 +354,9 @@ async fn handshake(
         return Some(Either::Left(stream));
     };
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
+        // An ACME CA's TLS-ALPN-01 check: it has seen the challenge certificate, and the
+        // connection carries nothing else (RFC 8737 §3).
+        Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => None,
         Ok(Ok(stream)) => Some(Either::Right(stream)),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, %peer, "TLS handshake failed");

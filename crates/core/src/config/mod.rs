@@ -30,7 +30,9 @@ pub use oauth::{
 };
 pub use provisioning::*;
 pub use store::*;
-pub use tls::{TlsConfig, UpstreamTlsConfig};
+pub use tls::{
+    AcmeChallenge, AcmeConfig, ExternalAccount, LETS_ENCRYPT, TlsConfig, UpstreamTlsConfig,
+};
 pub use validate::ConfigIssue;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4180";

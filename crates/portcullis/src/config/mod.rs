@@ -64,19 +64,28 @@ pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigErro
 /// passed.
 fn file_problems(config: &Config, compiled: &portcullis_core::config::Compiled) -> Vec<String> {
     let mut problems = Vec::new();
-    if let Some(tls) = &config.tls {
+    if let Some((cert, key)) = config.tls.as_ref().and_then(|tls| tls.files()) {
         use portcullis_web::tls::{CertificateFacts, expired, load_pair};
-        match load_pair(&tls.cert, &tls.key) {
+        match load_pair(cert, key) {
             Err(e) => problems.push(format!("tls: {e}")),
             Ok(pair) => {
                 let now = std::time::SystemTime::now();
                 if let Some(problem) =
-                    CertificateFacts::of(&pair).and_then(|f| expired(&tls.cert, &f, now))
+                    CertificateFacts::of(&pair).and_then(|f| expired(cert, &f, now))
                 {
                     problems.push(format!("tls.cert: {problem}"));
                 }
             }
         }
+    }
+    if let Some(ca) = config
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.acme.as_ref())
+        .and_then(|acme| acme.directory_ca.as_ref())
+        && let Err(e) = portcullis_http::pem::certificates(ca)
+    {
+        problems.push(format!("tls.acme.directory_ca: {e}"));
     }
     for (key, problem) in portcullis_proxy::upstream::check_tls(&compiled.routes) {
         problems.push(format!("{key}: {problem}"));

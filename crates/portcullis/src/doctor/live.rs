@@ -70,6 +70,7 @@ pub async fn probe(config: &Config, canary: Option<&str>) -> LiveReport {
     providers(config, &mut report).await;
     public_url(config, &http, &mut report).await;
     listener_certificate(config, std::time::SystemTime::now(), &mut report);
+    acme_directory(config, &mut report).await;
     upstreams(config, &mut report).await;
     openwebui_sinks(config, &http, &mut report).await;
     if let Some(app) = canary {
@@ -162,10 +163,10 @@ const EXPIRY_WARNING: Duration = Duration::from_secs(21 * 86_400);
 /// The `[tls]` certificate: how long it has left, and whether it names `public_url`'s host.
 fn listener_certificate(config: &Config, now: std::time::SystemTime, report: &mut LiveReport) {
     use portcullis_web::tls::{CertificateFacts, humanize, load_pair};
-    let Some(tls) = &config.tls else {
+    let Some((cert, key)) = config.tls.as_ref().and_then(|tls| tls.files()) else {
         return;
     };
-    let Some(facts) = load_pair(&tls.cert, &tls.key)
+    let Some(facts) = load_pair(cert, key)
         .ok()
         .and_then(|pair| CertificateFacts::of(&pair))
     else {
@@ -178,7 +179,7 @@ fn listener_certificate(config: &Config, now: std::time::SystemTime, report: &mu
             "LIVE-CERT-EXPIRING",
             if left.is_zero() { Severity::Error } else { Severity::Warning },
             "browsers will refuse Portcullis once its certificate expires".into(),
-            format!("{} expires in {}", tls.cert.display(), humanize(left)),
+            format!("{} expires in {}", cert.display(), humanize(left)),
             "renew it (certbot renew, cert-manager, your CA) and write the new files in place: Portcullis reloads them".into(),
             "tls.cert".into(),
         );
@@ -201,12 +202,69 @@ fn listener_certificate(config: &Config, now: std::time::SystemTime, report: &mu
             format!("browsers warn that {public} is not who it says it is"),
             format!(
                 "{} is for {} but public_url's host is {host}",
-                tls.cert.display(),
+                cert.display(),
                 facts.names.join(", ")
             ),
             "use a certificate for the public host, or correct public_url".into(),
             "tls.cert".into(),
         );
+    }
+}
+
+/// The ACME CA's directory answers from here, as the ordering will ask it (same CA bundle).
+async fn acme_directory(config: &Config, report: &mut LiveReport) {
+    let Some(acme) = config.tls.as_ref().and_then(|tls| tls.acme.as_ref()) else {
+        return;
+    };
+    let mut builder = reqwest::Client::builder()
+        .timeout(PROBE_TIMEOUT)
+        .user_agent("portcullis-doctor");
+    if let Some(ca) = &acme.directory_ca {
+        let Ok(pem) = std::fs::read(ca) else {
+            // check-config has said the file cannot be read.
+            return;
+        };
+        match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certificates) => {
+                builder = builder.tls_built_in_root_certs(false);
+                for certificate in certificates {
+                    builder = builder.add_root_certificate(certificate);
+                }
+            }
+            Err(_) => return,
+        }
+    }
+    let answered = match builder.build() {
+        Ok(http) => match http.get(&acme.directory).send().await {
+            Ok(response) if response.status().is_success() => {
+                match response.json::<serde_json::Value>().await {
+                    Ok(directory) if directory.get("newOrder").is_some() => Ok(()),
+                    Ok(_) => {
+                        Err("it answered, but not with an ACME directory (no newOrder)".into())
+                    }
+                    Err(e) => Err(format!(
+                        "it answered something that is not JSON ({})",
+                        chain(&e)
+                    )),
+                }
+            }
+            Ok(response) => Err(format!("it answered {}", response.status())),
+            Err(e) => Err(chain(&e)),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    match answered {
+        Ok(()) => report
+            .passed
+            .push(format!("ACME directory: {} answers", acme.directory)),
+        Err(why) => report.problem(
+            "LIVE-ACME-DIRECTORY",
+            Severity::Error,
+            "no certificate can be ordered or renewed: browsers will refuse Portcullis once the current one ends".into(),
+            format!("the ACME directory {} does not answer: {why}", acme.directory),
+            "check the URL (Let's Encrypt: https://acme-v02.api.letsencrypt.org/directory), outbound https from this host, and tls.acme.directory_ca for a private CA".into(),
+            "tls.acme.directory".into(),
+        ),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod front;
 pub mod idp;
 pub mod ldap;
 pub mod mcp;
+pub mod pebble;
 pub mod pki;
 pub mod replicas;
 pub mod smtp;
@@ -155,6 +156,12 @@ impl Harness {
         let upstream = upstream::start().await;
         let extra = format!("public_url = \"http://127.0.0.1:{port}\"\n{extra}");
         Self::start_full(upstream, port, &extra).await
+    }
+
+    /// Starts on a known port with `extra` as it is (its own `public_url`, if any).
+    pub async fn start_on(port: u16, extra: &str) -> Harness {
+        let upstream = upstream::start().await;
+        Self::start_full(upstream, port, extra).await
     }
 
     /// Starts with `public_url` on `localhost` (browsers refuse an IP address as a passkey's

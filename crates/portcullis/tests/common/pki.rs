@@ -4,15 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 use tempfile::TempDir;
 
 pub struct Pki {
     pub dir: TempDir,
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
+    ca: CertifiedIssuer<'static, KeyPair>,
 }
 
 /// Where an issued certificate and its key were written.
@@ -29,11 +28,10 @@ impl Pki {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_key = KeyPair::generate().unwrap();
-        let ca = params.self_signed(&ca_key).unwrap();
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        Pki { dir, ca, ca_key }
+        Pki { dir, ca }
     }
 
     pub fn ca_file(&self) -> PathBuf {
@@ -61,7 +59,7 @@ impl Pki {
         params.distinguished_name.push(DnType::CommonName, names[0]);
         params.extended_key_usages = vec![usage];
         let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
         let (cert_path, key_path) = paths(self.dir.path(), file);
         std::fs::write(&cert_path, cert.pem()).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();

@@ -13,6 +13,7 @@ use sqlx::migrate::Migrator;
 use crate::dialect::Dialect;
 use crate::{Store, StoreError};
 
+mod acme;
 mod credentials;
 mod oauth;
 mod private;

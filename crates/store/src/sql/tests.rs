@@ -3,7 +3,9 @@ use portcullis_core::user::UserStatus;
 use portcullis_core::{Role, Timestamp};
 
 use super::*;
-use crate::{AuditEvent, AuthFlow, Change, ChangeKind, LinkedIdentity, NewUser, StoredKey};
+use crate::{
+    AcmeStore, AuditEvent, AuthFlow, Change, ChangeKind, LinkedIdentity, NewUser, StoredKey,
+};
 
 fn new_user(id: &str, username: &str, role: Role) -> NewUser {
     NewUser {
@@ -847,5 +849,69 @@ async fn failures_count_up_in_one_statement_and_are_forgotten_when_stale() {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn acme_values_are_replaced_and_one_holder_gets_the_lease() {
+    let store = SqlStore::throwaway().await.unwrap();
+    assert_eq!(store.acme_value("account").await.unwrap(), None);
+    store
+        .put_acme_value("account", "one", Timestamp(1))
+        .await
+        .unwrap();
+    store
+        .put_acme_value("account", "two", Timestamp(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.acme_value("account").await.unwrap().as_deref(),
+        Some("two")
+    );
+    store.delete_acme_value("account").await.unwrap();
+    assert_eq!(store.acme_value("account").await.unwrap(), None);
+
+    let (now, until) = (Timestamp(100), Timestamp(700));
+    assert!(
+        store
+            .take_acme_lease("order", "a", now, until)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .take_acme_lease("order", "b", now, until)
+            .await
+            .unwrap(),
+        "held by a"
+    );
+    assert!(
+        store
+            .take_acme_lease("order", "a", now, until)
+            .await
+            .unwrap(),
+        "a extends its own"
+    );
+    assert!(
+        store
+            .take_acme_lease("order", "b", Timestamp(700), Timestamp(1300))
+            .await
+            .unwrap(),
+        "expired leases are taken over"
+    );
+    store.release_acme_lease("order", "a").await.unwrap();
+    assert!(
+        !store
+            .take_acme_lease("order", "a", Timestamp(701), until)
+            .await
+            .unwrap(),
+        "a cannot release b's lease"
+    );
+    store.release_acme_lease("order", "b").await.unwrap();
+    assert!(
+        store
+            .take_acme_lease("order", "a", Timestamp(701), until)
+            .await
+            .unwrap()
     );
 }
