@@ -1,8 +1,8 @@
 //! The proxies that can stand in front of an app with Portcullis deciding: Portcullis's own
-//! built-in proxy, Debian's nginx and Caddy running the exact blocks of docs/forward-auth.md,
+//! built-in proxy (over HTTP/1.1, and over HTTP/2 with its own TLS), Debian's nginx and Caddy running the exact blocks of docs/forward-auth.md,
 //! and a stand-in for Traefik (not packaged in Debian) running that page's Traefik block.
 //!
-//! Every front serves the app `chat` at `http://chat.example.com:<port>`; [`Front::client`]
+//! Every front serves the app `chat` at `http://chat.example.com:<port>` (https for HTTP/2); [`Front::client`]
 //! resolves that name (and any other) to the front, so a test can send any `Host`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -45,13 +45,26 @@ pub fn snippets(language: &str) -> Vec<String> {
 pub enum Kind {
     /// Portcullis itself in front of the app.
     Builtin,
+    /// Portcullis itself, listening with TLS, spoken to in HTTP/2: a second instance on the same
+    /// data folder (same users, sessions and keys) with `[tls]`.
+    BuiltinH2,
     Nginx,
     Caddy,
     Traefik,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Builtin, Kind::Nginx, Kind::Caddy, Kind::Traefik];
+    pub const ALL: [Kind; 5] = [
+        Kind::Builtin,
+        Kind::BuiltinH2,
+        Kind::Nginx,
+        Kind::Caddy,
+        Kind::Traefik,
+    ];
+    /// Portcullis's own proxy, in either protocol.
+    pub fn is_builtin(self) -> bool {
+        matches!(self, Kind::Builtin | Kind::BuiltinH2)
+    }
     /// The proxies that ask Portcullis (forward-auth) instead of letting it forward.
     pub const FORWARD_AUTH: [Kind; 3] = [Kind::Nginx, Kind::Caddy, Kind::Traefik];
 }
@@ -62,6 +75,8 @@ pub struct Front {
     pub port: u16,
     _process: Option<Child>,
     _task: Option<tokio::task::JoinHandle<()>>,
+    /// The HTTP/2 front's own Portcullis, and the CA its certificate comes from.
+    tls: Option<(portcullis::serve::Running, super::pki::Pki)>,
     _dir: tempfile::TempDir,
 }
 
@@ -72,7 +87,8 @@ impl Front {
     }
 
     pub fn url_for(&self, host: &str, path: &str) -> String {
-        format!("http://{host}:{}{path}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{host}:{}{path}", self.port)
     }
 
     /// A client that reaches this front under `hosts`' names and never follows redirects. The
@@ -84,14 +100,23 @@ impl Front {
         for host in hosts.iter().chain([&CHAT_HOST]) {
             builder = builder.resolve(host, to);
         }
-        if self.kind == Kind::Builtin {
+        if self.kind.is_builtin() {
             builder = builder.local_address("127.0.0.2".parse::<IpAddr>().unwrap());
+        }
+        if let Some((_, pki)) = &self.tls {
+            builder = builder
+                .add_root_certificate(
+                    reqwest::Certificate::from_pem(pki.ca_pem().as_bytes()).unwrap(),
+                )
+                .http2_prior_knowledge();
         }
         builder.build().unwrap()
     }
 
-    /// The address a raw TCP client connects to (from 127.0.0.2 for the built-in front).
+    /// The address a raw TCP client connects to (from 127.0.0.2 for the built-in front), for
+    /// HTTP/1.1 written by hand.
     pub async fn connect(&self) -> tokio::net::TcpStream {
+        assert!(self.tls.is_none(), "raw HTTP/1.1 is for the plain fronts");
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         if self.kind == Kind::Builtin {
             socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
@@ -100,6 +125,65 @@ impl Front {
             .connect(SocketAddr::from(([127, 0, 0, 1], self.port)))
             .await
             .unwrap()
+    }
+}
+
+impl Front {
+    /// For the HTTP/2 front: `method target` sent as it is (`:path` unnormalised, as a hostile
+    /// client would send it) with `headers`, from 127.0.0.2; the status and body.
+    pub async fn h2_request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        use http_body_util::{BodyExt, Empty};
+        let (_, pki) = self.tls.as_ref().expect("the HTTP/2 front");
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let tcp = socket
+            .connect(SocketAddr::from(([127, 0, 0, 1], self.port)))
+            .await
+            .unwrap();
+        let connector =
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(pki.client_config(&[b"h2"])));
+        let tls = connector
+            .connect(CHAT_HOST.try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        // CONNECT names only an authority (RFC 9113 §8.5).
+        let uri = if method == "CONNECT" {
+            format!("{CHAT_HOST}:{}", self.port)
+        } else {
+            format!("https://{CHAT_HOST}:{}{target}", self.port)
+        };
+        let mut request = http::Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = match sender
+            .send_request(request.body(Empty::<bytes::Bytes>::new()).unwrap())
+            .await
+        {
+            Ok(response) => response,
+            // A stream the server reset (a malformed request): no answer at all.
+            Err(e) => return (0, e.to_string()),
+        };
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned())
     }
 }
 
@@ -114,8 +198,15 @@ fn localise(text: &str, h: &Harness) -> String {
 
 pub async fn start(kind: Kind, h: &Harness) -> Front {
     let dir = tempfile::tempdir().unwrap();
+    let mut tls = None;
     let (port, process, task) = match kind {
         Kind::Builtin => (h.running.addr.port(), None, None),
+        Kind::BuiltinH2 => {
+            let (running, pki) = start_tls_instance(h, dir.path()).await;
+            let port = running.addr.port();
+            tls = Some((running, pki));
+            (port, None, None)
+        }
         Kind::Nginx => {
             let (child, port) = start_nginx(h, dir.path()).await;
             (port, Some(child), None)
@@ -136,8 +227,52 @@ pub async fn start(kind: Kind, h: &Harness) -> Front {
         port,
         _process: process,
         _task: task,
+        tls,
         _dir: dir,
     }
+}
+
+/// A second Portcullis on the harness's data folder and configuration, listening with TLS (a
+/// certificate for every name the tests use) on a port of its own.
+async fn start_tls_instance(
+    h: &Harness,
+    dir: &Path,
+) -> (portcullis::serve::Running, super::pki::Pki) {
+    let pki = super::pki::Pki::new("security suite CA");
+    let server = pki.server(
+        "front",
+        &[
+            CHAT_HOST,
+            "*.example.com",
+            "*.example",
+            "localhost",
+            "127.0.0.1",
+        ],
+    );
+    let port = free_port();
+    let original = std::fs::read_to_string(h.dir.path().join("portcullis.toml")).unwrap();
+    let mut text: String = original
+        .lines()
+        .filter(|line| !line.starts_with("listen =") && !line.starts_with("public_url ="))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    text = format!(
+        "listen = \"127.0.0.1:{port}\"\npublic_url = \"https://{CHAT_HOST}:{port}\"\n{text}\n\
+         [tls]\ncert = '{}'\nkey = '{}'\n",
+        server.cert.display(),
+        server.key.display()
+    );
+    let path = dir.join("portcullis.toml");
+    std::fs::write(&path, text).unwrap();
+    let (config, _) = portcullis::config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}"));
+    let running = portcullis::serve::start(
+        config,
+        std::sync::Arc::new(portcullis_core::SystemClock),
+        std::sync::Arc::new(portcullis_proxy::access::TracingAccessLog),
+    )
+    .await
+    .unwrap();
+    (running, pki)
 }
 
 async fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
