@@ -208,7 +208,9 @@ pub async fn start(
     ));
     let watching = tokio::spawn(watcher.run());
     // Delivery runs beside the request path: a sink that is down never slows sign-in.
-    let provisioning = (!provisioner.is_empty()).then(|| tokio::spawn(provisioner.run()));
+    let stop_provisioning = tokio_util::sync::CancellationToken::new();
+    let provisioning = (!provisioner.is_empty())
+        .then(|| tokio::spawn(provisioner.run(stop_provisioning.clone(), grace)));
     let task = tokio::spawn(async move {
         serving.await;
         if let Some(renewing) = renewing {
@@ -216,8 +218,11 @@ pub async fn start(
         }
         sweeper.abort();
         watching.abort();
+        // Last, and waited for: deliveries under way finish (or are cut off after the grace and
+        // their claims given back) before the process ends.
+        stop_provisioning.cancel();
         if let Some(provisioning) = provisioning {
-            provisioning.abort();
+            let _ = provisioning.await;
         }
     });
     Ok(Running {

@@ -588,3 +588,52 @@ async fn the_openwebui_sink_creates_users_with_their_role() {
     .await;
     h.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_graceful_shutdown_gives_back_the_claims_of_deliveries_it_cuts_off() {
+    // A sink that takes the request and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let arrived = Arc::new(AtomicU64::new(0));
+    let counting = arrived.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            counting.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    let h = Harness::start(&format!(
+        "[[sinks]]\nid = 'hook'\nkind = 'webhook'\nurl = '{url}'\nsecret = '{SECRET}'\n\
+         [provisioning]\nlease = '10m'\n"
+    ))
+    .await;
+    h.add_user("hana", Some("hana@example.com"), None, Role::User, &[])
+        .await;
+    wait_for(
+        "the delivery to reach the sink",
+        Duration::from_secs(10),
+        async || arrived.load(Ordering::SeqCst) > 0,
+    )
+    .await;
+    let store = h.running.state.store.clone();
+    h.running.shutdown().await;
+
+    // Due again now, not in ten minutes: another replica (here, a claim by hand) takes it.
+    let now = Timestamp(
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap()
+            + 1,
+    );
+    let due = store
+        .claim_due_deliveries(now, Timestamp(now.0 + 60), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0].kind, "user_created");
+}

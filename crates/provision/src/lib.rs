@@ -24,6 +24,7 @@ use portcullis_core::policy::AccessPolicy;
 use portcullis_core::{Clock, Timestamp};
 use portcullis_store::{Delivery, Store, StoreError};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 pub use metrics::ProvisionMetrics;
 pub use sink::{Event, Sink, SinkError};
@@ -130,16 +131,22 @@ impl Provisioner {
             .clamp(1, BATCH)
     }
 
-    /// Delivers until the process ends.
-    pub async fn run(self: Arc<Self>) {
-        loop {
-            match self.round().await {
-                Ok(0) => tokio::time::sleep(POLL).await,
-                Ok(_) => {}
+    /// Delivers until `stop` is cancelled; then lets the deliveries under way finish for up to
+    /// `grace` and gives back the claims of those it cuts off, so that another replica takes
+    /// them at once instead of after the lease.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken, grace: Duration) {
+        while !stop.is_cancelled() {
+            let wait = match self.round_until(&stop, grace).await {
+                Ok(0) => POLL,
+                Ok(_) => Duration::ZERO,
                 Err(e) => {
                     tracing::warn!(error = %e, "provisioning: the store is unavailable; retrying");
-                    tokio::time::sleep(POLL).await;
+                    POLL
                 }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.cancelled() => {}
             }
         }
     }
@@ -147,6 +154,15 @@ impl Provisioner {
     /// One round: fan new events out to the sinks, deliver what is due, refresh the gauges.
     /// Returns how many deliveries were attempted.
     pub async fn round(self: &Arc<Self>) -> Result<usize, StoreError> {
+        self.round_until(&CancellationToken::new(), Duration::ZERO)
+            .await
+    }
+
+    async fn round_until(
+        self: &Arc<Self>,
+        stop: &CancellationToken,
+        grace: Duration,
+    ) -> Result<usize, StoreError> {
         let sinks: Vec<String> = self
             .targets
             .iter()
@@ -154,11 +170,13 @@ impl Provisioner {
             .collect();
         self.store.fan_out(&sinks, self.clock.now()).await?;
         let now = self.clock.now();
+        let lease_until = now.plus(self.settings.lease);
         let due = self
             .store
-            .claim_due_deliveries(now, now.plus(self.settings.lease), self.claim_size())
+            .claim_due_deliveries(now, lease_until, self.claim_size())
             .await?;
         let attempted = due.len();
+        let claims: Vec<(String, i64)> = due.iter().map(|d| (d.sink.clone(), d.seq)).collect();
         let mut running = JoinSet::new();
         for delivery in due {
             while running.len() >= self.settings.concurrency {
@@ -167,7 +185,27 @@ impl Provisioner {
             let this = self.clone();
             running.spawn(async move { this.deliver(delivery).await });
         }
-        while running.join_next().await.is_some() {}
+        let cut_off = async {
+            stop.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::pin!(cut_off);
+        loop {
+            tokio::select! {
+                next = running.join_next() => if next.is_none() { break },
+                () = &mut cut_off => {
+                    running.abort_all();
+                    while running.join_next().await.is_some() {}
+                    // Only the unsettled ones still carry this lease: the rest are left alone.
+                    let released = self
+                        .store
+                        .release_claims(&claims, lease_until, self.clock.now())
+                        .await?;
+                    tracing::info!(released, "provisioning: stopping; deliveries cut off are due again at once");
+                    return Ok(attempted);
+                }
+            }
+        }
         self.refresh_gauges().await?;
         Ok(attempted)
     }

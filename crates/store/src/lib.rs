@@ -373,6 +373,15 @@ pub trait Store: CredentialStore + OAuthStore + AcmeStore + Send + Sync + 'stati
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError>;
+    /// Gives back claims taken with `lease_until` that are still unsettled (a delivery cut off by
+    /// a shutdown): due again at `now`, so another replica need not wait out the lease. A claim
+    /// settled meanwhile, or taken over by another worker after its lease, is left alone.
+    async fn release_claims(
+        &self,
+        claims: &[(String, i64)],
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
     /// The newest undelivered (pending or dead) delivery of this user to this sink, read before
     /// the user's state, so that delivering that state covers every event up to it.
     async fn latest_pending_seq(

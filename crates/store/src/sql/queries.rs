@@ -479,6 +479,27 @@ impl Store for SqlStore {
         Ok(claimed)
     }
 
+    async fn release_claims(
+        &self,
+        claims: &[(String, i64)],
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let mut released = 0;
+        for (sink, seq) in claims {
+            released += sqlx::query(&self.q("UPDATE deliveries SET next_attempt_at = ? \
+                 WHERE sink = ? AND seq = ? AND state = 'pending' AND next_attempt_at = ?"))
+            .bind(now.0)
+            .bind(sink)
+            .bind(seq)
+            .bind(lease_until.0)
+            .execute(self.pool()?)
+            .await?
+            .rows_affected();
+        }
+        Ok(released)
+    }
+
     async fn latest_pending_seq(
         &self,
         sink: &str,

@@ -73,6 +73,48 @@ async fn every_change_writes_an_outbox_event_and_deliveries_follow_user_order() 
 /// Workers (replicas) never take the same delivery twice: a claim hides it until its lease
 /// ends, then it is due again (a worker that died loses nothing).
 #[tokio::test]
+async fn released_claims_are_due_again_unless_settled_or_taken_over() {
+    let store = SqlStore::throwaway().await.unwrap();
+    let now = Timestamp(100);
+    for (id, name) in [("u1", "ann"), ("u2", "ben"), ("u3", "cy")] {
+        store
+            .create_user(new_user(id, name, Role::User), now)
+            .await
+            .unwrap();
+    }
+    store.fan_out(&["hook".into()], now).await.unwrap();
+    let lease = Timestamp(160);
+    let claimed = store.claim_due_deliveries(now, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    // One settles before the shutdown; the others are cut off.
+    store
+        .delivered("hook", &claimed[0].user_id, claimed[0].seq, now)
+        .await
+        .unwrap();
+    let keys: Vec<(String, i64)> = claimed.iter().map(|d| (d.sink.clone(), d.seq)).collect();
+    assert_eq!(
+        store
+            .release_claims(&keys, lease, Timestamp(101))
+            .await
+            .unwrap(),
+        2
+    );
+    let again = store
+        .claim_due_deliveries(Timestamp(101), Timestamp(200), 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 2, "due at once, not after the lease");
+    // Released with the old lease again (a late call): the new holder's claims stay.
+    assert_eq!(
+        store
+            .release_claims(&keys, lease, Timestamp(102))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
 async fn claimed_deliveries_wait_for_their_lease() {
     let store = SqlStore::throwaway().await.unwrap();
     let now = Timestamp(100);
