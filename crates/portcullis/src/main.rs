@@ -127,6 +127,9 @@ fn check_config(path: Option<&std::path::Path>) -> ExitCode {
                     );
                 }
             }
+            if let Some(acme) = cfg.tls.as_ref().and_then(|tls| tls.acme.as_ref()) {
+                acme_directory_warning(acme);
+            }
             let source = used
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "built-in defaults".into());
@@ -142,6 +145,22 @@ fn check_config(path: Option<&std::path::Path>) -> ExitCode {
             eprint!("{errors}");
             ExitCode::from(EXIT_BAD_CONFIG)
         }
+    }
+}
+
+/// Whether the ACME directory answers: a warning only, since a certificate already stored
+/// keeps serving without it (and check-config may run where the CA is not reachable).
+fn acme_directory_warning(acme: &portcullis_core::config::AcmeConfig) {
+    let probed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|runtime| runtime.block_on(portcullis::doctor::probe_acme_directory(acme)));
+    if let Ok(Err(why)) = probed {
+        eprintln!(
+            "warning: tls.acme.directory {} does not answer from here ({why}): no certificate can be ordered or renewed until it does; {} (portcullis doctor --live: LIVE-ACME-DIRECTORY)",
+            acme.directory,
+            portcullis::doctor::ACME_DIRECTORY_FIX
+        );
     }
 }
 

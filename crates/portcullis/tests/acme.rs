@@ -210,7 +210,29 @@ async fn two_replicas_on_postgresql_order_once_and_serve_the_same_certificate() 
 }
 
 #[tokio::test]
-async fn doctor_live_reports_an_acme_directory_that_does_not_answer() {
+async fn a_ca_that_requires_external_account_binding_issues_with_the_configured_key() {
+    const KID: &str = "kid-1";
+    const KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let pebble = Pebble::requiring_eab(KID, KEY).await;
+    let port = pebble.tls_port;
+    let _h = Harness::start_on(
+        port,
+        &format!(
+            "public_url = 'https://{DOMAIN}:{port}'\n{APP}[tls]\n{}",
+            pebble.acme_table(
+                &[DOMAIN],
+                &format!("[tls.acme.eab]\nkid = '{KID}'\nhmac_key = '{KEY}'\n")
+            )
+        ),
+    )
+    .await;
+    let root = pebble.root().await;
+    served(&client(&root, port), port, Duration::from_secs(60)).await;
+    assert_eq!(pebble.issued(), 1);
+}
+
+#[tokio::test]
+async fn check_config_and_doctor_live_report_an_acme_directory_that_does_not_answer() {
     let pebble = Pebble::start(3600).await;
     let closed = common::idp::free_port();
     for (directory, expect_problem) in [
@@ -240,6 +262,20 @@ async fn doctor_live_reports_an_acme_directory_that_does_not_answer() {
         })
         .await
         .unwrap();
+        let checked = tokio::task::spawn_blocking({
+            let dir = dir.path().to_owned();
+            move || {
+                portcullis(&["check-config"])
+                    .current_dir(dir)
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        assert!(checked.status.success(), "a warning, not a refusal");
+        let warned = String::from_utf8_lossy(&checked.stderr).contains("does not answer");
+        assert_eq!(warned, expect_problem, "check-config {directory}");
         let report: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
         let flagged = report["findings"]

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_auth::oidc::Providers;
-use portcullis_core::config::{Config, UpstreamTransport, WHOAMI_UPSTREAM, parse_upstream};
+use portcullis_core::config::{
+    AcmeConfig, Config, UpstreamTransport, WHOAMI_UPSTREAM, parse_upstream,
+};
 use portcullis_core::profile::ProfileName;
 use portcullis_core::{Identity, Role, SystemClock};
 use portcullis_doctor::{Finding, Severity};
@@ -216,44 +218,7 @@ async fn acme_directory(config: &Config, report: &mut LiveReport) {
     let Some(acme) = config.tls.as_ref().and_then(|tls| tls.acme.as_ref()) else {
         return;
     };
-    let mut builder = reqwest::Client::builder()
-        .timeout(PROBE_TIMEOUT)
-        .user_agent("portcullis-doctor");
-    if let Some(ca) = &acme.directory_ca {
-        let Ok(pem) = std::fs::read(ca) else {
-            // check-config has said the file cannot be read.
-            return;
-        };
-        match reqwest::Certificate::from_pem_bundle(&pem) {
-            Ok(certificates) => {
-                builder = builder.tls_built_in_root_certs(false);
-                for certificate in certificates {
-                    builder = builder.add_root_certificate(certificate);
-                }
-            }
-            Err(_) => return,
-        }
-    }
-    let answered = match builder.build() {
-        Ok(http) => match http.get(&acme.directory).send().await {
-            Ok(response) if response.status().is_success() => {
-                match response.json::<serde_json::Value>().await {
-                    Ok(directory) if directory.get("newOrder").is_some() => Ok(()),
-                    Ok(_) => {
-                        Err("it answered, but not with an ACME directory (no newOrder)".into())
-                    }
-                    Err(e) => Err(format!(
-                        "it answered something that is not JSON ({})",
-                        chain(&e)
-                    )),
-                }
-            }
-            Ok(response) => Err(format!("it answered {}", response.status())),
-            Err(e) => Err(chain(&e)),
-        },
-        Err(e) => Err(e.to_string()),
-    };
-    match answered {
+    match probe_acme_directory(acme).await {
         Ok(()) => report
             .passed
             .push(format!("ACME directory: {} answers", acme.directory)),
@@ -262,9 +227,44 @@ async fn acme_directory(config: &Config, report: &mut LiveReport) {
             Severity::Error,
             "no certificate can be ordered or renewed: browsers will refuse Portcullis once the current one ends".into(),
             format!("the ACME directory {} does not answer: {why}", acme.directory),
-            "check the URL (Let's Encrypt: https://acme-v02.api.letsencrypt.org/directory), outbound https from this host, and tls.acme.directory_ca for a private CA".into(),
+            ACME_DIRECTORY_FIX.into(),
             "tls.acme.directory".into(),
         ),
+    }
+}
+
+pub const ACME_DIRECTORY_FIX: &str = "check the URL (Let's Encrypt: https://acme-v02.api.letsencrypt.org/directory), outbound https from this host, and tls.acme.directory_ca for a private CA";
+
+/// Fetches the ACME directory (trusting `directory_ca` when set) and checks that it is one.
+pub async fn probe_acme_directory(acme: &AcmeConfig) -> Result<(), String> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(PROBE_TIMEOUT)
+        .user_agent("portcullis-doctor");
+    if let Some(ca) = &acme.directory_ca {
+        let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: {}", ca.display(), chain(&e)))?;
+        builder = builder.tls_built_in_root_certs(false);
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    let http = builder.build().map_err(|e| e.to_string())?;
+    let response = http
+        .get(&acme.directory)
+        .send()
+        .await
+        .map_err(|e| chain(&e))?;
+    if !response.status().is_success() {
+        return Err(format!("it answered {}", response.status()));
+    }
+    match response.json::<serde_json::Value>().await {
+        Ok(directory) if directory.get("newOrder").is_some() => Ok(()),
+        Ok(_) => Err("it answered, but not with an ACME directory (no newOrder)".into()),
+        Err(e) => Err(format!(
+            "it answered something that is not JSON ({})",
+            chain(&e)
+        )),
     }
 }
 

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use portcullis_doctor::{Finding, Settings, Severity};
 
 mod live;
+pub use live::{ACME_DIRECTORY_FIX, probe_acme_directory};
 
 #[derive(clap::Args)]
 pub struct DoctorArgs {

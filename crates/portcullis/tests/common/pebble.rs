@@ -37,6 +37,16 @@ fn binary(name: &str) -> &str {
 impl Pebble {
     /// Starts pebble issuing certificates valid for `validity` seconds.
     pub async fn start(validity: u64) -> Pebble {
+        Self::launch(validity, None).await
+    }
+
+    /// Starts pebble requiring External Account Binding with the key id `kid` and MAC key
+    /// `hmac_key` (base64url).
+    pub async fn requiring_eab(kid: &str, hmac_key: &str) -> Pebble {
+        Self::launch(3600, Some((kid, hmac_key))).await
+    }
+
+    async fn launch(validity: u64, eab: Option<(&str, &str)>) -> Pebble {
         let pki = Pki::new("pebble listener CA");
         let listener = pki.server("pebble", &["localhost", "127.0.0.1"]);
         let (acme, management, dns, dns_management) =
@@ -53,7 +63,8 @@ impl Pebble {
                 "httpPort": http_port,
                 "tlsPort": tls_port,
                 "ocspResponderURL": "",
-                "externalAccountBindingRequired": false,
+                "externalAccountBindingRequired": eab.is_some(),
+                "externalAccountMACKeys": eab.map(|(kid, key)| serde_json::json!({ kid: key })),
                 "certificateValidityPeriod": validity,
             }})
             .to_string(),
