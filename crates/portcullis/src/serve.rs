@@ -39,6 +39,11 @@ use tokio::task::JoinHandle;
 
 use crate::{config, logging};
 
+mod reload;
+
+pub use reload::ReloadRefused;
+use reload::Reloader;
+
 /// How often expired sessions are deleted from the store.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -47,12 +52,20 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The one-time link to create the first admin, while none exists.
     pub setup_link: Option<String>,
+    /// The state it started with (a reload serves new connections with a new one).
     pub state: AppState,
+    reloader: Arc<Reloader>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
 
 impl Running {
+    /// Serves new connections with `config` from now on, if it can change live; the old
+    /// configuration keeps serving otherwise (and the error says why).
+    pub async fn reload(&self, config: Config) -> Result<(), ReloadRefused> {
+        self.reloader.reload(config).await
+    }
+
     /// Stops accepting connections and waits for in-flight requests (up to the grace period).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(());
@@ -62,6 +75,164 @@ impl Running {
 
 fn needs_whoami(routes: &CompiledRoutes) -> bool {
     routes.apps.iter().any(|a| a.upstream == Upstream::Whoami)
+}
+
+/// What stays for the life of the process, whatever the configuration reloads: the store, the
+/// token key, the clock, the access log, and the first-admin setup link.
+#[derive(Clone)]
+pub(crate) struct Base {
+    pub store: Arc<dyn Store>,
+    pub sealer: Sealer,
+    pub clock: Arc<dyn Clock>,
+    pub access_log: Arc<dyn AccessLog>,
+    pub setup: Arc<SetupToken>,
+    pub workers: usize,
+}
+
+/// Everything built from one configuration: the state each worker serves with, and the
+/// background tasks that go with it (not yet started).
+pub(crate) struct Stack {
+    pub states: Vec<AppState>,
+    sessions: Arc<SessionManager>,
+    watcher: ChangeWatcher,
+    provisioner: Arc<Provisioner>,
+}
+
+/// The background tasks of one [`Stack`], stopped when it is replaced or the process ends.
+pub(crate) struct Background {
+    sweeper: JoinHandle<()>,
+    watching: JoinHandle<()>,
+    provisioning: Option<JoinHandle<()>>,
+    stop_provisioning: tokio_util::sync::CancellationToken,
+}
+
+impl Stack {
+    /// Builds every part from a validated configuration.
+    pub(crate) async fn build(config: &Config, base: &Base) -> anyhow::Result<Stack> {
+        let Base {
+            store,
+            sealer,
+            clock,
+            access_log,
+            setup,
+            workers,
+        } = base;
+        let providers = Arc::new(Providers::new(&config.providers, clock.clone())?);
+        // The one owner of directory writes: sign-ins, refreshes, the admin surfaces and SCIM.
+        let directory = Arc::new(
+            Directory::new(
+                store.clone(),
+                clock.clone(),
+                Audit::new(store.clone(), clock.clone()),
+            )
+            .with_known_apps(crate::config::known_apps(config)),
+        );
+        let sessions = session_manager(config, store, clock, &providers, sealer, &directory);
+        let provision_metrics = Arc::new(ProvisionMetrics::default());
+        let mut metrics = Metrics::new();
+        provision_metrics.register(metrics.registry_mut());
+        let local_login = Arc::new(local_login(config, store, clock, &directory)?);
+        local_login
+            .hasher()
+            .register_metrics(metrics.registry_mut());
+        let metrics = Arc::new(metrics);
+        let provisioner = provisioner(config, store, clock, provision_metrics)?;
+        let (gateways, watcher) = gateways(
+            config,
+            *workers,
+            Shared {
+                store,
+                clock,
+                directory: &directory,
+                sealer,
+                sessions: &sessions,
+                metrics: &metrics,
+                access_log,
+            },
+        )
+        .await?;
+        // Portcullis's own handlers read the routes too; any worker's copy serves.
+        let gateway = gateways
+            .first()
+            .cloned()
+            .context("no worker to serve requests")?;
+        let oauth = Arc::new(authorization_server(config, store, clock, &gateway)?);
+        let state = AppState {
+            oauth,
+            settings: Arc::new(web_settings(config)),
+            store: store.clone(),
+            clock: clock.clone(),
+            sessions: sessions.clone(),
+            local_login,
+            factors: Arc::new(second_factors(config, store, clock, sealer)),
+            mailer: match &config.smtp {
+                Some(smtp) => Some(Arc::new(
+                    portcullis_web::mail::Mailer::new(smtp).map_err(anyhow::Error::msg)?,
+                )),
+                None => None,
+            },
+            setup: setup.clone(),
+            gateway,
+            metrics,
+            audit: Audit::new(store.clone(), clock.clone()),
+            directory,
+            providers,
+            flows: Arc::new(FlowManager::new(store.clone(), clock.clone())),
+            sealer: sealer.clone(),
+        };
+        let states = gateways
+            .into_iter()
+            .map(|gateway| AppState {
+                gateway,
+                ..state.clone()
+            })
+            .collect();
+        Ok(Stack {
+            states,
+            sessions,
+            watcher,
+            provisioner,
+        })
+    }
+
+    /// Starts the background tasks; deliveries get `grace` to finish when they are stopped.
+    pub(crate) fn start_background(self, grace: Duration) -> Background {
+        let state = &self.states[0];
+        let sweeper = tokio::spawn(sweep(
+            self.sessions.clone(),
+            state.oauth.clone(),
+            state.local_login.clone(),
+        ));
+        let watching = tokio::spawn(self.watcher.run());
+        // Delivery runs beside the request path: a sink that is down never slows sign-in.
+        let stop_provisioning = tokio_util::sync::CancellationToken::new();
+        let provisioning = (!self.provisioner.is_empty()).then(|| {
+            tokio::spawn(
+                self.provisioner
+                    .clone()
+                    .run(stop_provisioning.clone(), grace),
+            )
+        });
+        Background {
+            sweeper,
+            watching,
+            provisioning,
+            stop_provisioning,
+        }
+    }
+}
+
+impl Background {
+    /// Stops them; deliveries under way finish (or are cut off after the grace and their claims
+    /// given back) before this returns.
+    pub(crate) async fn stop(self) {
+        self.sweeper.abort();
+        self.watching.abort();
+        self.stop_provisioning.cancel();
+        if let Some(provisioning) = self.provisioning {
+            let _ = provisioning.await;
+        }
+    }
 }
 
 /// Builds everything from a validated configuration and starts serving on `config.listen`, with
@@ -74,50 +245,17 @@ pub async fn start(
     let store = crate::config::open_store(&config)
         .await
         .map_err(anyhow::Error::msg)?;
-    let sealer = token_sealer(&config)?;
-    let providers = Arc::new(Providers::new(&config.providers, clock.clone())?);
-    // The one owner of directory writes: sign-ins, refreshes, the admin surfaces and SCIM.
-    let directory = Arc::new(
-        Directory::new(
-            store.clone(),
-            clock.clone(),
-            Audit::new(store.clone(), clock.clone()),
-        )
-        .with_known_apps(crate::config::known_apps(&config)),
-    );
-    let sessions = session_manager(&config, &store, &clock, &providers, &sealer, &directory);
-    let provision_metrics = Arc::new(ProvisionMetrics::default());
-    let mut metrics = Metrics::new();
-    provision_metrics.register(metrics.registry_mut());
-    let local_login = Arc::new(local_login(&config, &store, &clock, &directory)?);
-    local_login
-        .hasher()
-        .register_metrics(metrics.registry_mut());
-    let metrics = Arc::new(metrics);
-    let provisioner = provisioner(&config, &store, &clock, provision_metrics)?;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (gateways, watcher) = gateways(
-        &config,
-        workers,
-        Shared {
-            store: &store,
-            clock: &clock,
-            directory: &directory,
-            sealer: &sealer,
-            sessions: &sessions,
-            metrics: &metrics,
-            access_log: &access_log,
-        },
-    )
-    .await?;
-    // Portcullis's own handlers read the routes too; any worker's copy serves.
-    let gateway = gateways
-        .first()
-        .cloned()
-        .context("no worker to serve requests")?;
-    let setup = Arc::new(SetupToken::default());
-    let setup_link = if store.count_admins().await? == 0 {
-        let token = setup.issue();
+    let base = Base {
+        sealer: token_sealer(&config)?,
+        store,
+        clock,
+        access_log,
+        setup: Arc::new(SetupToken::default()),
+        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let stack = Stack::build(&config, &base).await?;
+    let setup_link = if base.store.count_admins().await? == 0 {
+        let token = base.setup.issue();
         Some(format!(
             "{}/.portcullis/setup?token={token}",
             config.public_url()
@@ -125,30 +263,7 @@ pub async fn start(
     } else {
         None
     };
-    let oauth = Arc::new(authorization_server(&config, &store, &clock, &gateway)?);
-    let state = AppState {
-        oauth,
-        settings: Arc::new(web_settings(&config)),
-        store: store.clone(),
-        clock: clock.clone(),
-        sessions: sessions.clone(),
-        local_login,
-        factors: Arc::new(second_factors(&config, &store, &clock, &sealer)),
-        mailer: match &config.smtp {
-            Some(smtp) => Some(Arc::new(
-                portcullis_web::mail::Mailer::new(smtp).map_err(anyhow::Error::msg)?,
-            )),
-            None => None,
-        },
-        setup,
-        gateway,
-        metrics,
-        audit: Audit::new(store.clone(), clock.clone()),
-        directory,
-        providers,
-        flows: Arc::new(FlowManager::new(store, clock)),
-        sealer,
-    };
+    let state = stack.states[0].clone();
 
     let tls = match &config.tls {
         Some(tls_config) => Some(portcullis_web::tls::ListenerTls::load(tls_config)?),
@@ -168,13 +283,11 @@ pub async fn start(
     };
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let grace = config.shutdown_grace;
-    let worker_states = gateways
-        .into_iter()
-        .map(|gateway| AppState {
-            gateway,
-            ..state.clone()
-        })
-        .collect();
+    let (lanes, live): (Vec<_>, Vec<_>) = stack
+        .states
+        .iter()
+        .map(|state| tokio::sync::watch::channel(state.clone()))
+        .unzip();
     let (stop_redirect_tx, stop_redirect) = oneshot::channel::<()>();
     let signal = async {
         let _ = shutdown_rx.await;
@@ -189,7 +302,7 @@ pub async fn start(
         ))),
         _ => None,
     };
-    let serving = portcullis_web::serve(listener, listener_tls, worker_states, signal, grace)
+    let serving = portcullis_web::serve(listener, listener_tls, live, signal, grace)
         .context("starting the worker threads")?;
     if let (Some(redirect), Some(certificate)) = (redirect, certificate) {
         tokio::spawn(portcullis_web::tls::redirect_to_https(
@@ -201,34 +314,28 @@ pub async fn start(
             },
         ));
     }
-    let sweeper = tokio::spawn(sweep(
-        sessions,
-        state.oauth.clone(),
-        state.local_login.clone(),
+    let reloader = Arc::new(Reloader::new(
+        config,
+        base,
+        lanes,
+        stack.start_background(grace),
     ));
-    let watching = tokio::spawn(watcher.run());
-    // Delivery runs beside the request path: a sink that is down never slows sign-in.
-    let stop_provisioning = tokio_util::sync::CancellationToken::new();
-    let provisioning = (!provisioner.is_empty())
-        .then(|| tokio::spawn(provisioner.run(stop_provisioning.clone(), grace)));
-    let task = tokio::spawn(async move {
-        serving.await;
-        if let Some(renewing) = renewing {
-            renewing.abort();
-        }
-        sweeper.abort();
-        watching.abort();
-        // Last, and waited for: deliveries under way finish (or are cut off after the grace and
-        // their claims given back) before the process ends.
-        stop_provisioning.cancel();
-        if let Some(provisioning) = provisioning {
-            let _ = provisioning.await;
+    let task = tokio::spawn({
+        let reloader = reloader.clone();
+        async move {
+            serving.await;
+            if let Some(renewing) = renewing {
+                renewing.abort();
+            }
+            // Last, and waited for: deliveries under way finish before the process ends.
+            reloader.stop_background().await;
         }
     });
     Ok(Running {
         addr,
         setup_link,
         state,
+        reloader,
         shutdown: shutdown_tx,
         task,
     })
@@ -588,6 +695,54 @@ async fn sweep(
     }
 }
 
+/// How often the configuration file is checked for a change.
+const CONFIG_CHECK: Duration = Duration::from_secs(2);
+
+/// Reloads the configuration on SIGHUP and when its file changes. A new configuration that is
+/// not valid is reported as check-config would and changes nothing.
+async fn reload_when_asked(reloader: Arc<Reloader>, path: Option<std::path::PathBuf>) {
+    let modified = |path: &Option<std::path::PathBuf>| {
+        path.as_ref()
+            .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+    };
+    let mut seen = modified(&path);
+    let mut checks = tokio::time::interval(CONFIG_CHECK);
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hangup_received = async {
+            match hangup.as_mut() {
+                Some(hangup) => hangup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup_received = std::future::pending::<Option<()>>();
+        let why = tokio::select! {
+            _ = hangup_received => "SIGHUP",
+            _ = checks.tick() => {
+                let now = modified(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "the configuration file changed"
+            }
+        };
+        match config::load(path.as_deref()) {
+            Err(errors) => tracing::error!(
+                reason = why,
+                "the new configuration is not valid; the running one keeps serving:\n{errors}"
+            ),
+            Ok((config, _)) => match reloader.reload(config).await {
+                Ok(()) => tracing::info!(reason = why, "configuration reloaded"),
+                Err(refused) => tracing::error!(reason = why, "{refused}"),
+            },
+        }
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -648,7 +803,7 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let source = used.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
+        let source = used.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
         tracing::info!(addr = %running.addr, config = %source, "Portcullis is listening");
         // What follows goes straight to stderr: the log lines before it come first.
         log_in_runtime.flush();
@@ -660,7 +815,9 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
                  The link works until the admin account exists; restarting prints a new one.\n"
             );
         }
+        let reloading = tokio::spawn(reload_when_asked(running.reloader.clone(), used.clone()));
         shutdown_signal().await;
+        reloading.abort();
         tracing::info!("shutdown requested");
         running.shutdown().await;
         flushing.abort();

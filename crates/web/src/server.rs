@@ -24,7 +24,7 @@ use portcullis_core::path::{canonicalize, has_prefix};
 use portcullis_http::forwarded::TlsConnection;
 use portcullis_http::respond;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::either::Either;
 use tower::ServiceExt;
 
@@ -228,12 +228,12 @@ fn is_shared_path(path: &str) -> bool {
 pub fn serve(
     listener: TcpListener,
     tls: Option<ListenerTls>,
-    workers: Vec<AppState>,
+    workers: Vec<watch::Receiver<AppState>>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<impl Future<Output = ()>> {
-    let mut workers = Workers::start(workers, move |state, connections| {
-        serve_connections(connections, state, tls.clone(), grace)
+    let mut workers = Workers::start(workers, move |live, connections| {
+        serve_connections(connections, live, tls.clone(), grace)
     })?;
     Ok(async move {
         tokio::pin!(shutdown);
@@ -265,11 +265,12 @@ pub fn serve(
 /// gateway; the router sees only Portcullis's own paths.
 async fn serve_connections(
     mut connections: mpsc::UnboundedReceiver<Handoff>,
-    state: AppState,
+    mut live: watch::Receiver<AppState>,
     tls: Option<ListenerTls>,
     grace: Duration,
 ) {
-    let router = router(state.clone());
+    let mut state = live.borrow_and_update().clone();
+    let mut router = router(state.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -287,6 +288,12 @@ async fn serve_connections(
         .max_local_error_reset_streams(Some(1024));
     let graceful = GracefulShutdown::new();
     while let Some((stream, peer)) = connections.recv().await {
+        // A reloaded configuration serves the connections accepted from now on; those open
+        // keep the state they started with.
+        if live.has_changed().unwrap_or(false) {
+            state = live.borrow_and_update().clone();
+            router = crate::server::router(state.clone());
+        }
         // Registered with this worker's runtime: the connection is driven here for its life.
         let stream = match tokio::net::TcpStream::from_std(stream) {
             Ok(stream) => stream,
