@@ -72,7 +72,8 @@ async fn apps_and_policies_change_live_and_the_listener_does_not() {
             NOTES.replace("{upstream}", &upstream)
         ),
     );
-    h.add_user("eve", None, None, Role::User, &["everyone"]).await;
+    h.add_user("eve", None, None, Role::User, &["everyone"])
+        .await;
     let eve = h.sign_in("eve", "user-password-1").await.unwrap();
     assert_eq!(status(&h, "/chat/x", &eve).await, StatusCode::FORBIDDEN);
     h.running.reload(config).await.unwrap();

@@ -5,12 +5,15 @@
 //! a restart, and a reload that changes them is refused naming them.
 
 use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
 
 use portcullis_core::config::Config;
 use portcullis_web::AppState;
 use tokio::sync::{Mutex, watch};
 
-use super::{Background, Base, Stack};
+use super::stack::{Background, Base, Stack};
+use crate::config;
 
 /// Why a new configuration is not serving.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +113,54 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         }
     }
     changed
+}
+
+/// How often the configuration file is checked for a change.
+const CONFIG_CHECK: Duration = Duration::from_secs(2);
+
+/// Reloads the configuration on SIGHUP and when its file changes. A new configuration that is
+/// not valid is reported as check-config would and changes nothing.
+pub(super) async fn reload_when_asked(reloader: Arc<Reloader>, path: Option<std::path::PathBuf>) {
+    let modified = |path: &Option<std::path::PathBuf>| {
+        path.as_ref()
+            .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+    };
+    let mut seen = modified(&path);
+    let mut checks = tokio::time::interval(CONFIG_CHECK);
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hangup_received = async {
+            match hangup.as_mut() {
+                Some(hangup) => hangup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup_received = std::future::pending::<Option<()>>();
+        let why = tokio::select! {
+            _ = hangup_received => "SIGHUP",
+            _ = checks.tick() => {
+                let now = modified(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "the configuration file changed"
+            }
+        };
+        match config::load(path.as_deref()) {
+            Err(errors) => tracing::error!(
+                reason = why,
+                "the new configuration is not valid; the running one keeps serving:\n{errors}"
+            ),
+            Ok((config, _)) => match reloader.reload(config).await {
+                Ok(()) => tracing::info!(reason = why, "configuration reloaded"),
+                Err(refused) => tracing::error!(reason = why, "{refused}"),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
