@@ -270,13 +270,7 @@ pub async fn probe_acme_directory(acme: &AcmeConfig) -> Result<(), String> {
 
 /// An error with its causes (reqwest's own message leaves out why a connection failed).
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    text
+    portcullis_core::error::with_causes(e)
 }
 
 fn is_loopback_host(host: &str) -> bool {

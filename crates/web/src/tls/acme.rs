@@ -244,7 +244,7 @@ impl AcmeOrdering {
     fn ca(&self, e: impl std::error::Error) -> AcmeError {
         AcmeError::Ca {
             directory: self.config.directory.clone(),
-            detail: with_sources(&e),
+            detail: portcullis_core::error::with_causes(&e),
         }
     }
 
@@ -437,21 +437,6 @@ fn pair_from_pem(chain: &str, key: &str) -> Result<CertifiedKey, String> {
     CertifiedKey::from_der(certificates, key, &provider()).map_err(|e| e.to_string())
 }
 
-/// An error and what caused it, on one line.
-fn with_sources(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// The CA client's HTTP: one HTTP/1.1 connection per request (an order makes a dozen), verified
 /// like an https upstream: against `directory_ca` or the system's roots.
 struct AcmeHttp {
@@ -528,7 +513,7 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{SystemTime, UNIX_EPOCH};
+    use std::time::UNIX_EPOCH;
 
     fn facts(from: u64, to: u64) -> CertificateFacts {
         CertificateFacts {
@@ -551,15 +536,5 @@ mod tests {
             renew_at(&facts, Some(Duration::from_secs(7 * 86_400))),
             Timestamp(1_000 + 83 * 86_400)
         );
-        let _ = SystemTime::now();
-    }
-
-    #[test]
-    fn errors_name_their_causes_once() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] std::io::Error);
-        let e = Outer(std::io::Error::other("connection refused"));
-        assert_eq!(with_sources(&e), "outer: connection refused");
     }
 }
